@@ -1,0 +1,59 @@
+# vlkb: the two commands a user needs are `make demo` and `make test`.
+# Both install what is missing (Debian packages as root or with sudo, then a venv).
+
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := postgresql-15 postgresql-15-pgsphere stilts python3-venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup system venv serve lint bench clean db-start db-stop
+
+demo: setup  ## install, start the private PostgreSQL, load demo data, serve http://127.0.0.1:8000
+	$(BIN)/vlkb serve --demo
+
+test: setup  ## install and run the whole test suite
+	$(BIN)/python -m pytest -q tests
+
+setup: system venv
+
+# Debian packages: installed only when one is missing, so a second run costs nothing.
+system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# Debian's pgSphere 1.2.0 install script fails on PostgreSQL 15.20; see db/pgsphere.py.
+	@$(SUDO) $(PY) db/pgsphere.py
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+serve: setup
+	$(BIN)/vlkb serve
+
+db-start: setup
+	$(BIN)/vlkb db start
+
+db-stop:
+	$(BIN)/vlkb db stop
+
+lint: venv
+	$(BIN)/ruff check app vo db schemas tests bench
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	-$(BIN)/vlkb db stop
+	rm -rf var

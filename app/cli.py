@@ -1,0 +1,317 @@
+"""The ``vlkb`` command line: run the service, manage its database, load data.
+
+Every failure an operator can fix is printed as one line saying what to do (exit code 1),
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import psycopg
+import typer
+from pydantic import ValidationError
+
+from app.database import cluster_for, database_url
+from app.settings import Settings
+from db.cluster import ClusterError, find_bindir
+from db.pgsphere import find_script
+
+__all__ = ["main"]
+
+cli = typer.Typer(help="vlkb: IVOA data service for Galactic-plane surveys.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+db_cli = typer.Typer(help="The service database (embedded cluster or VLKB_DATABASE_URL).", no_args_is_help=True)
+ingest_cli = typer.Typer(help="Load FITS datasets and catalogues.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(ingest_cli, name="ingest")
+
+T = TypeVar("T")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"vlkb: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise _fail(f"bad setting VLKB_{field.upper()}: {first['msg']}") from None
+
+
+@contextmanager
+def _operator_errors() -> Iterator[None]:
+    """Turn the errors an operator can fix into one clear line."""
+    try:
+        yield
+    except ClusterError as exc:
+        raise _fail(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(
+            f"database unreachable ({first}): start it with `vlkb db start`, or check VLKB_DATABASE_URL"
+        ) from None
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(f"database error: {first}") from None
+    except PermissionError as exc:
+        raise _fail(f"permission denied on {exc.filename}: check VLKB_HOME and file permissions") from None
+
+
+def _repair_pgsphere(settings: Settings) -> None:
+    """Repair Debian's pgSphere install script when needed and possible (see db/pgsphere.py)."""
+    script = find_script(find_bindir(settings.pg_bindir))
+    if script is None:
+        raise ClusterError("pgSphere is not installed: run `make setup` (apt-get install postgresql-15-pgsphere)")
+    if script.needs_repair():
+        if not os.access(script.path, os.W_OK):
+            raise ClusterError(
+                f"{script.path} needs the pgSphere repair and is not writable: run `sudo vlkb db repair-pgsphere`"
+            )
+        script.repair()
+        typer.echo(f"repaired the pgSphere install script {script.path} (legacy DaCHS operators)")
+
+
+def _ensure_database(settings: Settings) -> str:
+    """Start the embedded cluster if that is the configuration, migrate, and return the URL."""
+    if settings.embedded:
+        _repair_pgsphere(settings)
+        cluster_for(settings).start()
+    url = database_url(settings)
+    from db.migrate import migrate
+
+    migrate(url)
+    return url
+
+
+@db_cli.command("start")
+def db_start() -> None:
+    """Create (first time) and start the embedded PostgreSQL cluster, then migrate."""
+    settings = _settings()
+    if not settings.embedded:
+        raise _fail("VLKB_DATABASE_URL is set: the database is external, there is nothing to start")
+    with _operator_errors():
+        _ensure_database(settings)
+        typer.echo(cluster_for(settings).status())
+
+
+@db_cli.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL cluster."""
+    settings = _settings()
+    with _operator_errors():
+        cluster_for(settings).stop()
+        typer.echo(cluster_for(settings).status())
+
+
+@db_cli.command("status")
+def db_status() -> None:
+    """Say whether the embedded cluster is running."""
+    settings = _settings()
+    if not settings.embedded:
+        typer.echo("external database (VLKB_DATABASE_URL)")
+        return
+    with _operator_errors():
+        typer.echo(cluster_for(settings).status())
+
+
+@db_cli.command("migrate")
+def db_migrate() -> None:
+    """Upgrade the internal schema, create the published tables and refresh TAP_SCHEMA."""
+    settings = _settings()
+    with _operator_errors():
+        from db.migrate import migrate
+
+        migrate(database_url(settings))
+        typer.echo("database is up to date")
+
+
+@db_cli.command("repair-pgsphere")
+def db_repair_pgsphere() -> None:
+    """Repair Debian's pgSphere 1.2.0 install script so CREATE EXTENSION works (needs root)."""
+    settings = _settings()
+    with _operator_errors():
+        script = find_script(find_bindir(settings.pg_bindir))
+        if script is None:
+            raise _fail("pgSphere is not installed: apt-get install postgresql-15-pgsphere")
+        changed = script.repair()
+        typer.echo(f"{script.path}: {'repaired' if changed else 'already fine'}")
+
+
+def _load_demo(settings: Settings, url: str, scale: int, force: bool) -> None:
+    from vo.demo.load import demo_loaded, load_demo
+
+    with psycopg.connect(url) as conn:
+        if demo_loaded(conn) and not force:
+            typer.echo("demo data already loaded (use --force to reload)")
+            return
+        report = load_demo(
+            conn, settings.data_dir, scale=scale, authority=settings.authority, base_url=settings.public_url
+        )
+    typer.echo(report)
+
+
+@cli.command("demo-data")
+def demo_data(
+    scale: Annotated[int, typer.Option(help="Multiply catalogue sizes by this factor.")] = 0,
+    force: Annotated[bool, typer.Option(help="Regenerate and reload even if present.")] = False,
+) -> None:
+    """Generate the deterministic demo data (FITS, catalogues, filaments) and load it."""
+    settings = _settings()
+    with _operator_errors():
+        url = _ensure_database(settings)
+        _load_demo(settings, url, scale or settings.demo_scale, force)
+
+
+@ingest_cli.command("datasets")
+def ingest_datasets(
+    survey: Annotated[str, typer.Option(help="Survey name (obs_collection); must exist or be given by --species.")],
+    paths: Annotated[list[str], typer.Argument(help="FITS files, globs or fsspec URLs.")],
+    species: Annotated[str, typer.Option(help="Species (Continuum for continuum surveys).")] = "Continuum",
+    transition: Annotated[str, typer.Option(help="Transition or band, e.g. '70 um' or '1-0'.")] = "",
+) -> None:
+    """Ingest FITS images and cubes (headers only) into ivoa.obscore."""
+    settings = _settings()
+    from vo.ingest.cli import run_ingest
+
+    with _operator_errors():
+        url = _ensure_database(settings) if settings.embedded else database_url(settings)
+        with psycopg.connect(url) as conn:
+            report = run_ingest(conn, survey=survey, species=species, transition=transition, paths=paths,
+                                authority=settings.authority, base_url=settings.public_url)
+        typer.echo(report.summary())
+        if report.failed and not report.succeeded:
+            raise typer.Exit(1)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _serve(settings: Settings, demo: bool) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    if not _port_free(settings.host, settings.port):
+        raise _fail(f"port {settings.port} on {settings.host} is taken: stop that program or set VLKB_PORT")
+    cluster = cluster_for(settings)
+    started_here = settings.embedded and not cluster.running()
+    try:
+        with _operator_errors():
+            url = _ensure_database(settings)
+            if demo:
+                _load_demo(settings, url, settings.demo_scale, force=False)
+        typer.echo(f"serving {settings.public_url}/ (Ctrl-C to stop)")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                    timeout_graceful_shutdown=10)
+    finally:
+        if started_here:
+            with _operator_errors():
+                cluster.stop()
+                typer.echo("embedded PostgreSQL stopped")
+
+
+@cli.command("serve")
+def serve(
+    demo: Annotated[bool, typer.Option(help="Load the demo data first if it is not there.")] = False,
+) -> None:
+    """Run the HTTP service (starting and migrating the embedded database when in use)."""
+    _serve(_settings(), demo)
+
+
+def _check_line(ok: bool, what: str, detail: str) -> bool:
+    mark = typer.style("ok  ", fg=typer.colors.GREEN) if ok else typer.style("FAIL", fg=typer.colors.RED)
+    typer.echo(f"[{mark}] {what}: {detail}")
+    return ok
+
+
+def _check_step(what: str, fn: Callable[[], str]) -> bool:
+    try:
+        return _check_line(True, what, fn())
+    except Exception as exc:  # each check reports its own failure and the next goes on
+        return _check_line(False, what, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+
+
+@cli.command("check")
+def check() -> None:
+    """Check configuration and database, one line per check, with what to do when one fails."""
+    settings = _settings()
+    results = []
+    if settings.embedded:
+        results.append(_check_step("PostgreSQL binaries", lambda: str(find_bindir(settings.pg_bindir))))
+
+        def pgsphere() -> str:
+            script = find_script(find_bindir(settings.pg_bindir))
+            if script is None:
+                raise RuntimeError("pgSphere not installed: apt-get install postgresql-15-pgsphere")
+            if script.needs_repair():
+                raise RuntimeError(
+                    f"{script.path} still has the legacy DaCHS smoc operators that make CREATE EXTENSION fail "
+                    "on PostgreSQL 15.20: run `sudo vlkb db repair-pgsphere`"
+                )
+            return f"{script.path} installs cleanly"
+
+        results.append(_check_step("pgSphere install script", pgsphere))
+
+        def home() -> str:
+            settings.home.mkdir(parents=True, exist_ok=True)
+            if not os.access(settings.home, os.W_OK):
+                raise RuntimeError(f"{settings.home} is not writable: set VLKB_HOME to a writable directory")
+            return str(settings.home)
+
+        results.append(_check_step("VLKB_HOME", home))
+        results.append(_check_step("embedded cluster", lambda: cluster_for(settings).status()))
+
+    def database() -> str:
+        if settings.embedded and not cluster_for(settings).running():
+            raise RuntimeError("embedded cluster not running: start it with `vlkb db start`")
+        with psycopg.connect(database_url(settings), connect_timeout=5) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_sphere'").fetchone()
+            if ext is None:
+                raise RuntimeError("pg_sphere extension missing: run `vlkb db migrate`")
+            n = conn.execute("SELECT count(*) FROM tap_schema.tables").fetchone()[0]
+            return f"PostgreSQL {version}, pg_sphere {ext[0]}, {n} tables in TAP_SCHEMA"
+
+    results.append(_check_step("database", database))
+    results.append(_check_step("HTTP port", lambda: (
+        f"{settings.host}:{settings.port} free" if _port_free(settings.host, settings.port)
+        else f"{settings.host}:{settings.port} in use (a running vlkb, or set VLKB_PORT)")))
+    if not all(results):
+        raise typer.Exit(1)
+
+
+@cli.command("config-doc")
+def config_doc() -> None:
+    """Print the settings reference (docs/configuration.md) as Markdown."""
+    from app.settings import settings_markdown
+
+    typer.echo(settings_markdown(), nl=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,75 @@
+"""Exception handlers: every failure leaves as a DALI error document with an honest status.
+
+Three handlers (STYLE section 4): a :class:`vo.errors.VlkbError` becomes its own status and
+message; a FastAPI validation error becomes a UsageError; anything else becomes a 500 with a
+generic text and the request id, the traceback going to the log only.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from vo.errors import VlkbError
+from vo.votable.errors import error_document
+
+__all__ = ["install_error_handlers", "votable_error"]
+
+log = structlog.get_logger("vlkb.errors")
+
+VOTABLE_MEDIA = "application/x-votable+xml"
+
+
+def votable_error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """A DALI error response."""
+    return Response(error_document(message), status_code=status, media_type=VOTABLE_MEDIA, headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or uuid.uuid4().hex[:12]
+
+
+async def _vlkb_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VlkbError)
+    if exc.status >= 500:
+        log.error("request failed", error=exc.message, path=request.url.path)
+    else:
+        log.info("request refused", error=exc.message, status=exc.status, path=request.url.path)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return votable_error(f"{exc.code}: {exc.message}", exc.status, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return votable_error("UsageError: " + "; ".join(parts), 400)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    text = {404: "no such resource", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+    if exc.status_code == 404:
+        text = f"NotFoundFault: {request.url.path}: {text}"
+    return votable_error(text, exc.status_code, getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    rid = _request_id(request)
+    log.error("unexpected failure", request_id=rid, path=request.url.path, exc_info=exc)
+    return votable_error(f"Error: internal failure of the service (request {rid}); it has been logged", 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(VlkbError, _vlkb_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,72 @@
+"""VOSI endpoints of the TAP service: ``/tap/availability``, ``/tap/capabilities``, ``/tap/tables``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from app.deps import AppSettings, BaseUrl, DbPool
+from schemas import find_table, load_schemas
+from vo import tap, vosi
+from vo.errors import NotFoundError, UsageError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/tap", tags=["VOSI"])
+
+XML = "text/xml"
+_STARTED = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def database_up(pool: DbPool) -> tuple[bool, str]:
+    """Whether the database answers; the note says why not."""
+    try:
+        async with pool.connection(timeout=5) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:  # any failure means "not available"; the note says which
+        return False, f"database unreachable: {type(exc).__name__}"
+    return True, "service is accepting queries"
+
+
+@router.get("/availability")
+async def get_availability(pool: DbPool) -> Response:
+    up, note = await database_up(pool)
+    return Response(vosi.availability(up, note, _STARTED), media_type=XML)
+
+
+@router.get("/capabilities")
+async def get_capabilities(settings: AppSettings, base: BaseUrl) -> Response:
+    limits = vosi.TapLimits(
+        retention_default=settings.destruction_days * 86400,
+        retention_hard=settings.destruction_days * 86400,
+        execution_default=settings.execution_duration,
+        execution_hard=settings.execution_duration,
+        maxrec_default=settings.maxrec_default,
+        maxrec_hard=settings.maxrec_limit,
+    )
+    body = vosi.capabilities(
+        base,
+        "/tap",
+        languages=[("ADQL", tap.ADQL_VERSIONS, tap.ADQL_FEATURES)],
+        output_formats=tap.OUTPUT_FORMATS,
+        limits=limits,
+    )
+    return Response(body, media_type=XML)
+
+
+@router.get("/tables")
+async def get_tables(detail: str | None = Query(None)) -> Response:
+    if detail not in (None, "min", "max"):
+        raise UsageError(f"DETAIL: expected min or max, got {detail!r}")
+    return Response(vosi.tableset(load_schemas(), detail=detail != "min"), media_type=XML)
+
+
+@router.get("/tables/{name}")
+async def get_table(name: str) -> Response:
+    try:
+        table = find_table(name)
+    except KeyError:
+        raise NotFoundError(f"no published table named {name}") from None
+    return Response(vosi.single_table(table), media_type=XML)

@@ -1,0 +1,212 @@
+"""Declarations of the published tables, and the one loader that reads them.
+
+Each ``<schema>.yaml`` file in this package declares one published schema: its tables,
+their columns (type, unit, UCD, utype, description, flags) and indexes. Everything that
+describes a published table is derived from these files: the DDL (``db/ddl.py``), the rows
+of ``TAP_SCHEMA`` (``db/tap_schema.py``), the VOSI tableset and the VOTable FIELDs.
+This module holds data models and the loader only: no SQL, no HTTP.
+
+Column ``type`` is one word of a small vocabulary (see :data:`TYPES`) mapping to a
+PostgreSQL type and to the VOTable ``datatype``/``arraysize``/``xtype`` that TAP 1.1
+(section 4.3) asks ``TAP_SCHEMA.columns`` to carry.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "TYPES",
+    "Column",
+    "ForeignKey",
+    "Index",
+    "SchemaDecl",
+    "Table",
+    "TypeInfo",
+    "load_schemas",
+    "published_tables",
+    "find_table",
+]
+
+
+class TypeInfo(BaseModel):
+    """How one declared column type is stored in PostgreSQL and published in VOTable."""
+
+    model_config = ConfigDict(frozen=True)
+    pg: str
+    datatype: str
+    arraysize: str | None = None
+    xtype: str | None = None
+
+
+#: The declared type vocabulary. Geometry types are pgSphere types published with the DALI
+#: xtypes (DALI 1.1 section 3.3); ``path`` (an open pgSphere line) has no DALI xtype and is
+#: published as a DALI-style list of lon/lat pairs in degrees.
+TYPES: dict[str, TypeInfo] = {
+    "short": TypeInfo(pg="smallint", datatype="short"),
+    "int": TypeInfo(pg="integer", datatype="int"),
+    "long": TypeInfo(pg="bigint", datatype="long"),
+    "float": TypeInfo(pg="real", datatype="float"),
+    "double": TypeInfo(pg="double precision", datatype="double"),
+    "boolean": TypeInfo(pg="boolean", datatype="boolean"),
+    "text": TypeInfo(pg="text", datatype="char", arraysize="*"),
+    "timestamp": TypeInfo(pg="timestamp", datatype="char", arraysize="*", xtype="timestamp"),
+    "point": TypeInfo(pg="spoint", datatype="double", arraysize="2", xtype="point"),
+    "circle": TypeInfo(pg="scircle", datatype="double", arraysize="3", xtype="circle"),
+    "polygon": TypeInfo(pg="spoly", datatype="double", arraysize="*", xtype="polygon"),
+    "path": TypeInfo(pg="spath", datatype="double", arraysize="*"),
+}
+
+
+class Column(BaseModel):
+    """One published column."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    type: Literal[
+        "short", "int", "long", "float", "double", "boolean", "text", "timestamp",
+        "point", "circle", "polygon", "path",
+    ]
+    description: str
+    unit: str | None = None
+    ucd: str | None = None
+    utype: str | None = None
+    principal: bool = False
+    indexed: bool = False
+    std: bool = False
+    nullable: bool = True
+    #: SQL expression for a stored generated column (e.g. the pgSphere point from ra/dec).
+    generated: str | None = None
+    #: Fixed length for ``text`` columns whose values all have the same length (VOTable arraysize).
+    arraysize: str | None = None
+
+    @property
+    def info(self) -> TypeInfo:
+        """The PostgreSQL and VOTable types of this column."""
+        return TYPES[self.type]
+
+    @property
+    def adql_name(self) -> str:
+        """The name as TAP_SCHEMA and VOSI publish it: delimited when it is an ADQL reserved word."""
+        from schemas.reserved import is_reserved
+
+        return f'"{self.name}"' if is_reserved(self.name) else self.name
+
+    @property
+    def votable_arraysize(self) -> str | None:
+        """The VOTable arraysize: a declared override, else the type's own."""
+        return self.arraysize or self.info.arraysize
+
+
+class Index(BaseModel):
+    """An index: ``gist`` for pgSphere geometry, ``btree`` otherwise."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    columns: list[str]
+    method: Literal["btree", "gist"] = "btree"
+    unique: bool = False
+
+
+class ForeignKey(BaseModel):
+    """A foreign key, published in ``TAP_SCHEMA.keys`` and ``key_columns``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    target: str = Field(description="qualified name of the target table")
+    columns: list[tuple[str, str]] = Field(description="(from_column, target_column) pairs")
+    description: str | None = None
+    #: whether the DDL enforces it; published either way.
+    enforced: bool = False
+
+
+class Table(BaseModel):
+    """One published table or view."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    description: str
+    utype: str | None = None
+    type: Literal["table", "view"] = "table"
+    columns: list[Column]
+    primary_key: list[str] = []
+    indexes: list[Index] = []
+    foreign_keys: list[ForeignKey] = []
+    #: filled by the loader: the schema this table belongs to.
+    schema_name: str = ""
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.table``, as TAP_SCHEMA and ADQL name it."""
+        return f"{self.schema_name}.{self.name}"
+
+    def column(self, name: str) -> Column:
+        """The column called ``name`` (case-insensitive); KeyError if none."""
+        for col in self.columns:
+            if col.name.lower() == name.lower():
+                return col
+        raise KeyError(f"{name} is not a column of {self.qualified_name}")
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Table:
+        names = [c.name.lower() for c in self.columns]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"table {self.name}: duplicate columns {sorted(dupes)}")
+        for idx in self.indexes:
+            missing = [c for c in idx.columns if c.lower() not in names]
+            if missing:
+                raise ValueError(f"table {self.name}: index on unknown columns {missing}")
+        for c in self.primary_key:
+            if c.lower() not in names:
+                raise ValueError(f"table {self.name}: primary key on unknown column {c}")
+        return self
+
+
+class SchemaDecl(BaseModel):
+    """One published schema, as declared in ``schemas/<name>.yaml``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_: str = Field(alias="schema")
+    description: str
+    utype: str | None = None
+    #: order of this schema in TAP_SCHEMA.schemas (schema_index)
+    index: int = 0
+    tables: list[Table]
+
+    @property
+    def name(self) -> str:
+        """The schema name."""
+        return self.schema_
+
+
+@cache
+def load_schemas() -> tuple[SchemaDecl, ...]:
+    """All published schema declarations, ordered by their ``index``.
+
+    Cached: the files are package data and do not change while the process runs.
+    """
+    decls = []
+    for entry in resources.files(__package__).iterdir():
+        if entry.name.endswith(".yaml"):
+            raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            decl = SchemaDecl.model_validate(raw)
+            tables = [t.model_copy(update={"schema_name": decl.name}) for t in decl.tables]
+            decls.append(decl.model_copy(update={"tables": tables}))
+    return tuple(sorted(decls, key=lambda d: (d.index, d.name)))
+
+
+def published_tables() -> list[Table]:
+    """Every published table of every schema, in declaration order."""
+    return [t for s in load_schemas() for t in s.tables]
+
+
+def find_table(qualified_name: str) -> Table:
+    """The table called ``schema.table`` (case-insensitive); KeyError if none."""
+    for t in published_tables():
+        if t.qualified_name.lower() == qualified_name.lower():
+            return t
+    raise KeyError(qualified_name)

@@ -1,0 +1,31 @@
+"""STILTS taplint, the referee: the foundation stages report no errors and no failures."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+STAGES = "TMV TME TMS TMC CAP AVV"
+
+
+def run_taplint(url: str, stages: str) -> str:
+    stilts = shutil.which("stilts")
+    if stilts is None:
+        pytest.fail("stilts is not installed: run `make setup`")
+    proc = subprocess.run(
+        [stilts, "taplint", f"tapurl={url}", f"stages={stages}", "report=EWF", "maxrepeat=3"],
+        capture_output=True, text=True, timeout=600,
+    )
+    return proc.stdout + proc.stderr
+
+
+def test_taplint_foundation_stages_clean(server) -> None:
+    out = run_taplint(server.url + "/tap", STAGES)
+    problems = [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line)]
+    assert not problems, "taplint reported:\n" + "\n".join(problems)
+    # the summary proves every stage actually ran
+    for stage in STAGES.split():
+        assert re.search(rf"Section {stage}:", out), f"stage {stage} did not run:\n{out[-2000:]}"

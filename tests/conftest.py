@@ -1,0 +1,134 @@
+"""Session fixtures: a private PostgreSQL + pgSphere cluster with demo data, and a real server.
+
+The cluster is the service's own embedded cluster (``db/cluster.py``) in a temporary
+VLKB_HOME, migrated by ``db/migrate.py`` and loaded by the real demo loader, so the tests
+exercise the exact path ``make demo`` takes. The server is ``vlkb serve`` in a subprocess on
+a free port, talked to over HTTP as a client would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from db.cluster import EmbeddedCluster
+from db.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+VLKB = str(Path(sys.executable).parent / "vlkb")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Database:
+    """The test database: its URL and the VLKB_HOME it lives in."""
+
+    url: str
+    home: Path
+    port: int
+
+
+@pytest.fixture(scope="session")
+def vlkb_home() -> Iterator[Path]:
+    # mkdtemp gives 0700; the cluster runs as the postgres user when tests run as root,
+    # so the directory must be searchable by it.
+    home = Path(tempfile.mkdtemp(prefix="vlkb-test-"))
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database(vlkb_home: Path) -> Iterator[Database]:
+    """The embedded cluster, started, migrated and loaded with the demo data."""
+    from vo.demo.load import load_demo
+
+    cluster = EmbeddedCluster(home=vlkb_home)
+    cluster.start()
+    try:
+        url = cluster.url()
+        migrate(url)
+        with psycopg.connect(url) as conn:
+            load_demo(conn, vlkb_home / "data", scale=1, authority="vlkb.test", base_url="http://127.0.0.1")
+        yield Database(url=url, home=vlkb_home, port=cluster.current_port())
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture()
+def conn(database: Database) -> Iterator[psycopg.Connection]:
+    """A connection whose work is rolled back at the end of the test."""
+    with psycopg.connect(database.url) as c:
+        yield c
+        c.rollback()
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running ``vlkb serve`` and its base URL."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+
+def wait_for_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+@pytest.fixture(scope="session")
+def server(database: Database) -> Iterator[Server]:
+    """``vlkb serve`` on a free port against the session database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "VLKB_HOME": str(database.home),
+        "VLKB_PORT": str(port),
+        "VLKB_DB_PORT": str(database.port),
+        "VLKB_LOG_LEVEL": "WARNING",
+    }
+    env.pop("VLKB_DATABASE_URL", None)
+    log = open(database.home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen([VLKB, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/health")
+        yield Server(url=base, process=proc, env=env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture()
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client

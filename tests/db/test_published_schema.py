@@ -1,0 +1,81 @@
+"""The database matches the declarations: tables, columns, GiST indexes, TAP_SCHEMA rows."""
+
+from __future__ import annotations
+
+import psycopg
+
+from db.ddl import QUERY_ROLE, pg_schema
+from db.migrate import migrate
+from schemas import published_tables
+
+GEOMETRY = {"point", "circle", "polygon", "path"}
+
+
+def test_every_declared_column_exists_with_its_type(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        "SELECT table_schema, table_name, column_name, udt_name FROM information_schema.columns"
+    ).fetchall()
+    actual = {(s, t, c): u for s, t, c, u in rows}
+    udt = {"short": "int2", "int": "int4", "long": "int8", "float": "float4", "double": "float8",
+           "boolean": "bool", "text": "text", "timestamp": "timestamp", "point": "spoint",
+           "circle": "scircle", "polygon": "spoly", "path": "spath"}
+    for table in published_tables():
+        for col in table.columns:
+            key = (pg_schema(table.schema_name), table.name, col.name)
+            assert actual.get(key) == udt[col.type], key
+
+
+def test_every_spatial_column_has_a_gist_index(conn: psycopg.Connection) -> None:
+    indexes = conn.execute("SELECT schemaname, tablename, indexdef FROM pg_indexes").fetchall()
+    for table in published_tables():
+        for col in table.columns:
+            if col.type in GEOMETRY and table.schema_name != "TAP_SCHEMA":
+                assert any(
+                    s == pg_schema(table.schema_name) and t == table.name and "USING gist" in d
+                    and f"({col.name})" in d
+                    for s, t, d in indexes
+                ), f"{table.qualified_name}.{col.name} has no GiST index"
+
+
+def test_tap_schema_matches_declarations(conn: psycopg.Connection) -> None:
+    tables = dict(conn.execute("SELECT table_name, description FROM tap_schema.tables").fetchall())
+    assert tables == {t.qualified_name: t.description for t in published_tables()}
+    cols = conn.execute(
+        "SELECT table_name, column_name, datatype, arraysize, xtype, unit, ucd, column_index"
+        " FROM tap_schema.columns ORDER BY table_name, column_index"
+    ).fetchall()
+    for table in published_tables():
+        mine = [c for c in cols if c[0] == table.qualified_name]
+        assert [c[1] for c in mine] == [c.adql_name for c in table.columns]
+        for row, col in zip(mine, table.columns, strict=True):
+            assert row[2:7] == (col.info.datatype, col.votable_arraysize, col.info.xtype, col.unit, col.ucd)
+    assert all(d.strip() for _, d in tables.items())
+
+
+def test_migrate_is_idempotent(database, conn: psycopg.Connection) -> None:
+    before = conn.execute("SELECT count(*) FROM compactsources.band70um").fetchone()[0]
+    migrate(database.url)
+    migrate(database.url)
+    assert conn.execute("SELECT count(*) FROM compactsources.band70um").fetchone()[0] == before
+    assert conn.execute("SELECT count(*) FROM tap_schema.tables").fetchone()[0] == len(published_tables())
+
+
+def test_query_role_reads_published_schemas_only(conn: psycopg.Connection) -> None:
+    conn.execute(f"SET ROLE {QUERY_ROLE}")
+    assert conn.execute("SELECT count(*) FROM ivoa.obscore").fetchone()[0] >= 0
+    try:
+        conn.execute("SELECT count(*) FROM vlkb.datasets")
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+    else:
+        raise AssertionError("the query role can read the internal schema")
+
+
+def test_demo_has_enough_catalogue_rows_and_a_restricted_survey(conn: psycopg.Connection) -> None:
+    total = 0
+    for table in published_tables():
+        if table.schema_name == "compactsources":
+            total += conn.execute(f"SELECT count(*) FROM compactsources.{table.name}").fetchone()[0]
+    assert total >= 100_000
+    restricted = conn.execute("SELECT count(*) FROM vlkb.survey_policies WHERE groups <> '{}'").fetchone()[0]
+    assert restricted >= 1

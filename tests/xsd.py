@@ -1,0 +1,75 @@
+"""Validate VOSI/TAPRegExt/UWS documents against the IVOA XML schemas shipped inside STILTS.
+
+The schemas come from the ``stilts`` Debian package's jar (the copies taplint itself uses),
+so the test suite needs no network; an lxml resolver maps each schema URL to its local copy.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+JARS = [Path("/usr/share/java/starlink-ttools.jar")]
+_PREFIX = "uk/ac/starlink/ttools/taplint/"
+
+# namespace or schemaLocation URL -> file in the jar
+_BY_URL = {
+    "http://www.ivoa.net/xml/VOResource/v1.0": "VOResource-v1.1.xsd",
+    "http://www.ivoa.net/xml/VOResource/VOResource-v1.0.xsd": "VOResource-v1.1.xsd",
+    "http://www.ivoa.net/xml/VODataService/v1.1": "VODataService-v1.1.xsd",
+    "http://www.ivoa.net/xml/STC/stc-v1.30.xsd": "stc-v1.30.xsd",
+    "http://hea-www.harvard.edu/~arots/nvometa/v1.30/stc-v1.30.xsd": "stc-v1.30.xsd",
+    "http://www.ivoa.net/xml/Xlink/xlink.xsd": "xlink.xsd",
+    "http://www.w3.org/1999/xlink": "xlink.xsd",
+    "http://www.w3.org/2001/xml.xsd": "xmlnamespace.xsd",
+    "http://www.w3.org/XML/1998/namespace": "xmlnamespace.xsd",
+    "http://www.ivoa.net/xml/TAPRegExt/v1.0": "TAPRegExt-v1.0-Erratum1.xsd",
+    "http://www.ivoa.net/xml/VOSICapabilities/v1.0": "VOSICapabilities-v1.0.xsd",
+    "http://www.ivoa.net/xml/VOSIAvailability/v1.0": "VOSIAvailability-v1.0.xsd",
+    "http://www.ivoa.net/xml/VOSITables/v1.0": "VOSITables-v1.1.xsd",
+    "http://www.ivoa.net/xml/UWS/v1.0": "UWS-v1.1.xsd",
+}
+
+
+def _jar() -> zipfile.ZipFile:
+    for jar in JARS:
+        if jar.exists():
+            return zipfile.ZipFile(jar)
+    raise FileNotFoundError("STILTS jar not found: apt-get install stilts")
+
+
+class _JarResolver(etree.Resolver):
+    def __init__(self, jar: zipfile.ZipFile) -> None:
+        super().__init__()
+        self.jar = jar
+
+    def resolve(self, url, pubid, context):  # type: ignore[no-untyped-def]
+        name = _BY_URL.get(url) or Path(url).name
+        try:
+            return self.resolve_string(self.jar.read(_PREFIX + name), context)
+        except KeyError:
+            return None
+
+
+@cache
+def schema_for(*namespaces: str) -> etree.XMLSchema:
+    """An XMLSchema importing the given namespaces (plus what they import)."""
+    jar = _jar()
+    imports = "".join(f'<xs:import namespace="{ns}" schemaLocation="{ns}"/>' for ns in namespaces)
+    driver = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{imports}</xs:schema>'
+    parser = etree.XMLParser(no_network=True)
+    parser.resolvers.add(_JarResolver(jar))
+    return etree.XMLSchema(etree.fromstring(driver.encode(), parser))
+
+
+def assert_valid(document: bytes, *namespaces: str) -> etree._Element:
+    """Parse ``document`` and assert it validates against ``namespaces``; return its root."""
+    root = etree.fromstring(document)
+    schema = schema_for(*namespaces)
+    if not schema.validate(root):
+        errors = "\n".join(f"line {e.line}: {e.message}" for e in schema.error_log)
+        raise AssertionError(f"document does not validate:\n{errors}")
+    return root

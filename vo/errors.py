@@ -1,0 +1,74 @@
+"""The error tree of the protocol core: every error a user can cause, with its HTTP status.
+
+``vo/`` raises these; ``app/errors.py`` renders them as DALI error documents (VOTable with
+``INFO name="QUERY_STATUS" value="ERROR"``, DALI 1.1 section 4.2). Messages are written for
+the user: they name the parameter and say what is wrong, and never carry internals.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "FatalError",
+    "MultiValuedParamNotSupported",
+    "NotFoundError",
+    "TransientError",
+    "UsageError",
+    "VlkbError",
+]
+
+
+class VlkbError(Exception):
+    """Base of all errors a response can report."""
+
+    status: int = 500
+    #: the DALI/SODA error code prefix of the message (SODA 1.0 section 5.2)
+    code: str = "Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(VlkbError):
+    """Bad input: malformed parameter, ADQL syntax error, unknown table."""
+
+    status = 400
+    code = "UsageError"
+
+
+class MultiValuedParamNotSupported(UsageError):
+    """A parameter given several times where the service accepts one (SODA 1.0 section 5.2)."""
+
+    code = "MultiValuedParamNotSupported"
+
+
+class NotFoundError(VlkbError):
+    """The named resource (dataset, job, table) does not exist or is not visible to the caller."""
+
+    status = 404
+    code = "NotFoundFault"
+
+
+class AuthError(VlkbError):
+    """Authentication failed (401) or the caller may not do this (403)."""
+
+    code = "AuthorizationError"
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientError(VlkbError):
+    """A temporary failure (database unreachable, overloaded): retrying later may work."""
+
+    status = 503
+    code = "TransientFault"
+
+
+class FatalError(VlkbError):
+    """A fault of the service itself."""
+
+    status = 500
+    code = "Error"

@@ -1,0 +1,141 @@
+"""TAP 1.1 service description: the languages, features and output formats vlkb declares.
+
+The TAP router publishes these in ``/tap/capabilities``; the query engine refuses what is
+not declared here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from vo.errors import UsageError
+from vo.vosi import LanguageFeature, OutputFormat
+
+__all__ = ["ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "TapQuery", "resolve_format"]
+
+ADQL_VERSIONS = ("2.0", "2.1")
+
+_GEO = "ivo://ivoa.net/std/TAPRegExt#features-adqlgeo"
+_F = "ivo://ivoa.net/std/TAPRegExt#features-adql-"
+
+ADQL_FEATURES: tuple[LanguageFeature, ...] = (
+    *(LanguageFeature(_GEO, form) for form in (
+        "POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "AREA", "CENTROID",
+        "COORD1", "COORD2", "COORDSYS", "DISTANCE",
+    )),
+    LanguageFeature(_F + "string", "LOWER", "Lower-cases a string"),
+    LanguageFeature(_F + "string", "UPPER", "Upper-cases a string"),
+    LanguageFeature(_F + "string", "ILIKE", "Case-insensitive LIKE"),
+    LanguageFeature(_F + "sets", "UNION", None),
+    LanguageFeature(_F + "sets", "EXCEPT", None),
+    LanguageFeature(_F + "sets", "INTERSECT", None),
+    LanguageFeature(_F + "common-table", "WITH", "Common table expressions"),
+    LanguageFeature(_F + "type", "CAST", "CAST to the ADQL 2.1 types"),
+    LanguageFeature(_F + "unit", "IN_UNIT", "Unit conversion of numeric values (astropy.units)"),
+    LanguageFeature(_F + "offset", "OFFSET", "Skip rows of the result"),
+)
+
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
+    OutputFormat("application/x-votable+xml", ("votable", "votable/b2", "binary2"), "ivo://ivoa.net/std/TAPRegExt#output-votable-binary2"),
+    OutputFormat(
+        "application/x-votable+xml;serialization=TABLEDATA", ("votable/td", "votabletd"),
+        "ivo://ivoa.net/std/TAPRegExt#output-votable-td",
+    ),
+    OutputFormat(
+        "application/x-votable+xml;serialization=BINARY", ("votable/b", "binary"),
+        "ivo://ivoa.net/std/TAPRegExt#output-votable-binary",
+    ),
+    OutputFormat("text/csv;header=present", ("csv",)),
+    OutputFormat("text/tab-separated-values", ("tsv",)),
+    OutputFormat("application/json", ("json",)),
+)
+
+
+_LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
+
+
+def _single(raw: dict[str, list[str]], name: str) -> str | None:
+    values = raw.get(name)
+    if not values:
+        return None
+    distinct = {v for v in values}
+    if len(distinct) > 1:
+        raise UsageError(f"{name}: given {len(values)} different values, expected one")
+    return values[0]
+
+
+def resolve_format(value: str | None) -> OutputFormat:
+    """The output format named by RESPONSEFORMAT/FORMAT: a MIME type or a short alias.
+
+    TAP 1.1 section 2.7.1; MIME parameters other than ``serialization`` are ignored, so
+    ``text/csv`` and ``text/csv;header=present`` are one format.
+    """
+    if value is None or not value.strip():
+        return OUTPUT_FORMATS[0]
+    wanted = value.strip().lower()
+    for fmt in OUTPUT_FORMATS:
+        if wanted == fmt.mime.lower() or wanted in fmt.aliases:
+            return fmt
+    base = wanted.split(";")[0].strip()
+    serialization = None
+    for part in wanted.split(";")[1:]:
+        k, _, v = part.partition("=")
+        if k.strip() == "serialization":
+            serialization = v.strip().upper()
+    for fmt in OUTPUT_FORMATS:
+        fbase, _, fparams = fmt.mime.lower().partition(";")
+        fser = fparams.partition("=")[2].upper() if "serialization" in fparams else None
+        if fser is None and fbase == "application/x-votable+xml":
+            fser = "BINARY2"
+        if base == fbase and (serialization == fser or (not serialization and fser in (None, "BINARY2"))):
+            return fmt
+    if base in ("text/xml", "application/xml", "votable"):
+        return OUTPUT_FORMATS[0]
+    raise UsageError(f"RESPONSEFORMAT: unsupported format {value!r}; see /tap/capabilities for the list")
+
+
+class TapQuery(BaseModel):
+    """A TAP 1.1 query request (section 2.3), parsed from case-folded parameters."""
+
+    model_config = ConfigDict(frozen=True)
+    query: str
+    lang: str
+    maxrec: int
+    format: OutputFormat
+    runid: str | None = None
+
+    @classmethod
+    def from_params(cls, raw: dict[str, list[str]], *, maxrec_default: int, maxrec_limit: int) -> TapQuery:
+        """Validate the parameters; every problem is a UsageError naming the parameter."""
+        request = _single(raw, "REQUEST")
+        if request is not None and request.lower() != "doquery":
+            raise UsageError(f"REQUEST: expected doQuery, got {request!r}")
+        lang = _single(raw, "LANG")
+        if lang is None:
+            raise UsageError("LANG: missing; this service accepts ADQL (ADQL-2.0, ADQL-2.1)")
+        if lang.upper() not in _LANGS:
+            raise UsageError(f"LANG: unsupported query language {lang!r}; use ADQL")
+        query = _single(raw, "QUERY")
+        if query is None or not query.strip():
+            raise UsageError("QUERY: missing or empty")
+        version = _single(raw, "VERSION")
+        if version is not None and version not in ("1.0", "1.1"):
+            raise UsageError(f"VERSION: unsupported TAP version {version!r}; use 1.0 or 1.1")
+        maxrec_text = _single(raw, "MAXREC")
+        if maxrec_text is None:
+            maxrec = maxrec_default
+        else:
+            try:
+                maxrec = int(maxrec_text)
+            except ValueError:
+                raise UsageError(f"MAXREC: not an integer: {maxrec_text!r}") from None
+            if maxrec < 0:
+                raise UsageError(f"MAXREC: must not be negative, got {maxrec}")
+        capped = min(maxrec, maxrec_limit)
+        fmt_value = _single(raw, "RESPONSEFORMAT")
+        if fmt_value is None:
+            fmt_value = _single(raw, "FORMAT")
+        return cls(
+            query=query, lang=lang.upper(), maxrec=capped,
+            format=resolve_format(fmt_value), runid=_single(raw, "RUNID"),
+        )

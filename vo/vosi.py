@@ -1,0 +1,239 @@
+"""VOSI 1.1 documents: availability, capabilities (with TAPRegExt) and the tableset.
+
+Built with :mod:`vo.xmlns` from plain values and the schema declarations, so they stay in
+step with TAP_SCHEMA. No HTTP here: the router passes the base URL and the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from schemas import Column, SchemaDecl, Table
+from vo.xmlns import NS, E, qname, tostring
+
+__all__ = [
+    "Capability",
+    "OutputFormat",
+    "TapLimits",
+    "availability",
+    "capabilities",
+    "tableset",
+    "table_element",
+]
+
+STD_TAP = "ivo://ivoa.net/std/TAP"
+STD_CAPABILITIES = "ivo://ivoa.net/std/VOSI#capabilities"
+STD_AVAILABILITY = "ivo://ivoa.net/std/VOSI#availability"
+STD_TABLES = "ivo://ivoa.net/std/VOSI#tables-1.1"
+STD_EXAMPLES = "ivo://ivoa.net/std/DALI#examples"
+
+
+def availability(available: bool, note: str, up_since: str | None = None) -> bytes:
+    """The VOSI availability document (VOSI 1.1 section 3.3), with the literal ``vosi:`` prefix."""
+    root = E(
+        "vosi:availability",
+        E("vosi:available", "true" if available else "false"),
+        E("vosi:upSince", up_since) if up_since else None,
+        E("vosi:note", note),
+        nsmap={"vosi": NS["vosi"]},
+    )
+    return tostring(root)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A TAPRegExt outputFormat: MIME type, short aliases and its ivo-id when standard."""
+
+    mime: str
+    aliases: tuple[str, ...] = ()
+    ivo_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TapLimits:
+    """Limits declared in TAPRegExt (section 2.6-2.8)."""
+
+    retention_default: int
+    retention_hard: int
+    execution_default: int
+    execution_hard: int
+    maxrec_default: int
+    maxrec_hard: int
+
+
+@dataclass(frozen=True)
+class LanguageFeature:
+    """One TAPRegExt language feature: its type URI, form and description."""
+
+    type: str
+    form: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A plain VOSI capability: standardID and the path of its interface below the base URL."""
+
+    standard_id: str
+    path: str
+    xsi_type: str = "vs:ParamHTTP"
+    role: str = "std"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _interface(base: str, path: str, xsi_type: str = "vs:ParamHTTP", role: str | None = "std") -> etree._Element:
+    return E(
+        "interface",
+        E("accessURL", base + path, attrib={"use": "base" if xsi_type == "vs:ParamHTTP" else "full"}),
+        attrib={qname("xsi", "type"): xsi_type, "role": role},
+    )
+
+
+def capabilities(
+    base: str,
+    tap_path: str,
+    *,
+    languages: Sequence[tuple[str, Sequence[str], Sequence[LanguageFeature]]],
+    output_formats: Iterable[OutputFormat],
+    limits: TapLimits,
+    upload_methods: Iterable[str] = (),
+    extra: Iterable[Capability] = (),
+) -> bytes:
+    """The VOSI capabilities document of the TAP service at ``base + tap_path``.
+
+    ``languages`` holds (name, versions, features); each version is published with the
+    ivo-id ``ivo://ivoa.net/std/ADQL#v<version>`` (TAPRegExt section 2.3).
+    """
+    tap = base + tap_path
+    lang_els = []
+    for name, versions, features in languages:
+        by_type: dict[str, list[LanguageFeature]] = {}
+        for f in features:
+            by_type.setdefault(f.type, []).append(f)
+        lang_els.append(
+            E(
+                "language",
+                E("name", name),
+                *[E("version", v, attrib={"ivo-id": f"ivo://ivoa.net/std/{name}#v{v}"}) for v in versions],
+                E("description", f"{name} as specified by the IVOA, translated to PostgreSQL + pgSphere"),
+                *[
+                    E("languageFeatures",
+                      *[E("feature", E("form", f.form), E("description", f.description) if f.description else None)
+                        for f in fs],
+                      attrib={"type": t})
+                    for t, fs in by_type.items()
+                ],
+            )
+        )
+    fmt_els = [
+        E("outputFormat", E("mime", f.mime), *[E("alias", a) for a in f.aliases], attrib={"ivo-id": f.ivo_id})
+        for f in output_formats
+    ]
+    tap_cap = E(
+        "capability",
+        _interface(tap, "", "vs:ParamHTTP", "std"),
+        *lang_els,
+        *fmt_els,
+        *[E("uploadMethod", attrib={"ivo-id": m}) for m in upload_methods],
+        E("retentionPeriod", E("default", str(limits.retention_default)), E("hard", str(limits.retention_hard))),
+        E("executionDuration", E("default", str(limits.execution_default)), E("hard", str(limits.execution_hard))),
+        E(
+            "outputLimit",
+            E("default", str(limits.maxrec_default), attrib={"unit": "row"}),
+            E("hard", str(limits.maxrec_hard), attrib={"unit": "row"}),
+        ),
+        attrib={"standardID": STD_TAP, qname("xsi", "type"): "tr:TableAccess"},
+    )
+    caps = [
+        tap_cap,
+        E("capability", _interface(tap, "/capabilities"), attrib={"standardID": STD_CAPABILITIES}),
+        E("capability", _interface(tap, "/availability"), attrib={"standardID": STD_AVAILABILITY}),
+        E("capability", _interface(tap, "/tables"), attrib={"standardID": STD_TABLES}),
+    ]
+    for cap in extra:
+        iface = _interface(base, cap.path, cap.xsi_type, cap.role)
+        caps.append(E("capability", iface, attrib={"standardID": cap.standard_id}))
+    root = E(
+        "vosicap:capabilities",
+        *caps,
+        nsmap={k: NS[k] for k in ("vosicap", "vr", "vs", "tr", "xsi")},
+    )
+    return tostring(root)
+
+
+def _column_element(col: Column, indexed: bool) -> etree._Element:
+    info = col.info
+    flags = [f for f, on in (("indexed", indexed), ("primary", col.principal), ("nullable", col.nullable)) if on]
+    return E(
+        "column",
+        E("name", col.adql_name),
+        E("description", col.description),
+        E("unit", col.unit) if col.unit else None,
+        E("ucd", col.ucd) if col.ucd else None,
+        E("utype", col.utype) if col.utype else None,
+        E(
+            "dataType",
+            info.datatype,
+            attrib={
+                qname("xsi", "type"): "vs:VOTableType",
+                "arraysize": col.votable_arraysize,
+                "extendedType": info.xtype,
+            },
+        ),
+        *[E("flag", f) for f in flags],
+        attrib={"std": "true"} if col.std else None,
+    )
+
+
+def table_element(table: Table, *, detail: bool = True, root: bool = False) -> etree._Element:
+    """A VODataService ``table`` (a root ``vosi:table`` when ``root``)."""
+    indexed = {c.lower() for idx in table.indexes for c in idx.columns[:1]} | {
+        c.lower() for c in table.primary_key[:1]
+    }
+    children: list[etree._Element | None] = [
+        E("name", table.qualified_name),
+        E("description", table.description),
+        E("utype", table.utype) if table.utype else None,
+    ]
+    if detail:
+        children += [_column_element(c, c.name.lower() in indexed) for c in table.columns]
+        for fk in table.foreign_keys:
+            children.append(
+                E(
+                    "foreignKey",
+                    E("targetTable", fk.target),
+                    *[E("fkColumn", E("fromColumn", a), E("targetColumn", b)) for a, b in fk.columns],
+                    E("description", fk.description) if fk.description else None,
+                )
+            )
+    if root:
+        return E("vosi_tables:table", *children, attrib={"type": table.type},
+                 nsmap={"vosi": NS["vosi_tables"], "vs": NS["vs"], "xsi": NS["xsi"]})
+    return E("table", *children, attrib={"type": table.type})
+
+
+def tableset(decls: Sequence[SchemaDecl], *, detail: bool = True) -> bytes:
+    """The VOSI tableset (VOSI 1.1 section 3.4); ``detail=False`` omits columns and keys."""
+    root = E(
+        "vosi_tables:tableset",
+        *[
+            E(
+                "schema",
+                E("name", d.name),
+                E("description", d.description),
+                E("utype", d.utype) if d.utype else None,
+                *[table_element(t, detail=detail) for t in d.tables],
+            )
+            for d in decls
+        ],
+        nsmap={"vosi": NS["vosi_tables"], "vs": NS["vs"], "xsi": NS["xsi"]},
+    )
+    return tostring(root)
+
+
+def single_table(table: Table) -> bytes:
+    """The VOSI document for one table (``/tables/{name}``)."""
+    return tostring(table_element(table, detail=True, root=True))

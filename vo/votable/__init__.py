@@ -1,0 +1,1 @@
+"""VOTable writers shared by every protocol (TAP, SIA, DataLink, errors)."""
