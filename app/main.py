@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.logging import configure_logging
-from app.routers import home, vosi
+from app.routers import home, tap, vosi
 from app.settings import Settings
 
 __all__ = ["create_app"]
@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(home.router)
     app.include_router(vosi.router)
+    app.include_router(tap.router)
     return app

@@ -12,6 +12,7 @@ the published schemas and nothing else (ARCHITECTURE decision 2).
 from __future__ import annotations
 
 import logging
+from importlib import resources
 
 import psycopg
 from psycopg import sql
@@ -45,21 +46,35 @@ def _qualified(table: Table) -> sql.Composable:
     return sql.Identifier(pg_schema(table.schema_name), table.name)
 
 
-def table_ddl(table: Table) -> list[sql.Composable]:
-    """Statements that create ``table`` or add what it lacks, indexes and comments included."""
+def _index_name(table: Table, columns: list[str]) -> str:
+    return f"{pg_schema(table.schema_name)}_{table.name}_{'_'.join(columns)}_idx"[:63]
+
+
+def table_ddl(table: Table, existing: set[str] | None = None, indexes: set[str] | None = None,
+              comments: dict[str, str | None] | None = None) -> list[sql.Composable]:
+    """Statements that create ``table`` or add what it lacks, indexes and comments included.
+
+    ``existing`` (column names), ``indexes`` (index names) and ``comments`` (column name, or
+    "" for the table, to its current comment) describe what the database already has; only
+    what is missing or different is emitted, so an up-to-date table takes no lock at all.
+    """
     qname = _qualified(table)
-    defs = [_column_def(c) for c in table.columns]
-    if table.primary_key:
-        defs.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key))))
-    stmts: list[sql.Composable] = [
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(qname, sql.SQL(", ").join(defs))
-    ]
-    stmts += [
-        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(qname, _column_def(c))
-        for c in table.columns
-    ]
+    stmts: list[sql.Composable] = []
+    if existing is None:
+        defs = [_column_def(c) for c in table.columns]
+        if table.primary_key:
+            defs.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key))))
+        stmts.append(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(qname, sql.SQL(", ").join(defs)))
+    else:
+        stmts += [
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(qname, _column_def(c))
+            for c in table.columns
+            if c.name not in existing
+        ]
     for idx in table.indexes:
-        name = f"{pg_schema(table.schema_name)}_{table.name}_{'_'.join(idx.columns)}_idx"[:63]
+        name = _index_name(table, idx.columns)
+        if indexes is not None and name in indexes:
+            continue
         stmts.append(
             sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(
                 sql.SQL("UNIQUE " if idx.unique else ""),
@@ -69,12 +84,31 @@ def table_ddl(table: Table) -> list[sql.Composable]:
                 sql.SQL(", ").join(map(sql.Identifier, idx.columns)),
             )
         )
-    stmts.append(sql.SQL("COMMENT ON TABLE {} IS {}").format(qname, sql.Literal(table.description)))
+    comments = comments or {}
+    if comments.get("") != table.description:
+        stmts.append(sql.SQL("COMMENT ON TABLE {} IS {}").format(qname, sql.Literal(table.description)))
     stmts += [
         sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(qname, sql.Identifier(c.name), sql.Literal(c.description))
         for c in table.columns
+        if comments.get(c.name) != c.description
     ]
     return stmts
+
+
+def _current(conn: psycopg.Connection, table: Table) -> tuple[set[str] | None, set[str], dict[str, str | None]]:
+    """Columns, index names and comments ``table`` has now (columns None when it does not exist)."""
+    schema = pg_schema(table.schema_name)
+    oid = conn.execute("SELECT to_regclass(%s)::oid", (f'"{schema}"."{table.name}"',)).fetchone()[0]
+    if oid is None:
+        return None, set(), {}
+    cols = conn.execute(
+        "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute"
+        " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,)
+    ).fetchall()
+    idx = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+                       (schema, table.name)).fetchall()
+    comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()[0]
+    return {c for c, _ in cols}, {i for (i,) in idx}, {"": comment, **dict(cols)}
 
 
 def _ensure_query_role(conn: psycopg.Connection) -> bool:
@@ -92,14 +126,27 @@ def _ensure_query_role(conn: psycopg.Connection) -> bool:
 
 
 def apply(conn: psycopg.Connection) -> None:
-    """Create or complete every published schema and table, and grant the query role read access."""
+    """Create or complete every published schema and table, and grant the query role read access.
+
+    Also (re)creates the SQL functions translated ADQL calls (``db/sql/adql_functions.sql``).
+    """
     has_role = _ensure_query_role(conn)
+    # pgSphere and the ADQL functions live in public, which every role's search_path has
+    # ("$user" comes first and may name one of our schemas).
+    ext = conn.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'pg_sphere'"
+    ).fetchone()
+    if ext and ext[0] != "public":
+        conn.execute("ALTER EXTENSION pg_sphere SET SCHEMA public")
+    conn.execute("SET search_path TO public")
+    conn.execute((resources.files(__package__) / "sql" / "adql_functions.sql").read_text(encoding="utf-8"))
     for decl in load_schemas():
         schema = sql.Identifier(pg_schema(decl.name))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(decl.description)))
         for table in decl.tables:
-            for stmt in table_ddl(table):
+            for stmt in table_ddl(table, *_current(conn, table)):
                 conn.execute(stmt)
         if has_role:
             role = sql.Identifier(QUERY_ROLE)

@@ -42,6 +42,9 @@ def _alembic_upgrade(url: str) -> None:
 
 def migrate(url: str) -> None:
     """Upgrade the internal schema, create/complete the published tables, refresh TAP_SCHEMA."""
+    # Connect first with psycopg, so an unreachable database raises psycopg.OperationalError
+    # (which the CLI explains in one line) rather than SQLAlchemy's wrapper.
+    psycopg.connect(url, connect_timeout=10).close()
     _alembic_upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
         ddl.apply(conn)

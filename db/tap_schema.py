@@ -25,7 +25,9 @@ def column_rows(table: Table) -> list[tuple]:
     indexed = _indexed(table)
     return [
         (
-            table.qualified_name, c.adql_name, c.info.datatype, c.votable_arraysize, c.info.xtype, None,
+            table.qualified_name, c.adql_name, c.info.datatype, c.votable_arraysize, c.info.xtype,
+            # TAP 1.1 section 4.3: the deprecated "size" repeats a fixed arraysize
+            int(c.votable_arraysize) if (c.votable_arraysize or "").isdigit() else None,
             c.description, c.utype, c.unit, c.ucd, int(c.name.lower() in indexed), int(c.principal),
             int(c.std), i + 1,
         )

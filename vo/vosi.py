@@ -84,11 +84,13 @@ class Capability:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def _interface(base: str, path: str, xsi_type: str = "vs:ParamHTTP", role: str | None = "std") -> etree._Element:
+def _interface(
+    base: str, path: str, xsi_type: str = "vs:ParamHTTP", role: str | None = "std", version: str | None = None
+) -> etree._Element:
     return E(
         "interface",
         E("accessURL", base + path, attrib={"use": "base" if xsi_type == "vs:ParamHTTP" else "full"}),
-        attrib={qname("xsi", "type"): xsi_type, "role": role},
+        attrib={qname("xsi", "type"): xsi_type, "role": role, "version": version},
     )
 
 
@@ -134,7 +136,8 @@ def capabilities(
     ]
     tap_cap = E(
         "capability",
-        _interface(tap, "", "vs:ParamHTTP", "std"),
+        # TAP 1.1 section 2.4: the version attribute tells 1.1 services from 1.0 ones.
+        _interface(tap, "", "vs:ParamHTTP", "std", version="1.1"),
         *lang_els,
         *fmt_els,
         *[E("uploadMethod", attrib={"ivo-id": m}) for m in upload_methods],

@@ -5,9 +5,20 @@ VOSI, UWS, VOTable headers and DALI examples are built with lxml, never hand-typ
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
-__all__ = ["NS", "E", "qname", "tostring"]
+__all__ = ["NS", "E", "qname", "tostring", "xml_safe"]
+
+# Characters XML 1.0 cannot carry at all (section 2.2), even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with characters XML cannot carry shown as ``\\xNN`` escapes (user input echoed in
+    error messages and INFOs may hold anything)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 NS = {
     "vosi": "http://www.ivoa.net/xml/VOSIAvailability/v1.0",
@@ -41,11 +52,12 @@ def E(tag: str, *children: etree._Element | str | None, attrib: dict[str, str | 
         if ":" in key and not key.startswith("{"):
             p, loc = key.split(":", 1)
             key = qname(p, loc)
-        el.set(key, value)
+        el.set(key, xml_safe(value))
     for child in children:
         if child is None:
             continue
         if isinstance(child, str):
+            child = xml_safe(child)
             if len(el):
                 el[-1].tail = (el[-1].tail or "") + child
             else:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,10 +52,9 @@ def test_database_unreachable() -> None:
     assert_one_clear_line(proc, "database unreachable", "VLKB_DATABASE_URL")
 
 
-def test_db_port_taken(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    tmp_path.chmod(0o755)
+def test_db_port_taken() -> None:
+    # under /tmp directly: the cluster runs as the postgres user when tests run as root
+    home = Path(tempfile.mkdtemp(prefix="vlkb-port-"))
     home.chmod(0o755)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,6 +65,7 @@ def test_db_port_taken(tmp_path: Path) -> None:
         assert_one_clear_line(proc, f"port {port}", "VLKB_DB_PORT")
     finally:
         run_vlkb("db", "stop", VLKB_HOME=str(home))
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_http_port_taken(tmp_path: Path) -> None:

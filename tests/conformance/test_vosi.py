@@ -96,7 +96,6 @@ def test_pyvo_lists_tables_with_descriptions(server) -> None:
     for name, decl in expected.items():
         assert tables[name].description.strip() == decl.description.strip()
         assert [c.name for c in tables[name].columns] == [c.adql_name for c in decl.columns]
-    assert service.available
 
 
 def test_health_and_landing(http: httpx.Client) -> None:

@@ -54,10 +54,18 @@ def test_tap_schema_matches_declarations(conn: psycopg.Connection) -> None:
 
 def test_migrate_is_idempotent(database, conn: psycopg.Connection) -> None:
     before = conn.execute("SELECT count(*) FROM compactsources.band70um").fetchone()[0]
+    conn.rollback()
     migrate(database.url)
     migrate(database.url)
     assert conn.execute("SELECT count(*) FROM compactsources.band70um").fetchone()[0] == before
     assert conn.execute("SELECT count(*) FROM tap_schema.tables").fetchone()[0] == len(published_tables())
+
+
+def test_up_to_date_tables_get_no_ddl(conn: psycopg.Connection) -> None:
+    from db.ddl import _current, table_ddl
+
+    for table in published_tables():
+        assert table_ddl(table, *_current(conn, table)) == [], table.qualified_name
 
 
 def test_query_role_reads_published_schemas_only(conn: psycopg.Connection) -> None:

@@ -14,7 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_sphere")
+    # In public, explicitly: the default search_path starts with "$user", and the embedded
+    # cluster's user is called vlkb like this schema.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_sphere SCHEMA public")
     # A survey is public when its group list is empty, else readable by members of any listed group.
     op.execute(
         """

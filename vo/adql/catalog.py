@@ -1,0 +1,240 @@
+"""What ADQL may read: the published tables and columns, their SQL names and sky frames.
+
+A :class:`Catalog` is built from the declarations in ``schemas/`` (plus tables added at run
+time, such as ``TAP_UPLOAD`` tables) and a map of schema aliases. It is immutable: adding
+a table returns a new catalog. Nothing here touches the database.
+
+Sky frames of geometry columns are a declared fact read from each column's UCD
+(``pos.galactic.*`` is GALACTIC, ``pos.eq.*`` is ICRS). UCDs that say no frame (ObsCore's
+``s_region`` is ``pos.outline;obs.field``) fall back to :data:`FRAME_BY_NAME`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+
+from schemas import Column, Table, published_tables
+from vo.adql.parse import ADQL
+from vo.errors import UsageError
+
+__all__ = [
+    "DEFAULT_SCHEMA_ALIASES",
+    "FRAME_BY_NAME",
+    "GALACTIC",
+    "ICRS",
+    "Catalog",
+    "ColumnInfo",
+    "TableInfo",
+    "column_frame",
+]
+
+ICRS = "ICRS"
+GALACTIC = "GALACTIC"
+
+#: Schema names the ViaLactea client sends (vialactea-client.md section 2) and what they mean.
+DEFAULT_SCHEMA_ALIASES: dict[str, str] = {
+    "vlkb_compactsources": "compactsources",
+    "vlkb_filaments": "filaments",
+    "vlkb_datasets": "datasets",
+    "vlkb_datasets_public": "datasets",
+    "vlkb_radiocubes": "datasets",
+}
+
+#: Frames of geometry columns whose UCD does not name one.
+FRAME_BY_NAME: dict[str, str] = {
+    "pos": ICRS,
+    "s_region": ICRS,
+    "pos_gal": GALACTIC,
+    "s_region_galactic": GALACTIC,
+    "contour_poly": GALACTIC,
+    "spine": GALACTIC,
+}
+
+#: Schemas that are never readable, whatever a catalog holds (named in the refusal).
+_FORBIDDEN_SCHEMAS = {"pg_catalog", "information_schema", "vlkb", "pg_toast", "public", "pg_temp"}
+
+_GEOMETRY = {"point", "circle", "polygon", "path"}
+
+
+def column_frame(col: Column) -> str | None:
+    """The sky frame of a geometry column: from its UCD, else :data:`FRAME_BY_NAME`, else None."""
+    if col.type not in _GEOMETRY:
+        return None
+    ucd = (col.ucd or "").lower()
+    if "pos.galactic" in ucd:
+        return GALACTIC
+    if "pos.eq" in ucd:
+        return ICRS
+    return FRAME_BY_NAME.get(col.name.lower())
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One readable column: its declaration and sky frame."""
+
+    decl: Column
+    frame: str | None
+
+    @property
+    def name(self) -> str:
+        """The declared name, which is also the PostgreSQL name (db/ddl.py quotes it)."""
+        return self.decl.name
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One readable table: declaration, PostgreSQL location, columns and point columns."""
+
+    decl: Table
+    sql_schema: str
+    sql_name: str
+    columns: tuple[ColumnInfo, ...]
+    #: (lon column, lat column) in lower case -> generated spoint column fed by them
+    points: Mapping[tuple[str, str], ColumnInfo] = field(default_factory=dict)
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.table`` as declared."""
+        return self.decl.qualified_name
+
+    def column(self, name: str, quoted: bool = False) -> ColumnInfo | None:
+        """The column called ``name``: exactly if ``quoted``, else case-insensitively."""
+        for col in self.columns:
+            if (col.name == name) if quoted else (col.name.lower() == name.lower()):
+                return col
+        return None
+
+    def suggest(self, name: str) -> str | None:
+        """The declared column name closest to ``name``, if any is close."""
+        names = [c.name for c in self.columns]
+        lowered = {n.lower(): n for n in names}
+        hit = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        return lowered[hit[0]] if hit else None
+
+
+def _point_sources(generated: str) -> tuple[str, str] | None:
+    """``(lon, lat)`` column names when ``generated`` is ``spoint(radians(lon), radians(lat))``."""
+    try:
+        tree = sqlglot.parse_one(generated, read=ADQL)
+    except Exception:  # a declaration we cannot read just gets no rewrite
+        return None
+    if not (isinstance(tree, exp.Anonymous) and tree.name.lower() == "spoint" and len(tree.expressions) == 2):
+        return None
+    names = []
+    for arg in tree.expressions:
+        if not (
+            isinstance(arg, exp.Anonymous)
+            and arg.name.lower() == "radians"
+            and len(arg.expressions) == 1
+            and isinstance(arg.expressions[0], exp.Column)
+            and not arg.expressions[0].table
+        ):
+            return None
+        names.append(arg.expressions[0].name.lower())
+    return names[0], names[1]
+
+
+def _table_info(table: Table, sql_schema: str | None = None, sql_name: str | None = None) -> TableInfo:
+    cols = tuple(ColumnInfo(decl=c, frame=column_frame(c)) for c in table.columns)
+    points: dict[tuple[str, str], ColumnInfo] = {}
+    for col in cols:
+        if col.decl.type == "point" and col.decl.generated:
+            src = _point_sources(col.decl.generated)
+            if src and all(any(c.name.lower() == s for c in cols) for s in src):
+                points[src] = col
+    return TableInfo(
+        decl=table,
+        sql_schema=sql_schema if sql_schema is not None else table.schema_name.lower(),
+        sql_name=sql_name if sql_name is not None else table.name,
+        columns=cols,
+        points=points,
+    )
+
+
+class Catalog:
+    """The tables an ADQL query may read, by schema and name, and the accepted schema aliases.
+
+    Parameters
+    ----------
+    tables
+        Declarations of the readable tables (``schema_name`` filled in).
+    aliases
+        Extra schema names and the declared schema each stands for (case-insensitive).
+    """
+
+    def __init__(
+        self, tables: Iterable[Table] = (), *, aliases: Mapping[str, str] | None = None
+    ) -> None:
+        self._tables: tuple[TableInfo, ...] = tuple(_table_info(t) for t in tables)
+        self._aliases = {k.lower(): v for k, v in (aliases or {}).items()}
+
+    @classmethod
+    def published(cls, aliases: Mapping[str, str] | None = None) -> Catalog:
+        """Every published table of ``schemas/``, with :data:`DEFAULT_SCHEMA_ALIASES` by default."""
+        return cls(published_tables(), aliases=DEFAULT_SCHEMA_ALIASES if aliases is None else aliases)
+
+    def with_table(self, table: Table, *, sql_schema: str | None = None, sql_name: str | None = None) -> Catalog:
+        """A copy with one more table, e.g. ``TAP_UPLOAD.mine`` stored as ``pg_temp.upload_mine``.
+
+        ``table.schema_name`` is its ADQL schema; ``sql_schema``/``sql_name`` say where
+        PostgreSQL has it (default: the lower-cased schema and the declared name).
+        """
+        new = Catalog.__new__(Catalog)
+        info = _table_info(table, sql_schema, sql_name)
+        new._tables = (*(t for t in self._tables if t.qualified_name.lower() != info.qualified_name.lower()), info)
+        new._aliases = dict(self._aliases)
+        return new
+
+    def with_aliases(self, aliases: Mapping[str, str]) -> Catalog:
+        """A copy whose schema aliases also include ``aliases``."""
+        new = Catalog.__new__(Catalog)
+        new._tables = self._tables
+        new._aliases = {**self._aliases, **{k.lower(): v for k, v in aliases.items()}}
+        return new
+
+    @property
+    def tables(self) -> tuple[TableInfo, ...]:
+        """Every readable table."""
+        return self._tables
+
+    def schema_matches(self, info: TableInfo, schema: str, quoted: bool) -> bool:
+        """Whether the schema name ``schema`` (delimited or not) designates the schema of ``info``."""
+        declared = info.decl.schema_name
+        if (declared == schema) if quoted else declared.lower() == schema.lower():
+            return True
+        target = self._aliases.get(schema.lower())
+        return target is not None and target.lower() == declared.lower()
+
+    def find(self, schema: str | None, name: str, *, schema_quoted: bool = False, quoted: bool = False) -> TableInfo:
+        """The table ``schema.name`` (or the only table called ``name``); UsageError if none."""
+        if schema is not None and schema.lower() in _FORBIDDEN_SCHEMAS and schema.lower() not in self._aliases:
+            raise UsageError(f"schema {schema} is not accessible through ADQL")
+
+        def name_ok(info: TableInfo) -> bool:
+            return (info.decl.name == name) if quoted else info.decl.name.lower() == name.lower()
+
+        hits = [
+            t for t in self._tables
+            if name_ok(t) and (schema is None or self.schema_matches(t, schema, schema_quoted))
+        ]
+        if len(hits) == 1:
+            return hits[0]
+        written = f"{schema}.{name}" if schema else name
+        if len(hits) > 1:
+            names = ", ".join(sorted(t.qualified_name for t in hits))
+            raise UsageError(f"table {written} is ambiguous: qualify it with its schema ({names})")
+        known = {t.qualified_name.lower(): t.qualified_name for t in self._tables}
+        if schema is not None:
+            target = self._aliases.get(schema.lower(), schema)
+            probe = f"{target}.{name}".lower()
+        else:
+            known.update({t.decl.name.lower(): t.qualified_name for t in self._tables})
+            probe = name.lower()
+        close = difflib.get_close_matches(probe, list(known), n=1, cutoff=0.7)
+        hint = f"; did you mean {known[close[0]]}?" if close else ""
+        raise UsageError(f"table {written} does not exist{hint}")

@@ -1,0 +1,81 @@
+"""The outermost SELECT: each output column converted to the type it announces.
+
+The result set of a translated query has exactly the columns :class:`OutputColumn`
+describes, with the PostgreSQL types ``pgtype`` names, so a writer can decode binary rows
+without looking at the data: geometries become DALI ``float8[]`` in degrees
+(``db/sql/adql_functions.sql``), ``numeric`` becomes ``double precision`` and wherever the type
+rules of :mod:`vo.adql.values` are approximate, an explicit CAST makes them exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from vo.adql import geometry
+from vo.adql.values import GEOMETRY, Value, votable_type
+
+__all__ = ["OutputColumn", "Translation", "convert", "describe"]
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of the result set, described for VOTable FIELDs and for decoding.
+
+    ``name`` is unique in the result (case-insensitively): a repeated name gets ``_2``,
+    ``_3``... in select-list order (``SELECT * FROM a JOIN b ...`` gives ``id, ..., id_2``).
+    """
+
+    name: str
+    datatype: str
+    arraysize: str | None
+    xtype: str | None
+    unit: str | None
+    ucd: str | None
+    utype: str | None
+    description: str | None
+    pgtype: str
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A translated ADQL query."""
+
+    sql: str
+    columns: list[OutputColumn]
+    #: qualified names (as declared) of the published or uploaded tables the query reads
+    tables: list[str]
+
+
+_OUTPUT_PG = {"numeric": "double precision", "unknown": "text"}
+
+
+def convert(value: Value, pg: str) -> tuple[exp.Expression, str]:
+    """(node, pgtype) of an output value whose type is ``pg``: DALI arrays, ints, exact casts."""
+    if pg in GEOMETRY:
+        return geometry.dali(value), "float8[]"
+    if value.predicate:
+        return value.as_int(), "integer"
+    target = _OUTPUT_PG.get(pg, pg)
+    node = value.node
+    if target == value.pg and (value.exact or isinstance(node, exp.Column)):
+        return node, target
+    return exp.Cast(this=node, to=exp.DataType.build(target)), target
+
+
+def describe(name: str, value: Value, pg: str) -> OutputColumn:
+    """The OutputColumn of an output value whose final PostgreSQL type is ``pg``."""
+    meta = value.meta
+    if pg in GEOMETRY:
+        datatype, arraysize, xtype = votable_type(pg)
+        pgtype = "float8[]"
+    else:
+        pgtype = "integer" if value.predicate else _OUTPUT_PG.get(pg, pg)
+        datatype, arraysize, xtype = votable_type(pgtype)
+        if meta.arraysize and pgtype == "text":
+            arraysize = meta.arraysize
+    return OutputColumn(
+        name=name, datatype=datatype, arraysize=arraysize, xtype=xtype, unit=meta.unit, ucd=meta.ucd,
+        utype=meta.utype, description=meta.description, pgtype=pgtype,
+    )
