@@ -305,6 +305,14 @@ def config_doc() -> None:
     typer.echo(settings_markdown(), nl=False)
 
 
+@cli.command("schema-doc")
+def schema_doc() -> None:
+    """Print the published tables reference (docs/data-model.md) as Markdown."""
+    from schemas import schemas_markdown
+
+    typer.echo(schemas_markdown(), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

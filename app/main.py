@@ -17,8 +17,9 @@ from psycopg_pool import AsyncConnectionPool
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.logging import configure_logging
-from app.routers import home, tap, vosi
+from app.routers import datalink, examples, home, sia, tap, vosi
 from app.settings import Settings
+from vo.votable.allocator import tune_allocator
 
 __all__ = ["create_app"]
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_allocator()  # process-wide malloc settings for streaming (vo/votable/allocator.py)
         pool = AsyncConnectionPool(
             database_url(settings),
             min_size=settings.db_pool_min,
@@ -71,4 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(home.router)
     app.include_router(vosi.router)
     app.include_router(tap.router)
+    app.include_router(examples.router)
+    app.include_router(sia.router)
+    app.include_router(datalink.router)
     return app

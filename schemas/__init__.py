@@ -31,6 +31,7 @@ __all__ = [
     "load_schemas",
     "published_tables",
     "find_table",
+    "schemas_markdown",
 ]
 
 
@@ -46,7 +47,8 @@ class TypeInfo(BaseModel):
 
 #: The declared type vocabulary. Geometry types are pgSphere types published with the DALI
 #: xtypes (DALI 1.1 section 3.3); ``path`` (an open pgSphere line) has no DALI xtype and is
-#: published as a DALI-style list of lon/lat pairs in degrees.
+#: published as a DALI-style list of lon/lat pairs in degrees. Text is ``unicodeChar``: VOTable
+#: ``char`` is ASCII only, and the result writers must carry any text (vo/votable/columns.py).
 TYPES: dict[str, TypeInfo] = {
     "short": TypeInfo(pg="smallint", datatype="short"),
     "int": TypeInfo(pg="integer", datatype="int"),
@@ -54,7 +56,7 @@ TYPES: dict[str, TypeInfo] = {
     "float": TypeInfo(pg="real", datatype="float"),
     "double": TypeInfo(pg="double precision", datatype="double"),
     "boolean": TypeInfo(pg="boolean", datatype="boolean"),
-    "text": TypeInfo(pg="text", datatype="char", arraysize="*"),
+    "text": TypeInfo(pg="text", datatype="unicodeChar", arraysize="*"),
     "timestamp": TypeInfo(pg="timestamp", datatype="char", arraysize="*", xtype="timestamp"),
     "point": TypeInfo(pg="spoint", datatype="double", arraysize="2", xtype="point"),
     "circle": TypeInfo(pg="scircle", datatype="double", arraysize="3", xtype="circle"),
@@ -210,3 +212,26 @@ def find_table(qualified_name: str) -> Table:
         if t.qualified_name.lower() == qualified_name.lower():
             return t
     raise KeyError(qualified_name)
+
+
+def schemas_markdown() -> str:
+    """``docs/data-model.md``: every published schema, table and column, from the declarations."""
+    out = [
+        "# Published tables",
+        "",
+        "Generated from `schemas/*.yaml` by `vlkb schema-doc`; a test keeps it current. The same",
+        "declarations fill `TAP_SCHEMA` and `/tap/tables`. Geometry columns are pgSphere values",
+        "published with DALI xtypes (point, circle, polygon); `pos` and `s_region` are ICRS, `pos_gal`,",
+        "`s_region_galactic`, `contour_poly` and `spine` Galactic.",
+        "",
+    ]
+    for decl in load_schemas():
+        out += [f"## Schema `{decl.name}`", "", decl.description.strip(), ""]
+        for t in decl.tables:
+            out += [f"### `{t.qualified_name}`", "", t.description.strip(), "",
+                    "| column | type | unit | UCD | description |", "| --- | --- | --- | --- | --- |"]
+            for c in t.columns:
+                desc = " ".join(c.description.split()).replace("|", "\\|")
+                out.append(f"| `{c.adql_name}` | {c.type} | {c.unit or ''} | {c.ucd or ''} | {desc} |")
+            out.append("")
+    return "\n".join(out)

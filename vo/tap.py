@@ -6,12 +6,19 @@ not declared here, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from functools import cache
+
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
+from vo.adql import Catalog, translate
 from vo.errors import UsageError
 from vo.vosi import LanguageFeature, OutputFormat
+from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
 
-__all__ = ["ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "TapQuery", "resolve_format"]
+__all__ = ["ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "TapQuery", "published_catalog", "run_sync"]
 
 ADQL_VERSIONS = ("2.0", "2.1")
 
@@ -64,44 +71,14 @@ def _single(raw: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def resolve_format(value: str | None) -> OutputFormat:
-    """The output format named by RESPONSEFORMAT/FORMAT: a MIME type or a short alias.
-
-    TAP 1.1 section 2.7.1; MIME parameters other than ``serialization`` are ignored, so
-    ``text/csv`` and ``text/csv;header=present`` are one format.
-    """
-    if value is None or not value.strip():
-        return OUTPUT_FORMATS[0]
-    wanted = value.strip().lower()
-    for fmt in OUTPUT_FORMATS:
-        if wanted == fmt.mime.lower() or wanted in fmt.aliases:
-            return fmt
-    base = wanted.split(";")[0].strip()
-    serialization = None
-    for part in wanted.split(";")[1:]:
-        k, _, v = part.partition("=")
-        if k.strip() == "serialization":
-            serialization = v.strip().upper()
-    for fmt in OUTPUT_FORMATS:
-        fbase, _, fparams = fmt.mime.lower().partition(";")
-        fser = fparams.partition("=")[2].upper() if "serialization" in fparams else None
-        if fser is None and fbase == "application/x-votable+xml":
-            fser = "BINARY2"
-        if base == fbase and (serialization == fser or (not serialization and fser in (None, "BINARY2"))):
-            return fmt
-    if base in ("text/xml", "application/xml", "votable"):
-        return OUTPUT_FORMATS[0]
-    raise UsageError(f"RESPONSEFORMAT: unsupported format {value!r}; see /tap/capabilities for the list")
-
-
 class TapQuery(BaseModel):
     """A TAP 1.1 query request (section 2.3), parsed from case-folded parameters."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     query: str
     lang: str
     maxrec: int
-    format: OutputFormat
+    format: ResultFormat
     runid: str | None = None
 
     @classmethod
@@ -137,5 +114,38 @@ class TapQuery(BaseModel):
             fmt_value = _single(raw, "FORMAT")
         return cls(
             query=query, lang=lang.upper(), maxrec=capped,
-            format=resolve_format(fmt_value), runid=_single(raw, "RUNID"),
+            format=resolve_format(fmt_value or "votable"), runid=_single(raw, "RUNID"),
         )
+
+
+@cache
+def published_catalog() -> Catalog:
+    """The tables ADQL may read: every published table, under its names and the legacy aliases."""
+    return Catalog.published()
+
+
+async def run_sync(
+    pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float
+) -> AsyncIterator[bytes]:
+    """Translate and run ``q``; return its result stream, already started.
+
+    Everything that can fail cheaply (parameters, ADQL, the allow-list, the first rows) fails
+    here, before the first byte, so the HTTP status can still say so; a later failure ends the
+    document with a QUERY_STATUS=ERROR INFO (see ``vo.votable.writers``).
+    """
+    translation = translate(q.query, catalog, maxrec=q.maxrec)
+    infos = {"QUERY": q.query, "LANG": q.lang}
+    if q.runid is not None:
+        infos["RUNID"] = q.runid
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.connection() as conn:
+            # aclosing: an early stop (client gone) rolls back before the connection is pooled again
+            stream = astream_result(
+                conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec, infos=infos, timeout=timeout
+            )
+            async with aclosing(stream):
+                async for chunk in stream:
+                    yield chunk
+
+    return await prime(body())

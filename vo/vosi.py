@@ -20,6 +20,7 @@ __all__ = [
     "TapLimits",
     "availability",
     "capabilities",
+    "service_capabilities",
     "tableset",
     "table_element",
 ]
@@ -29,6 +30,7 @@ STD_CAPABILITIES = "ivo://ivoa.net/std/VOSI#capabilities"
 STD_AVAILABILITY = "ivo://ivoa.net/std/VOSI#availability"
 STD_TABLES = "ivo://ivoa.net/std/VOSI#tables-1.1"
 STD_EXAMPLES = "ivo://ivoa.net/std/DALI#examples"
+STD_SIA2 = "ivo://ivoa.net/std/SIA#query-2.0"
 
 
 def availability(available: bool, note: str, up_since: str | None = None) -> bytes:
@@ -82,6 +84,8 @@ class Capability:
     xsi_type: str = "vs:ParamHTTP"
     role: str = "std"
     extra: dict[str, str] = field(default_factory=dict)
+    #: the interface's version attribute (e.g. "2.0" for SIA 2.0), when the standard asks for it
+    version: str | None = None
 
 
 def _interface(
@@ -165,6 +169,25 @@ def capabilities(
         nsmap={k: NS[k] for k in ("vosicap", "vr", "vs", "tr", "xsi")},
     )
     return tostring(root)
+
+
+def service_capabilities(base: str, root: str, caps: Iterable[Capability]) -> bytes:
+    """The VOSI capabilities document of a plain service (SIA, DataLink, SODA) under ``base + root``:
+    ``caps``, then its own VOSI capabilities and availability endpoints."""
+    own = [
+        Capability(STD_CAPABILITIES, f"{root}/capabilities"),
+        Capability(STD_AVAILABILITY, f"{root}/availability"),
+    ]
+    root_el = E(
+        "vosicap:capabilities",
+        *[
+            E("capability", _interface(base, c.path, c.xsi_type, c.role, version=c.version),
+              attrib={"standardID": c.standard_id})
+            for c in [*caps, *own]
+        ],
+        nsmap={k: NS[k] for k in ("vosicap", "vr", "vs", "xsi")},
+    )
+    return tostring(root_el)
 
 
 def _column_element(col: Column, indexed: bool) -> etree._Element:

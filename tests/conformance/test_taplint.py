@@ -1,4 +1,9 @@
-"""STILTS taplint, the referee: the foundation stages report no errors and no failures."""
+"""STILTS taplint, the referee: every stage implemented so far reports no errors and no failures.
+
+Stages: metadata (TMV TME TMS TMC), capabilities (CPV CAP), availability (AVV), sync queries
+(QGE QPO), result metadata (MDQ), ObsCore (OBS) and examples (EXA). The warnings left are in
+the issue notes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import subprocess
 
 import pytest
 
-STAGES = "TMV TME TMS TMC CAP AVV"
+STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO MDQ OBS EXA"
 
 
 def run_taplint(url: str, stages: str) -> str:

@@ -1,4 +1,4 @@
-"""docs/configuration.md is generated from the settings and must not drift from them."""
+"""Generated docs (configuration, data model) must not drift from the code they come from."""
 
 from pathlib import Path
 
@@ -13,3 +13,10 @@ def test_configuration_doc_is_current() -> None:
 def test_every_setting_is_described() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description and len(field.description) > 20, name
+
+
+def test_data_model_doc_is_current() -> None:
+    from schemas import schemas_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "data-model.md"
+    assert doc.read_text() == schemas_markdown(), "run `vlkb schema-doc > docs/data-model.md`"

@@ -1,0 +1,42 @@
+"""SIA 2.0: ``/sia/query`` (GET and POST), ``/sia/capabilities``, ``/sia/availability``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response, StreamingResponse
+
+from app.access import CallerGroups
+from app.deps import AppSettings, BaseUrl, DbPool
+from app.params import RequestParams
+from app.routers.vosi import _STARTED, XML, database_up
+from vo import sia, vosi
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/sia", tags=["SIA"])
+
+
+@router.api_route("/query", methods=["GET", "POST"])
+async def sia_query(params: RequestParams, pool: DbPool, settings: AppSettings,
+                    groups: CallerGroups) -> StreamingResponse:
+    """Find images and cubes (SIA 2.0 section 2); the answer is an ObsCore VOTable."""
+    q = sia.SiaQuery.from_params(
+        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
+    )
+    chunks = await sia.search(pool, q, groups=groups, timeout=settings.sync_timeout)
+    return StreamingResponse(chunks, media_type=q.format.media_type)
+
+
+@router.get("/capabilities")
+async def get_sia_capabilities(base: BaseUrl) -> Response:
+    """VOSI capabilities of the SIA service (SIA 2.0 section 3)."""
+    return Response(vosi.service_capabilities(base, "/sia", [
+        vosi.Capability(vosi.STD_SIA2, "/sia/query", version="2.0"),
+    ]), media_type=XML)
+
+
+@router.get("/availability")
+async def get_sia_availability(pool: DbPool) -> Response:
+    """VOSI availability: the same check as TAP's, the database answering."""
+    up, note = await database_up(pool)
+    return Response(vosi.availability(up, note, _STARTED), media_type=XML)

@@ -1,0 +1,15 @@
+"""Run every benchmark: ``python -m bench``."""
+
+from __future__ import annotations
+
+from bench import streaming, tap_http
+
+
+def main() -> None:
+    """Each benchmark in turn, with its default settings."""
+    streaming.main([])
+    tap_http.main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Dataset files and survey access policies: which datasets a caller may see, and where they are.
+
+SQL only, frozen records out. ``vlkb.datasets`` maps a publisher DID to its file;
+``vlkb.survey_policies`` says which groups may read a survey (an empty list: everyone, and
+a survey with no policy row is public too). Every lookup here takes the caller's ``groups``
+(empty for an anonymous caller) and answers as if the datasets the caller may not read did
+not exist, so "hidden" and "missing" look the same to the protocols above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+__all__ = ["Dataset", "dataset_by_key", "did_key", "hidden_surveys", "visible_datasets"]
+
+#: The SQL condition "the caller, in groups %(groups)s, may read survey ``{survey}``".
+_VISIBLE = (
+    "NOT EXISTS (SELECT 1 FROM vlkb.survey_policies p WHERE p.survey = {survey} "
+    "AND cardinality(p.groups) > 0 AND NOT (p.groups && %(groups)s::text[]))"
+)
+
+#: The key of a DID in file and preview URLs: what follows the first "?" (the whole DID if none).
+_KEY_SQL = "substr(d.publisher_did, strpos(d.publisher_did, '?') + 1)"
+
+
+def did_key(did: str) -> str:
+    """``slug/file.fits`` for ``ivo://authority/vlkb?slug/file.fits``; the DID itself without a ``?``.
+
+    The SQL twin of this function is used by :func:`dataset_by_key`.
+    """
+    return did.split("?", 1)[1] if "?" in did else did
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A published dataset the caller may read: its file and the ObsCore values DataLink needs.
+
+    Geometries are DALI lists in degrees (``s_region``: ICRS, ``s_region_galactic``: Galactic).
+    """
+
+    publisher_did: str
+    survey: str
+    path: str
+    size: int | None
+    dataproduct_type: str | None
+    em_min: float | None
+    em_max: float | None
+    t_min: float | None
+    t_max: float | None
+    pol_states: str | None
+    vel_min: float | None
+    vel_max: float | None
+    s_ra: float | None
+    s_dec: float | None
+    s_fov: float | None
+    s_region: list[float] | None
+    s_region_galactic: list[float] | None
+
+    @property
+    def file(self) -> Path:
+        """The file's path, as stored at ingest."""
+        return Path(self.path)
+
+    @property
+    def key(self) -> str:
+        """The DID's key in file and preview URLs (see :func:`did_key`)."""
+        return did_key(self.publisher_did)
+
+
+_SELECT = f"""
+SELECT d.publisher_did, d.survey, d.path, d.size, o.dataproduct_type, o.em_min, o.em_max,
+       o.t_min, o.t_max, o.pol_states, o.vel_min, o.vel_max, o.s_ra, o.s_dec, o.s_fov,
+       vlkb_dali_polygon(o.s_region) AS s_region,
+       vlkb_dali_polygon(o.s_region_galactic) AS s_region_galactic
+FROM vlkb.datasets d JOIN ivoa.obscore o ON o.obs_publisher_did = d.publisher_did
+WHERE {_VISIBLE.format(survey="d.survey")}
+"""
+
+
+async def hidden_surveys(conn: AsyncConnection, groups: Sequence[str]) -> list[str]:
+    """The surveys a caller in ``groups`` may not read (their names, as in ``obs_collection``)."""
+    cur = await conn.execute(
+        "SELECT survey FROM vlkb.survey_policies "
+        "WHERE cardinality(groups) > 0 AND NOT (groups && %(groups)s::text[]) ORDER BY survey",
+        {"groups": list(groups)},
+    )
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def visible_datasets(conn: AsyncConnection, dids: Iterable[str], groups: Sequence[str]) -> dict[str, Dataset]:
+    """The datasets among ``dids`` that exist and a caller in ``groups`` may read, by DID."""
+    dids = list(dict.fromkeys(dids))
+    if not dids:
+        return {}
+    async with conn.cursor(row_factory=class_row(Dataset)) as cur:
+        await cur.execute(_SELECT + " AND d.publisher_did = ANY(%(dids)s::text[])",
+                          {"groups": list(groups), "dids": dids})
+        return {row.publisher_did: row for row in await cur.fetchall()}
+
+
+async def dataset_by_key(conn: AsyncConnection, key: str, groups: Sequence[str]) -> Dataset | None:
+    """The readable dataset whose DID key (:func:`did_key`) is ``key``; None if there is none."""
+    async with conn.cursor(row_factory=class_row(Dataset)) as cur:
+        # Two authorities could share a key: the first DID wins, always the same one.
+        await cur.execute(_SELECT + f" AND {_KEY_SQL} = %(key)s ORDER BY d.publisher_did LIMIT 1",
+                          {"groups": list(groups), "key": key})
+        return await cur.fetchone()

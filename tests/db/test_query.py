@@ -1,0 +1,271 @@
+"""db/query.py against a real PostgreSQL: read-only transaction as the query role, timeouts,
+COPY batches of whole rows, and a transaction that always ends, even when the reader stops early.
+
+The database is the session one (``database`` in tests/conftest.py), or the cluster named by
+``VLKB_TEST_DB_URL``, or, when the session fixture cannot be built, a private embedded cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import errors as pgerrors
+
+from db.cluster import EmbeddedCluster
+from db.ddl import QUERY_ROLE
+from db.migrate import migrate
+from db.query import CopyBatch, astream_copy, copy_statement, stream_copy
+
+SCHEMA = "vlkb_test_query"
+
+
+@contextlib.contextmanager
+def _private_cluster() -> Iterator[str]:
+    home = Path(tempfile.mkdtemp(prefix="vlkb-query-"))
+    home.chmod(0o755)
+    cluster = EmbeddedCluster(home=home)
+    try:
+        cluster.start()
+        migrate(cluster.url())
+        yield cluster.url()
+    finally:
+        cluster.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if os.environ.get("VLKB_TEST_DB_URL"):
+        yield os.environ["VLKB_TEST_DB_URL"]
+        return
+    try:
+        url = request.getfixturevalue("database").url
+    except Exception:  # the session fixture is not usable in this checkout: run on our own
+        with _private_cluster() as url:
+            yield url
+        return
+    yield url
+
+
+@pytest.fixture(scope="module")
+def scratch(db_url: str) -> Iterator[str]:
+    """A scratch schema the query role may read, with a table it may not."""
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        c.execute(f"CREATE SCHEMA {SCHEMA}")
+        c.execute(f"CREATE TABLE {SCHEMA}.hidden (x int)")
+        c.execute(f"CREATE SEQUENCE {SCHEMA}.seq")
+        c.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {QUERY_ROLE}")
+        c.execute(f"GRANT SELECT, USAGE ON SEQUENCE {SCHEMA}.seq TO {QUERY_ROLE}")
+        yield db_url
+        c.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+
+
+@pytest.fixture()
+def conn(scratch: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(scratch, autocommit=True) as c:
+        yield c
+
+
+def _rows(conn: psycopg.Connection, query: str, ncols: int, **kw: object) -> list[CopyBatch]:
+    return list(stream_copy(conn, query, [f"{{{i}}}" for i in range(ncols)], **kw))  # type: ignore[arg-type]
+
+
+def _text_rows(batches: list[CopyBatch]) -> list[list[str]]:
+    return [line.split("\t") for b in batches for line in b.data.decode().splitlines()]
+
+
+def _backend_state(url: str, pid: int) -> str | None:
+    with psycopg.connect(url, autocommit=True) as c:
+        row = c.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        return row[0] if row else None
+
+
+# -- the COPY statement ----------------------------------------------------------------------------
+
+
+def test_copy_statement_renames_columns_positionally_and_limits() -> None:
+    stmt = copy_statement("SELECT a, a FROM t", ["{1}::text", "{0}"], fmt="csv", limit=11)
+    assert stmt.startswith("COPY (SELECT q.c1::text, q.c0 FROM (\nSELECT a, a FROM t\n) AS q(c0, c1) LIMIT 11)")
+    assert stmt.endswith("TO STDOUT (FORMAT CSV)")
+    with pytest.raises(ValueError):
+        copy_statement("SELECT 1", ["{0}"], fmt="json")  # type: ignore[arg-type]
+
+
+def test_duplicate_output_names_and_limit(conn: psycopg.Connection) -> None:
+    batches = _rows(conn, "SELECT 1 AS a, 2 AS a FROM generate_series(1, 10)", 2, fmt="text", limit=3)
+    assert _text_rows(batches) == [["1", "2"]] * 3
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["binary", "text", "csv"])
+def test_batches_hold_whole_rows(conn: psycopg.Connection, fmt: str) -> None:
+    n = 60_000
+    batches = _rows(conn, f"SELECT i, repeat('x', i % 37) FROM generate_series(1, {n}) i", 2, fmt=fmt,
+                    batch_bytes=1 << 16)
+    assert len(batches) > 3
+    assert sum(b.nrows for b in batches) == n
+    for b in batches:
+        assert int(b.lengths.sum()) == len(b.data)
+        starts = np.cumsum(b.lengths) - b.lengths
+        if fmt == "binary":  # header and trailer removed: every row starts with its field count
+            assert all(struct.unpack_from(">h", b.data, int(s))[0] == 2 for s in starts)
+        else:
+            assert all(b.data[int(e) - 1] == ord("\n") for e in np.cumsum(b.lengths))
+    first = batches[0]
+    if fmt == "binary":
+        assert struct.unpack_from(">hii", first.data, 0) == (2, 4, 1)
+    else:
+        sep = "\t" if fmt == "text" else ","
+        assert first.data.decode().splitlines()[0] == sep.join(["1", "x"])
+
+
+def test_zero_rows_give_no_batches(conn: psycopg.Connection) -> None:
+    for fmt in ("binary", "text"):
+        assert _rows(conn, "SELECT 1 WHERE false", 1, fmt=fmt) == []
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+# -- the transaction -------------------------------------------------------------------------------
+
+
+def test_runs_read_only_as_the_query_role_with_timeout(conn: psycopg.Connection) -> None:
+    query = ("SELECT current_user, current_setting('transaction_read_only'), "
+             "current_setting('statement_timeout'), current_setting('extra_float_digits')")
+    (row,) = _text_rows(_rows(conn, query, 4, fmt="text", timeout=1.5))
+    assert row == [QUERY_ROLE, "on", "1500ms", "1"]
+    # nothing survives the transaction
+    assert conn.execute("SELECT current_user, current_setting('transaction_read_only')").fetchone() != (
+        QUERY_ROLE, "on")
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_role_is_a_parameter(conn: psycopg.Connection) -> None:
+    me = conn.execute("SELECT current_user").fetchone()[0]
+    assert _text_rows(_rows(conn, "SELECT current_user", 1, fmt="text", role=None)) == [[me]]
+
+
+def test_query_role_cannot_read_unpublished_tables(conn: psycopg.Connection) -> None:
+    with pytest.raises(pgerrors.InsufficientPrivilege):
+        _rows(conn, f"SELECT * FROM {SCHEMA}.hidden", 1)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_transaction_is_read_only(conn: psycopg.Connection) -> None:
+    with pytest.raises(pgerrors.ReadOnlySqlTransaction):
+        _rows(conn, f"SELECT nextval('{SCHEMA}.seq')", 1)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_only_one_statement_runs(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error):
+        _rows(conn, f"SELECT 1) TO STDOUT; CREATE TABLE {SCHEMA}.evil (x int); COPY (SELECT 1", 1)
+    assert conn.execute(f"SELECT to_regclass('{SCHEMA}.evil')").fetchone() == (None,)
+
+
+def test_statement_timeout_cancels(conn: psycopg.Connection) -> None:
+    with pytest.raises(pgerrors.QueryCanceled):
+        _rows(conn, "SELECT pg_sleep(5)", 1, timeout=0.3)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_error_after_rows_raises_after_them(conn: psycopg.Connection) -> None:
+    got = 0
+    with pytest.raises(pgerrors.DivisionByZero):
+        for batch in stream_copy(conn, "SELECT 1 / (300000 - i) FROM generate_series(1, 400000) i", ["{0}"]):
+            got += batch.nrows
+    assert got > 0
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_needs_an_idle_connection(scratch: str) -> None:
+    with psycopg.connect(scratch) as c:
+        c.execute("SELECT 1")
+        with pytest.raises(psycopg.ProgrammingError, match="idle"):
+            next(stream_copy(c, "SELECT 1", ["{0}"]))
+
+
+def test_closing_early_cancels_and_rolls_back(conn: psycopg.Connection, scratch: str) -> None:
+    # a set-returning function in the select list streams (in FROM it would be materialised first)
+    stream = stream_copy(conn, "SELECT i, md5(i::text) FROM (SELECT generate_series(1, 100000000) AS i) s",
+                         ["{0}", "{1}"])
+    first = next(stream)
+    assert first.nrows > 0
+    stream.close()
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert _backend_state(scratch, conn.info.backend_pid) == "idle"
+    assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_garbage_collected_stream_rolls_back(conn: psycopg.Connection) -> None:
+    stream = stream_copy(conn, "SELECT generate_series(1, 100000000)", ["{0}"])
+    next(stream)
+    del stream
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+# -- asyncio ---------------------------------------------------------------------------------------
+
+
+def test_async_stream_matches_sync(conn: psycopg.Connection, scratch: str) -> None:
+    query = "SELECT i, i * 0.5, 'r' || i FROM generate_series(1, 50000) i"
+    sync = b"".join(b.data for b in _rows(conn, query, 3))
+
+    async def run() -> bytes:
+        async with await psycopg.AsyncConnection.connect(scratch, autocommit=True) as ac:
+            chunks = [b.data async for b in astream_copy(ac, query, ["{0}", "{1}", "{2}"])]
+            assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            return b"".join(chunks)
+
+    assert asyncio.run(run()) == sync
+
+
+def test_async_aclose_early_rolls_back(scratch: str) -> None:
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(scratch, autocommit=True) as ac:
+            stream = astream_copy(ac, "SELECT generate_series(1, 100000000)", ["{0}"])
+            async with contextlib.aclosing(stream):
+                batch = await anext(stream)
+                assert batch.nrows > 0
+            assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert _backend_state(scratch, ac.info.backend_pid) == "idle"
+            assert await (await ac.execute("SELECT 7")).fetchone() == (7,)
+
+    asyncio.run(run())
+
+
+def test_async_task_cancelled_while_waiting_closes_the_connection(scratch: str) -> None:
+    async def run() -> None:
+        ac = await psycopg.AsyncConnection.connect(scratch, autocommit=True)
+        pid = ac.info.backend_pid
+
+        async def consume() -> None:
+            async for _ in astream_copy(ac, "SELECT pg_sleep(30)", ["{0}"]):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ac.closed or ac.broken
+        for _ in range(50):  # the server notices the closed socket and ends the backend
+            if _backend_state(scratch, pid) is None:
+                break
+            await asyncio.sleep(0.1)
+        assert _backend_state(scratch, pid) is None
+        await ac.close()
+
+    asyncio.run(run())

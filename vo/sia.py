@@ -1,0 +1,312 @@
+"""SIA 2.0 queries: the parameters (:class:`SiaQuery`) and the SQL they become over ``ivoa.obscore``.
+
+Rules (SIA 2.0 section 2.1): values of one parameter are OR-ed, different parameters are
+AND-ed, unknown parameters are ignored, and an empty value counts as absent. Numeric
+constraints are DALI intervals (:class:`vo.shapes.Interval`); a dataset matches an interval
+parameter when its own range (BAND: em_min..em_max, TIME: t_min..t_max) overlaps it, or its
+single value (FOV, SPATRES, EXPTIME, TIMERES, SPECRP) lies inside it. POS shapes are in ICRS
+degrees and match footprints that overlap them (pgSphere ``&&`` on the GiST-indexed
+``s_region``); the vlkb extension ``POSSYS=GALACTIC`` reads them as Galactic l/b and matches
+``s_region_galactic`` instead. Footprints crossing l = 0 need no special case (pgSphere works
+on the sphere), and a RANGE across 0 is written ``-0.5 0.5`` or ``359.5 360.5``.
+
+The result is every ``ivoa.obscore`` column, streamed by the shared writers
+(:mod:`vo.votable.writers`), as the query role. Datasets of surveys the caller may not read
+are left out (``db.datasets.hidden_surveys``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import cache
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict
+
+from db.datasets import hidden_surveys
+from schemas import find_table
+from vo.adql.output import OutputColumn
+from vo.errors import UsageError
+from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
+from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
+
+__all__ = ["POL_STATES", "POSSYS", "SiaQuery", "build_sql", "obscore_columns", "search"]
+
+POSSYS = ("ICRS", "GALACTIC")
+
+#: ObsCore 1.1 polarization states (pol_states vocabulary).
+POL_STATES = ("I", "Q", "U", "V", "RR", "LL", "RL", "LR", "XX", "YY", "XY", "YX", "POLI", "POLA")
+
+#: SIA string parameters: model field, obscore column (compared exactly).
+_STRINGS = {
+    "ID": ("ids", "obs_publisher_did"),
+    "COLLECTION": ("collections", "obs_collection"),
+    "FACILITY": ("facilities", "facility_name"),
+    "INSTRUMENT": ("instruments", "instrument_name"),
+    "DPTYPE": ("dptypes", "dataproduct_type"),
+}
+
+#: SIA interval parameters matched against one column: model field, obscore column (SIA 2.0 2.4-2.11).
+_SINGLE_VALUED = {
+    "FOV": ("fov", "s_fov"),
+    "SPATRES": ("spatres", "s_resolution"),
+    "EXPTIME": ("exptime", "t_exptime"),
+    "TIMERES": ("timeres", "t_resolution"),
+    "SPECRP": ("specrp", "em_res_power"),
+}
+
+#: Every dataset is a FITS file (reached through DataLink), so FORMAT=application/fits matches all.
+_FILE_FORMATS = {"application/fits", "image/fits"}
+
+
+class SiaQuery(BaseModel):
+    """An SIA 2.0 query, parsed from case-folded parameters (each tuple is OR-ed)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    pos: tuple[Shape, ...] = ()
+    possys: Literal["ICRS", "GALACTIC"] = "ICRS"
+    band: tuple[Interval, ...] = ()
+    time: tuple[Interval, ...] = ()
+    pol: tuple[str, ...] = ()
+    fov: tuple[Interval, ...] = ()
+    spatres: tuple[Interval, ...] = ()
+    exptime: tuple[Interval, ...] = ()
+    timeres: tuple[Interval, ...] = ()
+    specrp: tuple[Interval, ...] = ()
+    ids: tuple[str, ...] = ()
+    collections: tuple[str, ...] = ()
+    facilities: tuple[str, ...] = ()
+    instruments: tuple[str, ...] = ()
+    dptypes: tuple[str, ...] = ()
+    calib: tuple[int, ...] = ()
+    targets: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+    maxrec: int
+    format: ResultFormat
+
+    @classmethod
+    def from_params(cls, raw: dict[str, list[str]], *, maxrec_default: int, maxrec_limit: int) -> SiaQuery:
+        """Validate the parameters; every problem is a UsageError naming the parameter."""
+
+        def values(name: str) -> list[str]:
+            out = []
+            for value in raw.get(name, []):
+                if "\x00" in value:
+                    raise UsageError(f"{name}: the value contains a NUL character")
+                if value.strip():
+                    out.append(value.strip())
+            return out
+
+        def many(name: str, parse: Callable[[str, str], object]) -> tuple:
+            return tuple(parse(v, name) for v in values(name))
+
+        def single(name: str) -> str | None:
+            found = values(name)
+            if len(set(found)) > 1:
+                raise UsageError(f"{name}: given {len(found)} different values, expected one")
+            return found[0] if found else None
+
+        possys = (single("POSSYS") or "ICRS").upper()
+        if possys not in POSSYS:
+            raise UsageError(f"POSSYS: unknown coordinate system {possys!r}; expected ICRS or GALACTIC")
+        fields: dict[str, object] = {
+            "pos": many("POS", parse_shape),
+            "possys": possys,
+            "band": many("BAND", Interval.parse),
+            "time": many("TIME", Interval.parse),
+            "pol": many("POL", _parse_pol),
+            "calib": many("CALIB", _parse_calib),
+            "targets": tuple(values("TARGET")),
+            "formats": tuple(values("FORMAT")),
+        }
+        for name, (field, _) in _SINGLE_VALUED.items():
+            fields[field] = many(name, Interval.parse)
+        for name, (field, _) in _STRINGS.items():
+            fields[field] = tuple(values(name))
+        maxrec_text = single("MAXREC")
+        maxrec = maxrec_default
+        if maxrec_text is not None:
+            try:
+                maxrec = int(maxrec_text)
+            except ValueError:
+                raise UsageError(f"MAXREC: not an integer: {maxrec_text!r}") from None
+            if maxrec < 0:
+                raise UsageError(f"MAXREC: must not be negative, got {maxrec}")
+        # TABLEDATA unless asked otherwise: the ViaLactea client reads TR/TD (vialactea-client.md 1.A.1).
+        fmt = resolve_format(single("RESPONSEFORMAT") or "votable/td")
+        return cls(**fields, maxrec=min(maxrec, maxrec_limit), format=fmt)
+
+
+def _parse_pol(text: str, name: str) -> str:
+    state = text.upper()
+    if state not in POL_STATES:
+        raise UsageError(f"{name}: unknown polarization state {text!r}; expected one of {' '.join(POL_STATES)}")
+    return state
+
+
+def _parse_calib(text: str, name: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        raise UsageError(f"{name}: not an integer: {text!r}") from None
+    if not 0 <= level <= 4:
+        raise UsageError(f"{name}: calibration level must be 0 to 4, got {level}")
+    return level
+
+
+# -- columns ---------------------------------------------------------------------------------------
+_DALI = {"point": "vlkb_dali_point", "circle": "vlkb_dali_circle", "polygon": "vlkb_dali_polygon"}
+
+
+@cache
+def obscore_columns() -> tuple[tuple[OutputColumn, str], ...]:
+    """Each ``ivoa.obscore`` column as the writers describe it, with its SQL expression (alias ``o``)."""
+    out = []
+    for col in find_table("ivoa.obscore").columns:
+        info = col.info
+        ref = f'o."{col.name}"'
+        if col.type in _DALI:
+            expr, pgtype = f"{_DALI[col.type]}({ref})", "float8[]"
+        else:
+            expr, pgtype = ref, info.pg
+        out.append((OutputColumn(
+            name=col.name, datatype=info.datatype, arraysize=col.votable_arraysize, xtype=info.xtype,
+            unit=col.unit, ucd=col.ucd, utype=col.utype, description=" ".join(col.description.split()),
+            pgtype=pgtype,
+        ), expr))
+    return tuple(out)
+
+
+# -- SQL -------------------------------------------------------------------------------------------
+def _num(value: float) -> str:
+    return f"({float(value)!r})"
+
+
+def _rad(deg: float) -> str:
+    return repr(math.radians(deg))
+
+
+def _spoint(lon: float, lat: float) -> str:
+    return f"spoint({_rad(lon % 360.0)}, {_rad(lat)})"
+
+
+def _text(value: str) -> str:
+    return sql.Literal(value).as_string()
+
+
+def polygon_literal(shape: Polygon) -> str:
+    """The pgSphere ``spoly`` constant of ``shape`` (degrees, longitudes taken modulo 360)."""
+    body = ",".join(f"({lon % 360.0:.12f}d,{lat:.12f}d)" for lon, lat in shape.vertices)
+    return f"spoly {_text('{' + body + '}')}"
+
+
+def _shape_sql(shape: Circle | Range | Polygon, column: str) -> str:
+    if isinstance(shape, Circle):
+        if shape.radius >= 180.0:
+            return "TRUE"
+        if shape.radius > 90.0:
+            # pgSphere circles stop at 90 degrees: overlap a big circle = not inside the small
+            # circle around the antipode that it leaves out.
+            anti = _spoint(shape.lon + 180.0, -shape.lat)
+            return f"NOT ({column} <@ scircle({anti}, {_rad(180.0 - shape.radius)}))"
+        return f"{column} && scircle({_spoint(shape.lon, shape.lat)}, {_rad(shape.radius)})"
+    if isinstance(shape, Range):
+        lat1, lat2 = max(shape.lat1, -90.0), min(shape.lat2, 90.0)
+        if shape.full_longitude:
+            if lat1 <= -90.0 and lat2 >= 90.0:
+                return "TRUE"
+            # a box from 0 to 2 pi is a whole band of latitude in pgSphere
+            return (f"{column} && sbox(spoint(0, {_rad(lat1)}), "
+                    f"spoint({repr(2 * math.pi)}, {_rad(lat2)}))")
+        # a south-west corner east of the north-east one makes pgSphere's box cross lon 0
+        return f"{column} && sbox({_spoint(shape.lon1, lat1)}, {_spoint(shape.lon2, lat2)})"
+    return f"{column} && {polygon_literal(shape)}"
+
+
+def _overlap(lo_col: str, hi_col: str, iv: Interval) -> str:
+    parts = []
+    if math.isfinite(iv.hi):
+        parts.append(f"{lo_col} <= {_num(iv.hi)}")
+    if math.isfinite(iv.lo):
+        parts.append(f"{hi_col} >= {_num(iv.lo)}")
+    return " AND ".join(parts) or "TRUE"
+
+
+def _any(conditions: Sequence[str]) -> str:
+    return conditions[0] if len(conditions) == 1 else "(" + " OR ".join(f"({c})" for c in conditions) + ")"
+
+
+def _in(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN ({', '.join(_text(v) for v in dict.fromkeys(values))})"
+
+
+def build_sql(q: SiaQuery, hidden: Sequence[str] = ()) -> str:
+    """The SELECT of every obscore column for the datasets matching ``q``, surveys in ``hidden`` left out."""
+    where: list[str] = []
+    region = "o.s_region_galactic" if q.possys == "GALACTIC" else "o.s_region"
+    if q.pos:
+        where.append(_any([_shape_sql(s, region) for s in q.pos]))
+    if q.band:
+        where.append(_any([_overlap("o.em_min", "o.em_max", iv) for iv in q.band]))
+    if q.time:
+        where.append(_any([_overlap("o.t_min", "coalesce(o.t_max, o.t_min)", iv) for iv in q.time]))
+    for field, column in _SINGLE_VALUED.values():
+        intervals = getattr(q, field)
+        if intervals:
+            where.append(_any([_overlap(f"o.{column}", f"o.{column}", iv) for iv in intervals]))
+    if q.pol:
+        where.append(_any([f"o.pol_states LIKE {_text(f'%/{p}/%')}" for p in q.pol]))
+    for field, column in _STRINGS.values():
+        wanted = getattr(q, field)
+        if wanted:
+            where.append(_in(f"o.{column}", wanted))
+    if q.calib:
+        where.append(f"o.calib_level IN ({', '.join(str(c) for c in sorted(set(q.calib)))})")
+    if q.targets:
+        where.append(_in("lower(o.target_name)", [t.lower() for t in q.targets]))
+    if q.formats and not any(f.lower() in _FILE_FORMATS for f in q.formats):
+        where.append(_in("lower(o.access_format)", [f.lower() for f in q.formats]))
+    if hidden:
+        where.append(f"NOT {_in('o.obs_collection', hidden)}")
+    select = ",\n  ".join(expr for _, expr in obscore_columns())
+    condition = "\n  AND ".join(where) or "TRUE"
+    return (f"SELECT\n  {select}\nFROM ivoa.obscore AS o\nWHERE {condition}\n"
+            "ORDER BY o.obs_collection, o.obs_publisher_did")
+
+
+async def _check_polygons(conn: psycopg.AsyncConnection, q: SiaQuery) -> None:
+    """Let pgSphere judge each polygon (self-crossing, edges of 180 degrees) before the query runs."""
+    for shape in q.pos:
+        if isinstance(shape, Polygon):
+            try:
+                async with conn.transaction():
+                    await conn.execute(f"SELECT {polygon_literal(shape)}")
+            except psycopg.Error as exc:
+                reason = exc.diag.message_primary or "rejected by pgSphere"
+                raise UsageError(f"POS: invalid polygon {shape.to_text()!r}: {reason}") from None
+
+
+async def search(
+    pool: AsyncConnectionPool, q: SiaQuery, *, groups: Sequence[str], timeout: float
+) -> AsyncIterator[bytes]:
+    """Run ``q`` for a caller in ``groups`` and return the result stream, already started.
+
+    Parameter, polygon and first-row failures raise here, before the first byte.
+    """
+    async with pool.connection() as conn:
+        hidden = await hidden_surveys(conn, groups)
+        await _check_polygons(conn, q)
+    statement = build_sql(q, hidden)
+    columns = [col for col, _ in obscore_columns()]
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.connection() as conn:
+            async for chunk in astream_result(conn, statement, columns, q.format, maxrec=q.maxrec,
+                                              timeout=timeout):
+                yield chunk
+
+    return await prime(body())
