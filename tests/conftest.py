@@ -117,7 +117,12 @@ def server(database: Database) -> Iterator[Server]:
     proc = subprocess.Popen([VLKB, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(base + "/health")
+        try:
+            wait_for_http(base + "/health")
+        except RuntimeError:
+            log.flush()
+            tail = (database.home / "server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"vlkb serve did not come up; its log ends with:\n{tail}") from None
         yield Server(url=base, process=proc, env=env)
     finally:
         proc.terminate()
