@@ -21,31 +21,20 @@ import io
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import psycopg
 
 from db.ddl import QUERY_ROLE
 from db.query import stream_copy
+from vo.adql.output import OutputColumn
 from vo.votable.allocator import tune_allocator
 from vo.votable.writers import ResultWriter, astream_result, stream_result
 
 SCHEMA = "vlkb_bench"
 
 
-@dataclass(frozen=True)
-class Col:
-    """A result column as the ADQL translator describes it."""
-
-    name: str
-    datatype: str
-    pgtype: str
-    arraysize: str | None = None
-    xtype: str | None = None
-    unit: str | None = None
-    ucd: str | None = None
-    utype: str | None = None
-    description: str | None = None
+#: result columns described by hand, as the ADQL translator would
+Col = OutputColumn.of
 
 
 COLUMNS = [

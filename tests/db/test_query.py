@@ -1,60 +1,31 @@
 """db/query.py against a real PostgreSQL: read-only transaction as the query role, timeouts,
 COPY batches of whole rows, and a transaction that always ends, even when the reader stops early.
 
-The database is the session one (``database`` in tests/conftest.py), or the cluster named by
-``VLKB_TEST_DB_URL``, or, when the session fixture cannot be built, a private embedded cluster.
+The database is the session one (``database`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
 from psycopg import errors as pgerrors
 
-from db.cluster import EmbeddedCluster
 from db.ddl import QUERY_ROLE
-from db.migrate import migrate
 from db.query import CopyBatch, astream_copy, copy_statement, stream_copy
 
 SCHEMA = "vlkb_test_query"
 
 
-@contextlib.contextmanager
-def _private_cluster() -> Iterator[str]:
-    home = Path(tempfile.mkdtemp(prefix="vlkb-query-"))
-    home.chmod(0o755)
-    cluster = EmbeddedCluster(home=home)
-    try:
-        cluster.start()
-        migrate(cluster.url())
-        yield cluster.url()
-    finally:
-        cluster.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if os.environ.get("VLKB_TEST_DB_URL"):
-        yield os.environ["VLKB_TEST_DB_URL"]
-        return
-    try:
-        url = request.getfixturevalue("database").url
-    except Exception:  # the session fixture is not usable in this checkout: run on our own
-        with _private_cluster() as url:
-            yield url
-        return
-    yield url
+def db_url(database) -> str:
+    """The session database (tests/conftest.py)."""
+    return database.url
 
 
 @pytest.fixture(scope="module")

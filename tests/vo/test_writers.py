@@ -2,8 +2,7 @@
 standard library) and gives back exactly the values that went in; MAXREC overflow and error
 trailers; early close; one document of each VOTable serialisation passes ``stilts votlint``.
 
-The database is the session one (``database`` in tests/conftest.py), or the cluster named by
-``VLKB_TEST_DB_URL``, or, when the session fixture cannot be built, a private embedded cluster.
+The database is the session one (``database`` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -15,13 +14,10 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 import struct
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,10 +29,9 @@ from astropy.io.votable import parse
 from astropy.table import Table
 from pyvo.dal import DALOverflowWarning, DALQueryError, DALResults
 
-from db.cluster import EmbeddedCluster
 from db.ddl import QUERY_ROLE
-from db.migrate import migrate
 from db.query import stream_copy
+from vo.adql.output import OutputColumn
 from vo.errors import UsageError
 from vo.votable.allocator import tune_allocator
 from vo.votable.document import Base64Lines
@@ -45,19 +40,8 @@ from vo.votable.writers import FORMATS, ResultWriter, astream_result, prime, res
 SCHEMA = "vlkb_test_writers"
 
 
-@dataclass(frozen=True)
-class Col:
-    """A result column, as the ADQL translator describes one."""
-
-    name: str
-    datatype: str
-    pgtype: str
-    arraysize: str | None = None
-    xtype: str | None = None
-    unit: str | None = None
-    ucd: str | None = None
-    utype: str | None = None
-    description: str | None = None
+#: result columns described by hand, as the ADQL translator would
+Col = OutputColumn.of
 
 
 COLUMNS = [
@@ -94,32 +78,10 @@ ROWS = [
 # -- database ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _private_cluster() -> Iterator[str]:
-    home = Path(tempfile.mkdtemp(prefix="vlkb-writers-"))
-    home.chmod(0o755)
-    cluster = EmbeddedCluster(home=home)
-    try:
-        cluster.start()
-        migrate(cluster.url())
-        yield cluster.url()
-    finally:
-        cluster.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if os.environ.get("VLKB_TEST_DB_URL"):
-        yield os.environ["VLKB_TEST_DB_URL"]
-        return
-    try:
-        url = request.getfixturevalue("database").url
-    except Exception:  # the session fixture is not usable in this checkout: run on our own
-        with _private_cluster() as url:
-            yield url
-        return
-    yield url
+def db_url(database) -> str:
+    """The session database (tests/conftest.py)."""
+    return database.url
 
 
 @pytest.fixture(scope="module")

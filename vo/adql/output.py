@@ -37,6 +37,14 @@ class OutputColumn:
     description: str | None
     pgtype: str
 
+    @classmethod
+    def of(
+        cls, name: str, datatype: str, pgtype: str, arraysize: str | None = None, xtype: str | None = None,
+        unit: str | None = None, ucd: str | None = None, utype: str | None = None, description: str | None = None,
+    ) -> OutputColumn:
+        """A column described by hand (tests, benchmarks, services that write their own SQL)."""
+        return cls(name, datatype, arraysize, xtype, unit, ucd, utype, description, pgtype)
+
 
 @dataclass(frozen=True)
 class Translation:
