@@ -55,6 +55,7 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("text/csv;header=present", ("csv",)),
     OutputFormat("text/tab-separated-values", ("tsv",)),
     OutputFormat("application/json", ("json",)),
+    OutputFormat("application/vnd.apache.parquet", ("parquet",)),
 )
 
 

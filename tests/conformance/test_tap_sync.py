@@ -155,3 +155,25 @@ def test_bad_requests_are_dali_errors(http: httpx.Client, params: dict, mention:
 
 def test_obscore_still_there(conn) -> None:
     assert conn.execute("SELECT count(*) FROM ivoa.obscore").fetchone()[0] > 0
+
+
+def test_parquet_format(http: httpx.Client, conn) -> None:
+    import pyarrow.parquet as pq
+
+    resp = http.get("/tap/sync", params={"LANG": "ADQL", "QUERY": CONE, "RESPONSEFORMAT": "parquet"})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(resp.content))
+    assert set(table.column("designation").to_pylist()) == expected_cone(conn)
+    assert table.schema.field("glon").metadata[b"unit"] == b"deg"
+    meta = pq.read_metadata(io.BytesIO(resp.content)).metadata
+    assert meta[b"QUERY_STATUS"] == b"OK"
+
+
+def test_parquet_overflow_is_marked(http: httpx.Client) -> None:
+    import pyarrow.parquet as pq
+
+    resp = http.get("/tap/sync", params={"LANG": "ADQL", "FORMAT": "parquet", "MAXREC": "3",
+                                         "QUERY": "SELECT * FROM ivoa.obscore"})
+    assert pq.read_table(io.BytesIO(resp.content)).num_rows == 3
+    assert pq.read_metadata(io.BytesIO(resp.content)).metadata[b"QUERY_STATUS"] == b"OVERFLOW"

@@ -48,6 +48,7 @@ from vo.errors import FatalError, TransientError, UsageError, VlkbError
 from vo.votable.binary import BinaryEncoder
 from vo.votable.columns import ColumnPlan, Family, ResultColumn, plan_columns, select_list
 from vo.votable.document import Base64Lines, VOTableSkeleton
+from vo.votable.parquet import ParquetEncoder
 from vo.votable.text import CsvEncoder, JsonEncoder, TableDataEncoder, TsvEncoder
 
 __all__ = [
@@ -63,7 +64,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-Name = Literal["votable", "votable/td", "votable/b", "csv", "tsv", "json"]
+Name = Literal["votable", "votable/td", "votable/b", "csv", "tsv", "json", "parquet"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ FORMATS: dict[str, ResultFormat] = {
         ResultFormat("csv", "text/csv;header=present", "csv", "csv"),
         ResultFormat("tsv", "text/tab-separated-values", "tsv", "text"),
         ResultFormat("json", "application/json", "json", "text"),
+        ResultFormat("parquet", "application/vnd.apache.parquet", "csv", "csv"),
     )
 }
 
@@ -97,6 +99,7 @@ _ALIASES = {
     "csv": "csv", "text/csv": "csv", "text/csv;header=present": "csv",
     "tsv": "tsv", "text/tab-separated-values": "tsv", "text/tsv": "tsv",
     "json": "json", "application/json": "json",
+    "parquet": "parquet", "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
 }
 
 
@@ -169,11 +172,13 @@ class ResultWriter:
             self._csv = CsvEncoder(self.plans)
         elif name == "tsv":
             self._tsv = TsvEncoder(self.plans)
+        elif name == "parquet":
+            self._parquet = ParquetEncoder(self.plans)
         else:
             self._json = JsonEncoder(self.plans, infos)
         self.select_list = select_list(self.plans, self.format.family, order)
         #: whether a failure after the header can be reported inside the document
-        self.in_band_errors = name not in ("csv", "tsv")
+        self.in_band_errors = name not in ("csv", "tsv", "parquet")
 
     # -- the three parts of a document ------------------------------------------------------
 
@@ -187,6 +192,8 @@ class ResultWriter:
             return self._csv.header()
         if name == "tsv":
             return self._tsv.header()
+        if name == "parquet":
+            return self._parquet.head()
         return self._json.head()
 
     def rows(self, batch: CopyBatch) -> bytes:
@@ -201,6 +208,8 @@ class ResultWriter:
             return self._csv.encode(batch)
         if name == "tsv":
             return self._tsv.encode(batch)
+        if name == "parquet":
+            return self._parquet.encode(batch)
         return self._json.encode(batch)
 
     def tail(self, status: str = "OK", message: str | None = None) -> bytes:
@@ -210,6 +219,8 @@ class ResultWriter:
             return rest + self._skeleton.tail(status, message)
         if self.format.name == "json":
             return self._json.tail(status, message)
+        if self.format.name == "parquet":
+            return self._parquet.tail(status)
         return b""
 
     # -- driving a batch stream -------------------------------------------------------------
