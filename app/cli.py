@@ -174,23 +174,34 @@ def demo_data(
 
 @ingest_cli.command("datasets")
 def ingest_datasets(
-    survey: Annotated[str, typer.Option(help="Survey name (obs_collection); must exist or be given by --species.")],
-    paths: Annotated[list[str], typer.Argument(help="FITS files, globs or fsspec URLs.")],
+    survey: Annotated[str, typer.Option(help="Survey name (obs_collection).")],
+    paths: Annotated[list[str], typer.Argument(help="FITS files or glob patterns.")],
     species: Annotated[str, typer.Option(help="Species (Continuum for continuum surveys).")] = "Continuum",
     transition: Annotated[str, typer.Option(help="Transition or band, e.g. '70 um' or '1-0'.")] = "",
+    groups: Annotated[str, typer.Option(help="Comma-separated groups that may read it; empty: public.")] = "",
 ) -> None:
-    """Ingest FITS images and cubes (headers only) into ivoa.obscore."""
-    settings = _settings()
-    from vo.ingest.cli import run_ingest
+    """Ingest FITS images and cubes (headers only) into ivoa.obscore; bad files are reported and skipped."""
+    import glob
 
+    from vo.ingest.datasets import ingest_datasets as ingest
+
+    settings = _settings()
+    files: list[str] = []
+    for pattern in paths:
+        matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matched:
+            typer.secho(f"vlkb: no file matches {pattern}", err=True, fg=typer.colors.YELLOW)
+        files += matched
+    info = {"name": survey, "species": species, "transition": transition,
+            "groups": tuple(g for g in groups.split(",") if g)}
     with _operator_errors():
-        url = _ensure_database(settings) if settings.embedded else database_url(settings)
+        url = _ensure_database(settings)
         with psycopg.connect(url) as conn:
-            report = run_ingest(conn, survey=survey, species=species, transition=transition, paths=paths,
-                                authority=settings.authority, base_url=settings.public_url)
+            report = ingest(conn, info, files, authority=settings.authority, base_url=settings.public_url,
+                            progress=len(files) > 20)
         typer.echo(report.summary())
-        if report.failed and not report.succeeded:
-            raise typer.Exit(1)
+    if report.failed and not report.ingested:
+        raise typer.Exit(1)
 
 
 def _port_free(host: str, port: int) -> bool:
