@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import streaming, tap_http
+from bench import ingest, streaming, tap_http
 
 
 def main() -> None:
     """Each benchmark in turn, with its default settings."""
     streaming.main([])
     tap_http.main([])
+    ingest.main([])
 
 
 if __name__ == "__main__":
