@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.logging import configure_logging
-from app.routers import datalink, examples, home, sia, tap, vosi
+from app.routers import datalink, examples, home, sia, soda, tap, vosi
 from app.settings import Settings
 from vo.votable.allocator import tune_allocator
 
@@ -76,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(examples.router)
     app.include_router(sia.router)
     app.include_router(datalink.router)
+    app.include_router(soda.router)
     return app

@@ -1,0 +1,50 @@
+"""SODA 1.0 synchronous cutouts: ``/soda/sync`` (GET and POST).
+
+The dataset is looked up by its exact DID with the caller's access rights, so an unknown ID, a
+path-like ID and a survey the caller may not read all give the same 404 NotFoundFault, and only
+the path stored in ``vlkb.datasets`` is ever opened. Everything cheap (parameters, lookup,
+header, pixel box) happens before the first byte so the status is honest; then the FITS file is
+streamed as the slab is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from app.access import CallerGroups
+from app.deps import DbPool
+from app.params import RequestParams
+from db.datasets import visible_datasets
+from vo import soda
+from vo.errors import NotFoundError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/soda", tags=["SODA"])
+
+log = structlog.get_logger("vlkb.soda")
+
+
+@router.api_route("/sync", methods=["GET", "POST"])
+async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGroups) -> StreamingResponse:
+    """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
+    q = soda.SodaParams.from_params(params.values)
+    async with pool.connection() as conn:
+        ds = (await visible_datasets(conn, [q.id], groups)).get(q.id)
+    if ds is None:
+        raise NotFoundError(f"{q.id}: no such dataset")
+    if not ds.file.is_file():
+        log.error("dataset file missing", did=ds.publisher_did, path=ds.path)
+        raise NotFoundError(f"{q.id}: the file of this dataset is not available")
+    cut = await asyncio.to_thread(soda.cutout, ds.file, ds.publisher_did, q)
+    log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
+    return StreamingResponse(
+        cut.chunks(),
+        media_type="application/fits",
+        headers={"Content-Disposition": f'attachment; filename="{soda.filename(ds.publisher_did)}"',
+                 "Content-Length": str(cut.size)},
+    )
