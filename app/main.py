@@ -16,8 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.database import database_url
 from app.errors import install_error_handlers
+from app.jobs import start_jobs, stop_jobs
 from app.logging import configure_logging
-from app.routers import datalink, examples, home, sia, soda, tap, vosi
+from app.routers import datalink, examples, home, sia, soda, tap, tap_async, vosi
 from app.settings import Settings
 from vo.votable.allocator import tune_allocator
 
@@ -45,10 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # /tap/availability and /health instead of refusing to start.
         await pool.open(wait=False)
         app.state.pool = pool
+        await start_jobs(app, settings, pool)
         log.info("service started", embedded=settings.embedded)
         try:
             yield
         finally:
+            await stop_jobs(app)
             await pool.close()
             log.info("service stopped")
 
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(home.router)
     app.include_router(vosi.router)
     app.include_router(tap.router)
+    app.include_router(tap_async.router)
     app.include_router(examples.router)
     app.include_router(sia.router)
     app.include_router(datalink.router)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from db.datasets import hidden_surveys
 from schemas import find_table
 from vo.adql.output import OutputColumn
+from vo.dali import parse_maxrec
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
@@ -127,18 +128,10 @@ class SiaQuery(BaseModel):
             fields[field] = many(name, Interval.parse)
         for name, (field, _) in _STRINGS.items():
             fields[field] = tuple(values(name))
-        maxrec_text = single("MAXREC")
-        maxrec = maxrec_default
-        if maxrec_text is not None:
-            try:
-                maxrec = int(maxrec_text)
-            except ValueError:
-                raise UsageError(f"MAXREC: not an integer: {maxrec_text!r}") from None
-            if maxrec < 0:
-                raise UsageError(f"MAXREC: must not be negative, got {maxrec}")
+        maxrec = parse_maxrec(single("MAXREC"), default=maxrec_default, limit=maxrec_limit)
         # TABLEDATA unless asked otherwise: the ViaLactea client reads TR/TD (vialactea-client.md 1.A.1).
         fmt = resolve_format(single("RESPONSEFORMAT") or "votable/td")
-        return cls(**fields, maxrec=min(maxrec, maxrec_limit), format=fmt)
+        return cls(**fields, maxrec=maxrec, format=fmt)
 
 
 def _parse_pol(text: str, name: str) -> str:

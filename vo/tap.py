@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from vo.adql import Catalog, translate
+from vo.dali import parse_maxrec
 from vo.errors import UsageError
 from vo.vosi import LanguageFeature, OutputFormat
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
@@ -99,22 +100,12 @@ class TapQuery(BaseModel):
         version = _single(raw, "VERSION")
         if version is not None and version not in ("1.0", "1.1"):
             raise UsageError(f"VERSION: unsupported TAP version {version!r}; use 1.0 or 1.1")
-        maxrec_text = _single(raw, "MAXREC")
-        if maxrec_text is None:
-            maxrec = maxrec_default
-        else:
-            try:
-                maxrec = int(maxrec_text)
-            except ValueError:
-                raise UsageError(f"MAXREC: not an integer: {maxrec_text!r}") from None
-            if maxrec < 0:
-                raise UsageError(f"MAXREC: must not be negative, got {maxrec}")
-        capped = min(maxrec, maxrec_limit)
+        maxrec = parse_maxrec(_single(raw, "MAXREC"), default=maxrec_default, limit=maxrec_limit)
         fmt_value = _single(raw, "RESPONSEFORMAT")
         if fmt_value is None:
             fmt_value = _single(raw, "FORMAT")
         return cls(
-            query=query, lang=lang.upper(), maxrec=capped,
+            query=query, lang=lang.upper(), maxrec=maxrec,
             format=resolve_format(fmt_value or "votable"), runid=_single(raw, "RUNID"),
         )
 

@@ -1,8 +1,8 @@
 """STILTS taplint, the referee: every stage implemented so far reports no errors and no failures.
 
 Stages: metadata (TMV TME TMS TMC), capabilities (CPV CAP), availability (AVV), sync queries
-(QGE QPO), result metadata (MDQ), ObsCore (OBS) and examples (EXA). The warnings left are in
-the issue notes.
+(QGE QPO), async queries and UWS (QAS UWS), result metadata (MDQ), ObsCore (OBS) and examples
+(EXA). The warnings left are in the issue notes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO MDQ OBS EXA"
+STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS EXA"
 
 
 def run_taplint(url: str, stages: str) -> str:

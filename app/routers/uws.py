@@ -1,0 +1,211 @@
+"""UWS 1.1 job resources (section 2.2), as a router factory reused by each async protocol.
+
+``uws_router("/tap/async", "tap")`` gives the job list, the job and its children
+(phase, executionduration, destruction, quote, error, parameters, results, owner). Handlers
+parse, call one ``JobService`` method, and render; the rules live in ``vo/uws/service.py``.
+Parameters are not checked at creation: a bad request is still a job, which ends in ERROR with
+the reason (what clients and taplint's QAS stage expect); the kind's runner validates them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from app.deps import BaseUrl
+from app.params import RequestParams
+from vo.errors import UsageError
+from vo.uws import xml
+from vo.uws.model import Job, Phase
+from vo.uws.service import JobService, parse_time
+from vo.votable.errors import error_document
+
+__all__ = ["uws_router"]
+
+XML = "application/xml"
+TEXT = "text/plain"
+#: control parameters of the job list and job resources, never stored with the job
+_CONTROL = {"PHASE", "ACTION", "WAIT"}
+
+def _service(request: Request) -> JobService:
+    return request.app.state.jobs
+
+
+async def caller_owner(request: Request) -> str | None:
+    """The caller's user name: None (anonymous) until OIDC tokens are checked."""
+    return None
+
+
+Jobs = Annotated[JobService, Depends(_service)]
+Owner = Annotated[str | None, Depends(caller_owner)]
+
+
+def _one(values: dict[str, list[str]], name: str) -> str | None:
+    got = values.get(name)
+    return got[-1] if got else None
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def uws_router(prefix: str, kind: str) -> APIRouter:
+    """The UWS resources of jobs of ``kind`` under ``prefix``."""
+    router = APIRouter(prefix=prefix, tags=[f"UWS ({kind})"])
+
+    async def load(jobs: JobService, job_id: str, owner: str | None) -> Job:
+        return await jobs.get(kind, job_id, owner)
+
+    def job_url(base: str, job_id: str) -> str:
+        return f"{base}{prefix}/{job_id}"
+
+    @router.get("", name=f"{kind}_list_jobs")
+    async def list_jobs(params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+        v = params.values
+        after = _one(v, "AFTER")
+        last = _one(v, "LAST")
+        try:
+            last_n = None if last is None else int(last)
+        except ValueError:
+            raise UsageError(f"LAST: not an integer: {last!r}") from None
+        found = await jobs.list(kind, owner, phases=[p.upper() for p in v.get("PHASE", [])],
+                                after=None if after is None else parse_time(after, "AFTER"), last=last_n)
+        return Response(xml.jobs_xml(found, base + prefix), media_type=XML)
+
+    @router.post("", name=f"{kind}_create_job")
+    async def create_job(params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+        phase = (_one(params.values, "PHASE") or "").upper()
+        if phase not in ("", "RUN"):
+            raise UsageError(f"PHASE: only RUN may be given at creation, got {phase!r}")
+        stored = {k: v for k, v in params.values.items() if k not in _CONTROL}
+        job = await jobs.create(kind, owner, stored, run_id=_one(stored, "RUNID"))
+        if phase == "RUN":
+            await jobs.run(job)
+        return _see_other(job_url(base, job.job_id))
+
+    @router.get("/{job_id}", name=f"{kind}_get_job")
+    async def get_job(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        wait = _one(params.values, "WAIT")
+        if wait is not None:
+            try:
+                seconds = float(wait)
+            except ValueError:
+                raise UsageError(f"WAIT: not a number: {wait!r}") from None
+            phase = _one(params.values, "PHASE")
+            job = await jobs.wait(job, seconds, phase.upper() if phase else None)
+        results = await jobs.job_results(job)
+        return Response(xml.job_xml(job, results, job_url(base, job.job_id)), media_type=XML)
+
+    @router.post("/{job_id}", name=f"{kind}_post_job")
+    async def post_job(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        action = (_one(params.values, "ACTION") or "").upper()
+        if action == "DELETE":
+            await jobs.delete(job)
+            return _see_other(base + prefix)
+        if action:
+            raise UsageError(f"ACTION: only DELETE is supported, got {action!r}")
+        phase = _one(params.values, "PHASE")
+        if phase is not None:
+            await _change_phase(jobs, job, phase)
+        return _see_other(job_url(base, job.job_id))
+
+    @router.delete("/{job_id}", name=f"{kind}_delete_job")
+    async def delete_job(job_id: str, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+        await jobs.delete(await load(jobs, job_id, owner))
+        return _see_other(base + prefix)
+
+    @router.get("/{job_id}/phase", name=f"{kind}_get_job_phase")
+    async def get_job_phase(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        return Response((await load(jobs, job_id, owner)).phase, media_type=TEXT)
+
+    @router.post("/{job_id}/phase", name=f"{kind}_post_job_phase")
+    async def post_job_phase(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+                             base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        await _change_phase(jobs, job, _one(params.values, "PHASE") or "")
+        return _see_other(job_url(base, job_id))
+
+    @router.get("/{job_id}/executionduration", name=f"{kind}_get_job_executionduration")
+    async def get_job_executionduration(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        return Response(str((await load(jobs, job_id, owner)).execution_duration), media_type=TEXT)
+
+    @router.post("/{job_id}/executionduration", name=f"{kind}_post_job_executionduration")
+    async def post_job_executionduration(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+                                         base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        value = _one(params.values, "EXECUTIONDURATION")
+        if value is None:
+            raise UsageError("EXECUTIONDURATION: missing")
+        await jobs.set_execution_duration(job, value)
+        return _see_other(job_url(base, job_id))
+
+    @router.get("/{job_id}/destruction", name=f"{kind}_get_job_destruction")
+    async def get_job_destruction(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        job = await load(jobs, job_id, owner)
+        return Response(xml.isotime(job.destruction) if job.destruction else "", media_type=TEXT)
+
+    @router.post("/{job_id}/destruction", name=f"{kind}_post_job_destruction")
+    async def post_job_destruction(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+                                   base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        value = _one(params.values, "DESTRUCTION")
+        if value is None:
+            raise UsageError("DESTRUCTION: missing")
+        await jobs.set_destruction(job, value)
+        return _see_other(job_url(base, job_id))
+
+    @router.get("/{job_id}/quote", name=f"{kind}_get_job_quote")
+    async def get_job_quote(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        job = await load(jobs, job_id, owner)
+        return Response(xml.isotime(job.quote) if job.quote else "", media_type=TEXT)
+
+    @router.get("/{job_id}/owner", name=f"{kind}_get_job_owner")
+    async def get_job_owner(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        return Response((await load(jobs, job_id, owner)).owner or "", media_type=TEXT)
+
+    @router.get("/{job_id}/error", name=f"{kind}_get_job_error")
+    async def get_job_error(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        # TAP 1.1 section 2.11: the error document is a VOTable with QUERY_STATUS=ERROR
+        job = await load(jobs, job_id, owner)
+        if job.phase != Phase.ERROR:
+            return Response("", media_type=TEXT)
+        return Response(error_document(xml.error_text(job)), media_type="application/x-votable+xml")
+
+    @router.get("/{job_id}/parameters", name=f"{kind}_get_job_parameters")
+    async def get_job_parameters(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+        return Response(xml.parameters_xml(await load(jobs, job_id, owner)), media_type=XML)
+
+    @router.post("/{job_id}/parameters", name=f"{kind}_post_job_parameters")
+    async def post_job_parameters(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+                                  base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        updates = {k: v for k, v in params.values.items() if k not in _CONTROL}
+        await jobs.set_parameters(job, updates)
+        return _see_other(job_url(base, job_id))
+
+    @router.get("/{job_id}/results", name=f"{kind}_get_job_results")
+    async def get_job_results(job_id: str, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, owner)
+        results = await jobs.job_results(job)
+        return Response(xml.results_xml(results, job_url(base, job_id)), media_type=XML)
+
+    @router.get("/{job_id}/results/{result_id}", name=f"{kind}_get_job_result")
+    async def get_job_result(job_id: str, result_id: str, jobs: Jobs, owner: Owner) -> Response:
+        job = await load(jobs, job_id, owner)
+        result = await jobs.result(job, result_id)
+        return FileResponse(jobs.results.path(result.location), media_type=result.mime_type)
+
+    return router
+
+
+async def _change_phase(jobs: JobService, job: Job, phase: str) -> Job:
+    value = phase.strip().upper()
+    if value == "RUN":
+        return await jobs.run(job)
+    if value == "ABORT":
+        return await jobs.abort(job)
+    raise UsageError(f"PHASE: expected RUN or ABORT, got {phase!r}")

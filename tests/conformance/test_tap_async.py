@@ -1,0 +1,127 @@
+"""TAP async (UWS 1.1) against the real server: pyvo, raw HTTP, the UWS XSD, and taplint."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+import pyvo
+
+from tests.conformance.test_taplint import run_taplint
+from tests.xsd import assert_valid
+
+UWS = "http://www.ivoa.net/xml/UWS/v1.0"
+NSP = {"uws": UWS}
+QUERY = "SELECT TOP 5 table_name FROM TAP_SCHEMA.tables"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _create(http: httpx.Client, **params: str) -> str:
+    r = http.post("/tap/async", data={"LANG": "ADQL", "QUERY": QUERY, **params})
+    assert r.status_code == 303, r.text
+    return r.headers["location"]
+
+
+def _wait(http: httpx.Client, url: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phase = http.get(url + "/phase").text
+        if phase not in ("PENDING", "QUEUED", "EXECUTING"):
+            return phase
+        time.sleep(0.1)
+    raise AssertionError(f"{url} still {phase}")
+
+
+def test_pyvo_run_async(server) -> None:
+    svc = pyvo.dal.TAPService(server.url + "/tap")
+    result = svc.run_async(QUERY)
+    assert len(result) == 5
+
+
+def test_pyvo_submit_wait_fetch(server) -> None:
+    svc = pyvo.dal.TAPService(server.url + "/tap")
+    job = svc.submit_job(QUERY, maxrec=3)
+    assert job.phase == "PENDING"
+    job.run()
+    job.wait(timeout=30)
+    assert job.phase == "COMPLETED"
+    table = job.fetch_result()
+    assert len(table) == 3
+    job.delete()
+
+
+def test_job_documents_valid(http: httpx.Client) -> None:
+    url = _create(http, PHASE="RUN", RUNID="r1")
+    assert _wait(http, url) == "COMPLETED"
+    root = assert_valid(http.get(url).content, UWS)
+    assert root.findtext("uws:phase", namespaces=NSP) == "COMPLETED"
+    assert root.findtext("uws:runId", namespaces=NSP) == "r1"
+    assert_valid(http.get(url + "/results").content, UWS)
+    assert_valid(http.get(url + "/parameters").content, UWS)
+    assert_valid(http.get("/tap/async").content, UWS)
+    r = http.get(url + "/results/result")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/x-votable+xml")
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert b"TAP_SCHEMA" not in r.content[:0]
+
+
+def test_phase_destruction_delete(http: httpx.Client) -> None:
+    url = _create(http)
+    assert http.get(url + "/phase").text == "PENDING"
+    r = http.post(url + "/executionduration", data={"EXECUTIONDURATION": "30"})
+    assert r.status_code == 303
+    assert http.get(url + "/executionduration").text == "30"
+    r = http.post(url + "/destruction", data={"DESTRUCTION": "2030-01-01T00:00:00Z"})
+    assert r.status_code == 303
+    assert re.match(r"\d{4}-\d\d-\d\dT", http.get(url + "/destruction").text)
+    assert http.post(url + "/phase", data={"PHASE": "NONSENSE"}).status_code == 400
+    r = http.post(url + "/phase", data={"PHASE": "ABORT"})
+    assert r.status_code == 303
+    assert http.get(url + "/phase").text == "ABORTED"
+    r = http.post(url, data={"ACTION": "DELETE"})
+    assert r.status_code == 303
+    assert r.headers["location"].endswith("/tap/async")
+    assert http.get(url).status_code == 404
+
+
+def test_error_job(http: httpx.Client) -> None:
+    r = http.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT nope FROM nowhere", "PHASE": "RUN"})
+    url = r.headers["location"]
+    assert _wait(http, url) == "ERROR"
+    root = assert_valid(http.get(url).content, UWS)
+    assert root.find("uws:errorSummary", namespaces=NSP) is not None
+    err = http.get(url + "/error")
+    assert b"QUERY_STATUS" in err.content
+
+
+def test_wait_blocks_until_done(http: httpx.Client) -> None:
+    url = _create(http, PHASE="RUN")
+    r = http.get(url, params={"WAIT": "20"})
+    root = assert_valid(r.content, UWS)
+    assert root.findtext("uws:phase", namespaces=NSP) in ("QUEUED", "EXECUTING", "COMPLETED")
+    # a finished job answers at once
+    _wait(http, url)
+    start = time.monotonic()
+    http.get(url, params={"WAIT": "10"})
+    assert time.monotonic() - start < 2
+
+
+def test_bad_parameters_end_in_error(http: httpx.Client) -> None:
+    r = http.post("/tap/async", data={"QUERY": QUERY, "PHASE": "RUN"})
+    assert r.status_code == 303
+    url = r.headers["location"]
+    assert _wait(http, url) == "ERROR"
+    assert b"LANG" in http.get(url + "/error").content
+
+
+def test_taplint_uws_stages_clean(server) -> None:
+    stages = "TMV TME TMS TMC CAP AVV QAS UWS"
+    out = run_taplint(server.url + "/tap", stages)
+    problems = [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line)]
+    assert not problems, "taplint reported:\n" + "\n".join(problems)
+    for stage in ("QAS", "UWS"):
+        assert re.search(rf"Section {stage}:", out), f"stage {stage} did not run:\n{out[-2000:]}"
