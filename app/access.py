@@ -1,23 +1,93 @@
-"""Who the caller is, as far as dataset access goes: the groups whose surveys they may read.
+"""Who the caller is, for every router: the identity dependency and its parts.
 
-Every protocol core function that shows datasets takes ``groups`` (empty for an anonymous
-caller) and hides the surveys restricted to other groups (``db.datasets``). Until OIDC
-tokens are checked (the auth issue replaces :func:`caller_groups` with the groups of the
-caller's ``Identity``), every caller is anonymous and sees public surveys only.
+``Authorization: Bearer <JWT>`` is checked by the verifier the lifespan put on
+``app.state.verifier`` (an external OIDC issuer, or the embedded default's development
+issuer); no header means anonymous. A token that fails is a 401 with a Bearer challenge,
+never a silent downgrade to anonymous (the client would not learn why data is missing).
+Routers take ``CallerGroups`` (what the caller may read; ``db.datasets`` and the database's
+row-level security apply it) and ``CallerOwner`` (whose jobs they are).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-__all__ = ["CallerGroups", "caller_groups"]
+from app.auth import ANONYMOUS, Identity, TokenVerifier
+from app.errors import bearer_challenge
+from vo.errors import AuthError
+from vo.vosi import SSO_TOKEN
+
+__all__ = [
+    "AuthOffer", "CallerGroups", "CallerOwner", "CurrentIdentity", "Offer",
+    "auth_offer", "caller_groups", "caller_owner", "current_identity",
+]
 
 
-async def caller_groups(request: Request) -> tuple[str, ...]:
-    """The caller's groups: none yet, so only public surveys are visible."""
-    return ()
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        # Basic credentials and the like are not ours to judge: the caller stays anonymous
+        return None
+    token = token.strip()
+    if not token:
+        raise AuthError("empty bearer token", token_error="invalid_request")
+    return token
+
+
+async def current_identity(request: Request) -> Identity:
+    """The caller's identity (cached on the request, so every dependency sees the same one)."""
+    cached = getattr(request.state, "identity", None)
+    if cached is not None:
+        return cached
+    token = _bearer(request)
+    identity = ANONYMOUS
+    if token is not None:
+        verifier: TokenVerifier | None = getattr(request.app.state, "verifier", None)
+        if verifier is None:
+            raise AuthError("this service is configured without an identity provider and accepts no tokens")
+        identity = await verifier.verify(token)
+    request.state.identity = identity
+    return identity
+
+
+CurrentIdentity = Annotated[Identity, Depends(current_identity)]
+
+
+async def caller_groups(identity: CurrentIdentity) -> tuple[str, ...]:
+    """The caller's groups: the surveys of these groups (and public ones) are visible."""
+    return identity.groups
+
+
+async def caller_owner(identity: CurrentIdentity) -> str | None:
+    """The caller's user name, owner of the jobs they create; None when anonymous."""
+    return identity.user
 
 
 CallerGroups = Annotated[tuple[str, ...], Depends(caller_groups)]
+CallerOwner = Annotated[str | None, Depends(caller_owner)]
+
+
+@dataclass(frozen=True)
+class AuthOffer:
+    """How a client may authenticate here, for capabilities documents and their headers."""
+
+    #: VOResource security methods of the data interfaces: anonymous (None), and bearer tokens when accepted
+    security: tuple[str | None, ...]
+    #: AuthVO section 4.1 (optional authentication): a 200 from capabilities carries the challenge
+    headers: dict[str, str]
+
+
+async def auth_offer(request: Request) -> AuthOffer:
+    """What the service accepts: bearer tokens when a verifier is configured, else only anonymous use."""
+    if getattr(request.app.state, "verifier", None) is None:
+        return AuthOffer((), {})
+    return AuthOffer((None, SSO_TOKEN), {"WWW-Authenticate": bearer_challenge()})
+
+
+Offer = Annotated[AuthOffer, Depends(auth_offer)]

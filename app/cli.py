@@ -30,6 +30,8 @@ db_cli = typer.Typer(help="The service database (embedded cluster or VLKB_DATABA
 ingest_cli = typer.Typer(help="Load FITS datasets and catalogues.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(ingest_cli, name="ingest")
+policy_cli = typer.Typer(help="Survey access policies: public, or restricted to groups.", no_args_is_help=True)
+cli.add_typer(policy_cli, name="policy")
 
 T = TypeVar("T")
 
@@ -202,6 +204,63 @@ def ingest_datasets(
         typer.echo(report.summary())
     if report.failed and not report.ingested:
         raise typer.Exit(1)
+
+
+@policy_cli.command("set")
+def policy_set(
+    survey: Annotated[str, typer.Argument(help="Survey name (obs_collection).")],
+    groups: Annotated[str, typer.Option(help="Comma-separated groups that may read it.")] = "",
+    public: Annotated[bool, typer.Option("--public", help="Make the survey readable by everyone.")] = False,
+) -> None:
+    """Restrict SURVEY to --groups, or open it with --public; applies at once, to every protocol."""
+    from db.policies import set_policy
+
+    wanted = [g for g in groups.split(",") if g.strip()]
+    if bool(wanted) == public:
+        raise _fail("give either --groups a,b (restricted) or --public")
+    settings = _settings()
+    with _operator_errors():
+        url = _ensure_database(settings)
+        with psycopg.connect(url) as conn:
+            policy = set_policy(conn, survey, wanted)
+    who = "everyone" if policy.public else "members of " + ", ".join(policy.groups)
+    typer.echo(f"{survey}: readable by {who} ({policy.datasets} datasets)")
+    if policy.datasets == 0:
+        typer.secho(f"vlkb: note: no dataset of {survey} is ingested yet", err=True, fg=typer.colors.YELLOW)
+
+
+@policy_cli.command("list")
+def policy_list() -> None:
+    """Every survey, its datasets and who may read it."""
+    from db.policies import list_policies
+
+    settings = _settings()
+    with _operator_errors():
+        url = _ensure_database(settings)
+        with psycopg.connect(url) as conn:
+            policies = list_policies(conn)
+    width = max([len(p.survey) for p in policies] + [6])
+    typer.echo(f"{'survey':<{width}}  datasets  readable by")
+    for p in policies:
+        typer.echo(f"{p.survey:<{width}}  {p.datasets:>8}  {'everyone' if p.public else ', '.join(p.groups)}")
+
+
+@cli.command("dev-token")
+def dev_token(
+    user: Annotated[str, typer.Option(help="User name (job owner) the token proves.")],
+    groups: Annotated[str, typer.Option(help="Comma-separated groups of the user.")] = "",
+    ttl: Annotated[int, typer.Option(help="Lifetime of the token, seconds.")] = 3600,
+) -> None:
+    """Print a token of the local development issuer (embedded default only; see docs/auth.md)."""
+    from app.dev_issuer import mint
+
+    settings = _settings()
+    if not settings.dev_issuer:
+        raise _fail("the development issuer exists only in the embedded default (no VLKB_DATABASE_URL, "
+                    "no VLKB_OIDC_ISSUER); get tokens from your identity provider")
+    if ttl <= 0:
+        raise _fail("--ttl must be positive")
+    typer.echo(mint(settings, user, tuple(g.strip() for g in groups.split(",") if g.strip()), ttl))
 
 
 def _port_free(host: str, port: int) -> bool:

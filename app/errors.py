@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from vo.errors import VlkbError
+from vo.errors import AuthError, VlkbError
 from vo.votable.errors import error_document
 
-__all__ = ["install_error_handlers", "votable_error"]
+__all__ = ["REALM", "bearer_challenge", "install_error_handlers", "votable_error"]
 
 log = structlog.get_logger("vlkb.errors")
 
@@ -28,6 +28,20 @@ VOTABLE_MEDIA = "application/x-votable+xml"
 def votable_error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
     """A DALI error response."""
     return Response(error_document(message), status_code=status, media_type=VOTABLE_MEDIA, headers=headers)
+
+
+#: the protection space of every challenge (RFC 9110 section 11.5)
+REALM = "vlkb"
+
+
+def bearer_challenge(exc: VlkbError | None = None) -> str:
+    """The RFC 6750 ``Bearer`` challenge: bare (optional authentication), or saying why a token failed."""
+    challenge = f'Bearer realm="{REALM}"'
+    if isinstance(exc, AuthError) and exc.token_error:
+        # quoted-string: no quotes, backslashes or control characters in the description
+        text = "".join(c for c in exc.message if c.isprintable() and c not in '"\\')[:200]
+        challenge += f', error="{exc.token_error}", error_description="{text}"'
+    return challenge
 
 
 def _request_id(request: Request) -> str:
@@ -40,7 +54,7 @@ async def _vlkb_error(request: Request, exc: Exception) -> Response:
         log.error("request failed", error=exc.message, path=request.url.path)
     else:
         log.info("request refused", error=exc.message, status=exc.status, path=request.url.path)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": bearer_challenge(exc)} if exc.status == 401 else None
     return votable_error(f"{exc.code}: {exc.message}", exc.status, headers)
 
 

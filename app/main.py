@@ -10,10 +10,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from psycopg_pool import AsyncConnectionPool
 
+from app.access import current_identity
+from app.auth import JwksKeys, TokenVerifier
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
@@ -25,6 +28,28 @@ from vo.votable.allocator import tune_allocator
 __all__ = ["create_app"]
 
 log = structlog.get_logger("vlkb")
+
+
+def build_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifier | None:
+    """The token verifier of ``settings``: the configured issuer's, the development one, or none."""
+    if settings.oidc_issuer:
+        keys = JwksKeys(settings.oidc_issuer, http, refresh=settings.oidc_jwks_refresh,
+                        max_age=settings.oidc_jwks_max_age)
+        log.info("bearer tokens accepted", issuer=settings.oidc_issuer, audience=settings.oidc_audience)
+        return TokenVerifier(
+            settings.oidc_issuer, keys, audience=settings.oidc_audience, algorithms=settings.oidc_algorithms,
+            groups_claim=settings.oidc_groups_claim, user_claim=settings.oidc_user_claim,
+            leeway=settings.oidc_leeway,
+        )
+    if settings.dev_issuer:
+        from app.dev_issuer import dev_verifier
+
+        log.warning("DEVELOPMENT TOKEN ISSUER ENABLED: tokens minted by `vlkb dev-token` are accepted. "
+                    "This is the embedded demo default; configure VLKB_OIDC_ISSUER for any real deployment",
+                    home=str(settings.home))
+        return dev_verifier(settings)
+    log.info("no identity provider configured: every caller is anonymous")
+    return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,11 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=False)
         app.state.pool = pool
         await start_jobs(app, settings, pool)
+        http = httpx.AsyncClient(follow_redirects=True)
+        app.state.verifier = build_verifier(settings, http)
         log.info("service started", embedded=settings.embedded)
         try:
             yield
         finally:
             await stop_jobs(app)
+            await http.aclose()
             await pool.close()
             log.info("service stopped")
 
@@ -62,6 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # every route knows its caller: a bad token is a 401 wherever it is sent, and a good one is
+        # acknowledged with X-VO-Authenticated on every response (see bind_request)
+        dependencies=[Depends(current_identity)],
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -71,7 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.request_id = uuid.uuid4().hex[:12]
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request.state.request_id, path=request.url.path)
-        return await call_next(request)
+        response = await call_next(request)
+        identity = getattr(request.state, "identity", None)
+        if identity is not None and identity.user is not None:
+            # AuthVO section 4.3: tell an authenticated client who it is (never sent to anonymous ones)
+            response.headers["X-VO-Authenticated"] = identity.user
+        return response
 
     app.include_router(home.router)
     app.include_router(vosi.router)

@@ -73,6 +73,32 @@ class Settings(BaseSettings):
     )
     destruction_days: int = Field(7, description="Days an async job and its results are kept.")
     demo_scale: int = Field(1, description="Catalogue size multiplier used by `vlkb demo-data`.")
+    oidc_issuer: str | None = Field(
+        None, description="OIDC issuer URL whose bearer tokens (JWT) the service accepts; its discovery document "
+        "(`/.well-known/openid-configuration`) gives the JWKS. Unset: no external issuer (the embedded default "
+        "then accepts tokens of the local development issuer, `vlkb dev-token`; see docs/auth.md).",
+    )
+    oidc_audience: str = Field(
+        "vlkb", description="Audience (`aud` claim) a token must carry: the client ID or resource name of this "
+        "service at the issuer.",
+    )
+    oidc_algorithms: list[str] = Field(
+        ["RS256", "ES256"], description="Signature algorithms accepted in tokens (`none` and HMAC are never "
+        "accepted). JSON list, e.g. `[\"RS256\"]`.",
+    )
+    oidc_groups_claim: str = Field(
+        "groups", description="Claim holding the user's groups; a dotted path reads a nested claim "
+        "(`realm_access.roles` for Keycloak realm roles). A leading `/` of a group path is ignored.",
+    )
+    oidc_user_claim: str = Field(
+        "preferred_username", description="Claim naming the user (job owner); `sub` is used when it is absent.",
+    )
+    oidc_leeway: int = Field(60, description="Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.")
+    oidc_jwks_refresh: int = Field(
+        30, description="Least time between two fetches of the issuer's keys when a token names an unknown key "
+        "(key rotation), seconds.",
+    )
+    oidc_jwks_max_age: int = Field(3600, description="Longest time the issuer's keys are cached, seconds.")
 
     @field_validator("home")
     @classmethod
@@ -83,6 +109,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when the service runs its own private PostgreSQL cluster."""
         return self.database_url is None
+
+    @property
+    def dev_issuer(self) -> bool:
+        """True when tokens of the local development issuer are accepted: the embedded default only."""
+        return self.embedded and self.oidc_issuer is None
 
     @property
     def public_url(self) -> str:

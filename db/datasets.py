@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-__all__ = ["Dataset", "dataset_by_key", "did_key", "hidden_surveys", "visible_datasets"]
+__all__ = ["Dataset", "dataset_by_key", "did_key", "visible_datasets"]
 
 #: The SQL condition "the caller, in groups %(groups)s, may read survey ``{survey}``".
 _VISIBLE = (
@@ -80,16 +80,6 @@ SELECT d.publisher_did, d.survey, d.path, d.size, o.dataproduct_type, o.em_min, 
 FROM vlkb.datasets d JOIN ivoa.obscore o ON o.obs_publisher_did = d.publisher_did
 WHERE {_VISIBLE.format(survey="d.survey")}
 """
-
-
-async def hidden_surveys(conn: AsyncConnection, groups: Sequence[str]) -> list[str]:
-    """The surveys a caller in ``groups`` may not read (their names, as in ``obs_collection``)."""
-    cur = await conn.execute(
-        "SELECT survey FROM vlkb.survey_policies "
-        "WHERE cardinality(groups) > 0 AND NOT (groups && %(groups)s::text[]) ORDER BY survey",
-        {"groups": list(groups)},
-    )
-    return [row[0] for row in await cur.fetchall()]
 
 
 async def visible_datasets(conn: AsyncConnection, dids: Iterable[str], groups: Sequence[str]) -> dict[str, Dataset]:

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from schemas import Column, Table, load_schemas
 
-__all__ = ["QUERY_ROLE", "apply", "pg_schema", "table_ddl"]
+__all__ = ["ACCESS_POLICY", "QUERY_ROLE", "access_ddl", "apply", "pg_schema", "table_ddl"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,83 @@ def _current(conn: psycopg.Connection, table: Table) -> tuple[set[str] | None, s
     return {c for c, _ in cols}, {i for (i,) in idx}, {"": comment, **dict(cols)}
 
 
+#: The row-level security policy of a table with an access column (see db/sql/access.sql).
+ACCESS_POLICY = "vlkb_survey_access"
+
+
+def access_ddl(table: Table, enabled: bool = False, has_policy: bool = False) -> list[sql.Composable]:
+    """Statements that make the rows of ``table`` follow the survey access policies.
+
+    Only for a table that declares an ``access_column``: row-level security on, and one
+    SELECT policy for the query role that hides the rows of the surveys the caller may not
+    read. The table's owner (the service itself: loaders, SIA/DataLink lookups that filter
+    on their own) is not subject to it. ``enabled``/``has_policy`` describe the database, so
+    an up-to-date table gets no statement.
+    """
+    if table.access_column is None or table.type != "table":
+        return []
+    qname = _qualified(table)
+    stmts: list[sql.Composable] = []
+    if not enabled:
+        stmts.append(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(qname))
+    if not has_policy:
+        # (SELECT ...) makes the hidden list an InitPlan: computed once per query, not per row.
+        stmts.append(sql.SQL(
+            "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {} "
+            "USING ({} <> ALL ((SELECT vlkb_hidden_surveys())::text[]))"
+        ).format(sql.Identifier(ACCESS_POLICY), qname, sql.Identifier(QUERY_ROLE),
+                 sql.Identifier(table.access_column)))
+    return stmts
+
+
+def _access_state(conn: psycopg.Connection, table: Table) -> tuple[bool, bool]:
+    row = conn.execute(
+        "SELECT c.relrowsecurity, EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s)"
+        " FROM pg_class c WHERE c.oid = to_regclass(%s)",
+        (ACCESS_POLICY, f'"{pg_schema(table.schema_name)}"."{table.name}"'),
+    ).fetchone()
+    return (bool(row[0]), bool(row[1])) if row else (False, False)
+
+
+#: The functions behind pgSphere's indexable operators (its operator classes' members) that are
+#: not yet LEAKPROOF.
+_PGSPHERE_INDEX_FUNCTIONS = """
+SELECT DISTINCT p.oid::regprocedure::text
+FROM pg_amop a
+JOIN pg_operator o ON o.oid = a.amopopr
+JOIN pg_proc p ON p.oid = o.oprcode
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_sphere'
+WHERE NOT p.proleakproof
+ORDER BY 1
+"""
+
+
+def _leakproof_spatial_operators(conn: psycopg.Connection) -> None:
+    """Let spatial conditions use their GiST indexes on tables with row-level security.
+
+    PostgreSQL evaluates a row-level security condition before any condition of the query
+    that is not LEAKPROOF (it could reveal hidden rows through an error), and so cannot use
+    an index for it: a cone search over a 10 million row catalogue goes from milliseconds to
+    seconds. pgSphere's indexable operators (containment, overlap, equality of points, circles,
+    polygons, boxes) compute a boolean from two valid values and raise no data-dependent
+    error, which is what LEAKPROOF promises, but the extension does not declare it. Only a
+    superuser may; without one the service still works, slower, and says so.
+    """
+    functions = [row[0] for row in conn.execute(_PGSPHERE_INDEX_FUNCTIONS).fetchall()]
+    if not functions:
+        return
+    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    if not superuser:
+        log.warning("pgSphere operators are not LEAKPROOF and this user cannot mark them: spatial conditions "
+                    "on tables with access policies will not use their indexes; see docs/auth.md")
+        return
+    with conn.transaction():
+        for fn in functions:
+            conn.execute(sql.SQL("ALTER FUNCTION {} LEAKPROOF").format(sql.SQL(fn)))
+    log.info("marked %d pgSphere operator functions LEAKPROOF", len(functions))
+
+
 def _ensure_query_role(conn: psycopg.Connection) -> bool:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (QUERY_ROLE,)).fetchone()
     if exists:
@@ -140,13 +217,20 @@ def apply(conn: psycopg.Connection) -> None:
     if ext and ext[0] != "public":
         conn.execute("ALTER EXTENSION pg_sphere SET SCHEMA public")
     conn.execute("SET search_path TO public")
-    conn.execute((resources.files(__package__) / "sql" / "adql_functions.sql").read_text(encoding="utf-8"))
+    for script in ("adql_functions.sql", "access.sql"):
+        conn.execute((resources.files(__package__) / "sql" / script).read_text(encoding="utf-8"))
+    _leakproof_spatial_operators(conn)
+    if has_role:
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION vlkb_hidden_surveys() TO {}").format(
+            sql.Identifier(QUERY_ROLE)))
     for decl in load_schemas():
         schema = sql.Identifier(pg_schema(decl.name))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(decl.description)))
         for table in decl.tables:
             for stmt in table_ddl(table, *_current(conn, table)):
+                conn.execute(stmt)
+            for stmt in access_ddl(table, *_access_state(conn, table)):
                 conn.execute(stmt)
         if has_role:
             role = sql.Identifier(QUERY_ROLE)

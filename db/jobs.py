@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 __all__ = ["JobRow", "JobStore", "ResultRow"]
 
 _COLUMNS = (
-    "job_id, kind, owner, run_id, phase, parameters, creation_time, start_time, end_time, "
+    "job_id, kind, owner, owner_groups, run_id, phase, parameters, creation_time, start_time, end_time, "
     "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat"
 )
 
@@ -32,6 +32,8 @@ class JobRow:
     job_id: str
     kind: str
     owner: str | None
+    #: the owner's groups when the job was created: what the job may read (``db/sql/access.sql``)
+    owner_groups: list[str]
     run_id: str | None
     phase: str
     parameters: dict[str, list[str]]
@@ -77,12 +79,12 @@ class JobStore:
 
     async def create(self, job_id: str, kind: str, *, owner: str | None, run_id: str | None,
                      parameters: dict[str, list[str]], execution_duration: int,
-                     destruction: datetime | None) -> JobRow:
+                     destruction: datetime | None, owner_groups: Sequence[str] = ()) -> JobRow:
         """Insert a PENDING job."""
         row = await self._one(
-            f"INSERT INTO vlkb.jobs (job_id, kind, owner, run_id, parameters, execution_duration, destruction)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (job_id, kind, owner, run_id, Jsonb(parameters), execution_duration, destruction),
+            f"INSERT INTO vlkb.jobs (job_id, kind, owner, owner_groups, run_id, parameters, execution_duration,"
+            f" destruction) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (job_id, kind, owner, list(owner_groups), run_id, Jsonb(parameters), execution_duration, destruction),
         )
         assert row is not None
         return row

@@ -25,6 +25,7 @@ caller (``vo/votable``). It never commits anything.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import select
 import struct
@@ -115,8 +116,12 @@ def copy_statement(
     )
 
 
-def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000) -> sql.Composed:
+def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000,
+                    groups: Sequence[str] = ()) -> sql.Composed:
     """Start the read-only transaction and fix every setting the output formats depend on.
+
+    ``groups`` are the caller's groups: the row-level security policies of the published
+    tables read them from ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous.
 
     ``extra_float_digits`` > 0 makes text output of floats the shortest exact form
     (PostgreSQL 12+), so text formats give back exactly the stored values. From PostgreSQL
@@ -135,6 +140,7 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
         parts.append(sql.SQL("SET LOCAL client_connection_check_interval = 1000"))
     if timeout is not None:
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
+    parts.append(sql.SQL("SET LOCAL \"vlkb.groups\" = {}").format(sql.Literal(json.dumps(list(groups)))))
     if role is not None:
         parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     return sql.SQL("; ").join(parts)
@@ -338,20 +344,22 @@ def stream_copy(
     limit: int | None = None,
     role: str | None = QUERY_ROLE,
     timeout: float | None = 60.0,
+    groups: Sequence[str] = (),
     batch_bytes: int = 1 << 19,
 ) -> Iterator[CopyBatch]:
     """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
 
     ``select_list`` and ``limit`` shape the output as in :func:`copy_statement`. ``conn``
     must be idle (no transaction open). The transaction is read-only, runs as ``role``
-    (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds,
+    (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds
+    and sees what a caller in ``groups`` may read (row-level security, anonymous by default),
     and is rolled back when the generator ends, fails or is closed early; if that cleanup
     itself fails, the connection is closed. Database errors are psycopg exceptions.
     """
     _check_idle(conn)
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
-    setup = setup_statement(role, timeout, conn.info.server_version).as_bytes(conn)
+    setup = setup_statement(role, timeout, conn.info.server_version, groups).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     waiter = _Waiter(conn.pgconn)
     try:
@@ -422,6 +430,7 @@ async def astream_copy(
     limit: int | None = None,
     role: str | None = QUERY_ROLE,
     timeout: float | None = 60.0,
+    groups: Sequence[str] = (),
     batch_bytes: int = 1 << 19,
 ) -> AsyncIterator[CopyBatch]:
     """The asyncio variant of :func:`stream_copy`, for a pooled ``AsyncConnection``.
@@ -434,7 +443,7 @@ async def astream_copy(
     _check_idle(conn)
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
-    setup = setup_statement(role, timeout, conn.info.server_version).as_bytes(conn)
+    setup = setup_statement(role, timeout, conn.info.server_version, groups).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False

@@ -137,6 +137,9 @@ class Table(BaseModel):
     primary_key: list[str] = []
     indexes: list[Index] = []
     foreign_keys: list[ForeignKey] = []
+    #: the column naming the survey each row belongs to: rows of a survey the caller may not
+    #: read are invisible to ADQL (PostgreSQL row-level security, ``db/ddl.py``).
+    access_column: str | None = None
     #: filled by the loader: the schema this table belongs to.
     schema_name: str = ""
 
@@ -165,6 +168,8 @@ class Table(BaseModel):
         for c in self.primary_key:
             if c.lower() not in names:
                 raise ValueError(f"table {self.name}: primary key on unknown column {c}")
+        if self.access_column is not None and self.access_column.lower() not in names:
+            raise ValueError(f"table {self.name}: access_column {self.access_column} is not a column")
         return self
 
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pytest
 
 from db.cluster import EmbeddedCluster
 from db.migrate import migrate
+from tests.oidc_issuer import TestIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 VLKB = str(Path(sys.executable).parent / "vlkb")
@@ -101,9 +103,9 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"server at {url} did not come up")
 
 
-@pytest.fixture(scope="session")
-def server(database: Database) -> Iterator[Server]:
-    """``vlkb serve`` on a free port against the session database."""
+@contextmanager
+def running_server(database: Database, **settings: str) -> Iterator[Server]:
+    """``vlkb serve`` on a free port against the session database, with extra ``VLKB_*`` settings."""
     port = free_port()
     env = {
         **os.environ,
@@ -111,9 +113,11 @@ def server(database: Database) -> Iterator[Server]:
         "VLKB_PORT": str(port),
         "VLKB_DB_PORT": str(database.port),
         "VLKB_LOG_LEVEL": "WARNING",
+        **{f"VLKB_{k.upper()}": v for k, v in settings.items()},
     }
     env.pop("VLKB_DATABASE_URL", None)
-    log = open(database.home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
+    log_path = database.home / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen([VLKB, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -121,7 +125,7 @@ def server(database: Database) -> Iterator[Server]:
             wait_for_http(base + "/health")
         except RuntimeError:
             log.flush()
-            tail = (database.home / "server.log").read_text(errors="replace")[-3000:]
+            tail = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"vlkb serve did not come up; its log ends with:\n{tail}") from None
         yield Server(url=base, process=proc, env=env)
     finally:
@@ -131,6 +135,28 @@ def server(database: Database) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(database: Database) -> Iterator[Server]:
+    """``vlkb serve`` in the embedded default (development token issuer on) against the session database."""
+    with running_server(database) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[TestIssuer]:
+    """An OIDC issuer of the tests' own, over HTTP on loopback."""
+    iss = TestIssuer()
+    yield iss
+    iss.close()
+
+
+@pytest.fixture(scope="session")
+def auth_server(database: Database, issuer: TestIssuer) -> Iterator[Server]:
+    """``vlkb serve`` accepting tokens of :func:`issuer` (keys refetched at once on rotation)."""
+    with running_server(database, oidc_issuer=issuer.url, oidc_jwks_refresh="0") as srv:
+        yield srv
 
 
 @pytest.fixture()

@@ -55,9 +55,11 @@ class AuthError(VlkbError):
 
     code = "AuthorizationError"
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    def __init__(self, message: str, status: int = 401, *, token_error: str | None = "invalid_token") -> None:
         super().__init__(message)
         self.status = status
+        #: the RFC 6750 section 3.1 error code of the Bearer challenge sent with a 401
+        self.token_error = token_error
 
 
 class TransientError(VlkbError):

@@ -11,8 +11,9 @@ degrees and match footprints that overlap them (pgSphere ``&&`` on the GiST-inde
 on the sphere), and a RANGE across 0 is written ``-0.5 0.5`` or ``359.5 360.5``.
 
 The result is every ``ivoa.obscore`` column, streamed by the shared writers
-(:mod:`vo.votable.writers`), as the query role. Datasets of surveys the caller may not read
-are left out (``db.datasets.hidden_surveys``).
+(:mod:`vo.votable.writers`), as the query role with the caller's groups, so the database's
+row-level security leaves out the datasets of surveys the caller may not read (the same rule
+as TAP, ``db/sql/access.sql``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from db.datasets import hidden_surveys
 from schemas import find_table
 from vo.adql.output import OutputColumn
 from vo.dali import parse_maxrec
@@ -237,8 +237,8 @@ def _in(column: str, values: Sequence[str]) -> str:
     return f"{column} IN ({', '.join(_text(v) for v in dict.fromkeys(values))})"
 
 
-def build_sql(q: SiaQuery, hidden: Sequence[str] = ()) -> str:
-    """The SELECT of every obscore column for the datasets matching ``q``, surveys in ``hidden`` left out."""
+def build_sql(q: SiaQuery) -> str:
+    """The SELECT of every obscore column for the datasets matching ``q``."""
     where: list[str] = []
     region = "o.s_region_galactic" if q.possys == "GALACTIC" else "o.s_region"
     if q.pos:
@@ -263,8 +263,6 @@ def build_sql(q: SiaQuery, hidden: Sequence[str] = ()) -> str:
         where.append(_in("lower(o.target_name)", [t.lower() for t in q.targets]))
     if q.formats and not any(f.lower() in _FILE_FORMATS for f in q.formats):
         where.append(_in("lower(o.access_format)", [f.lower() for f in q.formats]))
-    if hidden:
-        where.append(f"NOT {_in('o.obs_collection', hidden)}")
     select = ",\n  ".join(expr for _, expr in obscore_columns())
     condition = "\n  AND ".join(where) or "TRUE"
     return (f"SELECT\n  {select}\nFROM ivoa.obscore AS o\nWHERE {condition}\n"
@@ -291,15 +289,14 @@ async def search(
     Parameter, polygon and first-row failures raise here, before the first byte.
     """
     async with pool.connection() as conn:
-        hidden = await hidden_surveys(conn, groups)
         await _check_polygons(conn, q)
-    statement = build_sql(q, hidden)
+    statement = build_sql(q)
     columns = [col for col, _ in obscore_columns()]
 
     async def body() -> AsyncIterator[bytes]:
         async with pool.connection() as conn:
             async for chunk in astream_result(conn, statement, columns, q.format, maxrec=q.maxrec,
-                                              timeout=timeout):
+                                              timeout=timeout, groups=groups):
                 yield chunk
 
     return await prime(body())

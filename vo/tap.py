@@ -6,7 +6,7 @@ not declared here, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from functools import cache
 
@@ -117,9 +117,12 @@ def published_catalog() -> Catalog:
 
 
 async def run_sync(
-    pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float
+    pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float, groups: Sequence[str] = ()
 ) -> AsyncIterator[bytes]:
-    """Translate and run ``q``; return its result stream, already started.
+    """Translate and run ``q`` for a caller in ``groups``; return its result stream, already started.
+
+    What the caller may read is enforced by the database (row-level security, db/ddl.py), so
+    no ADQL (joins, subqueries, aggregates) can see rows of a survey the caller may not read.
 
     Everything that can fail cheaply (parameters, ADQL, the allow-list, the first rows) fails
     here, before the first byte, so the HTTP status can still say so; a later failure ends the
@@ -134,7 +137,8 @@ async def run_sync(
         async with pool.connection() as conn:
             # aclosing: an early stop (client gone) rolls back before the connection is pooled again
             stream = astream_result(
-                conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec, infos=infos, timeout=timeout
+                conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec, infos=infos, timeout=timeout,
+                groups=groups,
             )
             async with aclosing(stream):
                 async for chunk in stream:

@@ -16,6 +16,7 @@ from vo.xmlns import NS, E, qname, tostring
 
 __all__ = [
     "Capability",
+    "SSO_TOKEN",
     "OutputFormat",
     "TapLimits",
     "availability",
@@ -88,12 +89,19 @@ class Capability:
     version: str | None = None
 
 
+#: SSO 2.0 section 4: the standardID of OAuth 2 bearer tokens (``Authorization: Bearer``)
+SSO_TOKEN = "ivo://ivoa.net/sso#token"
+
+
 def _interface(
-    base: str, path: str, xsi_type: str = "vs:ParamHTTP", role: str | None = "std", version: str | None = None
+    base: str, path: str, xsi_type: str = "vs:ParamHTTP", role: str | None = "std", version: str | None = None,
+    security: Sequence[str | None] = (),
 ) -> etree._Element:
+    """``security``: the interface's security methods (VOResource 1.1 section 3.3.2); None is anonymous."""
     return E(
         "interface",
         E("accessURL", base + path, attrib={"use": "base" if xsi_type == "vs:ParamHTTP" else "full"}),
+        *[E("securityMethod", attrib={"standardID": sid}) for sid in security],
         attrib={qname("xsi", "type"): xsi_type, "role": role, "version": version},
     )
 
@@ -107,8 +115,12 @@ def capabilities(
     limits: TapLimits,
     upload_methods: Iterable[str] = (),
     extra: Iterable[Capability] = (),
+    security: Sequence[str | None] = (),
 ) -> bytes:
     """The VOSI capabilities document of the TAP service at ``base + tap_path``.
+
+    ``security`` lists the security methods of the query interface (e.g. ``(None, SSO_TOKEN)``:
+    anonymous or with a bearer token); the VOSI endpoints themselves are always anonymous.
 
     ``languages`` holds (name, versions, features); each version is published with the
     ivo-id ``ivo://ivoa.net/std/ADQL#v<version>`` (TAPRegExt section 2.3).
@@ -141,7 +153,7 @@ def capabilities(
     tap_cap = E(
         "capability",
         # TAP 1.1 section 2.4: the version attribute tells 1.1 services from 1.0 ones.
-        _interface(tap, "", "vs:ParamHTTP", "std", version="1.1"),
+        _interface(tap, "", "vs:ParamHTTP", "std", version="1.1", security=security),
         *lang_els,
         *fmt_els,
         *[E("uploadMethod", attrib={"ivo-id": m}) for m in upload_methods],
@@ -171,9 +183,11 @@ def capabilities(
     return tostring(root)
 
 
-def service_capabilities(base: str, root: str, caps: Iterable[Capability]) -> bytes:
+def service_capabilities(base: str, root: str, caps: Iterable[Capability],
+                         security: Sequence[str | None] = ()) -> bytes:
     """The VOSI capabilities document of a plain service (SIA, DataLink, SODA) under ``base + root``:
-    ``caps``, then its own VOSI capabilities and availability endpoints."""
+    ``caps`` (with the security methods ``security``), then its own VOSI capabilities and
+    availability endpoints (anonymous)."""
     own = [
         Capability(STD_CAPABILITIES, f"{root}/capabilities"),
         Capability(STD_AVAILABILITY, f"{root}/availability"),
@@ -181,7 +195,8 @@ def service_capabilities(base: str, root: str, caps: Iterable[Capability]) -> by
     root_el = E(
         "vosicap:capabilities",
         *[
-            E("capability", _interface(base, c.path, c.xsi_type, c.role, version=c.version),
+            E("capability", _interface(base, c.path, c.xsi_type, c.role, version=c.version,
+                                       security=security if c not in own else ()),
               attrib={"standardID": c.standard_id})
             for c in [*caps, *own]
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from app.access import CallerGroups
+from app.access import CallerGroups, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from app.routers.vosi import _STARTED, XML, database_up
@@ -27,12 +27,12 @@ async def sia_query(params: RequestParams, pool: DbPool, settings: AppSettings,
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
-@router.get("/capabilities")
-async def get_sia_capabilities(base: BaseUrl) -> Response:
+@router.api_route("/capabilities", methods=["GET", "HEAD"])
+async def get_sia_capabilities(base: BaseUrl, offer: Offer) -> Response:
     """VOSI capabilities of the SIA service (SIA 2.0 section 3)."""
     return Response(vosi.service_capabilities(base, "/sia", [
         vosi.Capability(vosi.STD_SIA2, "/sia/query", version="2.0"),
-    ]), media_type=XML)
+    ], security=offer.security), media_type=XML, headers=offer.headers)
 
 
 @router.get("/availability")

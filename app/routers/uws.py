@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from app.access import CallerGroups, CallerOwner
 from app.deps import BaseUrl
 from app.params import RequestParams
 from vo.errors import UsageError
@@ -33,13 +34,8 @@ def _service(request: Request) -> JobService:
     return request.app.state.jobs
 
 
-async def caller_owner(request: Request) -> str | None:
-    """The caller's user name: None (anonymous) until OIDC tokens are checked."""
-    return None
-
-
 Jobs = Annotated[JobService, Depends(_service)]
-Owner = Annotated[str | None, Depends(caller_owner)]
+Owner = CallerOwner
 
 
 def _one(values: dict[str, list[str]], name: str) -> str | None:
@@ -75,12 +71,13 @@ def uws_router(prefix: str, kind: str) -> APIRouter:
         return Response(xml.jobs_xml(found, base + prefix), media_type=XML)
 
     @router.post("", name=f"{kind}_create_job")
-    async def create_job(params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
+    async def create_job(params: RequestParams, jobs: Jobs, owner: Owner, groups: CallerGroups,
+                         base: BaseUrl) -> Response:
         phase = (_one(params.values, "PHASE") or "").upper()
         if phase not in ("", "RUN"):
             raise UsageError(f"PHASE: only RUN may be given at creation, got {phase!r}")
         stored = {k: v for k, v in params.values.items() if k not in _CONTROL}
-        job = await jobs.create(kind, owner, stored, run_id=_one(stored, "RUNID"))
+        job = await jobs.create(kind, owner, stored, run_id=_one(stored, "RUNID"), groups=groups)
         if phase == "RUN":
             await jobs.run(job)
         return _see_other(job_url(base, job.job_id))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from app.access import Offer
 from app.deps import AppSettings, BaseUrl, DbPool
 from schemas import find_table, load_schemas
 from vo import tap, vosi
@@ -36,8 +37,8 @@ async def get_availability(pool: DbPool) -> Response:
     return Response(vosi.availability(up, note, _STARTED), media_type=XML)
 
 
-@router.get("/capabilities")
-async def get_capabilities(settings: AppSettings, base: BaseUrl) -> Response:
+@router.api_route("/capabilities", methods=["GET", "HEAD"])
+async def get_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -> Response:
     limits = vosi.TapLimits(
         retention_default=settings.destruction_days * 86400,
         retention_hard=settings.destruction_days * 86400,
@@ -54,8 +55,9 @@ async def get_capabilities(settings: AppSettings, base: BaseUrl) -> Response:
         limits=limits,
         # DALI 1.1 section 2.3: the examples document is read in a browser, hence vr:WebBrowser.
         extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser")],
+        security=offer.security,
     )
-    return Response(body, media_type=XML)
+    return Response(body, media_type=XML, headers=offer.headers)
 
 
 @router.get("/tables")

@@ -41,10 +41,9 @@ def test_model_and_or_rules() -> None:
     assert isinstance(q.pos[0], Circle) and isinstance(q.pos[1], Range)
     assert q.possys == "GALACTIC" and q.pol == ("I",) and q.calib == (2,)
     assert q.maxrec == 1000 and q.format.name == "csv"
-    sql = build_sql(q, hidden=["Secret"])
+    sql = build_sql(q)
     assert "o.s_region_galactic && scircle(" in sql and " OR " in sql
     assert "o.obs_collection IN ('A', 'B')" in sql
-    assert "NOT o.obs_collection IN ('Secret')" in sql
     assert "o.em_min <= (2e-06) AND o.em_max >= (1e-06)" in sql
 
 

@@ -32,7 +32,7 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
     try:
         with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:
             for chunk in stream_result(conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec,
-                                       infos=infos, timeout=ctx.timeout):
+                                       infos=infos, timeout=ctx.timeout, groups=ctx.groups):
                 out.write(chunk)
             # a cancel after the first rows ends the document with an ERROR INFO rather than raising
             ctx.check()

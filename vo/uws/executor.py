@@ -52,6 +52,8 @@ class RunContext:
     results: ResultStore
     #: seconds (statement_timeout); None: unlimited
     timeout: float | None
+    #: the job owner's groups: what the job may read (pass them to every query and dataset lookup)
+    groups: tuple[str, ...] = ()
     _conns: list[psycopg.Connection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: bool = False
@@ -210,7 +212,7 @@ class LocalExecutor:
 
     def _launch(self, job: Job) -> None:
         timeout = float(job.execution_duration) if job.execution_duration > 0 else None
-        ctx = RunContext(job.job_id, self.conninfo, self.results, timeout)
+        ctx = RunContext(job.job_id, self.conninfo, self.results, timeout, tuple(job.owner_groups))
         task = asyncio.create_task(self._execute(job, ctx), name=f"vlkb-job-{job.job_id}")
         self._running[job.job_id] = (task, ctx)
 

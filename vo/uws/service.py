@@ -52,10 +52,13 @@ class JobService:
         self.destruction = timedelta(days=destruction_days)
 
     async def create(self, kind: str, owner: str | None, parameters: dict[str, list[str]], *,
-                     run_id: str | None = None) -> Job:
-        """A new PENDING job of ``kind`` with ``parameters`` (validated by the caller)."""
+                     run_id: str | None = None, groups: Sequence[str] = ()) -> Job:
+        """A new PENDING job of ``kind`` with ``parameters`` (validated by the caller).
+
+        ``groups`` are the owner's groups now: the job reads what they allow, whenever it runs.
+        """
         job = await self.store.create(
-            secrets.token_hex(8), kind, owner=owner, run_id=run_id, parameters=parameters,
+            secrets.token_hex(8), kind, owner=owner, owner_groups=groups, run_id=run_id, parameters=parameters,
             execution_duration=self.execution_duration, destruction=datetime.now(UTC) + self.destruction,
         )
         log.info("job created", job_id=job.job_id, kind=kind, owner=owner)

@@ -307,24 +307,24 @@ def _limit(maxrec: int | None) -> int | None:
 def stream_result(
     conn: psycopg.Connection, query: str, columns: Sequence[ResultColumn], fmt: str | ResultFormat = "votable",
     *, maxrec: int | None = None, infos: Mapping[str, str] | None = None, role: str | None = QUERY_ROLE,
-    timeout: float | None = 60.0,
+    timeout: float | None = 60.0, groups: Sequence[str] = (),
 ) -> Iterator[bytes]:
-    """Run ``query`` on ``conn`` (see ``db.query.stream_copy``) and stream it in ``fmt``."""
+    """Run ``query`` on ``conn`` (see ``db.query.stream_copy``) for a caller in ``groups``, stream it in ``fmt``."""
     writer = ResultWriter(fmt, columns, infos=infos)
     batches = stream_copy(conn, query, writer.select_list, fmt=writer.copy_format, limit=_limit(maxrec),
-                          role=role, timeout=timeout)
+                          role=role, timeout=timeout, groups=groups)
     return writer.stream(batches, maxrec=maxrec)
 
 
 def astream_result(
     conn: psycopg.AsyncConnection, query: str, columns: Sequence[ResultColumn],
     fmt: str | ResultFormat = "votable", *, maxrec: int | None = None, infos: Mapping[str, str] | None = None,
-    role: str | None = QUERY_ROLE, timeout: float | None = 60.0,
+    role: str | None = QUERY_ROLE, timeout: float | None = 60.0, groups: Sequence[str] = (),
 ) -> AsyncIterator[bytes]:
     """The asyncio variant of :func:`stream_result`, over a pooled ``AsyncConnection``."""
     writer = ResultWriter(fmt, columns, infos=infos)
     batches = astream_copy(conn, query, writer.select_list, fmt=writer.copy_format, limit=_limit(maxrec),
-                           role=role, timeout=timeout)
+                           role=role, timeout=timeout, groups=groups)
     return writer.astream(batches, maxrec=maxrec)
 
 

@@ -1,0 +1,21 @@
+"""Jobs remember their owner's groups, so a job run later (by any worker) reads what its owner may.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-24
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE vlkb.jobs ADD COLUMN owner_groups text[] NOT NULL DEFAULT '{}'")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE vlkb.jobs DROP COLUMN owner_groups")

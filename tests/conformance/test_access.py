@@ -1,0 +1,315 @@
+"""Who sees what: the access matrix over a real OIDC issuer, a real server and the demo's restricted survey.
+
+Callers: anonymous, a member of ``survey-team`` (the group of MeerKAT-private), a user in
+another group, and four bad tokens (expired, forged signature, ``alg=none``, wrong audience).
+Expected values come from the database read as its owner (no row-level security), so every
+cell checks the service against an independent count.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+from xml.etree import ElementTree
+
+import httpx
+import psycopg
+import pytest
+from astropy.io import fits
+from astropy.io.votable import parse_single_table
+
+from tests.conftest import VLKB, Server
+from tests.oidc_issuer import TestIssuer
+
+PRIVATE = "MeerKAT-private"
+GROUP = "survey-team"
+CALLERS = ("anonymous", "member", "outsider")
+BAD_TOKENS = ("expired", "forged", "alg-none", "wrong-audience", "wrong-issuer", "garbage")
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the database holds, read as its owner."""
+
+    total: int
+    private: int
+    private_dids: list[str]
+    private_centre: tuple[float, float]
+    public_did: str
+
+
+@pytest.fixture(scope="module")
+def truth(database) -> Truth:
+    with psycopg.connect(database.url) as c:
+        total = c.execute("SELECT count(*) FROM ivoa.obscore").fetchone()[0]
+        dids = [r[0] for r in c.execute("SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_collection = %s "
+                                        "ORDER BY 1", (PRIVATE,))]
+        ra, dec = c.execute("SELECT s_ra, s_dec FROM ivoa.obscore WHERE obs_publisher_did = %s",
+                            (dids[0],)).fetchone()
+        public = c.execute("SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_collection = 'Hi-GAL' "
+                           "ORDER BY 1 LIMIT 1").fetchone()[0]
+    assert dids, "the demo has a restricted survey"
+    return Truth(total, len(dids), dids, (ra, dec), public)
+
+
+def headers(issuer: TestIssuer, who: str) -> dict[str, str]:
+    tokens = {
+        "anonymous": None,
+        "member": lambda: issuer.token("alice", [GROUP, "other"]),
+        "outsider": lambda: issuer.token("bob", ["other"]),
+        "expired": lambda: issuer.token("alice", [GROUP], exp=int(time.time()) - 3600, iat=int(time.time()) - 7200,
+                                        nbf=int(time.time()) - 7200),
+        "forged": lambda: issuer.forged("alice", [GROUP]),
+        "alg-none": lambda: issuer.unsigned("alice", [GROUP]),
+        "wrong-audience": lambda: issuer.token("alice", [GROUP], aud="someone-else"),
+        "wrong-issuer": lambda: issuer.token("alice", [GROUP], iss="https://evil.example.org"),
+        "garbage": lambda: "not.a.token",
+    }
+    make = tokens[who]
+    return {} if make is None else {"Authorization": f"Bearer {make()}"}
+
+
+def tap(server: Server, issuer: TestIssuer, who: str, query: str) -> httpx.Response:
+    return httpx.post(server.url + "/tap/sync", data={"LANG": "ADQL", "QUERY": query, "FORMAT": "csv"},
+                      headers=headers(issuer, who), timeout=60)
+
+
+def csv_rows(resp: httpx.Response) -> list[list[str]]:
+    assert resp.status_code == 200, resp.text[:300]
+    return [line.split(",") for line in resp.text.strip().splitlines()[1:]]
+
+
+def sees_private(who: str) -> bool:
+    return who == "member"
+
+
+# -- TAP -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_tap_rows_counts_joins_and_subqueries(auth_server, issuer, truth, who) -> None:
+    visible = truth.private if sees_private(who) else 0
+    rows = csv_rows(tap(auth_server, issuer, who,
+                        f"SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_collection = '{PRIVATE}'"))
+    assert sorted(r[0] for r in rows) == (truth.private_dids if visible else [])
+    count = csv_rows(tap(auth_server, issuer, who, "SELECT COUNT(*) AS n FROM ivoa.obscore"))
+    assert int(count[0][0]) == truth.total - truth.private + visible
+    grouped = csv_rows(tap(auth_server, issuer, who,
+                           "SELECT obs_collection, COUNT(*) AS n FROM ivoa.obscore GROUP BY obs_collection"))
+    assert (PRIVATE in {r[0] for r in grouped}) is bool(visible)
+    joined = csv_rows(tap(auth_server, issuer, who,
+                          "SELECT COUNT(*) AS n FROM ivoa.obscore AS o JOIN datasets.surveys AS s "
+                          f"ON s.name = o.obs_collection WHERE s.name = '{PRIVATE}'"))
+    assert int(joined[0][0]) == visible
+    sub = csv_rows(tap(auth_server, issuer, who,
+                       "SELECT COUNT(*) AS n FROM (SELECT obs_collection FROM ivoa.obscore "
+                       "WHERE obs_collection LIKE 'MeerKAT%') AS q"))
+    assert int(sub[0][0]) == visible
+    surveys = csv_rows(tap(auth_server, issuer, who, f"SELECT name FROM datasets.surveys WHERE name = '{PRIVATE}'"))
+    assert len(surveys) == (1 if visible else 0)
+    # a spatial search cannot tell that a restricted dataset covers a position
+    ra, dec = truth.private_centre
+    cone = csv_rows(tap(auth_server, issuer, who,
+                        "SELECT obs_collection FROM ivoa.obscore WHERE 1 = CONTAINS(POINT('ICRS', "
+                        f"{ra}, {dec}), s_region)"))
+    assert (PRIVATE in {r[0] for r in cone}) is bool(visible)
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_tap_schema_is_the_same_for_everyone(auth_server, issuer, who) -> None:
+    # no published table is restricted as a whole: the schema is public, the rows are not
+    rows = csv_rows(tap(auth_server, issuer, who, "SELECT table_name FROM TAP_SCHEMA.tables ORDER BY table_name"))
+    reference = csv_rows(tap(auth_server, issuer, "anonymous",
+                             "SELECT table_name FROM TAP_SCHEMA.tables ORDER BY table_name"))
+    assert rows == reference and ["ivoa.obscore"] in rows
+
+
+@pytest.mark.parametrize("who", BAD_TOKENS)
+def test_bad_tokens_get_401_with_a_bearer_challenge_everywhere(auth_server, issuer, truth, who) -> None:
+    did = quote(truth.public_did, safe="")
+    requests = [
+        ("POST", "/tap/sync", {"LANG": "ADQL", "QUERY": "SELECT TOP 1 * FROM ivoa.obscore"}),
+        ("GET", "/tap/async", None),
+        ("GET", "/sia/query?POS=CIRCLE+0+0+1", None),
+        ("GET", f"/datalink/links?ID={did}", None),
+        ("GET", f"/soda/sync?ID={did}&CIRCLE=0+0+0.1", None),
+    ]
+    for method, path, data in requests:
+        resp = httpx.request(method, auth_server.url + path, data=data, headers=headers(issuer, who), timeout=30)
+        assert resp.status_code == 401, (who, path, resp.status_code)
+        challenge = resp.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="vlkb"') and 'error="invalid_token"' in challenge
+        assert b'QUERY_STATUS" value="ERROR"' in resp.content
+        assert "x-vo-authenticated" not in resp.headers
+
+
+def test_identity_header_and_optional_auth_challenge(auth_server, issuer) -> None:
+    anonymous = httpx.get(auth_server.url + "/tap/capabilities", timeout=30)
+    assert anonymous.status_code == 200 and "x-vo-authenticated" not in anonymous.headers
+    # AuthVO: optional authentication is announced by a challenge on a 200 from capabilities
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    head = httpx.head(auth_server.url + "/tap/capabilities", timeout=30)
+    assert head.status_code == 200 and head.headers["www-authenticate"].startswith("Bearer")
+    doc = ElementTree.fromstring(anonymous.content)
+    methods = [m.get("standardID") for m in doc.iter("securityMethod")]
+    assert methods == [None, "ivo://ivoa.net/sso#token"]
+    member = httpx.get(auth_server.url + "/tap/availability", headers=headers(issuer, "member"), timeout=30)
+    assert member.headers["x-vo-authenticated"] == "alice"
+
+
+# -- SIA, DataLink, SODA, previews --------------------------------------------------------------
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_sia_datalink_soda_and_previews(auth_server, issuer, truth, who) -> None:
+    h = headers(issuer, who)
+    visible = sees_private(who)
+    ra, dec = truth.private_centre
+    sia = httpx.get(auth_server.url + "/sia/query", params={"POS": f"CIRCLE {ra} {dec} 0.05"}, headers=h, timeout=30)
+    assert sia.status_code == 200
+    found = {str(d) for d in parse_single_table(io.BytesIO(sia.content)).array["obs_publisher_did"]}
+    assert (truth.private_dids[0] in found) is visible
+
+    did = truth.private_dids[0]
+    links = httpx.get(auth_server.url + "/datalink/links", params={"ID": did}, headers=h, timeout=30)
+    assert links.status_code == 200
+    table = parse_single_table(io.BytesIO(links.content)).array
+    semantics = {str(s) for s in table["semantics"]}
+    if visible:
+        assert {"#this", "#cutout", "#preview"} <= semantics
+        access = {str(s): str(u) for s, u in zip(table["semantics"], table["access_url"], strict=True)}
+        preview = httpx.get(access["#preview"], headers=h, timeout=60)
+        assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
+        this = httpx.get(access["#this"], headers=h, timeout=60)
+        assert this.status_code == 200 and this.content.startswith(b"SIMPLE")
+        # the same URLs without the token: nothing
+        assert httpx.get(access["#preview"], timeout=30).status_code == 404
+        assert httpx.get(access["#this"], timeout=30).status_code == 404
+    else:
+        errors = [str(e) for e in table["error_message"]]
+        assert semantics == {"#this"} and all(e.startswith("NotFoundFault") for e in errors)
+
+    cut = httpx.get(auth_server.url + "/soda/sync", params={"ID": did, "CIRCLE": f"{ra} {dec} 0.02"},
+                    headers=h, timeout=60)
+    if visible:
+        assert cut.status_code == 200
+        assert fits.open(io.BytesIO(cut.content))[0].data.size > 0
+    else:
+        assert cut.status_code == 404
+        # hidden and missing read the same
+        missing = httpx.get(auth_server.url + "/soda/sync", params={"ID": did + "x", "CIRCLE": f"{ra} {dec} 0.02"},
+                            headers=h, timeout=60)
+        assert missing.status_code == 404
+        assert re.sub(rb"[^ ]*" + re.escape(did.encode()) + rb"x?", b"ID", missing.content) == \
+            re.sub(rb"[^ ]*" + re.escape(did.encode()) + rb"x?", b"ID", cut.content)
+
+
+# -- UWS -----------------------------------------------------------------------------------------
+
+def _job(server: Server, h: dict[str, str], query: str) -> str:
+    resp = httpx.post(server.url + "/tap/async", data={"LANG": "ADQL", "QUERY": query, "FORMAT": "csv",
+                                                      "PHASE": "RUN"}, headers=h, timeout=30)
+    assert resp.status_code == 303
+    job = resp.headers["location"]
+    done = httpx.get(job, params={"WAIT": "30", "PHASE": "EXECUTING"}, headers=h, timeout=60)
+    assert done.status_code == 200
+    for _ in range(100):
+        if httpx.get(job + "/phase", headers=h, timeout=30).text in ("COMPLETED", "ERROR"):
+            break
+        time.sleep(0.1)
+    return job
+
+
+def test_jobs_belong_to_their_owner_and_read_what_the_owner_may(auth_server, issuer, truth) -> None:
+    alice, bob = headers(issuer, "member"), headers(issuer, "outsider")
+    query = f"SELECT COUNT(*) AS n FROM ivoa.obscore WHERE obs_collection = '{PRIVATE}'"
+    job = _job(auth_server, alice, query)
+    result = httpx.get(job + "/results/result", headers=alice, timeout=30)
+    assert result.status_code == 200 and int(result.text.split()[-1]) == truth.private
+    assert httpx.get(job + "/owner", headers=alice, timeout=30).text == "alice"
+    assert job.rsplit("/", 1)[1] in httpx.get(auth_server.url + "/tap/async", headers=alice, timeout=30).text
+    # bob, and anonymous callers, cannot list, read, change, abort, delete or fetch it
+    for h in (bob, {}):
+        assert job.rsplit("/", 1)[1] not in httpx.get(auth_server.url + "/tap/async", headers=h, timeout=30).text
+        for path in ("", "/phase", "/parameters", "/results", "/results/result", "/error", "/owner", "/quote"):
+            assert httpx.get(job + path, headers=h, timeout=30).status_code == 404, path
+        assert httpx.post(job + "/phase", data={"PHASE": "ABORT"}, headers=h, timeout=30).status_code == 404
+        assert httpx.post(job + "/destruction", data={"DESTRUCTION": "2030-01-01T00:00:00Z"}, headers=h,
+                          timeout=30).status_code == 404
+        assert httpx.post(job, data={"ACTION": "DELETE"}, headers=h, timeout=30).status_code == 404
+        assert httpx.delete(job, headers=h, timeout=30).status_code == 404
+    assert httpx.get(job + "/phase", headers=alice, timeout=30).text == "COMPLETED"
+    # bob's own job of the same query sees no restricted row
+    other = _job(auth_server, bob, query)
+    assert int(httpx.get(other + "/results/result", headers=bob, timeout=30).text.split()[-1]) == 0
+    assert httpx.delete(job, headers=alice, timeout=30, follow_redirects=False).status_code == 303
+
+
+# -- policies and the development issuer ---------------------------------------------------------
+
+def _vlkb(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([VLKB, *args], env=server.env, capture_output=True, text=True, timeout=120)
+
+
+def test_policy_changes_apply_at_once_to_every_table(auth_server, issuer, truth, database) -> None:
+    count = "SELECT COUNT(*) AS n FROM compactsources.band70um"
+    with psycopg.connect(database.url) as c:
+        catalogue = c.execute("SELECT count(*) FROM compactsources.band70um").fetchone()[0]
+        survey = c.execute("SELECT DISTINCT survey FROM compactsources.band70um").fetchone()[0]
+    assert catalogue > 0
+    assert int(csv_rows(tap(auth_server, issuer, "anonymous", count))[0][0]) == catalogue
+    done = _vlkb(auth_server, "policy", "set", survey, "--groups", "hi-gal-team")
+    try:
+        assert done.returncode == 0, done.stderr
+        assert int(csv_rows(tap(auth_server, issuer, "anonymous", count))[0][0]) == 0
+        assert int(csv_rows(tap(auth_server, issuer, "member", count))[0][0]) == 0
+        team = {"Authorization": "Bearer " + issuer.token("carol", ["hi-gal-team"])}
+        resp = httpx.post(auth_server.url + "/tap/sync", data={"LANG": "ADQL", "QUERY": count, "FORMAT": "csv"},
+                          headers=team, timeout=60)
+        assert int(csv_rows(resp)[0][0]) == catalogue
+        listing = _vlkb(auth_server, "policy", "list").stdout
+        assert re.search(rf"^{re.escape(survey)}\s+\d+\s+hi-gal-team$", listing, re.M), listing
+        assert re.search(rf"^{re.escape(PRIVATE)}\s+{truth.private}\s+{GROUP}$", listing, re.M), listing
+    finally:
+        assert _vlkb(auth_server, "policy", "set", survey, "--public").returncode == 0
+    assert int(csv_rows(tap(auth_server, issuer, "anonymous", count))[0][0]) == catalogue
+    assert _vlkb(auth_server, "policy", "set", survey).returncode != 0  # neither --groups nor --public
+
+
+def test_key_rotation(auth_server, issuer) -> None:
+    query = {"LANG": "ADQL", "QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore", "FORMAT": "csv"}
+    before = issuer.token("alice", [GROUP])
+    assert httpx.post(auth_server.url + "/tap/sync", data=query, timeout=30,
+                      headers={"Authorization": f"Bearer {before}"}).status_code == 200
+    old = issuer.rotate()
+    fresh = issuer.token("alice", [GROUP])
+    assert httpx.post(auth_server.url + "/tap/sync", data=query, timeout=30,
+                      headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    stale = issuer.token("alice", [GROUP], key=old)
+    resp = httpx.post(auth_server.url + "/tap/sync", data=query, timeout=30,
+                      headers={"Authorization": f"Bearer {stale}"})
+    assert resp.status_code == 401 and "key" in resp.headers["www-authenticate"]
+
+
+def test_dev_issuer_in_the_embedded_default(server, truth) -> None:
+    query = {"LANG": "ADQL", "QUERY": f"SELECT obs_id FROM ivoa.obscore WHERE obs_collection = '{PRIVATE}'",
+             "FORMAT": "csv"}
+    token = _vlkb(server, "dev-token", "--user", "alice", "--groups", GROUP)
+    assert token.returncode == 0, token.stderr
+    with_token = httpx.post(server.url + "/tap/sync", data=query, timeout=30,
+                            headers={"Authorization": f"Bearer {token.stdout.strip()}"})
+    assert len(csv_rows(with_token)) == truth.private and with_token.headers["x-vo-authenticated"] == "alice"
+    assert csv_rows(httpx.post(server.url + "/tap/sync", data=query, timeout=30)) == []
+    # never outside the embedded default
+    elsewhere = subprocess.run([VLKB, "dev-token", "--user", "x"], capture_output=True, text=True, timeout=60,
+                               env={**server.env, "VLKB_OIDC_ISSUER": "https://login.example.org"})
+    assert elsewhere.returncode != 0 and "embedded default" in elsewhere.stderr
+
+
+def test_dev_tokens_are_refused_by_a_real_deployment(auth_server, server) -> None:
+    token = _vlkb(server, "dev-token", "--user", "mallory", "--groups", GROUP).stdout.strip()
+    resp = httpx.post(auth_server.url + "/tap/sync", timeout=30, headers={"Authorization": f"Bearer {token}"},
+                      data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore"})
+    assert resp.status_code == 401
