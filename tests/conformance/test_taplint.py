@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
+
+from tests.auth_proxy import TokenProxy
 
 STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS EXA"
 
@@ -32,5 +35,18 @@ def test_taplint_foundation_stages_clean(server) -> None:
     problems = [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line)]
     assert not problems, "taplint reported:\n" + "\n".join(problems)
     # the summary proves every stage actually ran
+    for stage in STAGES.split():
+        assert re.search(rf"Section {stage}:", out), f"stage {stage} did not run:\n{out[-2000:]}"
+
+
+def test_taplint_clean_with_a_token(auth_server, issuer) -> None:
+    # the same referee, as a member of the restricted survey's group sees the service
+    proxy = TokenProxy(auth_server.url, issuer.token("alice", ["survey-team"], exp=int(time.time()) + 3600))
+    try:
+        out = run_taplint(proxy.url + "/tap", STAGES)
+    finally:
+        proxy.close()
+    problems = [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line)]
+    assert not problems, "taplint reported:\n" + "\n".join(problems)
     for stage in STAGES.split():
         assert re.search(rf"Section {stage}:", out), f"stage {stage} did not run:\n{out[-2000:]}"
