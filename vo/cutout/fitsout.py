@@ -76,6 +76,23 @@ class Cutout:
         if pad:
             yield b"\0" * pad
 
+    def read(self) -> np.ndarray:
+        """The slab as float64 physical values (``BSCALE``/``BZERO`` applied, ``BLANK`` as NaN).
+
+        For the merge engine, which needs numbers rather than the raw bytes; still only the
+        slab's pages are read.
+        """
+        with fits.open(self.path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=True) as hdul:
+            raw = hdul[self.hdu].data[self.slices()]
+            out = np.array(raw, dtype=np.float64)
+            blank = self.header.get("BLANK")
+            if blank is not None and raw.dtype.kind in "iu":
+                out[raw == int(blank)] = np.nan
+            del raw
+        out *= float(self.header.get("BSCALE", 1.0))
+        out += float(self.header.get("BZERO", 0.0))
+        return out
+
     def write(self, dest: Path) -> None:
         """Write the cut to ``dest``."""
         with open(dest, "wb") as out:
