@@ -15,17 +15,21 @@ are read later, by the caller, through :meth:`vo.cutout.Cutout.chunks`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from db.datasets import Dataset
 from vo.cutout import Cutout, CutRequest, plan
-from vo.errors import MultiValuedParamNotSupported, UsageError
+from vo.cutout.merge import Merged, MergeInput
+from vo.cutout.merge import merge as merge_cuts
+from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, parse_shape
 from vo.sia import POL_STATES, POSSYS
 
-__all__ = ["SodaJobParams", "SodaParams", "cutout", "filename", "parse_pixels", "service_version"]
+__all__ = ["SodaJobParams", "SodaParams", "cutout", "filename", "merge", "parse_pixels", "service_version"]
 
 _PIXEL_GROUP = re.compile(r"\[([^\[\]]*)\]")
 
@@ -241,6 +245,36 @@ def cutout(path: Path, did: str, q: SodaParams) -> Cutout:
         "VLKBVER": (service_version(), "vlkb version that made this cutout"),
     }
     return plan(path, q.cut_request(), provenance, history=f"vlkb SODA cutout of {did}: {region}")
+
+
+def _check_one_survey(datasets: Sequence[Dataset]) -> None:
+    """A merge combines one survey, species and transition: same survey, overlapping spectral coverage."""
+    surveys = sorted({d.survey for d in datasets})
+    if len(surveys) > 1:
+        raise UsageError(f"ID: the datasets belong to several surveys ({', '.join(surveys)}); merge one survey")
+    lows = [d.em_min for d in datasets if d.em_min is not None]
+    highs = [d.em_max for d in datasets if d.em_max is not None]
+    if lows and highs and max(lows) > min(highs) * (1 + 1e-6):
+        raise UsageError("ID: the datasets cover different bands or transitions; merge one species and transition")
+
+
+def merge(datasets: Sequence[Dataset], q: SodaJobParams, region: Circle | Range | Polygon, *,
+          max_voxels: int) -> Merged:
+    """Merge the cuts of ``datasets`` (visible to the caller) for ``region`` (:mod:`vo.cutout.merge`)."""
+    if not datasets:
+        raise NotFoundError("ID: no such dataset")
+    _check_one_survey(datasets)
+    for d in datasets:
+        if not d.file.is_file():
+            raise NotFoundError(f"{d.publisher_did}: the file of this dataset is not available")
+    text = q.region_text(region)
+    provenance = {
+        "VLKBREG": (text, "region cut (SODA parameters)"),
+        "VLKBVER": (service_version(), "vlkb version that made this merge"),
+    }
+    inputs = [MergeInput(d.publisher_did, d.file) for d in datasets]
+    return merge_cuts(inputs, q.cut_request(region), max_voxels=max_voxels, provenance=provenance,
+                      history=f"vlkb SODA merge of {len(inputs)} datasets: {text}")
 
 
 def filename(did: str) -> str:
