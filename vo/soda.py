@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from db.datasets import Dataset
-from vo.cutout import Cutout, CutRequest, plan
+from vo.cutout import Cutout, CutRequest, plan, source
 from vo.cutout.merge import Merged, MergeInput
 from vo.cutout.merge import merge as merge_cuts
 from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
@@ -236,7 +236,7 @@ class SodaJobParams(BaseModel):
                           time=self.time, pol=self.pol, pixels=self.pixels)
 
 
-def cutout(path: Path, did: str, q: SodaParams) -> Cutout:
+def cutout(path: str | Path, did: str, q: SodaParams) -> Cutout:
     """Plan the cut of the dataset ``did`` stored at ``path`` (reads its header only)."""
     region = q.region_text()
     provenance = {
@@ -265,14 +265,14 @@ def merge(datasets: Sequence[Dataset], q: SodaJobParams, region: Circle | Range 
         raise NotFoundError("ID: no such dataset")
     _check_one_survey(datasets)
     for d in datasets:
-        if not d.file.is_file():
+        if not source.exists(d.path):
             raise NotFoundError(f"{d.publisher_did}: the file of this dataset is not available")
     text = q.region_text(region)
     provenance = {
         "VLKBREG": (text, "region cut (SODA parameters)"),
         "VLKBVER": (service_version(), "vlkb version that made this merge"),
     }
-    inputs = [MergeInput(d.publisher_did, d.file) for d in datasets]
+    inputs = [MergeInput(d.publisher_did, d.path) for d in datasets]
     return merge_cuts(inputs, q.cut_request(region), max_voxels=max_voxels, provenance=provenance,
                       history=f"vlkb SODA merge of {len(inputs)} datasets: {text}")
 

@@ -141,3 +141,18 @@ def test_images_and_cubes_or_other_units_do_not_merge(tmp_path) -> None:
     req = CutRequest(region=Circle(lon=SRC_L, lat=SRC_B, radius=0.02), frame="galactic")
     with pytest.raises(UsageError, match="units|cubes"):
         merge([MergeInput("a", a), MergeInput("c", c)], req, max_voxels=10**7)
+
+
+def test_tiles_on_one_grid_are_added_pixel_for_pixel(tmp_path) -> None:
+    # same CAR grid (pixel 0.002 deg, reference on the equator), tiles shifted by whole pixels
+    paths = []
+    for name, lc, value in (("a", 30.04, 1.0), ("b", 30.0, 3.0)):
+        h = _header(lc, 60, 0.002)
+        fits.PrimaryHDU(np.full((60, 60), value, dtype=">f4"), h).writeto(tmp_path / f"{name}.fits")
+        paths.append(tmp_path / f"{name}.fits")
+    req = CutRequest(region=Range(lon1=29.97, lon2=30.07, lat1=-0.02, lat2=0.02), frame="galactic")
+    merged = merge([MergeInput("a", paths[0]), MergeInput("b", paths[1])], req, max_voxels=10**7)
+    assert merged.header["VLKBMETH"] == "coverage-weighted mean" and "exact" in merged.header.comments["VLKBMETH"]
+    assert set(np.unique(merged.data[np.isfinite(merged.data)])) == {1.0, 2.0, 3.0}
+    assert set(np.unique(merged.coverage)) <= {0.0, 1.0, 2.0}
+    np.testing.assert_array_equal(merged.data[merged.coverage == 2], 2.0)
