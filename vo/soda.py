@@ -10,6 +10,10 @@ default, or ``GALACTIC``: the frame of the sky shapes, as the ViaLactea client s
 ``VELO`` (``vl vu``, LSRK radio velocity in km/s, cubes only). Every constraint narrows the
 cut. :func:`cutout` plans the cut of one dataset's file with provenance keywords; the pixels
 are read later, by the caller, through :meth:`vo.cutout.Cutout.chunks`.
+
+:class:`SodaJobParams` is the async form (section 4): ``ID`` and the spatial parameters may
+repeat (one cut per pair) and ``MERGE`` asks for one merged file per region instead;
+:func:`merge` checks that the datasets are of one survey and band and merges their cuts.
 """
 
 from __future__ import annotations
