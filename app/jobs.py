@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.database import database_url
 from app.settings import Settings
 from db.jobs import JobStore
+from vo.jobs.soda import run_soda
 from vo.jobs.tap import run_tap
 from vo.uws.executor import LocalExecutor
 from vo.uws.results import ResultStore
@@ -28,6 +29,9 @@ async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool
     results = ResultStore(settings.home / "results")
     runners = {
         "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit),
+        "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
+        "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
+                         merge=True),
     }
     executor = LocalExecutor(store, results, runners, conninfo=database_url(settings))
     service = JobService(store, executor, results, execution_duration=settings.execution_duration,

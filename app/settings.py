@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         300, description="statement_timeout of a synchronous query, seconds."
     )
     destruction_days: int = Field(7, description="Days an async job and its results are kept.")
+    soda_max_cuts: int = Field(
+        1000, description="Most cuts (IDs x regions) one async SODA job may ask for."
+    )
+    merge_max_voxels: int = Field(
+        16_000_000, description="Most pixels of a merged image or cube (`/soda/merge`); bounds the memory of a merge."
+    )
     demo_scale: int = Field(1, description="Catalogue size multiplier used by `vlkb demo-data`.")
     oidc_issuer: str | None = Field(
         None, description="OIDC issuer URL whose bearer tokens (JWT) the service accepts; its discovery document "

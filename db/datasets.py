@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Connection
 from psycopg.rows import class_row
 
-__all__ = ["Dataset", "dataset_by_key", "did_key", "visible_datasets"]
+__all__ = ["Dataset", "dataset_by_key", "did_key", "visible_datasets", "visible_datasets_sync"]
 
 #: The SQL condition "the caller, in groups %(groups)s, may read survey ``{survey}``".
 _VISIBLE = (
@@ -91,6 +91,16 @@ async def visible_datasets(conn: AsyncConnection, dids: Iterable[str], groups: S
         await cur.execute(_SELECT + " AND d.publisher_did = ANY(%(dids)s::text[])",
                           {"groups": list(groups), "dids": dids})
         return {row.publisher_did: row for row in await cur.fetchall()}
+
+
+def visible_datasets_sync(conn: Connection, dids: Iterable[str], groups: Sequence[str]) -> dict[str, Dataset]:
+    """:func:`visible_datasets` over a blocking connection, for job runners (which run in threads)."""
+    dids = list(dict.fromkeys(dids))
+    if not dids:
+        return {}
+    with conn.cursor(row_factory=class_row(Dataset)) as cur:
+        cur.execute(_SELECT + " AND d.publisher_did = ANY(%(dids)s::text[])", {"groups": list(groups), "dids": dids})
+        return {row.publisher_did: row for row in cur.fetchall()}
 
 
 async def dataset_by_key(conn: AsyncConnection, key: str, groups: Sequence[str]) -> Dataset | None:

@@ -10,22 +10,30 @@ default, or ``GALACTIC``: the frame of the sky shapes, as the ViaLactea client s
 ``VELO`` (``vl vu``, LSRK radio velocity in km/s, cubes only). Every constraint narrows the
 cut. :func:`cutout` plans the cut of one dataset's file with provenance keywords; the pixels
 are read later, by the caller, through :meth:`vo.cutout.Cutout.chunks`.
+
+:class:`SodaJobParams` is the async form (section 4): ``ID`` and the spatial parameters may
+repeat (one cut per pair) and ``MERGE`` asks for one merged file per region instead;
+:func:`merge` checks that the datasets are of one survey and band and merges their cuts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from vo.cutout import Cutout, CutRequest, plan
-from vo.errors import MultiValuedParamNotSupported, UsageError
+from db.datasets import Dataset
+from vo.cutout import Cutout, CutRequest, plan, source
+from vo.cutout.merge import Merged, MergeInput
+from vo.cutout.merge import merge as merge_cuts
+from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, parse_shape
 from vo.sia import POL_STATES, POSSYS
 
-__all__ = ["SodaParams", "cutout", "filename", "parse_pixels", "service_version"]
+__all__ = ["SodaJobParams", "SodaParams", "cutout", "filename", "merge", "parse_pixels", "service_version"]
 
 _PIXEL_GROUP = re.compile(r"\[([^\[\]]*)\]")
 
@@ -73,6 +81,74 @@ def parse_pixels(text: str) -> tuple[tuple[int | None, int | None], ...]:
     return tuple(_pixel_range(part) for group in groups for part in group.split(","))
 
 
+class _Reader:
+    """Values of a case-folded parameter dict, checked for NUL characters, blanks dropped."""
+
+    def __init__(self, raw: dict[str, list[str]], what: str) -> None:
+        self.raw = raw
+        self.what = what
+
+    def values(self, name: str) -> list[str]:
+        vals = [v for v in self.raw.get(name, []) if v.strip()]
+        for v in vals:
+            if "\x00" in v:
+                raise UsageError(f"{name}: the value contains a NUL character")
+        return vals
+
+    def single(self, name: str) -> str | None:
+        vals = self.values(name)
+        if len(vals) > 1:
+            raise MultiValuedParamNotSupported(f"{name}: given {len(vals)} times; {self.what} takes one")
+        return vals[0] if vals else None
+
+    def shapes(self) -> list[tuple[str, str]]:
+        """Every spatial constraint as ``(parameter, text)``, POS first."""
+        return [(name, text) for name in ("POS", "CIRCLE", "POLYGON") for text in self.values(name)]
+
+    def constraints(self) -> dict[str, object]:
+        """The non-spatial constraints shared by every SODA request: POSSYS, BAND, TIME, POL, PIXELS, VELO."""
+        possys = (self.single("POSSYS") or "ICRS").strip().upper()
+        if possys not in POSSYS:
+            raise UsageError(f"POSSYS: unknown coordinate system {possys!r}; expected ICRS or GALACTIC")
+        pol = tuple(dict.fromkeys(s.strip().upper() for v in self.values("POL") for s in v.split()))
+        for state in pol:
+            if state not in POL_STATES:
+                raise UsageError(f"POL: unknown polarization state {state!r}; expected one of {' '.join(POL_STATES)}")
+        band, time, velo, pixels = (self.single(n) for n in ("BAND", "TIME", "VELO", "PIXELS"))
+        return {
+            "possys": possys,
+            "band": Interval.parse(band, "BAND") if band else None,
+            "time": Interval.parse(time, "TIME") if time else None,
+            "pol": pol,
+            "pixels": parse_pixels(pixels) if pixels else (),
+            "velo": Interval.parse(velo, "VELO") if velo else None,
+        }
+
+
+_SHAPE_PARSERS = {"POS": parse_shape, "CIRCLE": Circle.parse, "POLYGON": Polygon.parse}
+
+
+def _region(name: str, text: str) -> Circle | Range | Polygon:
+    return _SHAPE_PARSERS[name](text, name)
+
+
+def _constraints_text(possys: str, region: Circle | Range | Polygon | None, band: Interval | None,
+                      time: Interval | None, velo: Interval | None, pol: tuple[str, ...],
+                      pixels: tuple[tuple[int | None, int | None], ...]) -> str:
+    parts = []
+    if region is not None:
+        parts.append(f"{region.to_text()} {possys}")
+    for name, iv in (("BAND", band), ("TIME", time), ("VELO", velo)):
+        if iv is not None:
+            parts.append(f"{name} {iv.to_text()}")
+    if pol:
+        parts.append("POL " + " ".join(pol))
+    if pixels:
+        parts.append("PIXELS " + " ".join(
+            f"[{'*' if lo is None else lo}:{'*' if hi is None else hi}]" for lo, hi in pixels))
+    return "; ".join(parts) or "whole dataset"
+
+
 class SodaParams(BaseModel):
     """One synchronous SODA request (SODA 1.0 section 3)."""
 
@@ -89,73 +165,82 @@ class SodaParams(BaseModel):
     @classmethod
     def from_params(cls, raw: dict[str, list[str]]) -> SodaParams:
         """Validate the parameters; every problem is a UsageError naming the parameter."""
-
-        def values(name: str) -> list[str]:
-            vals = [v for v in raw.get(name, []) if v.strip()]
-            for v in vals:
-                if "\x00" in v:
-                    raise UsageError(f"{name}: the value contains a NUL character")
-            return vals
-
-        def single(name: str) -> str | None:
-            vals = values(name)
-            if len(vals) > 1:
-                raise MultiValuedParamNotSupported(f"{name}: given {len(vals)} times; a sync cutout takes one")
-            return vals[0] if vals else None
-
-        ids = values("ID")
-        if not ids:
+        r = _Reader(raw, "a sync cutout")
+        if not r.values("ID"):
             raise UsageError("ID: missing; give the publisher DID of the dataset to cut")
-        ident = single("ID")
+        ident = r.single("ID")
         assert ident is not None
-        shapes = [(name, text) for name in ("POS", "CIRCLE", "POLYGON") if (text := single(name)) is not None]
+        shapes = r.shapes()
         if len(shapes) > 1:
             raise MultiValuedParamNotSupported(
-                f"{' and '.join(n for n, _ in shapes)}: give one spatial constraint per sync cutout")
-        region: Circle | Range | Polygon | None = None
-        if shapes:
-            name, text = shapes[0]
-            region = {"POS": parse_shape, "CIRCLE": Circle.parse, "POLYGON": Polygon.parse}[name](text, name)
-        possys = (single("POSSYS") or "ICRS").strip().upper()
-        if possys not in POSSYS:
-            raise UsageError(f"POSSYS: unknown coordinate system {possys!r}; expected ICRS or GALACTIC")
-        pol = tuple(dict.fromkeys(s.strip().upper() for v in values("POL") for s in v.split()))
-        for state in pol:
-            if state not in POL_STATES:
-                raise UsageError(f"POL: unknown polarization state {state!r}; expected one of {' '.join(POL_STATES)}")
-        band, time, velo, pixels = single("BAND"), single("TIME"), single("VELO"), single("PIXELS")
-        return cls(
-            id=ident.strip(),
-            region=region,
-            possys=possys,
-            band=Interval.parse(band, "BAND") if band else None,
-            time=Interval.parse(time, "TIME") if time else None,
-            pol=pol,
-            pixels=parse_pixels(pixels) if pixels else (),
-            velo=Interval.parse(velo, "VELO") if velo else None,
-        )
+                f"{' and '.join(dict.fromkeys(n for n, _ in shapes))}: give one spatial constraint per sync cutout")
+        region = _region(*shapes[0]) if shapes else None
+        return cls(id=ident.strip(), region=region, **r.constraints())  # type: ignore[arg-type]
 
     def region_text(self) -> str:
         """The request's constraints as text, for the provenance keywords."""
-        parts = []
-        if self.region is not None:
-            parts.append(f"{self.region.to_text()} {self.possys}")
-        for name, iv in (("BAND", self.band), ("TIME", self.time), ("VELO", self.velo)):
-            if iv is not None:
-                parts.append(f"{name} {iv.to_text()}")
-        if self.pol:
-            parts.append("POL " + " ".join(self.pol))
-        if self.pixels:
-            parts.append("PIXELS " + " ".join(
-                f"[{'*' if lo is None else lo}:{'*' if hi is None else hi}]" for lo, hi in self.pixels))
-        return "; ".join(parts) or "whole dataset"
+        return _constraints_text(self.possys, self.region, self.band, self.time, self.velo, self.pol, self.pixels)
 
     def cut_request(self) -> CutRequest:
         return CutRequest(region=self.region, frame=self.possys.lower(), band=self.band, velo=self.velo,
                           time=self.time, pol=self.pol, pixels=self.pixels)
 
 
-def cutout(path: Path, did: str, q: SodaParams) -> Cutout:
+class SodaJobParams(BaseModel):
+    """An asynchronous SODA request (SODA 1.0 section 3, over UWS): several IDs, several regions.
+
+    Each (ID, region) pair is one cut; with ``merge`` every region instead gives one merged
+    file of all the IDs (:mod:`vo.cutout.merge`). ``/soda/merge`` uses the same parameters
+    with ``merge`` always on.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    ids: tuple[str, ...]
+    regions: tuple[Circle | Range | Polygon | None, ...] = (None,)
+    possys: str = "ICRS"
+    band: Interval | None = None
+    time: Interval | None = None
+    pol: tuple[str, ...] = ()
+    pixels: tuple[tuple[int | None, int | None], ...] = ()
+    velo: Interval | None = None
+    merge: bool = False
+
+    @classmethod
+    def from_params(cls, raw: dict[str, list[str]], *, merge: bool | None = None,
+                    max_cuts: int | None = None) -> SodaJobParams:
+        """Validate the parameters; ``merge`` forces the MERGE option (``/soda/merge``)."""
+        r = _Reader(raw, "this request")
+        ids = tuple(dict.fromkeys(v.strip() for v in r.values("ID")))
+        if not ids:
+            raise UsageError("ID: missing; give the publisher DID of each dataset to cut")
+        regions: tuple[Circle | Range | Polygon | None, ...] = tuple(_region(n, t) for n, t in r.shapes()) or (None,)
+        if merge is None:
+            text = (r.single("MERGE") or "false").strip().lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise UsageError(f"MERGE: expected true or false, got {text!r}")
+            merge = text in ("true", "1", "yes")
+        if merge and regions == (None,):
+            raise UsageError("POS: a merge needs a region (POS, CIRCLE or POLYGON)")
+        cuts = len(regions) if merge else len(ids) * len(regions)
+        if max_cuts is not None and cuts > max_cuts:
+            raise UsageError(f"ID: {cuts} cuts requested; at most {max_cuts} per job")
+        return cls(ids=ids, regions=regions, merge=merge, **r.constraints())  # type: ignore[arg-type]
+
+    def cuts(self) -> list[SodaParams]:
+        """One sync request per (ID, region), IDs slowest."""
+        common = {"possys": self.possys, "band": self.band, "time": self.time, "pol": self.pol,
+                  "pixels": self.pixels, "velo": self.velo}
+        return [SodaParams(id=i, region=reg, **common) for i in self.ids for reg in self.regions]
+
+    def region_text(self, region: Circle | Range | Polygon | None) -> str:
+        return _constraints_text(self.possys, region, self.band, self.time, self.velo, self.pol, self.pixels)
+
+    def cut_request(self, region: Circle | Range | Polygon | None) -> CutRequest:
+        return CutRequest(region=region, frame=self.possys.lower(), band=self.band, velo=self.velo,
+                          time=self.time, pol=self.pol, pixels=self.pixels)
+
+
+def cutout(path: str | Path, did: str, q: SodaParams) -> Cutout:
     """Plan the cut of the dataset ``did`` stored at ``path`` (reads its header only)."""
     region = q.region_text()
     provenance = {
@@ -164,6 +249,36 @@ def cutout(path: Path, did: str, q: SodaParams) -> Cutout:
         "VLKBVER": (service_version(), "vlkb version that made this cutout"),
     }
     return plan(path, q.cut_request(), provenance, history=f"vlkb SODA cutout of {did}: {region}")
+
+
+def _check_one_survey(datasets: Sequence[Dataset]) -> None:
+    """A merge combines one survey, species and transition: same survey, overlapping spectral coverage."""
+    surveys = sorted({d.survey for d in datasets})
+    if len(surveys) > 1:
+        raise UsageError(f"ID: the datasets belong to several surveys ({', '.join(surveys)}); merge one survey")
+    lows = [d.em_min for d in datasets if d.em_min is not None]
+    highs = [d.em_max for d in datasets if d.em_max is not None]
+    if lows and highs and max(lows) > min(highs) * (1 + 1e-6):
+        raise UsageError("ID: the datasets cover different bands or transitions; merge one species and transition")
+
+
+def merge(datasets: Sequence[Dataset], q: SodaJobParams, region: Circle | Range | Polygon, *,
+          max_voxels: int) -> Merged:
+    """Merge the cuts of ``datasets`` (visible to the caller) for ``region`` (:mod:`vo.cutout.merge`)."""
+    if not datasets:
+        raise NotFoundError("ID: no such dataset")
+    _check_one_survey(datasets)
+    for d in datasets:
+        if not source.exists(d.path):
+            raise NotFoundError(f"{d.publisher_did}: the file of this dataset is not available")
+    text = q.region_text(region)
+    provenance = {
+        "VLKBREG": (text, "region cut (SODA parameters)"),
+        "VLKBVER": (service_version(), "vlkb version that made this merge"),
+    }
+    inputs = [MergeInput(d.publisher_did, d.path) for d in datasets]
+    return merge_cuts(inputs, q.cut_request(region), max_voxels=max_voxels, provenance=provenance,
+                      history=f"vlkb SODA merge of {len(inputs)} datasets: {text}")
 
 
 def filename(did: str) -> str:

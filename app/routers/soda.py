@@ -1,10 +1,12 @@
-"""SODA 1.0 synchronous cutouts: ``/soda/sync`` (GET and POST).
+"""SODA 1.0 synchronous cutouts, ``/soda/sync``, and merges, ``/soda/merge`` (GET and POST).
 
 The dataset is looked up by its exact DID with the caller's access rights, so an unknown ID, a
 path-like ID and a survey the caller may not read all give the same 404 NotFoundFault, and only
 the path stored in ``vlkb.datasets`` is ever opened. Everything cheap (parameters, lookup,
 header, pixel box) happens before the first byte so the status is honest; then the FITS file is
-streamed as the slab is read.
+streamed as the slab is read. A merge (several IDs of one survey, one region) is computed in
+a thread and sent whole: its size is bounded by ``merge_max_voxels``. The async forms are in
+``app/routers/soda_async.py``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import asyncio
 
 import structlog
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from app.access import CallerGroups
-from app.deps import DbPool
+from app.deps import AppSettings, DbPool
 from app.params import RequestParams
 from db.datasets import visible_datasets
 from vo import soda
-from vo.errors import NotFoundError
+from vo.cutout import source
+from vo.errors import MultiValuedParamNotSupported, NotFoundError
 
 __all__ = ["router"]
 
@@ -37,10 +40,10 @@ async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGro
         ds = (await visible_datasets(conn, [q.id], groups)).get(q.id)
     if ds is None:
         raise NotFoundError(f"{q.id}: no such dataset")
-    if not ds.file.is_file():
+    if not await asyncio.to_thread(source.exists, ds.path):
         log.error("dataset file missing", did=ds.publisher_did, path=ds.path)
         raise NotFoundError(f"{q.id}: the file of this dataset is not available")
-    cut = await asyncio.to_thread(soda.cutout, ds.file, ds.publisher_did, q)
+    cut = await asyncio.to_thread(soda.cutout, ds.path, ds.publisher_did, q)
     log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
     return StreamingResponse(
         cut.chunks(),
@@ -48,3 +51,25 @@ async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGro
         headers={"Content-Disposition": f'attachment; filename="{soda.filename(ds.publisher_did)}"',
                  "Content-Length": str(cut.size)},
     )
+
+
+@router.api_route("/merge", methods=["GET", "POST"])
+async def get_sync_merge(params: RequestParams, pool: DbPool, groups: CallerGroups,
+                         settings: AppSettings) -> Response:
+    """Several datasets of one survey cut for one region and merged on a common grid (FITS)."""
+    q = soda.SodaJobParams.from_params(params.values, merge=True)
+    if len(q.regions) > 1:
+        raise MultiValuedParamNotSupported("POS: a sync merge takes one region; use /soda/merge/async for several")
+    async with pool.connection() as conn:
+        found = await visible_datasets(conn, q.ids, groups)
+    missing = [i for i in q.ids if i not in found]
+    if missing:
+        raise NotFoundError(f"{missing[0]}: no such dataset")
+    region = q.regions[0]
+    assert region is not None
+    merged = await asyncio.to_thread(soda.merge, [found[i] for i in q.ids], q, region,
+                                     max_voxels=settings.merge_max_voxels)
+    body = await asyncio.to_thread(merged.to_bytes)
+    log.info("merge", dids=merged.used, shape=merged.data.shape)
+    return Response(body, media_type="application/fits",
+                    headers={"Content-Disposition": 'attachment; filename="merge.fits"'})

@@ -313,3 +313,33 @@ def test_dev_tokens_are_refused_by_a_real_deployment(auth_server, server) -> Non
     resp = httpx.post(auth_server.url + "/tap/sync", timeout=30, headers={"Authorization": f"Bearer {token}"},
                       data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore"})
     assert resp.status_code == 401
+
+
+def _soda_job(server: Server, h: dict[str, str], prefix: str, data: dict[str, list[str]]) -> str:
+    resp = httpx.post(server.url + prefix, data=data, params={"PHASE": "RUN"}, headers=h, timeout=30)
+    assert resp.status_code == 303, resp.text[:300]
+    job = resp.headers["location"]
+    for _ in range(600):
+        phase = httpx.get(job + "/phase", headers=h, timeout=30).text
+        if phase not in ("PENDING", "QUEUED", "EXECUTING"):
+            return phase
+        time.sleep(0.1)
+    raise AssertionError(f"{job} still {phase}")
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_soda_async_and_merge(auth_server, issuer, truth, who) -> None:
+    h = headers(issuer, who)
+    ra, dec = truth.private_centre
+    region = f"CIRCLE {ra} {dec} 0.02"
+    expected = "COMPLETED" if sees_private(who) else "ERROR"
+    # the job runs later, in the background, with the groups its owner had when creating it
+    assert _soda_job(auth_server, h, "/soda/async", {"ID": [truth.private_dids[0]], "POS": [region]}) == expected
+    assert _soda_job(auth_server, h, "/soda/merge/async",
+                     {"ID": truth.private_dids[:2], "POS": [region]}) == expected
+    merged = httpx.get(auth_server.url + "/soda/merge", params=[("ID", d) for d in truth.private_dids[:2]]
+                       + [("POS", region)], headers=h, timeout=120)
+    if sees_private(who):
+        assert merged.status_code == 200 and merged.headers["content-type"] == "application/fits"
+    else:
+        assert merged.status_code == 404 and b"NotFoundFault" in merged.content

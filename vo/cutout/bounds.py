@@ -239,8 +239,10 @@ def _stokes_box(wcs: WCS, axis: int, n: int, states: Sequence[str]) -> tuple[int
 
 
 # -- the box ------------------------------------------------------------------------------------
-def pixel_box(header: fits.Header, req: CutRequest) -> tuple[tuple[int, int], ...]:
+def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None) -> tuple[tuple[int, int], ...]:
     """Half-open 0-based ``(start, stop)`` per FITS axis (axis 1 first) of the cut.
+
+    ``wcs`` is ``header_wcs(header)`` when the caller has it already.
 
     Raises :class:`NoOverlapError` when nothing is selected and :class:`~vo.errors.UsageError`
     when the request cannot apply to this dataset.
@@ -248,7 +250,7 @@ def pixel_box(header: fits.Header, req: CutRequest) -> tuple[tuple[int, int], ..
     naxis = int(header.get("NAXIS", 0))
     shape = [int(header[f"NAXIS{i + 1}"]) for i in range(naxis)]
     box = [(0, n) for n in shape]
-    wcs = header_wcs(header)
+    wcs = header_wcs(header) if wcs is None else wcs
 
     def narrow(axis: int, lo: int, hi: int) -> None:
         a, b = max(box[axis][0], lo), min(box[axis][1], hi)

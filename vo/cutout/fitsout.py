@@ -4,10 +4,11 @@
 (:func:`vo.cutout.bounds.pixel_box`) and the output header: the source header with the
 structural keywords rewritten, every ``CRPIXn`` (and alternate ``CRPIXna``) shifted by the box
 origin so all other WCS keywords stay valid as they are, ``CUNIT3`` and ``RESTFRQ`` on cubes,
-and provenance keywords. :meth:`Cutout.chunks` then opens the file memory-mapped
-(``astropy.io.fits.open(memmap=True)``, raw values: ``BZERO``/``BSCALE``/``BLANK`` travel in
-the header) and yields the header block, the slab one plane group at a time, and the padding,
-so memory stays flat and only the slab's pages are ever read (architecture decision 5).
+and provenance keywords. :meth:`Cutout.chunks` then opens the file (memory-mapped when local,
+ranged reads for a URL or a compressed file: :mod:`vo.cutout.source`; raw values:
+``BZERO``/``BSCALE``/``BLANK`` travel in the header) and yields the header block, the slab one
+plane group at a time, and the padding, so memory stays flat and only the slab is ever read
+(architecture decision 5).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.wcs import WCS
 
 from vo.cutout.bounds import CutRequest, header_wcs, pixel_box, rest_frequency
+from vo.cutout.source import open_fits, read_raw
 from vo.errors import UsageError
 
 __all__ = ["Cutout", "plan"]
@@ -37,7 +41,8 @@ _DEFAULT_UNIT = {"FREQ": "Hz", "WAVE": "m", "AWAV": "m", "VRAD": "m/s", "VOPT": 
 class Cutout:
     """A planned cut: the source, which HDU, the box (FITS axis order) and the output header."""
 
-    path: Path
+    #: a local path or a URL (:mod:`vo.cutout.source`)
+    path: str | Path
     hdu: int
     box: tuple[tuple[int, int], ...]
     header: fits.Header
@@ -51,30 +56,56 @@ class Cutout:
     def data_bytes(self) -> int:
         return int(np.prod(self.shape)) * abs(int(self.header["BITPIX"])) // 8
 
+    @cached_property
+    def header_bytes(self) -> bytes:
+        """The output header block, serialised once (size, Content-Length and the stream use it)."""
+        return self.header.tostring(padding=True).encode("ascii")
+
     @property
     def size(self) -> int:
         """The size of the output file in bytes."""
-        head = len(self.header.tostring(padding=True))
-        return head + -(-self.data_bytes // _BLOCK) * _BLOCK
+        return len(self.header_bytes) + -(-self.data_bytes // _BLOCK) * _BLOCK
 
     def slices(self) -> tuple[slice, ...]:
         return tuple(slice(a, b) for a, b in reversed(self.box))
 
+    def _groups(self) -> Iterator[tuple[slice, ...]]:
+        """The slab as groups of whole planes of the slowest axis, about ``_CHUNK`` bytes each."""
+        shape = self.shape
+        plane = max(1, int(np.prod(shape[1:])) * abs(int(self.header["BITPIX"])) // 8)
+        step = max(1, _CHUNK // plane)
+        first, *rest = self.slices()
+        for i in range(first.start, first.stop, step):
+            yield (slice(i, min(i + step, first.stop)), *rest)
+
     def chunks(self) -> Iterator[bytes]:
         """The output FITS file, in pieces; only the slab is read from the source."""
-        yield self.header.tostring(padding=True).encode("ascii")
-        with fits.open(self.path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=True) as hdul:
-            data = hdul[self.hdu].data
-            slab = data[self.slices()]
-            big = slab.dtype.newbyteorder(">")
-            plane = max(1, int(np.prod(slab.shape[1:])) * slab.dtype.itemsize)
-            step = max(1, _CHUNK // plane)
-            for i in range(0, slab.shape[0], step):
-                yield np.ascontiguousarray(slab[i:i + step], dtype=big).tobytes()
-            del data, slab
+        yield self.header_bytes
+        with open_fits(self.path) as hdul:
+            for group in self._groups():
+                part = read_raw(hdul, self.hdu, group, self.path)
+                yield np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">")).tobytes()
+                del part
         pad = -self.data_bytes % _BLOCK
         if pad:
             yield b"\0" * pad
+
+    def read(self) -> np.ndarray:
+        """The slab as float64 physical values (``BSCALE``/``BZERO`` applied, ``BLANK`` as NaN).
+
+        For the merge engine, which needs numbers rather than the raw bytes; still only the
+        slab is read.
+        """
+        with open_fits(self.path) as hdul:
+            raw = read_raw(hdul, self.hdu, self.slices(), self.path)
+            out = np.array(raw, dtype=np.float64)
+            blank = self.header.get("BLANK")
+            if blank is not None and raw.dtype.kind in "iu":
+                out[raw == int(blank)] = np.nan
+            del raw
+        out *= float(self.header.get("BSCALE", 1.0))
+        out += float(self.header.get("BZERO", 0.0))
+        return out
 
     def write(self, dest: Path) -> None:
         """Write the cut to ``dest``."""
@@ -90,7 +121,7 @@ def _image_hdu(hdul: fits.HDUList) -> int:
     raise UsageError("the dataset holds no image to cut")
 
 
-def _out_header(src: fits.Header, box: tuple[tuple[int, int], ...], provenance: dict[str, str],
+def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], provenance: dict[str, str],
                 history: str) -> fits.Header:
     out = fits.Header()
     out["SIMPLE"] = (True, "conforms to FITS standard")
@@ -106,7 +137,6 @@ def _out_header(src: fits.Header, box: tuple[tuple[int, int], ...], provenance: 
         m = _CRPIX.match(key)
         if m and int(m.group(1)) <= len(box):
             out[key] = float(out[key]) - box[int(m.group(1)) - 1][0]
-    wcs = header_wcs(src)
     spec = wcs.wcs.spec
     if len(box) >= 3 and spec >= 0:
         # the ViaLactea client and legacy VLKB cutouts rely on CUNIT3 and RESTFRQ on every cube
@@ -123,16 +153,17 @@ def _out_header(src: fits.Header, box: tuple[tuple[int, int], ...], provenance: 
     return out
 
 
-def plan(path: Path, req: CutRequest, provenance: dict[str, tuple[str, str]] | None = None,
+def plan(path: str | Path, req: CutRequest, provenance: dict[str, tuple[str, str]] | None = None,
          history: str = "cutout made by vlkb") -> Cutout:
     """Plan the cut of ``path`` for ``req``: reads the header only.
 
     ``provenance`` maps keywords to ``(value, comment)`` added to the output header.
     """
-    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+    with open_fits(path) as hdul:
         idx = _image_hdu(hdul)
         src = hdul[idx].header.copy()
-    box = pixel_box(src, req)
+    wcs = header_wcs(src)
+    box = pixel_box(src, req, wcs)
     for i, (a, b) in enumerate(box, start=1):
         history += f"; axis {i} pixels {a + 1}:{b}"
-    return Cutout(path=Path(path), hdu=idx, box=box, header=_out_header(src, box, provenance or {}, history))
+    return Cutout(path=path, hdu=idx, box=box, header=_out_header(src, wcs, box, provenance or {}, history))

@@ -1,0 +1,254 @@
+"""SODA cutouts and merges over HTTP: big-cube cutouts, concurrent small cutouts, merges, memory.
+
+Builds (once) under ``var/bench/soda`` a private cluster and generated FITS files: a 2 GiB
+cube (1024 x 1024 x 512 float32, 6" pixels, a VRAD axis), four overlapping 1024 x 1024
+images and two overlapping 256 x 256 x 128 cubes, ingests them as three surveys, starts
+``vlkb serve`` on them, and prints:
+
+- a 0.1 degree cutout (``CIRCLE`` of radius 0.05 deg, every channel) of the big cube through
+  ``/soda/sync``, against reading just those bytes with a numpy memmap and against opening the
+  file with astropy (``memmap=False``) and slicing the full data, all measured in this run;
+- cutouts/s of small cutouts (0.01 deg, 32 channels) with 1 and 8 concurrent clients;
+- ``/soda/merge`` of the four images and of the two cubes: seconds;
+- the server's RSS after start, after the cutouts and after the merges.
+
+Timings are medians of repeated runs with a warm page cache (the file is read once first):
+the comparison is of the work each path does, not of the disk.
+
+    python -m bench.soda [--repeat 5] [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+
+from db.cluster import EmbeddedCluster
+from db.migrate import migrate
+from vo.cutout import CutRequest, plan
+from vo.ingest.datasets import ingest_datasets
+from vo.shapes import Circle
+
+ROOT = Path(__file__).resolve().parent.parent
+PIXEL = 6 / 3600  # deg
+REST = 110_201_354_300.0
+AUTHORITY = "vlkb.bench"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write(path: Path, nx: int, ny: int, nz: int, lc: float, bc: float, seed: int) -> Path:
+    """A FITS file written plane by plane (never the whole array in memory)."""
+    if path.exists():
+        return path
+    h = fits.Header()
+    h["SIMPLE"] = True
+    h["BITPIX"] = -32
+    h["NAXIS"] = 3 if nz else 2
+    h["NAXIS1"], h["NAXIS2"] = nx, ny
+    if nz:
+        h["NAXIS3"] = nz
+    h.update(CTYPE1="GLON-CAR", CTYPE2="GLAT-CAR", CUNIT1="deg", CUNIT2="deg", CDELT1=-PIXEL, CDELT2=PIXEL,
+             CRPIX1=(nx + 1) / 2, CRPIX2=(ny + 1) / 2 - bc / PIXEL, CRVAL1=lc, CRVAL2=0.0, BMAJ=3 * PIXEL,
+             BMIN=3 * PIXEL, BPA=0.0, BUNIT="K" if nz else "MJy/sr", MJD_OBS=55000.0)
+    h.rename_keyword("MJD_OBS", "MJD-OBS")
+    if nz:
+        h.update(CTYPE3="VRAD", CUNIT3="m/s", CRVAL3=-50000.0, CDELT3=200.0, CRPIX3=1.0, SPECSYS="LSRK", RESTFRQ=REST)
+    else:
+        h.update(WAVELENG=1.6e-4)
+    rng = np.random.default_rng(seed)
+    tmp = path.with_suffix(".part")
+    with open(tmp, "wb") as out:
+        out.write(h.tostring(padding=True).encode("ascii"))
+        for _ in range(max(nz, 1)):
+            out.write(rng.standard_normal((ny, nx), dtype=np.float32).astype(">f4").tobytes())
+        size = nx * ny * max(nz, 1) * 4
+        out.write(b"\0" * (-size % 2880))
+    tmp.rename(path)
+    return path
+
+
+def _prepare(home: Path) -> tuple[EmbeddedCluster, dict[str, list[str]], dict[str, list[Path]]]:
+    data = home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    files = {
+        "BIGCUBE": [_write(data / "bigcube.fits", 1024, 1024, 512, 30.0, 0.0, 1)],
+        "IMAGES": [_write(data / f"image{k}.fits", 1024, 1024, 0, 30.0 + dl, db, 10 + k)
+                   for k, (dl, db) in enumerate([(-0.75, -0.75), (0.75, -0.75), (-0.75, 0.75), (0.75, 0.75)])],
+        "CUBES": [_write(data / f"cube{k}.fits", 256, 256, 128, 30.0 + dl, 0.0, 20 + k)
+                  for k, dl in enumerate([-0.2, 0.2])],
+    }
+    cluster = EmbeddedCluster(home=home)
+    cluster.start()
+    url = cluster.url()
+    migrate(url)
+    dids: dict[str, list[str]] = {}
+    with psycopg.connect(url) as conn:
+        for name, paths in files.items():
+            cube = name != "IMAGES"
+            survey = {"name": f"BENCH-{name}", "species": "13CO" if cube else "Continuum",
+                      "transition": "1-0" if cube else "160 um", "rest_frequency": REST if cube else None,
+                      "velocity_unit": "m/s" if cube else None, "dataproduct_type": "cube" if cube else "image"}
+            ingest_datasets(conn, survey, paths, authority=AUTHORITY, base_url="http://127.0.0.1")
+            conn.commit()
+            dids[name] = [r[0] for r in conn.execute(
+                "SELECT publisher_did FROM vlkb.datasets WHERE path = ANY(%s) ORDER BY path",
+                ([str(p) for p in paths],)).fetchall()]
+    return cluster, dids, files
+
+
+def _rss_mb(pid: int, key: str = "VmRSS:") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _median(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: page cache, imports, connection
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _big_cutout(client: httpx.Client, did: str, path: Path, repeat: int) -> None:
+    centre = SkyCoord(30.1, 0.05, unit="deg", frame="galactic")
+    params = {"ID": did, "CIRCLE": f"{centre.l.deg} {centre.b.deg} 0.05", "POSSYS": "GALACTIC"}
+    cut = plan(path, CutRequest(region=Circle(lon=30.1, lat=0.05, radius=0.05), frame="galactic"))
+    slices = cut.slices()
+    mb = cut.data_bytes / 1e6
+
+    def http() -> None:
+        size = 0
+        with client.stream("GET", "/soda/sync", params=params) as resp:
+            resp.raise_for_status()
+            for chunk in resp.iter_raw(1 << 20):
+                size += len(chunk)
+        assert size == cut.size
+
+    def memmap() -> None:
+        with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+            offset = hdul[0]._data_offset
+        arr = np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=tuple(reversed(
+            [fits.getheader(path)[f"NAXIS{i}"] for i in (1, 2, 3)])))
+        np.ascontiguousarray(arr[slices])
+        del arr
+
+    def astropy_full() -> None:
+        with fits.open(path, memmap=False) as hdul:
+            np.ascontiguousarray(hdul[0].data[slices])
+
+    t_http = _median(http, repeat)
+    t_mm = _median(memmap, repeat)
+    t_full = _median(astropy_full, max(1, repeat // 2))
+    print(f"\n== 0.1 degree cutout of a {path.stat().st_size / 2**30:.1f} GiB cube "
+          f"(box {' x '.join(str(n) for n in cut.shape)}, {mb:.1f} MB) ==")
+    print(f"{'numpy memmap of the slab (baseline)':<40} {t_mm * 1000:9.1f} ms  ratio 1.00")
+    print(f"{'/soda/sync over HTTP':<40} {t_http * 1000:9.1f} ms  ratio {t_http / t_mm:.2f}")
+    print(f"{'astropy open (no memmap) + slice':<40} {t_full * 1000:9.1f} ms  ratio {t_full / t_mm:.2f}"
+          f"  ({t_full / t_http:.0f}x the service)")
+
+
+def _small_cutouts(client: httpx.Client, dids: Sequence[str], requests: int) -> None:
+    rng = np.random.default_rng(5)
+    params = [{"ID": dids[0], "CIRCLE": f"{30 + rng.uniform(-0.7, 0.7):.4f} {rng.uniform(-0.7, 0.7):.4f} 0.01",
+               "POSSYS": "GALACTIC", "PIXELS": "[*] [*] [100:131]"} for _ in range(requests)]
+
+    def one(p: dict[str, str]) -> float:
+        t0 = time.perf_counter()
+        client.get("/soda/sync", params=p).raise_for_status()
+        return time.perf_counter() - t0
+
+    print("\n== small cutouts (0.01 deg, 32 channels) of the big cube ==")
+    for clients in (1, 8):
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            lat = sorted(pool.map(one, params))
+        wall = time.perf_counter() - t0
+        print(f"{clients} client(s): {requests / wall:7.1f} cutouts/s  p50 {statistics.median(lat) * 1000:6.1f} ms"
+              f"  p99 {lat[int(0.99 * (len(lat) - 1))] * 1000:6.1f} ms")
+
+
+def _merges(client: httpx.Client, dids: dict[str, list[str]], repeat: int) -> None:
+    print("\n== /soda/merge ==")
+    cases = [("4 images 1024x1024, 0.6 deg overlaps", dids["IMAGES"], "RANGE 28.5 31.5 -1.5 1.5"),
+             ("2 cubes 256x256x128", dids["CUBES"], "RANGE 29.6 30.4 -0.2 0.2")]
+    for label, ids, region in cases:
+        params = [("ID", i) for i in ids] + [("POS", region), ("POSSYS", "GALACTIC")]
+        last: list[httpx.Response] = []
+
+        def run(params=params, last=last) -> None:
+            r = client.get("/soda/merge", params=params)
+            r.raise_for_status()
+            last[:] = [r]
+
+        secs = _median(run, repeat)
+        shape = fits.open(io.BytesIO(last[0].content))[0].data.shape
+        print(f"{label:<40} {secs:7.2f} s  output {' x '.join(map(str, reversed(shape)))}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.soda", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--home", type=Path, default=ROOT / "var" / "bench" / "soda")
+    args = parser.parse_args(argv)
+    home = args.home.resolve()
+    if os.geteuid() == 0:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.parent.chmod(0o755)
+    cluster, dids, files = _prepare(home)
+    port = _free_port()
+    env = {**os.environ, "VLKB_HOME": str(home), "VLKB_PORT": str(port), "VLKB_DB_PORT": str(cluster.current_port()),
+           "VLKB_LOG_LEVEL": "WARNING", "VLKB_MERGE_MAX_VOXELS": "40000000"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "vlkb"), "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        rss0 = _rss_mb(server.pid)
+        with httpx.Client(base_url=base, timeout=600) as client:
+            _big_cutout(client, dids["BIGCUBE"][0], files["BIGCUBE"][0], args.repeat)
+            _small_cutouts(client, dids["BIGCUBE"], args.requests)
+            rss1 = _rss_mb(server.pid)
+            _merges(client, dids, max(1, args.repeat // 2))
+            rss2 = _rss_mb(server.pid)
+        print(f"\nserver RSS: {rss0:.0f} MB at start, {rss1:.0f} MB after the cutouts of the "
+              f"{files['BIGCUBE'][0].stat().st_size / 2**30:.1f} GiB cube, {rss2:.0f} MB after the merges "
+              f"(peak {_rss_mb(server.pid, 'VmHWM:'):.0f} MB)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
