@@ -178,7 +178,8 @@ def ingest_datasets(
     paths: Annotated[list[str], typer.Argument(help="FITS files, fsspec URLs (s3://, https://...) or glob patterns.")],
     species: Annotated[str, typer.Option(help="Species (Continuum for continuum surveys).")] = "Continuum",
     transition: Annotated[str, typer.Option(help="Transition or band, e.g. '70 um' or '1-0'.")] = "",
-    groups: Annotated[str, typer.Option(help="Comma-separated groups that may read it; empty: public.")] = "",
+    groups: Annotated[str | None, typer.Option(
+        help="Comma-separated groups that may read it; '' makes it public; not given: keep its policy.")] = None,
 ) -> None:
     """Ingest FITS images and cubes (headers only) into ivoa.obscore; bad files are reported and skipped."""
     from app.progress import file_progress
@@ -196,7 +197,7 @@ def ingest_datasets(
             typer.secho(f"vlkb: no file matches {pattern}", err=True, fg=typer.colors.YELLOW)
         files += matched
     info = {"name": survey, "species": species, "transition": transition,
-            "groups": tuple(g for g in groups.split(",") if g)}
+            "groups": None if groups is None else tuple(g.strip() for g in groups.split(",") if g.strip())}
     with _operator_errors():
         url = _ensure_database(settings)
         with psycopg.connect(url) as conn, file_progress(len(files), f"ingest {survey}") as advance:

@@ -78,6 +78,19 @@ def test_new_then_updated_never_duplicated(conn, images) -> None:
         "SELECT s.policy, s.dataset_count FROM datasets.surveys s WHERE s.name = %s", (survey["name"],)).fetchone()
     groups = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (survey["name"],)).fetchone()
     assert (policy, count, groups[0]) == ("PRIVATE", 3, ["team"])
+    # re-ingest without saying who may read it: the survey stays restricted
+    ingest_datasets(conn, {k: v for k, v in survey.items() if k != "groups"}, images[:1], authority=AUTH,
+                    base_url=BASE)
+    rights = conn.execute("SELECT DISTINCT data_rights FROM ivoa.obscore WHERE obs_collection = %s",
+                          (survey["name"],)).fetchall()
+    policy = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (survey["name"],)).fetchone()
+    assert rights == [("secure",)] and policy[0] == ["team"]
+    # an explicit empty list opens it
+    ingest_datasets(conn, {**survey, "groups": ()}, images[:1], authority=AUTH, base_url=BASE)
+    assert conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s",
+                        (survey["name"],)).fetchone()[0] == []
+    assert conn.execute("SELECT DISTINCT data_rights FROM ivoa.obscore WHERE obs_collection = %s",
+                        (survey["name"],)).fetchall() == [("public",)]
 
 
 def test_refused_file_leaves_nothing_and_the_batch_goes_on(conn, images, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,10 @@ def _upsert_survey(conn: psycopg.Connection, info: SurveyInfo) -> None:
     }, ["name", "species", "transition"])
     _upsert(conn, "vlkb.survey_policies", {"survey": info.name, "groups": list(info.groups)}, ["survey"],
             touch="updated_at")
+    # the policy is the survey's: rows ingested earlier follow it too
+    rights = "secure" if info.groups else "public"
+    conn.execute("UPDATE ivoa.obscore SET data_rights = %s WHERE obs_collection = %s AND data_rights <> %s",
+                 (rights, info.name, rights))
 
 
 @dataclass(frozen=True)
@@ -315,13 +319,17 @@ def ingest_datasets(
 
     ``survey`` is a survey dataclass (e.g. ``vo.demo.surveys.Survey``) or a mapping with name,
     species, transition and optionally the other ``datasets.surveys`` fields and ``groups``
-    (empty: public). ``paths`` are local paths or fsspec URLs; they are stored in
+    (empty: public; absent or None: the policy the survey already has, public if it is new).
+    ``paths`` are local paths or fsspec URLs; they are stored in
     ``vlkb.datasets.path`` in the form :func:`vo.storage.location` gives (absolute paths).
     Re-ingesting a file updates its rows. Two files that would get the same DID (same file
     name in one survey) are refused after the first. ``on_file(location, outcome, reason)``
     is called once per file, in order of completion, e.g. to drive a progress bar.
     """
     info = survey_info(survey)
+    if info.groups is None:  # keep the survey's policy
+        found = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
+        info = replace(info, groups=tuple(found[0]) if found else ())
     report = IngestReport(survey=f"{info.name} ({info.obs_title})")
     writer = _Writer(conn, info.name)
     first_of: dict[str, str] = {}

@@ -81,7 +81,9 @@ class SurveyInfo:
     facility: str | None = None
     instrument: str | None = None
     reference: str | None = None
-    groups: tuple[str, ...] = ()
+    #: Groups that may read the survey; empty: public; None: keep the policy the survey has
+    #: (public for a new survey), so re-ingesting files never opens a restricted survey.
+    groups: tuple[str, ...] | None = None
 
     @property
     def slug(self) -> str:
@@ -102,7 +104,8 @@ def survey_info(survey: Any) -> SurveyInfo:
         return survey
     get = survey.get if isinstance(survey, Mapping) else (lambda k, d=None: getattr(survey, k, d))
     fields = {k: get(k) for k in SurveyInfo.__dataclass_fields__ if get(k) is not None}
-    fields["groups"] = tuple(fields.get("groups") or ())
+    if fields.get("groups") is not None:
+        fields["groups"] = tuple(fields["groups"])
     return SurveyInfo(**fields)
 
 
