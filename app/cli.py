@@ -177,32 +177,36 @@ def demo_data(
 @ingest_cli.command("datasets")
 def ingest_datasets(
     survey: Annotated[str, typer.Option(help="Survey name (obs_collection).")],
-    paths: Annotated[list[str], typer.Argument(help="FITS files or glob patterns.")],
+    paths: Annotated[list[str], typer.Argument(help="FITS files, fsspec URLs (s3://, https://...) or glob patterns.")],
     species: Annotated[str, typer.Option(help="Species (Continuum for continuum surveys).")] = "Continuum",
     transition: Annotated[str, typer.Option(help="Transition or band, e.g. '70 um' or '1-0'.")] = "",
-    groups: Annotated[str, typer.Option(help="Comma-separated groups that may read it; empty: public.")] = "",
+    groups: Annotated[str | None, typer.Option(
+        help="Comma-separated groups that may read it; '' makes it public; not given: keep its policy.")] = None,
 ) -> None:
     """Ingest FITS images and cubes (headers only) into ivoa.obscore; bad files are reported and skipped."""
-    import glob
-
+    from app.progress import file_progress
+    from vo import storage
     from vo.ingest.datasets import ingest_datasets as ingest
 
     settings = _settings()
     files: list[str] = []
     for pattern in paths:
-        matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        try:
+            matched = storage.expand(pattern)
+        except (OSError, ValueError, ImportError) as exc:  # unknown protocol, unreachable store
+            raise _fail(f"cannot list {pattern}: {exc}") from None
         if not matched:
             typer.secho(f"vlkb: no file matches {pattern}", err=True, fg=typer.colors.YELLOW)
         files += matched
     info = {"name": survey, "species": species, "transition": transition,
-            "groups": tuple(g for g in groups.split(",") if g)}
+            "groups": None if groups is None else tuple(g.strip() for g in groups.split(",") if g.strip())}
     with _operator_errors():
         url = _ensure_database(settings)
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(url) as conn, file_progress(len(files), f"ingest {survey}") as advance:
             report = ingest(conn, info, files, authority=settings.authority, base_url=settings.public_url,
-                            progress=len(files) > 20)
+                            on_file=advance)
         typer.echo(report.summary())
-    if report.failed and not report.ingested:
+    if report.failed and not report.stored:
         raise typer.Exit(1)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "LinksQuery",
     "file_url",
     "links_document",
+    "links_url",
     "preview_url",
 ]
 
@@ -85,14 +86,19 @@ class LinksQuery(BaseModel):
         return cls(ids=tuple(ids))
 
 
-def file_url(base: str, dataset: Dataset) -> str:
-    """Where the dataset's FITS file is served."""
-    return f"{base}/datalink/files/{quote(did_key(dataset.publisher_did), safe='/')}"
+def links_url(base: str, did: str) -> str:
+    """The links document of dataset ``did`` (ObsCore ``access_url``)."""
+    return f"{base.rstrip('/')}/datalink/links?ID={quote(did, safe='')}"
 
 
-def preview_url(base: str, dataset: Dataset) -> str:
-    """Where the dataset's PNG preview is served."""
-    return f"{base}/datalink/preview/{quote(did_key(dataset.publisher_did), safe='/')}"
+def file_url(base: str, did: str) -> str:
+    """Where the FITS file of dataset ``did`` is served (``#this``)."""
+    return f"{base.rstrip('/')}/datalink/files/{quote(did_key(did), safe='/')}"
+
+
+def preview_url(base: str, did: str) -> str:
+    """Where the PNG preview of dataset ``did`` is served (``#preview``, ObsCore ``preview``)."""
+    return f"{base.rstrip('/')}/datalink/preview/{quote(did_key(did), safe='/')}"
 
 
 # -- the document ----------------------------------------------------------------------------------
@@ -156,7 +162,8 @@ def _rows(did: str, ds: Dataset | None, base: str) -> list[_Row]:
     what = "spectral cube" if kind == "cube" else "image"
     look = "peak intensity along the spectral axis" if kind == "cube" else "the map"
     return [
-        _Row(did, access_url=file_url(base, ds), semantics="#this", description=f"The FITS file of this {what}",
+        _Row(did, access_url=file_url(base, ds.publisher_did), semantics="#this",
+             description=f"The FITS file of this {what}",
              content_type="application/fits", content_length=ds.size, content_qualifier=kind),
         _Row(did, service_def="soda-sync", semantics="#cutout",
              description="SODA cutout of this dataset, returned at once (synchronous)",
@@ -164,7 +171,7 @@ def _rows(did: str, ds: Dataset | None, base: str) -> list[_Row]:
         _Row(did, service_def="soda-async", semantics="#cutout",
              description="SODA cutout of this dataset as a UWS job (asynchronous)",
              content_type="application/fits", content_qualifier=kind),
-        _Row(did, access_url=preview_url(base, ds), semantics="#preview",
+        _Row(did, access_url=preview_url(base, ds.publisher_did), semantics="#preview",
              description=f"PNG quick-look of {look}, with a colour bar", content_type="image/png"),
     ]
 

@@ -1,10 +1,11 @@
 """PNG quick-looks of datasets: the map of an image, the peak along the spectral axis of a cube.
 
 :func:`cached_preview` makes the PNG on first request and keeps it under the cache directory,
-keyed by the DID and the file's size and modification time, so a re-ingested file gets a
-new preview. :func:`render_preview` reads only what the picture needs: the header through
+keyed by the DID and the file's size and version (modification time, ETag), so a re-ingested
+file gets a new preview. :func:`render_preview` reads only what the picture needs, from a
+local path or an fsspec URL (:mod:`vo.storage`): the header through
 ``vo.ingest.datasets.read_header``, then a strided subsample of the pixels through astropy's
-``section`` (memory-mapped, never the whole cube in memory). The stretch is asinh over the
+``section`` (memory-mapped or ranged reads, never the whole cube in memory). The stretch is asinh over the
 0.5-99.5 percentile range (``astropy.visualization``), the colours viridis, and a colour bar
 with the pixel unit sits on the right. Pillow draws everything; no matplotlib.
 
@@ -22,11 +23,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 from astropy.visualization import AsinhStretch, PercentileInterval
 from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image, ImageDraw, ImageFont
 
+from vo import storage
 from vo.ingest.datasets import read_header
 
 __all__ = ["PREVIEW_VERSION", "cached_preview", "render_preview"]
@@ -64,10 +65,10 @@ def _lut() -> np.ndarray:
 _LUT = _lut()
 
 
-def cached_preview(path: Path, did: str, cache_dir: Path) -> Path:
-    """The PNG preview of the file at ``path`` (dataset ``did``), made now if not cached yet."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{did}\0{stat.st_size}\0{stat.st_mtime_ns}\0{PREVIEW_VERSION}".encode()).hexdigest()
+def cached_preview(path: Path | str, did: str, cache_dir: Path) -> Path:
+    """The PNG preview of the file at ``path`` (a path or URL; dataset ``did``), made now if not cached yet."""
+    info = storage.file_info(str(path))
+    key = hashlib.sha256(f"{did}\0{info.size}\0{info.version}\0{PREVIEW_VERSION}".encode()).hexdigest()
     target = cache_dir / f"{key[:40]}.png"
     if target.exists():
         return target
@@ -85,7 +86,7 @@ def cached_preview(path: Path, did: str, cache_dir: Path) -> Path:
     return target
 
 
-def _plane(path: Path) -> tuple[np.ndarray, str, bool]:
+def _plane(path: Path | str) -> tuple[np.ndarray, str, bool]:
     """(the 2D picture as float64 with lat along rows, the pixel unit, whether it is a cube peak map)."""
     header, index = read_header(path)
     with warnings.catch_warnings():
@@ -108,7 +109,7 @@ def _plane(path: Path) -> tuple[np.ndarray, str, bool]:
     # read whole rows and take every step-th value here.
     last = cut[-1]
     cut[-1] = slice(None) if isinstance(last, slice) else last
-    with fits.open(path, lazy_load_hdus=True) as hdul:  # memory-mapped unless the data are scaled
+    with storage.open_fits(str(path)) as hdul:  # memory-mapped (local, unless scaled) or ranged reads
         data = np.asarray(hdul[index].section[tuple(cut)], dtype=np.float64)
     if isinstance(last, slice):
         data = data[..., last]
@@ -130,7 +131,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def render_preview(path: Path) -> bytes:
+def render_preview(path: Path | str) -> bytes:
     """The PNG preview of the FITS dataset at ``path``."""
     data, unit, cube = _plane(path)
     finite = np.isfinite(data)
@@ -158,7 +159,8 @@ def render_preview(path: Path) -> bytes:
     canvas = Image.new("RGB", (width, height), _BACKGROUND)
     canvas.paste(picture, (_MARGIN, _MARGIN + 18))
     draw = ImageDraw.Draw(canvas)
-    title = path.name + (", peak along the spectral axis" if cube else "") + (f" [{unit}]" if unit else "")
+    title = storage.name_of(str(path)) + (", peak along the spectral axis" if cube else "")
+    title += f" [{unit}]" if unit else ""
     draw.text((_MARGIN, 3), title, fill=_TEXT, font=font)
 
     # colour bar: top = vmax, bottom = vmin, in the stretched scale

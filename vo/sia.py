@@ -35,7 +35,7 @@ from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
 
-__all__ = ["POL_STATES", "POSSYS", "SiaQuery", "build_sql", "obscore_columns", "search"]
+__all__ = ["DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "obscore_columns", "search"]
 
 POSSYS = ("ICRS", "GALACTIC")
 
@@ -117,7 +117,7 @@ class SiaQuery(BaseModel):
         fields: dict[str, object] = {
             "pos": many("POS", parse_shape),
             "possys": possys,
-            "band": many("BAND", Interval.parse),
+            "band": many("BAND", _parse_positive),
             "time": many("TIME", Interval.parse),
             "pol": many("POL", _parse_pol),
             "calib": many("CALIB", _parse_calib),
@@ -125,13 +125,34 @@ class SiaQuery(BaseModel):
             "formats": tuple(values("FORMAT")),
         }
         for name, (field, _) in _SINGLE_VALUED.items():
-            fields[field] = many(name, Interval.parse)
+            fields[field] = many(name, _parse_positive)
         for name, (field, _) in _STRINGS.items():
             fields[field] = tuple(values(name))
+        fields["dptypes"] = tuple(_parse_dptype(v, "DPTYPE") for v in fields["dptypes"])
         maxrec = parse_maxrec(single("MAXREC"), default=maxrec_default, limit=maxrec_limit)
         # TABLEDATA unless asked otherwise: the ViaLactea client reads TR/TD (vialactea-client.md 1.A.1).
         fmt = resolve_format(single("RESPONSEFORMAT") or "votable/td")
         return cls(**fields, maxrec=maxrec, format=fmt)
+
+
+def _parse_positive(text: str, name: str) -> Interval:
+    """An interval of a quantity that cannot be negative (wavelength, size, duration, resolving power)."""
+    interval = Interval.parse(text, name)
+    for bound in (interval.lo, interval.hi):
+        if math.isfinite(bound) and bound < 0:
+            raise UsageError(f"{name}: values cannot be negative, got {bound:g}; use -Inf for an open lower end")
+    return interval
+
+
+#: SIA 2.0 section 2.11: the data product types a query may ask for.
+DPTYPES = ("image", "cube")
+
+
+def _parse_dptype(text: str, name: str) -> str:
+    kind = text.lower()
+    if kind not in DPTYPES:
+        raise UsageError(f"{name}: unknown data product type {text!r}; expected image or cube")
+    return kind
 
 
 def _parse_pol(text: str, name: str) -> str:

@@ -2,23 +2,25 @@
 
 ``/datalink/files/{key}`` streams a dataset's FITS file and ``/datalink/preview/{key}`` its PNG
 quick-look, where ``key`` is the DID's part after ``?``. Both look the dataset up in the
-database (with the caller's access rights) and open only the path stored there, so no URL
-can reach any other file.
+database (with the caller's access rights) and open only the location stored there, so no URL
+can reach any other file. A local file is sent by ``FileResponse`` (byte ranges included); a
+file on an fsspec URL is streamed through the service in chunks (``vo.storage``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from app.access import CallerGroups
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from db.datasets import Dataset, dataset_by_key, visible_datasets
-from vo import datalink, preview
+from vo import datalink, preview, storage
 from vo.errors import FatalError, NotFoundError
 
 __all__ = ["router"]
@@ -37,31 +39,37 @@ async def get_links(params: RequestParams, pool: DbPool, base: BaseUrl, groups: 
     return Response(datalink.links_document(q.ids, found, base), media_type=datalink.DATALINK_MEDIA)
 
 
-async def _dataset(pool: DbPool, key: str, groups: tuple[str, ...]) -> Dataset:
+async def _dataset(pool: DbPool, key: str, groups: tuple[str, ...]) -> tuple[Dataset, storage.FileInfo]:
     async with pool.connection() as conn:
         ds = await dataset_by_key(conn, key, groups)
     if ds is None:
         raise NotFoundError(f"{key}: no such dataset")
-    if not ds.file.is_file():
-        log.error("dataset file missing", did=ds.publisher_did, path=ds.path)
-        raise NotFoundError(f"{key}: the file of this dataset is not available")
-    return ds
+    try:
+        info = await asyncio.to_thread(storage.file_info, ds.path)
+    except (OSError, ValueError, ImportError) as exc:  # gone, unreachable, or a protocol not installed
+        log.error("dataset file missing", did=ds.publisher_did, path=ds.path, error=str(exc))
+        raise NotFoundError(f"{key}: the file of this dataset is not available") from None
+    return ds, info
 
 
 @router.get("/files/{key:path}")
-async def get_file(key: str, pool: DbPool, groups: CallerGroups) -> FileResponse:
+async def get_file(key: str, pool: DbPool, groups: CallerGroups) -> Response:
     """The dataset's FITS file, as stored (DataLink ``#this``)."""
-    ds = await _dataset(pool, key, groups)
-    return FileResponse(ds.file, media_type="application/fits", filename=ds.file.name)
+    ds, info = await _dataset(pool, key, groups)
+    name = storage.name_of(ds.path)
+    if not storage.is_remote(ds.path):
+        return FileResponse(ds.path, media_type="application/fits", filename=name)
+    headers = {"Content-Length": str(info.size), "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+    return StreamingResponse(storage.iter_chunks(ds.path), media_type="application/fits", headers=headers)
 
 
 @router.get("/preview/{key:path}")
 async def get_preview(key: str, pool: DbPool, settings: AppSettings, groups: CallerGroups) -> FileResponse:
     """The dataset's PNG quick-look (DataLink ``#preview``), made on first request."""
-    ds = await _dataset(pool, key, groups)
+    ds, _ = await _dataset(pool, key, groups)
     try:
         png = await asyncio.to_thread(
-            preview.cached_preview, ds.file, ds.publisher_did, settings.home / "cache" / "previews"
+            preview.cached_preview, ds.path, ds.publisher_did, settings.home / "cache" / "previews"
         )
     except Exception as exc:  # a file that cannot be drawn is our fault, not the caller's
         log.error("preview failed", did=ds.publisher_did, exc_info=exc)

@@ -23,7 +23,7 @@ def test_ingest_reports_and_skips_bad_files(database, tmp_path: Path) -> None:
         proc = run_vlkb("ingest", "datasets", "--survey", SURVEY, "--transition", "70 um", str(tmp_path / "*.fits"),
                         VLKB_HOME=str(database.home), VLKB_DB_PORT=str(database.port))
         assert proc.returncode == 0, proc.stderr
-        assert "2 ingested, 2 failed" in proc.stdout
+        assert "2 ingested, 0 updated, 2 skipped" in proc.stdout
         assert "notfits.fits" in proc.stdout and "truncated.fits" in proc.stdout
         with psycopg.connect(database.url) as conn:
             rows = conn.execute("SELECT obs_title FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,)).fetchall()

@@ -216,6 +216,15 @@ BAD = [
     ({"MAXREC": "ten"}, "MAXREC"),
     ({"MAXREC": "-1"}, "MAXREC"),
     ({"RESPONSEFORMAT": "image/png"}, "RESPONSEFORMAT"),
+    ({"BAND": "-1e-6 2e-6"}, "BAND"),
+    ({"FOV": "-1 1"}, "FOV"),
+    ({"SPATRES": "-5"}, "SPATRES"),
+    ({"SPECRP": "-Inf -3"}, "SPECRP"),
+    ({"DPTYPE": "spectrum"}, "DPTYPE"),
+    ({"ID": "ivo://x\x00y"}, "ID"),
+    ({"TIME": "1 x"}, "TIME"),
+    ({"POS": "CIRCLE 10 20 1e400"}, "POS"),
+    ({"POS": "POLYGON 0 0 1 0 0 1", "POSSYS": "FK5"}, "POSSYS"),
 ]
 
 

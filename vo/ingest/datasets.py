@@ -1,21 +1,23 @@
 """Header-only ingest of FITS datasets into ``ivoa.obscore``, ``vlkb.datasets`` and the survey tables.
 
-:func:`read_header` reads header blocks only (``astropy.io.fits.Header.fromfile``), walking
-the HDUs by their declared sizes until the first image with two or more axes, and checks that
-the file is as long as its headers say, so pixel data are never read. :func:`ingest_datasets`
-describes each file with :func:`vo.ingest.obscore.obscore_row` and upserts it in its own
-transaction (a savepoint when the caller has one open): a bad file (not FITS, truncated,
-without a sky WCS) is reported with its reason and skipped, and never leaves half a dataset.
-Then the survey's rows in ``datasets.surveys`` (with its dataset count) and
-``vlkb.survey_policies`` are upserted.
+:func:`read_image_header` reads header blocks only, from a local path or any fsspec URL
+(:mod:`vo.storage`: ranged reads for remote files), walking the HDUs by their declared sizes
+until the first image with two or more axes, and checks that the file is as long as its
+headers say, so pixel data are never read. :func:`ingest_datasets` describes each file with
+:func:`vo.ingest.obscore.obscore_row` and upserts the rows in batches (one transaction per
+batch; a batch the database refuses is replayed file by file under savepoints to name the
+culprit), so a file's rows land together or not at all. A bad file (not FITS, truncated,
+without a sky WCS) is reported with its reason and skipped, and the batch goes on. Then the
+survey's rows in ``datasets.surveys`` (with its dataset count) and ``vlkb.survey_policies``
+are upserted. Presentation (progress bars) belongs to the caller, through ``on_file``.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +26,54 @@ from astropy.io import fits
 from psycopg import sql
 
 from schemas import find_table
-from vo.ingest.obscore import IngestError, SurveyInfo, obscore_row, survey_info
+from vo import storage
+from vo.ingest.obscore import IngestError, SurveyInfo, obscore_row, publisher_did, survey_info
 
-__all__ = ["FileFailure", "IngestReport", "describe_file", "ingest_datasets", "read_header"]
+__all__ = [
+    "BATCH_SIZE",
+    "FileFailure",
+    "ImageHeader",
+    "IngestReport",
+    "Outcome",
+    "describe_file",
+    "ingest_datasets",
+    "read_header",
+    "read_image_header",
+]
 
 _BLOCK = 2880
+_CARD = 80
+#: A header longer than this many blocks (36,000 cards) is taken for a broken file.
+_MAX_HEADER_BLOCKS = 1000
 _GEOMETRY = {"point", "circle", "polygon", "path"}
+#: Files upserted per transaction: large enough to amortise round trips, small enough that an
+#: interrupted ingest loses little.
+BATCH_SIZE = 500
+
+
+class Outcome(Enum):
+    """What happened to one file."""
+
+    INGESTED = "ingested"
+    UPDATED = "updated"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
 class FileFailure:
     """A file that was skipped, and why."""
 
-    path: Path
+    path: str
     reason: str
 
 
 @dataclass
 class IngestReport:
-    """Outcome of one :func:`ingest_datasets` call."""
+    """Outcome of one :func:`ingest_datasets` call: new datasets, updated ones, skipped files."""
 
     survey: str
     ingested: int = 0
+    updated: int = 0
     failures: list[FileFailure] = field(default_factory=list)
     dids: list[str] = field(default_factory=list)
 
@@ -53,10 +81,25 @@ class IngestReport:
     def failed(self) -> int:
         return len(self.failures)
 
+    @property
+    def stored(self) -> int:
+        """Files whose rows are now in the database (new or updated)."""
+        return self.ingested + self.updated
+
     def summary(self) -> str:
-        """One line for logs and the CLI."""
-        text = f"{self.survey}: {self.ingested} ingested, {self.failed} failed"
-        return text + "".join(f"\n  {f.path}: {f.reason}" for f in self.failures)
+        """One line for logs and the CLI, then one line per skipped file with its reason."""
+        text = f"{self.survey}: {self.ingested} ingested, {self.updated} updated, {self.failed} skipped"
+        return text + "".join(f"\n  skipped {f.path}: {f.reason}" for f in self.failures)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """The header of a file's first image HDU: parsed, raw (for wcslib), its HDU index, the file size."""
+
+    header: fits.Header
+    raw: bytes
+    index: int
+    size: int
 
 
 def _data_size(header: fits.Header) -> int:
@@ -72,67 +115,96 @@ def _data_size(header: fits.Header) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
-def _has_end_card(rest: bytes) -> bool:
-    return any(rest[i:i + 80].rstrip() == b"END" for i in range(0, len(rest) - 79, 80))
+def _end_card(block: bytes) -> int:
+    """Offset just past the END card in ``block`` (FITS 4.0 section 4.4.1), or -1."""
+    for i in range(0, len(block) - _CARD + 1, _CARD):
+        if block[i:i + 8] == b"END     ":
+            return i + _CARD
+    return -1
 
 
-def read_header(path: Path) -> tuple[fits.Header, int]:
-    """The header of the first image HDU with two or more axes, and that HDU's index.
+def _read_raw_header(f: Any, index: int) -> bytes:
+    """The header blocks of the HDU at the file's position, up to and including the END card."""
+    blocks: list[bytes] = []
+    for _ in range(_MAX_HEADER_BLOCKS):
+        block = f.read(_BLOCK)
+        end = _end_card(block)
+        if end >= 0:
+            if len(block) < _BLOCK:  # a header cut short inside its last block
+                raise IngestError(f"truncated: header of HDU {index} ends before its 2880-byte block")
+            blocks.append(block[:end])
+            return b"".join(blocks)
+        if len(block) < _BLOCK:
+            raise IngestError(f"truncated: the header of HDU {index} has no END card")
+        blocks.append(block)
+    raise IngestError(f"no END card in the first {_MAX_HEADER_BLOCKS} header blocks of HDU {index}")
 
-    Raises :class:`IngestError` with a reason a user understands: not a FITS file, truncated,
-    unreadable header, or no image.
+
+def read_image_header(loc: str | Path, size: int | None = None) -> ImageHeader:
+    """The first image HDU with two or more axes of the file at ``loc`` (a path or fsspec URL).
+
+    Reads header blocks only. Raises :class:`IngestError` with a reason a user understands:
+    not a FITS file, truncated, unreadable header, no image, or the file cannot be read.
     """
+    loc = str(loc)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            first = f.read(80)
+        if size is None:
+            size = storage.file_info(loc).size
+        with storage.open_binary(loc, size) as f:
+            first = f.read(_CARD)
             if not (first.startswith(b"SIMPLE  =") and first[10:30].strip() == b"T"):
                 raise IngestError("not a FITS file (it does not start with SIMPLE = T)")
             f.seek(0)
-            index = 0
+            index, start = 0, 0
             while True:
-                start = f.tell()
+                raw = _read_raw_header(f, index)
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        header = fits.Header.fromfile(f, endcard=True, padding=True)
-                except (OSError, ValueError, EOFError) as exc:
-                    f.seek(start)
-                    if not _has_end_card(f.read()):
-                        raise IngestError(f"truncated: the header of HDU {index} has no END card") from exc
+                        header = fits.Header.fromstring(raw)
+                except (ValueError, KeyError) as exc:
                     raise IngestError(f"unreadable FITS header in HDU {index}: {exc}") from exc
-                data_start = f.tell()
-                if data_start % _BLOCK:  # a header cut short inside its last block
-                    raise IngestError(f"truncated: header of HDU {index} ends before its 2880-byte block")
+                data_start = start + -(-len(raw) // _BLOCK) * _BLOCK
                 need = _data_size(header)
                 if data_start + need > size:
                     raise IngestError(
                         f"truncated: HDU {index} declares {need} data bytes, the file holds "
                         f"{max(0, size - data_start)}"
                     )
-                axes = int(header.get("NAXIS", 0))
-                if axes >= 2 and header.get("XTENSION", "IMAGE").strip() == "IMAGE":
-                    return header, index
-                f.seek(data_start + need)
+                if int(header.get("NAXIS", 0)) >= 2 and header.get("XTENSION", "IMAGE").strip() == "IMAGE":
+                    return ImageHeader(header, raw, index, size)
+                start = data_start + need
                 index += 1
-                if data_start + need >= size:
+                if start >= size:
                     raise IngestError("no image HDU with at least two axes")
-    except OSError as exc:
-        raise IngestError(f"cannot read the file: {exc.strerror or exc}") from exc
+                f.seek(start)
+    except IngestError:
+        raise
+    except FileNotFoundError as exc:
+        raise IngestError("cannot read the file: no such file") from exc
+    except (OSError, ValueError) as exc:  # fsspec backends raise ValueError for some bad URLs
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise IngestError(f"cannot read the file: {reason}") from exc
 
 
-def describe_file(path: Path | str, survey: Any, *, authority: str, base_url: str) -> dict[str, Any]:
+def read_header(loc: str | Path) -> tuple[fits.Header, int]:
+    """The header of the first image HDU with two or more axes, and that HDU's index."""
+    found = read_image_header(loc)
+    return found.header, found.index
+
+
+def describe_file(loc: str | Path, survey: Any, *, authority: str, base_url: str) -> dict[str, Any]:
     """The ``ivoa.obscore`` row of one file, from its header only; :class:`IngestError` if it has none."""
-    path = Path(path)
-    header, _ = read_header(path)
-    return obscore_row(header, path=path, survey=survey, authority=authority, base_url=base_url,
-                       file_size=path.stat().st_size)
+    found = read_image_header(loc)
+    return obscore_row(found.header, raw=found.raw, path=str(loc), survey=survey, authority=authority,
+                       base_url=base_url, file_size=found.size)
 
 
-def _upsert(conn: psycopg.Connection, qualified: str, row: dict[str, Any], key: list[str],
-            types: dict[str, str] | None = None, touch: str | None = None) -> None:
+# -- upserts ---------------------------------------------------------------------------------------
+def _upsert_sql(qualified: str, cols: list[str], key: list[str], types: dict[str, str] | None = None,
+                touch: str | None = None) -> sql.Composed:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of ``cols``, composed once and run for many rows."""
     schema, name = qualified.split(".")
-    cols = list(row)
     types = types or {}
     values = sql.SQL(", ").join(
         sql.SQL("%s::{}").format(sql.SQL(types[c])) if c in types else sql.SQL("%s") for c in cols
@@ -140,21 +212,18 @@ def _upsert(conn: psycopg.Connection, qualified: str, row: dict[str, Any], key: 
     updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in cols if c not in key]
     if touch:
         updates.append(sql.SQL("{} = now()").format(sql.Identifier(touch)))
-    conn.execute(
-        sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
-            sql.Identifier(schema, name),
-            sql.SQL(", ").join(map(sql.Identifier, cols)),
-            values,
-            sql.SQL(", ").join(map(sql.Identifier, key)),
-            sql.SQL(", ").join(updates),
-        ),
-        list(row.values()),
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
+        sql.Identifier(schema, name),
+        sql.SQL(", ").join(map(sql.Identifier, cols)),
+        values,
+        sql.SQL(", ").join(map(sql.Identifier, key)),
+        sql.SQL(", ").join(updates),
     )
 
 
-def _obscore_types() -> dict[str, str]:
-    table = find_table("ivoa.obscore")
-    return {c.name: c.info.pg for c in table.columns if c.type in _GEOMETRY}
+def _upsert(conn: psycopg.Connection, qualified: str, row: dict[str, Any], key: list[str],
+            touch: str | None = None) -> None:
+    conn.execute(_upsert_sql(qualified, list(row), key, touch=touch), list(row.values()))
 
 
 def _upsert_survey(conn: psycopg.Connection, info: SurveyInfo) -> None:
@@ -171,6 +240,69 @@ def _upsert_survey(conn: psycopg.Connection, info: SurveyInfo) -> None:
     }, ["name", "species", "transition"])
     _upsert(conn, "vlkb.survey_policies", {"survey": info.name, "groups": list(info.groups)}, ["survey"],
             touch="updated_at")
+    # the policy is the survey's: rows ingested earlier follow it too
+    rights = "secure" if info.groups else "public"
+    conn.execute("UPDATE ivoa.obscore SET data_rights = %s WHERE obs_collection = %s AND data_rights <> %s",
+                 (rights, info.name, rights))
+
+
+@dataclass(frozen=True)
+class _Described:
+    loc: str
+    row: dict[str, Any]
+    size: int
+
+    @property
+    def did(self) -> str:
+        return self.row["obs_publisher_did"]
+
+
+#: Errors that mean "the database refuses this row" rather than "the database is broken":
+#: bad values, constraints, and pgSphere's refusals (raised as XX000, e.g. a degenerate or
+#: too large footprint polygon).
+_REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.InternalError_)
+
+
+class _Writer:
+    """Upserts described files in batches; a refused batch is replayed file by file."""
+
+    def __init__(self, conn: psycopg.Connection, survey: str) -> None:
+        table = find_table("ivoa.obscore")
+        self.cols = [c.name for c in table.columns if not c.generated]
+        types = {c.name: c.info.pg for c in table.columns if c.type in _GEOMETRY}
+        self.obscore = _upsert_sql("ivoa.obscore", self.cols, ["obs_publisher_did"], types)
+        self.files = _upsert_sql("vlkb.datasets", ["publisher_did", "survey", "path", "size"], ["publisher_did"],
+                                 touch="ingested_at")
+        self.conn, self.survey = conn, survey
+
+    def _write(self, items: list[_Described]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(self.obscore, [[d.row[c] for c in self.cols] for d in items])
+            cur.executemany(self.files, [(d.did, self.survey, d.loc, d.size) for d in items])
+
+    def write(self, items: list[_Described]) -> list[tuple[_Described, Outcome, str | None]]:
+        """Store ``items``; returns each with its outcome and, when skipped, the reason."""
+        if not items:
+            return []
+        existing = {r[0] for r in self.conn.execute(
+            "SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_publisher_did = ANY(%s)",
+            ([d.did for d in items],)).fetchall()}
+        seen = lambda d: Outcome.UPDATED if d.did in existing else Outcome.INGESTED  # noqa: E731
+        try:
+            with self.conn.transaction():
+                self._write(items)
+            return [(d, seen(d), None) for d in items]
+        except _REFUSED:
+            pass  # one file's values are refused: find which, keep the others
+        out: list[tuple[_Described, Outcome, str | None]] = []
+        for d in items:
+            try:
+                with self.conn.transaction():
+                    self._write([d])
+                out.append((d, seen(d), None))
+            except _REFUSED as exc:
+                out.append((d, Outcome.SKIPPED, f"rejected by the database: {exc.diag.message_primary or exc}"))
+        return out
 
 
 def ingest_datasets(
@@ -180,44 +312,61 @@ def ingest_datasets(
     *,
     authority: str,
     base_url: str,
-    progress: bool = False,
+    on_file: Callable[[str, Outcome, str | None], None] | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> IngestReport:
-    """Describe and upsert each FITS file of ``survey``; returns what was ingested and what failed.
+    """Describe and upsert each FITS file of ``survey``; returns what was ingested, updated and skipped.
 
     ``survey`` is a survey dataclass (e.g. ``vo.demo.surveys.Survey``) or a mapping with name,
     species, transition and optionally the other ``datasets.surveys`` fields and ``groups``
-    (empty: public). ``paths`` are stored as given in ``vlkb.datasets.path``. Re-ingesting a
-    file updates its rows. With ``progress``, one line per file goes to stderr.
+    (empty: public; absent or None: the policy the survey already has, public if it is new).
+    ``paths`` are local paths or fsspec URLs; they are stored in
+    ``vlkb.datasets.path`` in the form :func:`vo.storage.location` gives (absolute paths).
+    Re-ingesting a file updates its rows. Two files that would get the same DID (same file
+    name in one survey) are refused after the first. ``on_file(location, outcome, reason)``
+    is called once per file, in order of completion, e.g. to drive a progress bar.
     """
     info = survey_info(survey)
+    if info.groups is None:  # keep the survey's policy
+        found = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
+        info = replace(info, groups=tuple(found[0]) if found else ())
     report = IngestReport(survey=f"{info.name} ({info.obs_title})")
-    types = _obscore_types()
-    paths = [Path(p) for p in paths]
-    for i, path in enumerate(paths, start=1):
+    writer = _Writer(conn, info.name)
+    first_of: dict[str, str] = {}
+    pending: list[_Described] = []
+
+    def done(loc: str, outcome: Outcome, reason: str | None, did: str | None = None) -> None:
+        if outcome is Outcome.SKIPPED:
+            report.failures.append(FileFailure(loc, reason or "skipped"))
+        else:
+            report.ingested += outcome is Outcome.INGESTED
+            report.updated += outcome is Outcome.UPDATED
+            report.dids.append(did or "")
+        if on_file is not None:
+            on_file(loc, outcome, reason)
+
+    def flush() -> None:
+        for d, outcome, reason in writer.write(pending):
+            done(d.loc, outcome, reason, d.did)
+        pending.clear()
+
+    for given in paths:
+        loc = storage.location(given)
         try:
-            row = describe_file(path, info, authority=authority, base_url=base_url)
+            did = publisher_did(authority, info.slug, storage.name_of(loc))
+            if did in first_of:
+                raise IngestError(f"same dataset ID as {first_of[did]}: file names must be unique within a survey")
+            found = read_image_header(loc)
+            row = obscore_row(found.header, raw=found.raw, path=loc, survey=info, authority=authority,
+                              base_url=base_url, file_size=found.size)
         except IngestError as exc:
-            report.failures.append(FileFailure(path, str(exc)))
-            if progress:
-                print(f"[{i}/{len(paths)}] skipped {path}: {exc}", file=sys.stderr)
+            done(loc, Outcome.SKIPPED, str(exc))
             continue
-        did = row["obs_publisher_did"]
-        try:
-            with conn.transaction():
-                _upsert(conn, "ivoa.obscore", row, ["obs_publisher_did"], types)
-                _upsert(conn, "vlkb.datasets", {
-                    "publisher_did": did, "survey": info.name, "path": str(path), "size": path.stat().st_size,
-                }, ["publisher_did"], touch="ingested_at")
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
-            reason = f"rejected by the database: {exc.diag.message_primary or exc}"
-            report.failures.append(FileFailure(path, reason))
-            if progress:
-                print(f"[{i}/{len(paths)}] skipped {path}: {reason}", file=sys.stderr)
-            continue
-        report.ingested += 1
-        report.dids.append(did)
-        if progress:
-            print(f"[{i}/{len(paths)}] {did}", file=sys.stderr)
+        first_of[did] = loc
+        pending.append(_Described(loc, row, found.size))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
     with conn.transaction():
         _upsert_survey(conn, info)
     return report
