@@ -15,6 +15,7 @@ from app.database import database_url
 from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.tap import run_tap
+from vo.upload import UploadLimits
 from vo.uws.executor import LocalExecutor
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService
@@ -27,7 +28,8 @@ async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool
     store = JobStore(pool)
     results = ResultStore(settings.home / "results")
     runners = {
-        "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit),
+        "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
+                       upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes)),
     }
     executor = LocalExecutor(store, results, runners, conninfo=database_url(settings))
     service = JobService(store, executor, results, execution_duration=settings.execution_duration,

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         300, description="statement_timeout of a synchronous query, seconds."
     )
     destruction_days: int = Field(7, description="Days an async job and its results are kept.")
+    upload_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="TAP UPLOAD: most bytes of VOTable one request may upload, all tables together "
+        "(larger requests get 413 before they are parsed).",
+    )
+    upload_max_rows: int = Field(
+        100_000, description="TAP UPLOAD: most rows one request may upload, all tables together."
+    )
     demo_scale: int = Field(1, description="Catalogue size multiplier used by `vlkb demo-data`.")
 
     @field_validator("home")

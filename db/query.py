@@ -39,6 +39,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq, sql
 
 from db.ddl import QUERY_ROLE
+from db.upload import TempTable, aload_tables, load_tables
 
 __all__ = [
     "BINARY_SIGNATURE",
@@ -115,16 +116,18 @@ def copy_statement(
     )
 
 
-def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000) -> sql.Composed:
+def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000, *,
+                    read_only: bool = True) -> sql.Composed:
     """Start the read-only transaction and fix every setting the output formats depend on.
 
     ``extra_float_digits`` > 0 makes text output of floats the shortest exact form
     (PostgreSQL 12+), so text formats give back exactly the stored values. From PostgreSQL
     14 the backend also checks every second that the client is still there, so a long query
-    whose client went away stops instead of running to its timeout.
+    whose client went away stops instead of running to its timeout. ``read_only=False``
+    leaves the transaction writable, to create upload tables first (``db/upload.py``).
     """
     parts = [
-        sql.SQL("BEGIN READ ONLY"),
+        sql.SQL("BEGIN READ ONLY" if read_only else "BEGIN"),
         sql.SQL("SET LOCAL client_encoding = 'UTF8'"),
         sql.SQL("SET LOCAL extra_float_digits = 1"),
         sql.SQL("SET LOCAL DateStyle = 'ISO, YMD'"),
@@ -135,6 +138,15 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
         parts.append(sql.SQL("SET LOCAL client_connection_check_interval = 1000"))
     if timeout is not None:
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
+    if role is not None:
+        parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    return sql.SQL("; ").join(parts)
+
+
+def _read_only_after(role: str | None) -> sql.Composed:
+    """Make the open transaction read-only (allowed after writes: only the reverse is refused)
+    and switch to ``role``: what follows loading upload tables."""
+    parts = [sql.SQL("SET TRANSACTION READ ONLY")]
     if role is not None:
         parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     return sql.SQL("; ").join(parts)
@@ -170,6 +182,13 @@ def _results(pgconn: pq.abc.PGconn, stop_at_copy: bool = False) -> Generator[int
     if error is not None:
         raise error
     return None
+
+
+def _exec_gen(pgconn: pq.abc.PGconn, command: bytes) -> Generator[int, None, None]:
+    """Run ``command`` (simple protocol, several statements allowed) and collect its results."""
+    pgconn.send_query(command)
+    yield from _flush(pgconn)
+    yield from _results(pgconn)
 
 
 def _split_header(first: bytes) -> int:
@@ -339,6 +358,7 @@ def stream_copy(
     role: str | None = QUERY_ROLE,
     timeout: float | None = 60.0,
     batch_bytes: int = 1 << 19,
+    tables: Sequence[TempTable] = (),
 ) -> Iterator[CopyBatch]:
     """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
 
@@ -347,14 +367,22 @@ def stream_copy(
     (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds,
     and is rolled back when the generator ends, fails or is closed early; if that cleanup
     itself fails, the connection is closed. Database errors are psycopg exceptions.
+    ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
+    is made read-only only after that (``db/upload.py``); the rollback drops them.
     """
     _check_idle(conn)
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
-    setup = setup_statement(role, timeout, conn.info.server_version).as_bytes(conn)
+    version = conn.info.server_version
+    setup = (_read_only_after(role) if tables else setup_statement(role, timeout, version)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     waiter = _Waiter(conn.pgconn)
     try:
+        if tables:
+            # sent as is: psycopg's execute() would open its own transaction first
+            _run_sync(_exec_gen(conn.pgconn, setup_statement(None, timeout, version, read_only=False).as_bytes(conn)),
+                      conn.pgconn)
+            load_tables(conn, tables, grant_to=role)
         for item in gen:
             if isinstance(item, int):
                 waiter.wait(item)
@@ -423,6 +451,7 @@ async def astream_copy(
     role: str | None = QUERY_ROLE,
     timeout: float | None = 60.0,
     batch_bytes: int = 1 << 19,
+    tables: Sequence[TempTable] = (),
 ) -> AsyncIterator[CopyBatch]:
     """The asyncio variant of :func:`stream_copy`, for a pooled ``AsyncConnection``.
 
@@ -434,11 +463,16 @@ async def astream_copy(
     _check_idle(conn)
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
-    setup = setup_statement(role, timeout, conn.info.server_version).as_bytes(conn)
+    version = conn.info.server_version
+    setup = (_read_only_after(role) if tables else setup_statement(role, timeout, version)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False
     try:
+        if tables:
+            await _run_async(_exec_gen(pgconn, setup_statement(None, timeout, version, read_only=False).as_bytes(conn)),
+                             pgconn)
+            await aload_tables(conn, tables, grant_to=role)
         for item in gen:
             if isinstance(item, int):
                 await _wait_async(pgconn, item)
