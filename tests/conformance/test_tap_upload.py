@@ -138,6 +138,20 @@ def test_async_upload_kept_with_the_job_and_removed_with_it(server: Server, data
     assert not (database.home / "results" / job_id).exists()
 
 
+def test_upload_added_to_a_pending_job(http: httpx.Client) -> None:
+    """POST to /parameters (UWS 1.1 section 2.2.3.6) may bring the table too."""
+    r = http.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT MAX(a) AS m FROM TAP_UPLOAD.late"})
+    job = r.headers["location"]
+    files = {"p": ("t.xml", vot(Table({"a": np.array([4, 9], dtype=np.int32)})))}
+    assert http.post(job + "/parameters", data={"UPLOAD": "late,param:p"}, files=files).status_code == 303
+    assert http.post(job + "/phase", data={"PHASE": "RUN"}).status_code == 303
+    deadline = time.monotonic() + 30
+    while http.get(job + "/phase").text != "COMPLETED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert int(read_result(http.get(job + "/results/result").content)["m"][0]) == 9
+    http.delete(job)
+
+
 def test_several_uploads_joined_with_metadata(http: httpx.Client) -> None:
     left = Table({"k": np.array([1, 2, 3], dtype=np.int32), "flux": [1.5, 2.5, 3.5]})
     left["flux"].unit = "mJy"
