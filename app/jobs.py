@@ -16,6 +16,7 @@ from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.soda import run_soda
 from vo.jobs.tap import run_tap
+from vo.upload import UploadLimits
 from vo.uws.executor import LocalExecutor
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService
@@ -28,7 +29,8 @@ async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool
     store = JobStore(pool)
     results = ResultStore(settings.home / "results")
     runners = {
-        "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit),
+        "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
+                       upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes)),
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     merge_max_voxels: int = Field(
         16_000_000, description="Most pixels of a merged image or cube (`/soda/merge`); bounds the memory of a merge."
     )
+    upload_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="TAP UPLOAD: most bytes of VOTable one request may upload, all tables together "
+        "(larger requests get 413 before they are parsed).",
+    )
+    upload_max_rows: int = Field(
+        100_000, description="TAP UPLOAD: most rows one request may upload, all tables together."
+    )
     demo_scale: int = Field(1, description="Catalogue size multiplier used by `vlkb demo-data`.")
     oidc_issuer: str | None = Field(
         None, description="OIDC issuer URL whose bearer tokens (JWT) the service accepts; its discovery document "

@@ -40,6 +40,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq, sql
 
 from db.ddl import QUERY_ROLE
+from db.upload import TempTable, aload_tables, load_tables
 
 __all__ = [
     "BINARY_SIGNATURE",
@@ -117,7 +118,7 @@ def copy_statement(
 
 
 def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000,
-                    groups: Sequence[str] = ()) -> sql.Composed:
+                    groups: Sequence[str] = (), *, read_only: bool = True) -> sql.Composed:
     """Start the read-only transaction and fix every setting the output formats depend on.
 
     ``groups`` are the caller's groups: the row-level security policies of the published
@@ -126,10 +127,13 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
     ``extra_float_digits`` > 0 makes text output of floats the shortest exact form
     (PostgreSQL 12+), so text formats give back exactly the stored values. From PostgreSQL
     14 the backend also checks every second that the client is still there, so a long query
-    whose client went away stops instead of running to its timeout.
+    whose client went away stops instead of running to its timeout. ``read_only=False``
+    leaves the transaction writable, to create upload tables first (``db/upload.py``).
+    ``groups`` are the caller's groups: the row-level security policies of the published
+    tables read them from ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous.
     """
     parts = [
-        sql.SQL("BEGIN READ ONLY"),
+        sql.SQL("BEGIN READ ONLY" if read_only else "BEGIN"),
         sql.SQL("SET LOCAL client_encoding = 'UTF8'"),
         sql.SQL("SET LOCAL extra_float_digits = 1"),
         sql.SQL("SET LOCAL DateStyle = 'ISO, YMD'"),
@@ -141,6 +145,15 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
     if timeout is not None:
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
     parts.append(sql.SQL("SET LOCAL \"vlkb.groups\" = {}").format(sql.Literal(json.dumps(list(groups)))))
+    if role is not None:
+        parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    return sql.SQL("; ").join(parts)
+
+
+def _read_only_after(role: str | None) -> sql.Composed:
+    """Make the open transaction read-only (allowed after writes: only the reverse is refused)
+    and switch to ``role``: what follows loading upload tables."""
+    parts = [sql.SQL("SET TRANSACTION READ ONLY")]
     if role is not None:
         parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     return sql.SQL("; ").join(parts)
@@ -176,6 +189,13 @@ def _results(pgconn: pq.abc.PGconn, stop_at_copy: bool = False) -> Generator[int
     if error is not None:
         raise error
     return None
+
+
+def _exec_gen(pgconn: pq.abc.PGconn, command: bytes) -> Generator[int, None, None]:
+    """Run ``command`` (simple protocol, several statements allowed) and collect its results."""
+    pgconn.send_query(command)
+    yield from _flush(pgconn)
+    yield from _results(pgconn)
 
 
 def _split_header(first: bytes) -> int:
@@ -346,6 +366,7 @@ def stream_copy(
     timeout: float | None = 60.0,
     groups: Sequence[str] = (),
     batch_bytes: int = 1 << 19,
+    tables: Sequence[TempTable] = (),
 ) -> Iterator[CopyBatch]:
     """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
 
@@ -355,14 +376,22 @@ def stream_copy(
     and sees what a caller in ``groups`` may read (row-level security, anonymous by default),
     and is rolled back when the generator ends, fails or is closed early; if that cleanup
     itself fails, the connection is closed. Database errors are psycopg exceptions.
+    ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
+    is made read-only only after that (``db/upload.py``); the rollback drops them.
     """
     _check_idle(conn)
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
-    setup = setup_statement(role, timeout, conn.info.server_version, groups).as_bytes(conn)
+    version = conn.info.server_version
+    setup = (_read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     waiter = _Waiter(conn.pgconn)
     try:
+        if tables:
+            # sent as is: psycopg's execute() would open its own transaction first
+            writable = setup_statement(None, timeout, version, groups, read_only=False).as_bytes(conn)
+            _run_sync(_exec_gen(conn.pgconn, writable), conn.pgconn)
+            load_tables(conn, tables, grant_to=role)
         for item in gen:
             if isinstance(item, int):
                 waiter.wait(item)
@@ -432,6 +461,7 @@ async def astream_copy(
     timeout: float | None = 60.0,
     groups: Sequence[str] = (),
     batch_bytes: int = 1 << 19,
+    tables: Sequence[TempTable] = (),
 ) -> AsyncIterator[CopyBatch]:
     """The asyncio variant of :func:`stream_copy`, for a pooled ``AsyncConnection``.
 
@@ -443,11 +473,16 @@ async def astream_copy(
     _check_idle(conn)
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
-    setup = setup_statement(role, timeout, conn.info.server_version, groups).as_bytes(conn)
+    version = conn.info.server_version
+    setup = (_read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False
     try:
+        if tables:
+            writable = setup_statement(None, timeout, version, groups, read_only=False).as_bytes(conn)
+            await _run_async(_exec_gen(pgconn, writable), pgconn)
+            await aload_tables(conn, tables, grant_to=role)
         for item in gen:
             if isinstance(item, int):
                 await _wait_async(pgconn, item)

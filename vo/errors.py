@@ -12,6 +12,7 @@ __all__ = [
     "FatalError",
     "MultiValuedParamNotSupported",
     "NotFoundError",
+    "TooLargeError",
     "TransientError",
     "UsageError",
     "VlkbError",
@@ -41,6 +42,12 @@ class MultiValuedParamNotSupported(UsageError):
     """A parameter given several times where the service accepts one (SODA 1.0 section 5.2)."""
 
     code = "MultiValuedParamNotSupported"
+
+
+class TooLargeError(UsageError):
+    """The request carries more than the service accepts (an upload over its byte or row limit)."""
+
+    status = 413
 
 
 class NotFoundError(VlkbError):

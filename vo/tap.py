@@ -16,10 +16,14 @@ from pydantic import BaseModel, ConfigDict
 from vo.adql import Catalog, translate
 from vo.dali import parse_maxrec
 from vo.errors import UsageError
+from vo.upload import UploadedTable, UploadRef, parse_upload, upload_catalog
 from vo.vosi import LanguageFeature, OutputFormat
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
 
-__all__ = ["ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "TapQuery", "published_catalog", "run_sync"]
+__all__ = [
+    "ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "UPLOAD_METHODS", "TapQuery", "published_catalog",
+    "run_sync",
+]
 
 ADQL_VERSIONS = ("2.0", "2.1")
 
@@ -60,6 +64,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
 )
 
 
+#: TAPRegExt section 2.5: only inline uploads (``param:``); the service fetches no URL
+UPLOAD_METHODS = ("ivo://ivoa.net/std/TAPRegExt#upload-inline",)
+
 _LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 
 
@@ -82,6 +89,8 @@ class TapQuery(BaseModel):
     maxrec: int
     format: ResultFormat
     runid: str | None = None
+    #: the tables of UPLOAD (TAP 1.1 section 2.5.1), readable as TAP_UPLOAD.<name>
+    uploads: tuple[UploadRef, ...] = ()
 
     @classmethod
     def from_params(cls, raw: dict[str, list[str]], *, maxrec_default: int, maxrec_limit: int) -> TapQuery:
@@ -107,6 +116,7 @@ class TapQuery(BaseModel):
         return cls(
             query=query, lang=lang.upper(), maxrec=maxrec,
             format=resolve_format(fmt_value or "votable"), runid=_single(raw, "RUNID"),
+            uploads=parse_upload(raw.get("UPLOAD", [])),
         )
 
 
@@ -117,18 +127,21 @@ def published_catalog() -> Catalog:
 
 
 async def run_sync(
-    pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float, groups: Sequence[str] = ()
+    pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float,
+    uploads: Sequence[UploadedTable] = (), groups: Sequence[str] = (),
 ) -> AsyncIterator[bytes]:
     """Translate and run ``q`` for a caller in ``groups``; return its result stream, already started.
 
     What the caller may read is enforced by the database (row-level security, db/ddl.py), so
     no ADQL (joins, subqueries, aggregates) can see rows of a survey the caller may not read.
 
-    Everything that can fail cheaply (parameters, ADQL, the allow-list, the first rows) fails
-    here, before the first byte, so the HTTP status can still say so; a later failure ends the
-    document with a QUERY_STATUS=ERROR INFO (see ``vo.votable.writers``).
+    Everything that can fail cheaply (parameters, ADQL, the allow-list, loading ``uploads``,
+    the first rows) fails here, before the first byte, so the HTTP status can still say so; a
+    later failure ends the document with a QUERY_STATUS=ERROR INFO (see ``vo.votable.writers``).
+    The uploaded tables live in the query's transaction only (``db/upload.py``).
     """
-    translation = translate(q.query, catalog, maxrec=q.maxrec)
+    translation = translate(q.query, upload_catalog(catalog, uploads), maxrec=q.maxrec)
+    tables = [u.temp_table() for u in uploads]
     infos = {"QUERY": q.query, "LANG": q.lang}
     if q.runid is not None:
         infos["RUNID"] = q.runid
@@ -138,7 +151,7 @@ async def run_sync(
             # aclosing: an early stop (client gone) rolls back before the connection is pooled again
             stream = astream_result(
                 conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec, infos=infos, timeout=timeout,
-                groups=groups,
+                tables=tables, groups=groups,
             )
             async with aclosing(stream):
                 async for chunk in stream:

@@ -19,6 +19,7 @@ __all__ = [
     "SSO_TOKEN",
     "OutputFormat",
     "TapLimits",
+    "UploadLimit",
     "availability",
     "capabilities",
     "service_capabilities",
@@ -68,6 +69,19 @@ class TapLimits:
 
 
 @dataclass(frozen=True)
+class UploadLimit:
+    """TAPRegExt ``uploadLimit`` (section 2.8): rows and bytes of all tables of one request.
+
+    Both are hard limits, but a DataLimits element carries one value of each kind; the row
+    limit goes in ``default`` and the byte limit, what a client can check before sending,
+    in ``hard``.
+    """
+
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class LanguageFeature:
     """One TAPRegExt language feature: its type URI, form and description."""
 
@@ -114,6 +128,7 @@ def capabilities(
     output_formats: Iterable[OutputFormat],
     limits: TapLimits,
     upload_methods: Iterable[str] = (),
+    upload_limit: UploadLimit | None = None,
     extra: Iterable[Capability] = (),
     security: Sequence[str | None] = (),
 ) -> bytes:
@@ -164,6 +179,11 @@ def capabilities(
             E("default", str(limits.maxrec_default), attrib={"unit": "row"}),
             E("hard", str(limits.maxrec_hard), attrib={"unit": "row"}),
         ),
+        E(
+            "uploadLimit",
+            E("default", str(upload_limit.rows), attrib={"unit": "row"}),
+            E("hard", str(upload_limit.bytes), attrib={"unit": "byte"}),
+        ) if upload_limit is not None else None,
         attrib={"standardID": STD_TAP, qname("xsi", "type"): "tr:TableAccess"},
     )
     caps = [

@@ -1,6 +1,8 @@
-"""TAP 1.1 synchronous queries: ``/tap/sync`` (GET and POST)."""
+"""TAP 1.1 synchronous queries: ``/tap/sync`` (GET and POST, with inline UPLOAD)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -8,11 +10,18 @@ from fastapi.responses import StreamingResponse
 from app.access import CallerGroups
 from app.deps import AppSettings, DbPool
 from app.params import RequestParams
+from app.settings import Settings
 from vo import tap
+from vo.upload import UploadLimits, read_uploads
 
-__all__ = ["router"]
+__all__ = ["router", "upload_limits"]
 
 router = APIRouter(prefix="/tap", tags=["TAP"])
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    """The UPLOAD limits of the settings."""
+    return UploadLimits(max_rows=settings.upload_max_rows, max_bytes=settings.upload_max_bytes)
 
 
 @router.api_route("/sync", methods=["GET", "POST"])
@@ -22,6 +31,11 @@ async def tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
     q = tap.TapQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
     )
-    chunks = await tap.run_sync(pool, q, tap.published_catalog(), timeout=settings.sync_timeout,
+    uploads = []
+    if q.uploads:
+        parts = await params.read_files({ref.part for ref in q.uploads})
+        # parsing and encoding are CPU work: off the event loop
+        uploads = await asyncio.to_thread(read_uploads, q.uploads, parts, upload_limits(settings))
+    chunks = await tap.run_sync(pool, q, tap.published_catalog(), timeout=settings.sync_timeout, uploads=uploads,
                                 groups=groups)
     return StreamingResponse(chunks, media_type=q.format.media_type)

@@ -1,12 +1,32 @@
 """TAP 1.1 asynchronous queries (section 2.3): UWS jobs of kind ``tap`` under ``/tap/async``.
 
-The ``tap`` runner (``vo/jobs/tap.py``) is registered in ``app/jobs.py``.
+The ``tap`` runner (``vo/jobs/tap.py``) is registered in ``app/jobs.py``. Tables sent with
+UPLOAD are checked when the job is created (a bad one refuses the request) and kept with the
+job, named by :func:`vo.upload.stored_name`, for the runner to load when the job runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
+from app.params import RawParams
+from app.routers.tap import upload_limits
 from app.routers.uws import uws_router
+from app.settings import Settings
+from vo.upload import parse_upload, read_uploads, stored_name
 
-__all__ = ["router"]
+__all__ = ["keep_uploads", "router"]
 
-router = uws_router("/tap/async", "tap")
+
+async def keep_uploads(params: RawParams, settings: Settings) -> Mapping[str, bytes]:
+    """The uploaded tables UPLOAD names, checked (limits, VOTable, columns), by stored name."""
+    refs = parse_upload(params.values.get("UPLOAD", []))
+    if not refs:
+        return {}
+    parts = await params.read_files({ref.part for ref in refs})
+    await asyncio.to_thread(read_uploads, refs, parts, upload_limits(settings))
+    return {stored_name(ref.part): parts[ref.part] for ref in refs}
+
+
+router = uws_router("/tap/async", "tap", keep_files=keep_uploads)

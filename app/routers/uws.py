@@ -9,21 +9,25 @@ the reason (what clients and taplint's QAS stage expect); the kind's runner vali
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from app.access import CallerGroups, CallerOwner
-from app.deps import BaseUrl
-from app.params import RequestParams
+from app.deps import AppSettings, BaseUrl
+from app.params import RawParams, RequestParams
+from app.settings import Settings
 from vo.errors import UsageError
 from vo.uws import xml
 from vo.uws.model import Job, Phase
+from vo.uws.results import ResultStore
 from vo.uws.service import JobService, parse_time
 from vo.votable.errors import error_document
 
-__all__ = ["uws_router"]
+__all__ = ["KeepFiles", "uws_router"]
 
 XML = "application/xml"
 TEXT = "text/plain"
@@ -33,6 +37,11 @@ _CONTROL = {"PHASE", "ACTION", "WAIT"}
 def _service(request: Request) -> JobService:
     return request.app.state.jobs
 
+
+#: A kind's hook for the files sent with its job parameters (TAP UPLOAD): checks them against
+#: the parameters and returns what the job keeps, by file name in its results directory.
+#: It runs before the job exists, so a bad file refuses the request and leaves no job behind.
+KeepFiles = Callable[[RawParams, Settings], Awaitable[Mapping[str, bytes]]]
 
 Jobs = Annotated[JobService, Depends(_service)]
 Owner = CallerOwner
@@ -47,9 +56,23 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def uws_router(prefix: str, kind: str) -> APIRouter:
-    """The UWS resources of jobs of ``kind`` under ``prefix``."""
+def _store_files(results: ResultStore, job_id: str, files: Mapping[str, bytes]) -> None:
+    for name, data in files.items():
+        with results.writer(job_id, name) as out:
+            out.write(data)
+
+
+def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -> APIRouter:
+    """The UWS resources of jobs of ``kind`` under ``prefix``.
+
+    ``keep_files`` lets a kind accept files with the parameters (at creation and by POST to
+    ``/parameters``); they are written next to the job's results, so a worker anywhere reads
+    them, and go when the job is destroyed.
+    """
     router = APIRouter(prefix=prefix, tags=[f"UWS ({kind})"])
+
+    async def keep(params: RawParams, settings: Settings) -> Mapping[str, bytes]:
+        return {} if keep_files is None else await keep_files(params, settings)
 
     async def load(jobs: JobService, job_id: str, owner: str | None) -> Job:
         return await jobs.get(kind, job_id, owner)
@@ -71,13 +94,20 @@ def uws_router(prefix: str, kind: str) -> APIRouter:
         return Response(xml.jobs_xml(found, base + prefix), media_type=XML)
 
     @router.post("", name=f"{kind}_create_job")
-    async def create_job(params: RequestParams, jobs: Jobs, owner: Owner, groups: CallerGroups,
-                         base: BaseUrl) -> Response:
+    async def create_job(params: RequestParams, jobs: Jobs, owner: Owner, groups: CallerGroups, base: BaseUrl,
+                         settings: AppSettings) -> Response:
         phase = (_one(params.values, "PHASE") or "").upper()
         if phase not in ("", "RUN"):
             raise UsageError(f"PHASE: only RUN may be given at creation, got {phase!r}")
+        files = await keep(params, settings)
         stored = {k: v for k, v in params.values.items() if k not in _CONTROL}
         job = await jobs.create(kind, owner, stored, run_id=_one(stored, "RUNID"), groups=groups)
+        if files:
+            try:
+                await asyncio.to_thread(_store_files, jobs.results, job.job_id, files)
+            except BaseException:
+                await jobs.delete(job)
+                raise
         if phase == "RUN":
             await jobs.run(job)
         return _see_other(job_url(base, job.job_id))
@@ -178,10 +208,13 @@ def uws_router(prefix: str, kind: str) -> APIRouter:
 
     @router.post("/{job_id}/parameters", name=f"{kind}_post_job_parameters")
     async def post_job_parameters(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
-                                  base: BaseUrl) -> Response:
+                                  base: BaseUrl, settings: AppSettings) -> Response:
         job = await load(jobs, job_id, owner)
         updates = {k: v for k, v in params.values.items() if k not in _CONTROL}
+        files = await keep(params, settings)
         await jobs.set_parameters(job, updates)
+        if files:
+            await asyncio.to_thread(_store_files, jobs.results, job.job_id, files)
         return _see_other(job_url(base, job_id))
 
     @router.get("/{job_id}/results", name=f"{kind}_get_job_results")

@@ -53,6 +53,8 @@ async def get_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -
         languages=[("ADQL", tap.ADQL_VERSIONS, tap.ADQL_FEATURES)],
         output_formats=tap.OUTPUT_FORMATS,
         limits=limits,
+        upload_methods=tap.UPLOAD_METHODS,
+        upload_limit=vosi.UploadLimit(rows=settings.upload_max_rows, bytes=settings.upload_max_bytes),
         # DALI 1.1 section 2.3: the examples document is read in a browser, hence vr:WebBrowser.
         extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser")],
         security=offer.security,

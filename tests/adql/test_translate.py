@@ -73,6 +73,21 @@ def test_distance_below_a_constant_becomes_containment(cat: Catalog) -> None:
     assert '("band70um"."pos_gal" <@ SCIRCLE(SPOINT(RADIANS(1), RADIANS(2)), RADIANS(0.1)))' in s
 
 
+def test_distance_join_keeps_the_indexed_point_on_the_left(cat: Catalog) -> None:
+    # a cross-match: the computed point of one side is the centre, so the GiST index of the other serves each row
+    mine = Table(name="mine", description="d", schema_name="TAP_UPLOAD", columns=[
+        Column(name="ra", type="double", description="d"), Column(name="dec", type="double", description="d")])
+    cat = cat.with_table(mine, sql_schema="pg_temp", sql_name="tap_upload_0")
+    for cond in ("DISTANCE(POINT(u.ra, u.dec), POINT(s.ra, s.dec)) < 5.0/3600",
+                 "5.0/3600 > DISTANCE(POINT(s.ra, s.dec), POINT(u.ra, u.dec))"):
+        s = sql(f"SELECT s.designation FROM TAP_UPLOAD.mine AS u JOIN compactsources.band70um AS s ON {cond}", cat)
+        assert '("s"."pos" <@ SCIRCLE(SPOINT(RADIANS("u"."ra"), RADIANS("u"."dec")), RADIANS(' in s, s
+    # a radius that is not a constant number keeps the comparison as written
+    s = sql("SELECT s.designation FROM TAP_UPLOAD.mine AS u JOIN compactsources.band70um AS s"
+            " ON DISTANCE(POINT(u.ra, u.dec), POINT(s.ra, s.dec)) < u.ra", cat)
+    assert "<->" in s and "<@" not in s
+
+
 def test_contains_equals_zero_is_negated(cat: Catalog) -> None:
     s = sql("SELECT designation FROM compactsources.band70um WHERE CONTAINS(pos, CIRCLE('ICRS', 1, 2, 3)) = 0", cat)
     assert 'WHERE NOT (("band70um"."pos" <@' in s

@@ -1,8 +1,12 @@
 """STILTS taplint, the referee: every stage implemented so far reports no errors and no failures.
 
 Stages: metadata (TMV TME TMS TMC), capabilities (CPV CAP), availability (AVV), sync queries
-(QGE QPO), async queries and UWS (QAS UWS), result metadata (MDQ), ObsCore (OBS) and examples
-(EXA). The warnings left are in the issue notes.
+(QGE QPO), async queries and UWS (QAS UWS), result metadata (MDQ), ObsCore (OBS), examples
+(EXA) and table uploads (UPL). The warnings left are in the issue notes.
+
+One error is expected, by decision: E-CAP-MUPM says TAPRegExt wants upload-http declared
+beside upload-inline, but the service fetches no URL a user names (issue 5, point 6), so it
+declares, and accepts, inline uploads only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,19 @@ import pytest
 
 from tests.auth_proxy import TokenProxy
 
-STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS EXA"
+STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS EXA UPL"
+#: reports accepted by decision (see the module docstring): code prefix and a text it must carry
+EXPECTED = {"E-CAP-MUPM": "TAPRegExt#upload-http"}
+
+
+def expected(line: str) -> bool:
+    """Whether ``line`` is a report accepted by decision."""
+    return any(line.startswith(code) and text in line for code, text in EXPECTED.items())
+
+
+def problems(out: str) -> list[str]:
+    """The error and failure lines of a taplint report, less those accepted by decision."""
+    return [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line) and not expected(line)]
 
 
 def run_taplint(url: str, stages: str) -> str:
@@ -32,8 +48,8 @@ def run_taplint(url: str, stages: str) -> str:
 
 def test_taplint_foundation_stages_clean(server) -> None:
     out = run_taplint(server.url + "/tap", STAGES)
-    problems = [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line)]
-    assert not problems, "taplint reported:\n" + "\n".join(problems)
+    found = problems(out)
+    assert not found, "taplint reported:\n" + "\n".join(found)
     # the summary proves every stage actually ran
     for stage in STAGES.split():
         assert re.search(rf"Section {stage}:", out), f"stage {stage} did not run:\n{out[-2000:]}"
@@ -46,7 +62,7 @@ def test_taplint_clean_with_a_token(auth_server, issuer) -> None:
         out = run_taplint(proxy.url + "/tap", STAGES)
     finally:
         proxy.close()
-    problems = [line for line in out.splitlines() if re.match(r"^[EF]-[A-Z]{3}-", line)]
-    assert not problems, "taplint reported:\n" + "\n".join(problems)
+    found = problems(out)
+    assert not found, "taplint reported:\n" + "\n".join(found)
     for stage in STAGES.split():
         assert re.search(rf"Section {stage}:", out), f"stage {stage} did not run:\n{out[-2000:]}"

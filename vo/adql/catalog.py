@@ -139,8 +139,12 @@ def _point_sources(generated: str) -> tuple[str, str] | None:
     return names[0], names[1]
 
 
-def _table_info(table: Table, sql_schema: str | None = None, sql_name: str | None = None) -> TableInfo:
-    cols = tuple(ColumnInfo(decl=c, frame=column_frame(c)) for c in table.columns)
+def _table_info(table: Table, sql_schema: str | None = None, sql_name: str | None = None,
+                default_frame: str | None = None) -> TableInfo:
+    cols = tuple(
+        ColumnInfo(decl=c, frame=column_frame(c) or (default_frame if c.type in _GEOMETRY else None))
+        for c in table.columns
+    )
     points: dict[tuple[str, str], ColumnInfo] = {}
     for col in cols:
         if col.decl.type == "point" and col.decl.generated:
@@ -178,14 +182,17 @@ class Catalog:
         """Every published table of ``schemas/``, with :data:`DEFAULT_SCHEMA_ALIASES` by default."""
         return cls(published_tables(), aliases=DEFAULT_SCHEMA_ALIASES if aliases is None else aliases)
 
-    def with_table(self, table: Table, *, sql_schema: str | None = None, sql_name: str | None = None) -> Catalog:
+    def with_table(self, table: Table, *, sql_schema: str | None = None, sql_name: str | None = None,
+                   default_frame: str | None = None) -> Catalog:
         """A copy with one more table, e.g. ``TAP_UPLOAD.mine`` stored as ``pg_temp.upload_mine``.
 
         ``table.schema_name`` is its ADQL schema; ``sql_schema``/``sql_name`` say where
         PostgreSQL has it (default: the lower-cased schema and the declared name).
+        ``default_frame`` is the frame of geometry columns whose UCD names none (DALI
+        geometry values are ICRS unless said otherwise).
         """
         new = Catalog.__new__(Catalog)
-        info = _table_info(table, sql_schema, sql_name)
+        info = _table_info(table, sql_schema, sql_name, default_frame)
         new._tables = (*(t for t in self._tables if t.qualified_name.lower() != info.qualified_name.lower()), info)
         new._aliases = dict(self._aliases)
         return new

@@ -413,12 +413,26 @@ def dali(g: Value) -> exp.Expression:
     return func(name, g.node)
 
 
-def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
-    """``DISTANCE(p, q) <= radius`` as ``p <@ scircle(q, radius)`` when one point is a constant.
+def _index_rank(v: Value) -> int:
+    """How likely a GiST index serves ``v <@ circle``: 2 for an indexed point column (or the
+    stored column POINT(lon, lat) was rewritten to), 1 for another column, 0 otherwise."""
+    if not isinstance(v.node, exp.Column):
+        return 0
+    if v.origin is None:
+        return 2 if v.shape is not None else 1
+    name = v.origin.column.name.lower()
+    indexes = v.origin.table.decl.indexes
+    return 2 if any(i.method == "gist" and i.columns[0].lower() == name for i in indexes) else 1
 
-    Returns None when the rewrite does not apply (the caller then translates the comparison
-    as written). ``<@`` includes the circle's boundary, so ``<`` and ``<=`` differ only for
-    points at exactly ``radius``.
+
+def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
+    """``DISTANCE(p, q) <= radius`` as ``p <@ scircle(q, radius)``.
+
+    When one point is a constant it is the circle's centre; in a join (a cross-match with an
+    uploaded table) the point a GiST index is likelier to serve stays on the left, so the
+    planner can run an index scan per row of the other table. Returns None when the rewrite
+    does not apply (the caller then translates the comparison as written). ``<@`` includes
+    the circle's boundary, so ``<`` and ``<=`` differ only for points at exactly ``radius``.
     """
     if len(args) == 4:
         p, q = point(args[:2]), point(args[2:])
@@ -426,9 +440,9 @@ def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
         p, q = args
     else:
         return None
-    if p.pg != "spoint" or q.pg != "spoint" or p.constant == q.constant:
+    if p.pg != "spoint" or q.pg != "spoint" or (p.constant and q.constant):
         return None
-    if p.constant:
+    if p.constant or (not q.constant and _index_rank(q) > _index_rank(p)):
         p, q = q, p
     p, q = _align(p, q)
     node = SphereOp(this=p.node, expression=func("scircle", q.node, func("radians", radius)), op="<@")

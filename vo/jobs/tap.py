@@ -3,6 +3,8 @@
 Pure: no HTTP and no job SQL. The query runs over its own connection with
 ``statement_timeout`` = the job's execution duration, and streams through the synchronous
 writer straight into the results store, so memory stays flat whatever the row count.
+Uploaded tables (UPLOAD) were stored with the job when it was created (``app/routers/tap_async.py``);
+they are read back from the results store and loaded into the query's transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from db.jobs import ResultRow
 from vo.adql import translate
 from vo.errors import UsageError, VlkbError
 from vo.tap import TapQuery, published_catalog
+from vo.upload import UploadedTable, UploadLimits, read_uploads, stored_name, upload_catalog
 from vo.uws.executor import RunContext
 from vo.votable.writers import stream_result
 
@@ -21,10 +24,14 @@ __all__ = ["run_tap"]
 
 
 def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default: int,
-            maxrec_limit: int) -> list[ResultRow]:
-    """Run the job's query into ``<results>/<job_id>/result``."""
+            maxrec_limit: int, upload_limits: UploadLimits | None = None) -> list[ResultRow]:
+    """Run the job's query into ``<results>/<job_id>/result``.
+
+    ``upload_limits`` apply again to the stored uploads (they were checked at creation).
+    """
     q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit)
-    translation = translate(q.query, published_catalog(), maxrec=q.maxrec)
+    uploads = _stored_uploads(q, ctx, upload_limits)
+    translation = translate(q.query, upload_catalog(published_catalog(), uploads), maxrec=q.maxrec)
     infos = {"QUERY": q.query, "LANG": q.lang}
     if q.runid is not None:
         infos["RUNID"] = q.runid
@@ -32,7 +39,8 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
     try:
         with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:
             for chunk in stream_result(conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec,
-                                       infos=infos, timeout=ctx.timeout, groups=ctx.groups):
+                                       infos=infos, timeout=ctx.timeout, groups=ctx.groups,
+                                       tables=[u.temp_table() for u in uploads]):
                 out.write(chunk)
             # a cancel after the first rows ends the document with an ERROR INFO rather than raising
             ctx.check()
@@ -43,6 +51,19 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
         raise
     location = ctx.results.location(ctx.job_id, "result")
     return [ResultRow(ctx.job_id, "result", location, q.format.media_type, ctx.results.size(location))]
+
+
+def _stored_uploads(q: TapQuery, ctx: RunContext, limits: UploadLimits | None) -> list[UploadedTable]:
+    """The job's uploaded tables, read back from where its creation kept them."""
+    parts: dict[str, bytes] = {}
+    for ref in q.uploads:
+        path = ctx.results.path(ctx.results.location(ctx.job_id, stored_name(ref.part)))
+        try:
+            parts[ref.part] = path.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"UPLOAD {ref.label}: no table was sent as part {ref.part!r} with this job "
+                             "(send it in the multipart POST that creates the job)") from None
+    return read_uploads(q.uploads, parts, limits)
 
 
 def _check_duration(ctx: RunContext, started: float, cause: BaseException | None = None) -> None:

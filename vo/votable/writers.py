@@ -44,6 +44,7 @@ from psycopg import errors as pgerrors
 
 from db.ddl import QUERY_ROLE
 from db.query import CopyBatch, CopyFormat, astream_copy, stream_copy
+from db.upload import TempTable, UploadLoadError
 from vo.errors import FatalError, TransientError, UsageError, VlkbError
 from vo.votable.binary import BinaryEncoder
 from vo.votable.columns import ColumnPlan, Family, ResultColumn, plan_columns, select_list
@@ -120,6 +121,8 @@ def query_error(exc: BaseException) -> VlkbError:
     """
     if isinstance(exc, VlkbError):
         return exc
+    if isinstance(exc, UploadLoadError):
+        return UsageError(f"UPLOAD {exc.label}: {exc.message}")
     if isinstance(exc, pgerrors.QueryCanceled):
         return UsageError("the query ran longer than the time limit and was cancelled: "
                           "narrow it, or run it as an asynchronous job")
@@ -307,24 +310,26 @@ def _limit(maxrec: int | None) -> int | None:
 def stream_result(
     conn: psycopg.Connection, query: str, columns: Sequence[ResultColumn], fmt: str | ResultFormat = "votable",
     *, maxrec: int | None = None, infos: Mapping[str, str] | None = None, role: str | None = QUERY_ROLE,
-    timeout: float | None = 60.0, groups: Sequence[str] = (),
+    timeout: float | None = 60.0, tables: Sequence[TempTable] = (), groups: Sequence[str] = (),
 ) -> Iterator[bytes]:
-    """Run ``query`` on ``conn`` (see ``db.query.stream_copy``) for a caller in ``groups``, stream it in ``fmt``."""
+    """Run ``query`` on ``conn`` (see ``db.query.stream_copy``, which also loads ``tables``)
+    for a caller in ``groups`` and stream it in ``fmt``."""
     writer = ResultWriter(fmt, columns, infos=infos)
     batches = stream_copy(conn, query, writer.select_list, fmt=writer.copy_format, limit=_limit(maxrec),
-                          role=role, timeout=timeout, groups=groups)
+                          role=role, timeout=timeout, tables=tables, groups=groups)
     return writer.stream(batches, maxrec=maxrec)
 
 
 def astream_result(
     conn: psycopg.AsyncConnection, query: str, columns: Sequence[ResultColumn],
     fmt: str | ResultFormat = "votable", *, maxrec: int | None = None, infos: Mapping[str, str] | None = None,
-    role: str | None = QUERY_ROLE, timeout: float | None = 60.0, groups: Sequence[str] = (),
+    role: str | None = QUERY_ROLE, timeout: float | None = 60.0, tables: Sequence[TempTable] = (),
+    groups: Sequence[str] = (),
 ) -> AsyncIterator[bytes]:
     """The asyncio variant of :func:`stream_result`, over a pooled ``AsyncConnection``."""
     writer = ResultWriter(fmt, columns, infos=infos)
     batches = astream_copy(conn, query, writer.select_list, fmt=writer.copy_format, limit=_limit(maxrec),
-                           role=role, timeout=timeout, groups=groups)
+                           role=role, timeout=timeout, tables=tables, groups=groups)
     return writer.astream(batches, maxrec=maxrec)
 
 
