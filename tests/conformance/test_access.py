@@ -40,6 +40,8 @@ class Truth:
     private_dids: list[str]
     private_centre: tuple[float, float]
     public_did: str
+    #: how many restricted footprints contain the first one's centre
+    covering: int
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,11 @@ def truth(database) -> Truth:
                             (dids[0],)).fetchone()
         public = c.execute("SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_collection = 'Hi-GAL' "
                            "ORDER BY 1 LIMIT 1").fetchone()[0]
+        covering = c.execute("SELECT count(*) FROM ivoa.obscore WHERE obs_collection = %s "
+                             "AND spoint(radians(%s), radians(%s)) <@ s_region", (PRIVATE, ra, dec)).fetchone()[0]
     assert dids, "the demo has a restricted survey"
-    return Truth(total, len(dids), dids, (ra, dec), public)
+    assert covering >= 1
+    return Truth(total, len(dids), dids, (ra, dec), public, covering)
 
 
 def headers(issuer: TestIssuer, who: str) -> dict[str, str]:
@@ -343,3 +348,20 @@ def test_soda_async_and_merge(auth_server, issuer, truth, who) -> None:
         assert merged.status_code == 200 and merged.headers["content-type"] == "application/fits"
     else:
         assert merged.status_code == 404 and b"NotFoundFault" in merged.content
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_tap_upload_joins_see_only_what_the_caller_may(auth_server, issuer, truth, who) -> None:
+    from astropy.io.votable import from_table
+    from astropy.table import Table
+
+    ra, dec = truth.private_centre
+    buf = io.BytesIO()
+    from_table(Table({"ra": [ra, 0.0], "dec": [dec, 0.0]})).to_xml(buf)
+    query = ("SELECT COUNT(*) AS n FROM TAP_UPLOAD.pts AS u JOIN ivoa.obscore AS o "
+             "ON 1 = CONTAINS(POINT('ICRS', u.ra, u.dec), o.s_region) "
+             f"WHERE o.obs_collection = '{PRIVATE}'")
+    resp = httpx.post(auth_server.url + "/tap/sync", headers=headers(issuer, who), timeout=60,
+                      data={"LANG": "ADQL", "QUERY": query, "FORMAT": "csv", "UPLOAD": "pts,param:pts"},
+                      files={"pts": ("pts.xml", buf.getvalue(), "application/x-votable+xml")})
+    assert int(csv_rows(resp)[0][0]) == (truth.covering if sees_private(who) else 0)
