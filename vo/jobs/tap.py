@@ -14,7 +14,7 @@ from db.jobs import ResultRow
 from vo.adql import translate
 from vo.errors import UsageError, VlkbError
 from vo.tap import TapQuery, published_catalog
-from vo.uws.executor import RunContext
+from vo.uws.context import RunContext
 from vo.votable.writers import stream_result
 
 __all__ = ["run_tap"]

@@ -100,7 +100,7 @@ class JobService:
             if job.phase in (Phase.HELD, Phase.SUSPENDED):
                 raise UsageError(f"job {job.job_id} is {job.phase} and cannot be run")
             return await self.store.get(job.job_id) or job
-        self.executor.submit(queued.job_id)
+        await self.executor.submit(queued.job_id)
         return queued
 
     async def abort(self, job: Job) -> Job:
