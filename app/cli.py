@@ -6,7 +6,9 @@ never as a traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -261,6 +263,8 @@ def worker(
         url = database_url(settings)
         psycopg.connect(url, connect_timeout=10).close()
     configure_logging(settings.log_level, settings.log_json)
+    # `kill -USR1 <pid>` prints every thread's stack to the log: what a stuck job is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from vo.uws.celery_executor import WorkerHost, run_worker
 
     host = WorkerHost(url, results_store(settings), job_runners(settings),

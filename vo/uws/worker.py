@@ -153,6 +153,9 @@ class JobWorker:
                              "submit the job again")
         else:
             bound.info("job stopped by abort")
+            # the job is ABORTED or gone, so this changes nothing; were it still EXECUTING, it
+            # must not stay so under a live heartbeat
+            await self._fail(job, bound, "transient", "the job was cancelled while it ran; submit it again")
 
     async def _execute(self, job: Job, ctx: RunContext, bound: structlog.typing.FilteringBoundLogger) -> None:
         try:
@@ -190,9 +193,11 @@ class JobWorker:
         await self.store.beat(self.worker_id)
         if not self.running:
             return
-        phases = await self.store.phases(list(self.running))
+        # a snapshot: jobs claimed while the phases are read are not in the answer
+        watched = dict(self.running)
+        phases = await self.store.phases(list(watched))
         now = time.monotonic()
-        for job_id, ctx in list(self.running.items()):
+        for job_id, ctx in watched.items():
             if phases.get(job_id) != Phase.EXECUTING:
                 await asyncio.to_thread(ctx.cancel)
             elif ctx.deadline is not None and now > ctx.deadline + GRACE:
