@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ingest, streaming, tap_http
+from bench import ingest, jobs, streaming, tap_http
 
 
 def main() -> None:
@@ -10,6 +10,7 @@ def main() -> None:
     streaming.main([])
     tap_http.main([])
     ingest.main([])
+    jobs.main([])
 
 
 if __name__ == "__main__":

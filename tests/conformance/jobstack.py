@@ -144,12 +144,17 @@ class JobStack:
             raise RuntimeError(f"vlkb serve did not come up:\n{proc.log()[-3000:]}") from None
         return proc, base
 
+    def workers(self, names: list[str], **extra: str) -> list[Proc]:
+        """``vlkb worker`` processes, started together, once they consume from the broker."""
+        procs = [Proc([VLKB, "worker"], self.env(**extra), self.home / f"{name}.log").start() for name in names]
+        self.procs += procs
+        for proc in procs:
+            proc.wait_log("worker ready")
+            proc.wait_log("ready.")  # celery's own line: consuming from the broker
+        return procs
+
     def worker(self, name: str, **extra: str) -> Proc:
-        proc = Proc([VLKB, "worker"], self.env(**extra), self.home / f"{name}.log").start()
-        self.procs.append(proc)
-        proc.wait_log("worker ready")
-        proc.wait_log("ready.")  # celery's own line: consuming from the broker
-        return proc
+        return self.workers([name], **extra)[0]
 
     def stop_all(self) -> None:
         for proc in self.procs:

@@ -117,7 +117,7 @@ def celery(stack: JobStack) -> Iterator[tuple[str, list[Proc]]]:
     extra = {"VLKB_EXECUTOR": "celery", "VLKB_RESULTS_URL": f"file://{stack.home}/store",
              "VLKB_JOBS_PER_OWNER": "0", "VLKB_WORKER_CONCURRENCY": "2"}
     proc, base = stack.serve("celery-service", **extra)
-    workers = [stack.worker(f"worker-{i}", **extra) for i in range(2)]
+    workers = stack.workers(["worker-0", "worker-1"], **extra)
     yield base, workers
     for w in workers:
         w.stop()
@@ -222,12 +222,13 @@ def test_celery_lost_wakeups_are_sent_again(stack: JobStack, celery: tuple[str, 
     base, workers = celery
     env = {k: v for k, v in workers[0].env.items() if k.startswith("VLKB_")}
     for w in workers:
+        w.process.terminate()  # type: ignore[union-attr]
+    for w in workers:
         w.stop()
     with httpx.Client(base_url=base, timeout=30) as http:
         ids = [submit(http, FAST) for _ in range(3)]
         redis.Redis.from_url(stack.redis_url).flushall()
-        workers[0] = stack.worker("worker-after-flush", **env)
+        workers[:] = stack.workers(["worker-after-flush", "worker-after-flush-2"], **env)
         for job_id in ids:
             row = wait_phase(stack, job_id, ("COMPLETED", "ERROR"), timeout=30)
             assert row["phase"] == "COMPLETED" and row["runs"] == 1
-    workers[1] = stack.worker("worker-after-flush-2", **env)
