@@ -6,7 +6,9 @@ never as a traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -307,6 +309,31 @@ def serve(
 ) -> None:
     """Run the HTTP service (starting and migrating the embedded database when in use)."""
     _serve(_settings(), demo)
+
+
+@cli.command("worker")
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once; 0: VLKB_WORKER_CONCURRENCY.")] = 0,
+) -> None:
+    """Run async jobs taken from the Redis broker (VLKB_EXECUTOR=celery on the service); Ctrl-C to stop."""
+    from app.jobs import broker_url, job_runners, results_store
+    from app.logging import configure_logging
+
+    settings = _settings()
+    with _operator_errors():
+        if settings.embedded and not cluster_for(settings).running():
+            raise _fail("the embedded database is not running: start it with `vlkb db start` or `vlkb serve`")
+        url = database_url(settings)
+        psycopg.connect(url, connect_timeout=10).close()
+    configure_logging(settings.log_level, settings.log_json)
+    # `kill -USR1 <pid>` prints every thread's stack to the log: what a stuck job is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    from vo.uws.celery_executor import WorkerHost, run_worker
+
+    host = WorkerHost(url, results_store(settings), job_runners(settings),
+                      concurrency=concurrency or settings.worker_concurrency, per_owner=settings.jobs_per_owner,
+                      heartbeat=settings.job_heartbeat)
+    run_worker(broker_url(settings), host, loglevel=settings.log_level)
 
 
 def _check_line(ok: bool, what: str, detail: str) -> bool:

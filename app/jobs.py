@@ -1,7 +1,9 @@
-"""The job engine of a running service: store, results directory, executor and service.
+"""The job engine of a running service, and what a ``vlkb worker`` needs to run the same jobs.
 
-``start_jobs`` is called by the lifespan in ``app/main.py`` and puts the :class:`JobService`
-on ``app.state.jobs``; ``stop_jobs`` stops the executor. Runners are registered here by kind.
+``start_jobs`` is called by the lifespan in ``app/main.py``: it builds the store, the results
+store and the executor chosen by ``VLKB_EXECUTOR``, and puts the :class:`JobService` on
+``app.state.jobs``; ``stop_jobs`` stops the executor. Runners are registered by kind in
+:func:`job_runners`, which ``vlkb worker`` uses too, so both executors run the same code.
 """
 
 from __future__ import annotations
@@ -17,25 +19,50 @@ from db.jobs import JobStore
 from vo.jobs.soda import run_soda
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
-from vo.uws.executor import LocalExecutor
+from vo.uws.context import Runner
+from vo.uws.executor import Executor, LocalExecutor
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService
 
-__all__ = ["start_jobs", "stop_jobs"]
+__all__ = ["broker_url", "job_runners", "results_store", "start_jobs", "stop_jobs"]
 
 
-async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool) -> JobService:
-    """Build the job engine, start its executor, and put the service on ``app.state.jobs``."""
-    store = JobStore(pool)
-    results = ResultStore(settings.home / "results")
-    runners = {
+def job_runners(settings: Settings) -> dict[str, Runner]:
+    """The runner of each job kind."""
+    return {
         "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
                        upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes)),
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),
     }
-    executor = LocalExecutor(store, results, runners, conninfo=database_url(settings))
+
+
+def results_store(settings: Settings) -> ResultStore:
+    return ResultStore(settings.results_root)
+
+
+def broker_url(settings: Settings) -> str:
+    from vo.uws.celery_executor import DEFAULT_BROKER
+
+    return settings.broker_url.get_secret_value() if settings.broker_url is not None else DEFAULT_BROKER
+
+
+async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool) -> JobService:
+    """Build the job engine, start its executor, and put the service on ``app.state.jobs``."""
+    store = JobStore(pool)
+    results = results_store(settings)
+    runners = job_runners(settings)
+    executor: Executor
+    if settings.executor == "celery":
+        from vo.uws.celery_executor import CeleryExecutor  # celery is imported only when used
+
+        executor = CeleryExecutor(store, results, list(runners), broker_url=broker_url(settings),
+                                  conninfo=database_url(settings), heartbeat=settings.job_heartbeat)
+    else:
+        executor = LocalExecutor(store, results, runners, conninfo=database_url(settings),
+                                 concurrency=settings.local_concurrency, per_owner=settings.jobs_per_owner,
+                                 heartbeat=settings.job_heartbeat)
     service = JobService(store, executor, results, execution_duration=settings.execution_duration,
                          destruction_days=settings.destruction_days)
     await executor.start()

@@ -7,6 +7,7 @@ and ``db/`` never read it. Each field's description is what ``docs/configuration
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,36 @@ class Settings(BaseSettings):
     upload_max_rows: int = Field(
         100_000, description="TAP UPLOAD: most rows one request may upload, all tables together."
     )
+    executor: Literal["local", "celery"] = Field(
+        "local",
+        description="How async jobs run: `local`, threads inside `vlkb serve` (no other service), or `celery`, "
+        "`vlkb worker` processes on any machine reached through a Redis broker (VLKB_BROKER_URL).",
+    )
+    broker_url: SecretStr | None = Field(
+        None,
+        description="Redis URL of the Celery broker (redis://[:password@]host:6379/0), used by `vlkb serve` and "
+        "`vlkb worker` when VLKB_EXECUTOR=celery. Unset: redis://127.0.0.1:6379/0.",
+    )
+    local_concurrency: int = Field(4, ge=1, description="Jobs the local executor runs at once.")
+    worker_concurrency: int = Field(
+        2, ge=1, description="Jobs one `vlkb worker` process runs at once (threads); run more workers for more cores."
+    )
+    jobs_per_owner: int = Field(
+        4, ge=0,
+        description="Most jobs of one owner running at once over all executors and workers (0: no limit); "
+        "the others stay QUEUED until one of theirs ends. Anonymous jobs count as one owner.",
+    )
+    job_heartbeat: float = Field(
+        10.0, gt=0,
+        description="Seconds between heartbeats of a process running jobs; a job whose process is gone (or "
+        "missed 4 heartbeats) is ended in ERROR by the reaper. Use the same value for the service and workers.",
+    )
+    results_url: str | None = Field(
+        None,
+        description="Where job results are stored: a directory or an fsspec URL (s3://bucket/prefix, "
+        "file:///srv/vlkb-results); every `vlkb serve` and `vlkb worker` must reach the same one. "
+        "Unset: VLKB_HOME/results.",
+    )
     demo_scale: int = Field(1, description="Catalogue size multiplier used by `vlkb demo-data`.")
     oidc_issuer: str | None = Field(
         None, description="OIDC issuer URL whose bearer tokens (JWT) the service accepts; its discovery document "
@@ -133,6 +164,11 @@ class Settings(BaseSettings):
     def public_url(self) -> str:
         """The service's base URL without a trailing slash."""
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def results_root(self) -> str:
+        """The results store's root: VLKB_RESULTS_URL, else a directory under VLKB_HOME."""
+        return self.results_url or str(self.home / "results")
 
     @property
     def data_dir(self) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ingest, soda, streaming, tap_http
+from bench import ingest, jobs, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -11,6 +11,7 @@ def main() -> None:
     tap_http.main([])
     ingest.main([])
     soda.main([])
+    jobs.main([])
 
 
 if __name__ == "__main__":

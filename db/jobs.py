@@ -21,8 +21,12 @@ __all__ = ["JobRow", "JobStore", "ResultRow"]
 
 _COLUMNS = (
     "job_id, kind, owner, owner_groups, run_id, phase, parameters, creation_time, start_time, end_time, "
-    "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat"
+    "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat, runs"
 )
+
+#: the transaction-level advisory lock that serialises claims, so the per-owner count of
+#: EXECUTING jobs a claim reads cannot be raced by another claim (key: "vlkb" in ASCII)
+_CLAIM_LOCK = 0x766C6B62
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class JobRow:
     error_code: int | None
     worker: str | None
     heartbeat: datetime | None
+    #: how many times a worker claimed the job: 1 for every job that ran (exactly once)
+    runs: int
 
 
 @dataclass(frozen=True)
@@ -129,16 +135,31 @@ class JobStore:
             args,
         )
 
-    async def claim_next(self, kinds: Sequence[str], worker: str) -> JobRow | None:
-        """Move the oldest QUEUED job of ``kinds`` to EXECUTING for ``worker``; None if there is none."""
-        return await self._one(
-            f"""UPDATE vlkb.jobs SET phase = 'EXECUTING', start_time = now(), heartbeat = now(), worker = %s
-                WHERE job_id = (SELECT job_id FROM vlkb.jobs WHERE phase = 'QUEUED' AND kind = ANY(%s)
-                                ORDER BY creation_time LIMIT 1 FOR UPDATE SKIP LOCKED)
-                  AND phase = 'QUEUED'
-                RETURNING {_COLUMNS}""",
-            (worker, list(kinds)),
-        )
+    async def claim_next(self, kinds: Sequence[str], worker: str, *, per_owner: int = 0) -> JobRow | None:
+        """Move the oldest QUEUED job of ``kinds`` to EXECUTING for ``worker``; None if there is none.
+
+        With ``per_owner`` > 0, a job whose owner already has that many jobs EXECUTING is passed
+        over and stays QUEUED (anonymous jobs count as one owner). Claims are serialised by an
+        advisory lock taken in its own statement, so the count is read after any claim that ran
+        before (READ COMMITTED takes a new snapshot per statement) and the limit is exact.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(
+                    f"""UPDATE vlkb.jobs SET phase = 'EXECUTING', start_time = now(), heartbeat = now(),
+                               worker = %s, runs = runs + 1
+                        WHERE job_id = (
+                            SELECT j.job_id FROM vlkb.jobs j
+                            WHERE j.phase = 'QUEUED' AND j.kind = ANY(%s)
+                              AND (%s <= 0 OR (SELECT count(*) FROM vlkb.jobs e WHERE e.phase = 'EXECUTING'
+                                               AND e.owner IS NOT DISTINCT FROM j.owner) < %s)
+                            ORDER BY j.creation_time LIMIT 1)
+                          AND phase = 'QUEUED'
+                        RETURNING {_COLUMNS}""",
+                    (worker, list(kinds), per_owner, per_owner),
+                )
+                return await cur.fetchone()
 
     async def complete(self, job_id: str, results: Sequence[ResultRow]) -> JobRow | None:
         """EXECUTING → COMPLETED with ``results``, in one transaction; None if the job was no longer
@@ -207,10 +228,32 @@ class JobStore:
         """Every EXECUTING job, whoever runs it (for the reaper)."""
         return await self._many(f"SELECT {_COLUMNS} FROM vlkb.jobs WHERE phase = 'EXECUTING'", ())
 
-    async def queued(self, kinds: Sequence[str]) -> int:
+    async def phases(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The phase of each of ``job_ids`` that still exists (a deleted job is left out)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT job_id, phase FROM vlkb.jobs WHERE job_id = ANY(%s)", (list(job_ids),))
+            return {r[0]: r[1] for r in await cur.fetchall()}
+
+    async def waiting(self, kinds: Sequence[str], older_than: float) -> int:
+        """How many jobs of ``kinds`` were created more than ``older_than`` seconds ago and are
+        still QUEUED (nobody claimed them: busy workers, or a lost wake-up)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT count(*) FROM vlkb.jobs WHERE phase = 'QUEUED' AND kind = ANY(%s)", (list(kinds),)
+                "SELECT count(*) FROM vlkb.jobs WHERE phase = 'QUEUED' AND kind = ANY(%s)"
+                " AND creation_time < now() - make_interval(secs => %s)",
+                (list(kinds), older_than),
+            )
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def cancel_queries(self, job_id: str) -> int:
+        """Cancel the statements running for ``job_id`` on any machine: runners connect with
+        ``application_name = vlkb-job-<id>`` (``RunContext.connect``). How many were signalled."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (f"vlkb-job-{job_id}",),
             )
             row = await cur.fetchone()
             return int(row[0]) if row else 0

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 
 from app.access import CallerGroups, CallerOwner
 from app.deps import AppSettings, BaseUrl
@@ -22,7 +23,7 @@ from app.params import RawParams, RequestParams
 from app.settings import Settings
 from vo.errors import UsageError
 from vo.uws import xml
-from vo.uws.model import Job, Phase
+from vo.uws.model import Job, JobResult, Phase
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService, parse_time
 from vo.votable.errors import error_document
@@ -227,9 +228,20 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
     async def get_job_result(job_id: str, result_id: str, jobs: Jobs, owner: Owner) -> Response:
         job = await load(jobs, job_id, owner)
         result = await jobs.result(job, result_id)
-        return FileResponse(jobs.results.path(result.location), media_type=result.mime_type)
+        return result_response(jobs.results, result)
 
     return router
+
+
+def result_response(store: ResultStore, result: JobResult) -> Response:
+    """A result's bytes with its media type and length: a file response (ranges, sendfile) from a
+    local store, else streamed from the fsspec store in chunks."""
+    media_type = result.mime_type or "application/octet-stream"
+    if store.local:
+        return FileResponse(store.path(result.location), media_type=media_type)
+    headers = {"Content-Length": str(result.size)} if result.size is not None else {}
+    return StreamingResponse(iterate_in_threadpool(store.read(result.location)), media_type=media_type,
+                             headers=headers)
 
 
 async def _change_phase(jobs: JobService, job: Job, phase: str) -> Job:

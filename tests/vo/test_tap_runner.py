@@ -8,7 +8,7 @@ import pytest
 
 from vo.errors import UsageError
 from vo.jobs.tap import run_tap
-from vo.uws.executor import RunContext
+from vo.uws.context import RunContext
 from vo.uws.results import ResultStore
 
 pytestmark = pytest.mark.timeout(60)

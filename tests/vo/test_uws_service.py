@@ -18,7 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.jobs import JobStore, ResultRow
 from vo.errors import NotFoundError, UsageError
-from vo.uws.executor import LocalExecutor, RunContext
+from vo.uws.context import RunContext
+from vo.uws.executor import LocalExecutor
 from vo.uws.model import Phase
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService
@@ -35,19 +36,21 @@ def _hello(params: Mapping[str, list[str]], ctx: RunContext) -> list[ResultRow]:
     if params.get("SLEEP"):
         # a long query ABORT must cancel
         with ctx.connect() as conn:
-            conn.execute("SELECT pg_sleep(30)")
+            conn.execute("SELECT pg_sleep(%s)", (float(params["SLEEP"][0]) if params["SLEEP"][0] != "1" else 30,))
     with ctx.results.writer(ctx.job_id, "result") as out:
         out.write(b"hello")
     loc = ctx.results.location(ctx.job_id, "result")
     return [ResultRow(ctx.job_id, "result", loc, "text/plain", 5)]
 
 
-def _run(database, tmp_path: Path, body: Callable[[JobService], Awaitable[T]], *, start: bool = True) -> T:
+def _run(database, tmp_path: Path, body: Callable[[JobService], Awaitable[T]], *, start: bool = True,
+         concurrency: int = 4, per_owner: int = 0, heartbeat: float = 10.0) -> T:
     async def main() -> T:
-        async with AsyncConnectionPool(database.url, min_size=1, max_size=6, open=False) as pool:
+        async with AsyncConnectionPool(database.url, min_size=1, max_size=8, open=False) as pool:
             store = JobStore(pool)
             results = ResultStore(tmp_path / "results")
-            executor = LocalExecutor(store, results, {KIND: _hello}, conninfo=database.url, poll=0.1)
+            executor = LocalExecutor(store, results, {KIND: _hello}, conninfo=database.url, poll=0.1,
+                                     concurrency=concurrency, per_owner=per_owner, heartbeat=heartbeat)
             service = JobService(store, executor, results, execution_duration=60, destruction_days=1)
             if start:
                 await executor.start()
@@ -62,12 +65,14 @@ def _run(database, tmp_path: Path, body: Callable[[JobService], Awaitable[T]], *
 
 
 async def _until(service: JobService, job_id: str, phases: tuple[str, ...], timeout: float = 20) -> str:
-    job = await service.get(KIND, job_id, None)
+    job = await service.store.get(job_id)
+    assert job is not None
     for _ in range(int(timeout / 0.05)):
         if job.phase in phases:
             return job.phase
         await asyncio.sleep(0.05)
-        job = await service.get(KIND, job_id, None)
+        job = await service.store.get(job_id)
+        assert job is not None
     raise AssertionError(f"job {job_id} still {job.phase}")
 
 
@@ -110,7 +115,7 @@ def test_failure_and_abort(database, tmp_path: Path) -> None:
         assert aborted.phase == Phase.ABORTED
         # the runner's query is cancelled: the thread finishes long before pg_sleep(30)
         for _ in range(100):
-            if slow.job_id not in service.executor._running:  # type: ignore[attr-defined]
+            if slow.job_id not in service.executor.running:  # type: ignore[attr-defined]
                 break
             await asyncio.sleep(0.05)
         else:
@@ -154,6 +159,7 @@ def test_two_claimers_one_wins(database, tmp_path: Path) -> None:
         claims = await asyncio.gather(*(store.claim_next([KIND], f"w{i}") for i in range(4)))
         winners = [c for c in claims if c is not None]
         assert len(winners) == 1 and winners[0].phase == Phase.EXECUTING
+        assert winners[0].runs == 1
         # abort races completion: exactly one compare-and-set succeeds
         done, aborted = await asyncio.gather(
             store.complete(job.job_id, []),
@@ -197,7 +203,7 @@ def test_reaper_ends_dead_workers_jobs(database, tmp_path: Path) -> None:
         assert set(reaped) >= {"reap-dead-pid", "reap-stale"}
         assert "keep-alive" not in reaped
         job = await service.get(KIND, "reap-dead-pid", None)
-        assert job.phase == Phase.ERROR and "stopped before it finished" in (job.error_message or "")
+        assert job.phase == Phase.ERROR and "died before it finished" in (job.error_message or "")
         assert (await service.get(KIND, "keep-alive", None)).phase == Phase.EXECUTING
 
     _run(database, tmp_path, body, start=False)
@@ -211,3 +217,35 @@ def test_queued_jobs_run_at_start(database, tmp_path: Path) -> None:
         assert await _until(service, job.job_id, ("COMPLETED",)) == "COMPLETED"
 
     _run(database, tmp_path, body, start=False)
+
+
+def test_per_owner_limit_keeps_jobs_queued(database, tmp_path: Path) -> None:
+    async def body(service: JobService) -> None:
+        alice = [await service.create(KIND, "alice", {"SLEEP": ["0.6"]}) for _ in range(3)]
+        bob = await service.create(KIND, "bob", {"SLEEP": ["0.6"]})
+        for job in [*alice, bob]:
+            await service.run(job)
+        await _until(service, bob.job_id, ("EXECUTING",))
+        phases = [(await service.get(KIND, j.job_id, "alice")).phase for j in alice]
+        # two of alice's jobs run, the third waits QUEUED although a slot of the executor is free
+        assert sorted(phases) == ["EXECUTING", "EXECUTING", "QUEUED"]
+        for job in [*alice, bob]:
+            assert await _until(service, job.job_id, ("COMPLETED",)) == "COMPLETED"
+        runs = {(await service.get(KIND, j.job_id, j.owner)).runs for j in [*alice, bob]}
+        assert runs == {1}
+
+    _run(database, tmp_path, body, per_owner=2)
+
+
+def test_execution_duration_watchdog(database, tmp_path: Path) -> None:
+    # the runner ignores the timeout (no statement_timeout): the heartbeat's watchdog cancels it
+    async def body(service: JobService) -> None:
+        job = await service.create(KIND, None, {"SLEEP": ["1"]})
+        await service.store.update(job.job_id, execution_duration=1)
+        await service.run(job)
+        assert await _until(service, job.job_id, ("ERROR",), timeout=15) == "ERROR"
+        job = await service.get(KIND, job.job_id, None)
+        assert "execution duration" in (job.error_message or "")
+        assert not (service.results.root and (tmp_path / "results" / job.job_id).exists())
+
+    _run(database, tmp_path, body, heartbeat=0.5)

@@ -26,7 +26,7 @@ from db.jobs import ResultRow
 from vo import soda
 from vo.cutout import source
 from vo.errors import NotFoundError, VlkbError
-from vo.uws.executor import RunContext
+from vo.uws.context import RunContext
 
 __all__ = ["CutEntry", "manifest_votable", "run_soda"]
 

@@ -17,7 +17,7 @@ from vo.adql import translate
 from vo.errors import UsageError, VlkbError
 from vo.tap import TapQuery, published_catalog
 from vo.upload import UploadedTable, UploadLimits, read_uploads, stored_name, upload_catalog
-from vo.uws.executor import RunContext
+from vo.uws.context import RunContext
 from vo.votable.writers import stream_result
 
 __all__ = ["run_tap"]

@@ -103,7 +103,7 @@ class JobService:
             if job.phase in (Phase.HELD, Phase.SUSPENDED):
                 raise UsageError(f"job {job.job_id} is {job.phase} and cannot be run")
             return await self.store.get(job.job_id) or job
-        self.executor.submit(queued.job_id)
+        await self.executor.submit(queued.job_id)
         return queued
 
     async def abort(self, job: Job) -> Job:
@@ -162,8 +162,11 @@ class JobService:
             return job
         deadline = time.monotonic() + limit
         current = job
+        # short jobs end within milliseconds: poll fast at first, then back off to _POLL
+        delay = 0.005
         while time.monotonic() < deadline:
-            await asyncio.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, _POLL)
             fresh = await self.store.get(job.job_id)
             if fresh is None:
                 raise NotFoundError(f"no job {job.job_id!r}")

@@ -1,0 +1,81 @@
+"""What a job runner gets besides its parameters: :class:`RunContext`, and the :data:`Runner` type.
+
+Runners (``vo/jobs/<kind>.py``) are pure functions ``(parameters, ctx) -> results``; they run
+in a thread of whichever process claimed the job (the service or a ``vlkb worker``), write
+through ``ctx.results`` and open their database connections with :meth:`RunContext.connect`,
+so an ABORT or the execution-duration watchdog can cancel them from another thread, and the
+service can cancel their statements from another machine (by ``application_name``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+
+from db.jobs import ResultRow
+from vo.uws.results import ResultStore
+
+__all__ = ["JobAborted", "RunContext", "Runner"]
+
+
+class JobAborted(Exception):
+    """The job was cancelled while it ran (ABORT, shutdown or timeout); its partial results are dropped."""
+
+
+@dataclass
+class RunContext:
+    """Where a runner writes, which database it reads, and how long it may take."""
+
+    job_id: str
+    conninfo: str
+    results: ResultStore
+    #: seconds (the runner's statement_timeout); None: unlimited
+    timeout: float | None
+    #: the job owner's groups when the job was created: what the job may read (pass them to every
+    #: query and dataset lookup)
+    groups: tuple[str, ...] = ()
+    #: time.monotonic() when the execution duration runs out
+    deadline: float | None = None
+    cancelled: bool = False
+    #: cancelled because the execution duration ran out
+    expired: bool = False
+    _conns: list[psycopg.Connection] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.deadline is None and self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
+
+    def connect(self) -> psycopg.Connection:
+        """A database connection that a cancel interrupts (close it when done)."""
+        conn = psycopg.connect(self.conninfo, application_name=f"vlkb-job-{self.job_id}")
+        with self._lock:
+            self._conns.append(conn)
+            if self.cancelled:
+                conn.close()
+                raise JobAborted(self.job_id)
+        return conn
+
+    def cancel(self, *, expired: bool = False) -> None:
+        """Cancel the queries running for this job (from any thread)."""
+        with self._lock:
+            self.cancelled = True
+            self.expired = self.expired or expired
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=5)
+
+    def check(self) -> None:
+        """Raise :class:`JobAborted` if the job was cancelled (runners call it between steps)."""
+        if self.cancelled:
+            raise JobAborted(self.job_id)
+
+
+Runner = Callable[[Mapping[str, list[str]], RunContext], Sequence[ResultRow]]
+
