@@ -57,9 +57,10 @@ def _stored_uploads(q: TapQuery, ctx: RunContext, limits: UploadLimits | None) -
     """The job's uploaded tables, read back from where its creation kept them."""
     parts: dict[str, bytes] = {}
     for ref in q.uploads:
-        path = ctx.results.path(ctx.results.location(ctx.job_id, stored_name(ref.part)))
+        location = ctx.results.location(ctx.job_id, stored_name(ref.part))
         try:
-            parts[ref.part] = path.read_bytes()
+            # through the store, so uploads work whatever it is (a directory, object storage)
+            parts[ref.part] = b"".join(ctx.results.read(location))
         except FileNotFoundError:
             raise UsageError(f"UPLOAD {ref.label}: no table was sent as part {ref.part!r} with this job "
                              "(send it in the multipart POST that creates the job)") from None
