@@ -28,9 +28,21 @@ class TokenProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def _forward(self) -> None:
+            def _body(self) -> bytes | None:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    # taplint streams uploads in chunks (RFC 9112 section 7.1)
+                    data = bytearray()
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                    while self.rfile.readline().strip():  # trailer fields
+                        pass
+                    return bytes(data)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                return self.rfile.read(length) if length else None
+
+            def _forward(self) -> None:
+                body = self._body()
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 headers["Authorization"] = f"Bearer {token}"
                 request = client.build_request(self.command, self.path, headers=headers, content=body)

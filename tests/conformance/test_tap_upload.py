@@ -5,7 +5,6 @@ runs with small limits for the 413 cases)."""
 from __future__ import annotations
 
 import io
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from lxml import etree
 
 from app.params import FORM_SLACK
 from app.settings import Settings
-from tests.conftest import ROOT, VLKB, Database, Server, free_port, wait_for_http
+from tests.conftest import Database, Server, running_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -242,22 +241,10 @@ MAX_BYTES = 20_000
 
 
 @pytest.fixture(scope="module")
-def small_server(server: Server) -> Iterator[str]:
+def small_server(database) -> Iterator[str]:
     """``vlkb serve`` on the same database with VLKB_UPLOAD_MAX_ROWS=50, VLKB_UPLOAD_MAX_BYTES=20000."""
-    port = free_port()
-    env = {**server.env, "VLKB_PORT": str(port), "VLKB_UPLOAD_MAX_ROWS": str(MAX_ROWS),
-           "VLKB_UPLOAD_MAX_BYTES": str(MAX_BYTES)}
-    proc = subprocess.Popen([VLKB, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=ROOT)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_server(database, upload_max_rows=str(MAX_ROWS), upload_max_bytes=str(MAX_BYTES)) as srv:
+        yield srv.url
 
 
 def _rows(n: int) -> bytes:
