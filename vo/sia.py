@@ -35,7 +35,10 @@ from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
 
-__all__ = ["DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "obscore_columns", "search"]
+__all__ = [
+    "DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "obscore_columns", "overlap_code_sql",
+    "region_literal", "search",
+]
 
 POSSYS = ("ICRS", "GALACTIC")
 
@@ -218,27 +221,54 @@ def polygon_literal(shape: Polygon) -> str:
     return f"spoly {_text('{' + body + '}')}"
 
 
+def region_literal(shape: Circle | Range | Polygon) -> str | None:
+    """The pgSphere constant (scircle, sbox, spoly) of ``shape``; None for a region pgSphere cannot hold
+    as one value: a circle over 90 degrees, or a range over every longitude (see :func:`_shape_sql`)."""
+    if isinstance(shape, Circle):
+        if shape.radius > 90.0:
+            return None
+        return f"scircle({_spoint(shape.lon, shape.lat)}, {_rad(shape.radius)})"
+    if isinstance(shape, Range):
+        if shape.full_longitude:
+            return None
+        lat1, lat2 = max(shape.lat1, -90.0), min(shape.lat2, 90.0)
+        # a south-west corner east of the north-east one makes pgSphere's box cross lon 0
+        return f"sbox({_spoint(shape.lon1, lat1)}, {_spoint(shape.lon2, lat2)})"
+    return polygon_literal(shape)
+
+
 def _shape_sql(shape: Circle | Range | Polygon, column: str) -> str:
+    literal = region_literal(shape)
+    if literal is not None:
+        return f"{column} && {literal}"
     if isinstance(shape, Circle):
         if shape.radius >= 180.0:
             return "TRUE"
-        if shape.radius > 90.0:
-            # pgSphere circles stop at 90 degrees: overlap a big circle = not inside the small
-            # circle around the antipode that it leaves out.
-            anti = _spoint(shape.lon + 180.0, -shape.lat)
-            return f"NOT ({column} <@ scircle({anti}, {_rad(180.0 - shape.radius)}))"
-        return f"{column} && scircle({_spoint(shape.lon, shape.lat)}, {_rad(shape.radius)})"
-    if isinstance(shape, Range):
-        lat1, lat2 = max(shape.lat1, -90.0), min(shape.lat2, 90.0)
-        if shape.full_longitude:
-            if lat1 <= -90.0 and lat2 >= 90.0:
-                return "TRUE"
-            # a box from 0 to 2 pi is a whole band of latitude in pgSphere
-            return (f"{column} && sbox(spoint(0, {_rad(lat1)}), "
-                    f"spoint({repr(2 * math.pi)}, {_rad(lat2)}))")
-        # a south-west corner east of the north-east one makes pgSphere's box cross lon 0
-        return f"{column} && sbox({_spoint(shape.lon1, lat1)}, {_spoint(shape.lon2, lat2)})"
-    return f"{column} && {polygon_literal(shape)}"
+        # pgSphere circles stop at 90 degrees: overlap a big circle = not inside the small
+        # circle around the antipode that it leaves out.
+        anti = _spoint(shape.lon + 180.0, -shape.lat)
+        return f"NOT ({column} <@ scircle({anti}, {_rad(180.0 - shape.radius)}))"
+    assert isinstance(shape, Range)
+    lat1, lat2 = max(shape.lat1, -90.0), min(shape.lat2, 90.0)
+    if lat1 <= -90.0 and lat2 >= 90.0:
+        return "TRUE"
+    # a box from 0 to 2 pi is a whole band of latitude in pgSphere
+    return f"{column} && sbox(spoint(0, {_rad(lat1)}), spoint({repr(2 * math.pi)}, {_rad(lat2)}))"
+
+
+def overlap_code_sql(column: str, shape: Circle | Range | Polygon) -> str:
+    """SQL for the Starlink AST overlap code (``astOverlap``) of the footprint in ``column`` and ``shape``.
+
+    1 no overlap, 2 the footprint lies inside the region, 3 the region lies inside the footprint
+    (the dataset covers the whole request), 4 partial, 5 identical (polygons only). The codes of
+    the ViaLactea Knowledge Base's search, which its client filters and ranks on.
+    """
+    literal = region_literal(shape)
+    if literal is None:  # a region bigger than pgSphere's shapes: it contains any footprint it meets
+        return f"CASE WHEN {_shape_sql(shape, column)} THEN 2 ELSE 1 END"
+    same = f"WHEN {column} = {literal} THEN 5 " if isinstance(shape, Polygon) else ""
+    return (f"CASE {same}WHEN {column} @> {literal} THEN 3 WHEN {column} <@ {literal} THEN 2 "
+            f"WHEN {column} && {literal} THEN 4 ELSE 1 END")
 
 
 def _overlap(lo_col: str, hi_col: str, iv: Interval) -> str:
