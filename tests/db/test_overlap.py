@@ -20,7 +20,7 @@ FOOTPRINT = "spoly '{(10d,-1d),(12d,-1d),(12d,1d),(10d,1d)}'"
     (Range(lon1=11.5, lon2=13, lat1=-0.5, lat2=0.5), 4),
     (Circle(lon=30, lat=0, radius=0.5), 1),            # none
     (Polygon(vertices=((10, -1), (12, -1), (12, 1), (10, 1))), 5),  # identical
-X
+    (Circle(lon=100, lat=0, radius=120), 2),           # bigger than pgSphere's circles
     (Circle(lon=191, lat=0, radius=10), 1),
 ])
 def test_overlap_codes(conn: psycopg.Connection, shape, code) -> None:
