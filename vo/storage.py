@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 __all__ = [
     "BLOCK_SIZE",
     "FileInfo",
+    "exists",
     "expand",
     "file_info",
     "is_remote",
@@ -87,6 +88,18 @@ def file_info(loc: str) -> FileInfo:
     version = next((str(info[k]) for k in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created")
                     if info.get(k) is not None), "")
     return FileInfo(int(info["size"]), version)
+
+
+def exists(loc: str | os.PathLike[str]) -> bool:
+    """Whether a data file is at ``loc`` (a local file, or an object fsspec can see)."""
+    loc = location(loc)
+    if not is_remote(loc):
+        return Path(loc).is_file()
+    try:
+        fs, path = _fs(loc)
+        return bool(fs.isfile(path))
+    except (OSError, ValueError, ImportError):
+        return False
 
 
 def open_binary(loc: str, size: int | None = None) -> IO[bytes]:

@@ -21,7 +21,6 @@ cut's header, as in the source.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["exists", "is_url", "open_fits", "read_raw"]
+from vo.storage import exists, is_remote, location
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+__all__ = ["exists", "open_fits", "read_raw"]
+
 #: fsspec read-ahead per request (headers, compressed HDUs): small, since a slab is many short rows
 _BLOCK = 64 << 10
 #: byte ranges closer than this are fetched as one (a request costs more than 64 KiB)
@@ -40,29 +40,12 @@ _MAX_BLOCK = 16 << 20
 _DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
-def is_url(path: str | Path) -> bool:
-    """Whether ``path`` is a URL (read through fsspec) rather than a local path."""
-    return isinstance(path, str) and bool(_URL.match(path))
-
-
-def exists(path: str | Path) -> bool:
-    """Whether the data file is there (a local file, or an object fsspec can see)."""
-    if is_url(path):
-        import fsspec
-
-        try:
-            fs, target = fsspec.core.url_to_fs(str(path))
-            return bool(fs.isfile(target))
-        except (OSError, ValueError, ImportError):
-            return False
-    return Path(path).is_file()
-
-
 @contextmanager
 def open_fits(path: str | Path) -> Iterator[fits.HDUList]:
     """The file's HDUs, lazily, raw values; memory-mapped when local, over fsspec for a URL."""
-    if is_url(path):
-        hdul = fits.open(str(path), use_fsspec=True, lazy_load_hdus=True, do_not_scale_image_data=True,
+    path = location(path)  # what vo.storage calls local (file:// URLs too) is memory-mapped
+    if is_remote(path):
+        hdul = fits.open(path, use_fsspec=True, lazy_load_hdus=True, do_not_scale_image_data=True,
                          fsspec_kwargs={"block_size": _BLOCK, "cache_type": "bytes"})
     else:
         hdul = fits.open(path, memmap=True, lazy_load_hdus=True, do_not_scale_image_data=True)
@@ -120,6 +103,6 @@ def read_raw(hdul: fits.HDUList, index: int, slices: tuple[slice, ...], path: st
     the slab is read."""
     if _memory_mapped(hdul, index):
         return hdul[index].data[slices]
-    if is_url(path) and not _compressed(hdul, index):
+    if path and is_remote(location(path)) and not _compressed(hdul, index):
         return _ranged(str(path), hdul, index, slices)
     return hdul[index].section[slices]
