@@ -17,9 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE vlkb.jobs ADD COLUMN runs integer NOT NULL DEFAULT 0")
+    op.execute("ALTER TABLE vlkb.jobs ADD COLUMN IF NOT EXISTS runs integer NOT NULL DEFAULT 0")
     # the claim query: oldest QUEUED job of some kinds
-    op.execute("CREATE INDEX jobs_queued_idx ON vlkb.jobs (creation_time) WHERE phase = 'QUEUED'")
+    op.execute("CREATE INDEX IF NOT EXISTS jobs_queued_idx ON vlkb.jobs (creation_time) WHERE phase = 'QUEUED'")
 
 
 def downgrade() -> None:

@@ -14,7 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE vlkb.jobs ADD COLUMN owner_groups text[] NOT NULL DEFAULT '{}'")
+    # IF NOT EXISTS: databases made by a development build that had this column under 0002
+    op.execute("ALTER TABLE vlkb.jobs ADD COLUMN IF NOT EXISTS owner_groups text[] NOT NULL DEFAULT '{}'")
 
 
 def downgrade() -> None:
