@@ -235,15 +235,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         rss0 = _rss_mb(server.pid)
+        anon0 = _rss_mb(server.pid, "RssAnon:")
         with httpx.Client(base_url=base, timeout=600) as client:
             _big_cutout(client, dids["BIGCUBE"][0], files["BIGCUBE"][0], args.repeat)
             _small_cutouts(client, dids["BIGCUBE"], args.requests)
             rss1 = _rss_mb(server.pid)
+            anon1 = _rss_mb(server.pid, "RssAnon:")
             _merges(client, dids, max(1, args.repeat // 2))
             rss2 = _rss_mb(server.pid)
         print(f"\nserver RSS: {rss0:.0f} MB at start, {rss1:.0f} MB after the cutouts of the "
               f"{files['BIGCUBE'][0].stat().st_size / 2**30:.1f} GiB cube, {rss2:.0f} MB after the merges "
               f"(peak {_rss_mb(server.pid, 'VmHWM:'):.0f} MB)")
+        # RSS counts the mapped pages of the cube (kernel page cache, shared and reclaimable, kept
+        # mapped across requests by vo/cutout/source.py); the service's own memory is RssAnon
+        print(f"server RssAnon (its own memory): {anon0:.0f} MB at start, {anon1:.0f} MB after the cutouts")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -78,13 +78,14 @@ class Cutout:
         for i in range(first.start, first.stop, step):
             yield (slice(i, min(i + step, first.stop)), *rest)
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[bytes | memoryview]:
         """The output FITS file, in pieces; only the slab is read from the source."""
         yield self.header_bytes
         with open_fits(self.path) as hdul:
             for group in self._groups():
                 part = read_raw(hdul, self.hdu, group, self.path)
-                yield np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">")).tobytes()
+                # one copy (the slab's rows gathered), handed out as a buffer, not copied again by tobytes()
+                yield memoryview(np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">"))).cast("B")
                 del part
         pad = -self.data_bytes % _BLOCK
         if pad:
