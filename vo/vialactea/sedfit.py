@@ -54,7 +54,7 @@ from urllib.parse import unquote
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vo.errors import NotFoundError, TransientError, UsageError
@@ -309,7 +309,7 @@ async def load_grid(pool: AsyncConnectionPool) -> SedGrid:
         async with pool.connection() as conn, conn.cursor(binary=True) as cur:
             await cur.execute(statement)
             row = await cur.fetchone()
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, PoolTimeout) as exc:
         raise TransientError("the database is unavailable, try again later") from exc
     if row is None or row[0] is None:
         raise NotFoundError("no SED models are published (compactsources.sed_models is empty)")
