@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ingest, jobs, soda, streaming, tap_http
+from bench import ingest, jobs, sedfit, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     ingest.main([])
     soda.main([])
     jobs.main([])
+    sedfit.main([])
 
 
 if __name__ == "__main__":
