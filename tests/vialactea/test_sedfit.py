@@ -309,7 +309,7 @@ BAD = [
     (_replace(1, "[2.2,1e999,12.3]"), "out of range"),
     (_replace(1, "[2.2,-8.1,12.3]"), "fluxes (Jy) must be positive"),
     (_replace(2, "[0.22,0,1.23]"), "flux errors (Jy) must be positive"),
-    (_replace(0, "[500,21.3,160]"), "no model band at 21.3 um"),
+    (_replace(0, "[21.3,21.3,21.3]"), "no observed wavelength has a model band"),
     (_replace(0, "[500,250,250.5]"), "same model band"),
     (_replace(4, "-9999"), "distance must be positive"),
     (_replace(4, "0"), "distance must be positive"),
@@ -379,7 +379,7 @@ def test_upper_limit_over_http(http: httpx.Client, grid: SedGrid) -> None:
 
 @pytest.mark.parametrize("text, message", [
     (_replace(4, "-9999"), "distance must be positive"),
-    (_replace(0, "[500,21.3,160]"), "no model band at 21.3 um"),
+    (_replace(0, "[21.3,21.3,21.3]"), "no observed wavelength has a model band"),
     (_replace(1, "[2.2,abc,12.3]"), "is not a number"),
     ("'[500]_[1]'", "expected 10 fields"),
     ("", "no arguments"),
@@ -391,3 +391,10 @@ def test_bad_requests_are_dali_errors(http: httpx.Client, text: str, message: st
     assert resp.headers["content-type"].startswith("application/x-votable+xml")
     status, text_out = status_of(resp.content)
     assert status == "ERROR" and text_out.startswith("UsageError: ") and message in text_out, text_out
+
+
+def test_points_without_a_model_band_are_left_out() -> None:
+    # MSX 21.3 um has no model band: that point is not fitted, the others are
+    with_msx = parse_searchd(_replace(0, "[500,21.3,160]").replace("[500,250,160]_3", "[500,160]_3"))
+    assert with_msx.wavelengths == (500.0, 160.0) and with_msx.fluxes == (2.2, 12.3)
+    assert with_msx.errors == (0.22, 1.23) and with_msx.prefilter_wavelengths == (500.0, 160.0)

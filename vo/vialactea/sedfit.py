@@ -199,12 +199,16 @@ def parse_searchd(query: str) -> SedFitParams:
             raise UsageError(f"SED fit: {n} wavelengths but {len(values)} {what}")
     if any(f not in (0.0, 1.0) for f in flags):
         raise UsageError("SED fit: detection flags are 1 (detection) or 0 (upper limit)")
+    # Points at a wavelength no model band has (the client's SEDs often carry MSX 21 um) are left
+    # out of the fit, as the INAF fit did; refusing them would fail the client's usual request.
+    keep = [i for i, w in enumerate(waves) if wavelength_band(w) is not None]
+    if not keep:
+        known = ", ".join(f"{v:g}" for v in MODEL_BANDS.values())
+        raise UsageError(f"SED fit: no observed wavelength has a model band (the models have {known} um)")
+    waves, fluxes, errors, flags = ([v[i] for i in keep] for v in (waves, fluxes, errors, flags))
     seen: dict[str, float] = {}
     for w in waves:
         band = wavelength_band(w)
-        if band is None:
-            known = ", ".join(f"{v:g}" for v in MODEL_BANDS.values())
-            raise UsageError(f"SED fit: no model band at {w:g} um (the models have {known} um)")
         if band in seen:
             raise UsageError(f"SED fit: wavelengths {seen[band]:g} and {w:g} um fall on the same model band")
         seen[band] = w
@@ -226,7 +230,7 @@ def parse_searchd(query: str) -> SedFitParams:
         raise UsageError("SED fit: weights must not be negative")
     if fields[7].strip() != "0":
         raise UsageError(f"SED fit: the eighth field is the literal 0, not {fields[7].strip()!r}")
-    pivots = _list(fields[8], "prefilter wavelengths")
+    pivots = [p for p in _list(fields[8], "prefilter wavelengths") if wavelength_band(p) is not None]
     by_band = {band: w for w, band in ((w, wavelength_band(w)) for w in waves)}
     for p in pivots:
         if wavelength_band(p) not in by_band:
