@@ -37,6 +37,8 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),
         "mcutout": partial(run_mcutout, max_cuts=settings.soda_max_cuts),
+        # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
+        "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
     }
 
 
