@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.database import database_url
 from app.settings import Settings
 from db.jobs import JobStore
+from vo.jobs.mcutout import run_mcutout
 from vo.jobs.soda import run_soda
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
@@ -35,6 +36,9 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),
+        "mcutout": partial(run_mcutout, max_cuts=settings.soda_max_cuts),
+        # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
+        "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
     }
 
 

@@ -21,7 +21,20 @@ from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.logging import configure_logging
-from app.routers import datalink, examples, home, sedfit, sia, soda, soda_async, tap, tap_async, vosi
+from app.routers import (
+    datalink,
+    examples,
+    home,
+    sedfit,
+    sia,
+    soda,
+    soda_async,
+    tap,
+    tap_async,
+    vialactea_jobs,
+    vialactea_legacy,
+    vosi,
+)
 from app.settings import Settings
 from vo.votable.allocator import tune_allocator
 
@@ -119,4 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(soda.router)
     app.include_router(soda_async.router)
     app.include_router(sedfit.router)
+    app.include_router(vialactea_jobs.router)
+    app.include_router(vialactea_legacy.router)
     return app

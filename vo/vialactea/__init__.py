@@ -1,1 +1,1 @@
-"""The ViaLactea client's own API on top of the standard services (see shared/vialactea-client.md)."""
+"""The ViaLactea visual-analytics client's API: a compatibility layer over the standard protocols."""

@@ -1,0 +1,152 @@
+"""The legacy VLKB FITS-DB API of the ViaLactea client: ``/vlkb/datasets/vlkb_search``, ``vlkb_cutout``,
+``vlkb_merge`` (XML layouts in ``vo/vialactea/legacy.py``).
+
+A cutout or merge is a SODA job (kind ``vlkb_legacy``, the ``vo/jobs/soda.py`` runner) owned by
+the caller and run with the caller's groups on whichever executor is configured; the handler
+waits for it and answers the XML whose ``<URL>`` is the job's result. That download is served
+directly (no redirect) by the UWS resources under ``/vlkb/datasets/vlkb_jobs``: only to the
+caller who asked (anonymous jobs: to whoever has the unguessable job URL), until the job's
+destruction time. An unknown or hidden ID, bad parameters and a region outside the dataset are
+HTTP errors (4xx) with a DALI error document, never a 200 the client would save as a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.votable import parse_single_table
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from app.access import CallerGroups, CallerOwner
+from app.deps import AppSettings, BaseUrl, DbPool
+from app.params import RequestParams
+from app.routers.uws import Jobs, uws_router
+from db.datasets import visible_datasets
+from vo.errors import NotFoundError, TransientError, UsageError, VlkbError
+from vo.uws.model import ACTIVE, Job, JobResult, Phase
+from vo.uws.results import ResultStore
+from vo.uws.service import JobService
+from vo.vialactea import legacy
+
+__all__ = ["KIND", "router"]
+
+KIND = "vlkb_legacy"
+DATASETS = "/vlkb/datasets"
+JOBS = f"{DATASETS}/vlkb_jobs"
+XML = "application/xml"
+#: longest a legacy cutout or merge is waited for before the client is told to try again, seconds
+WAIT = 120.0
+
+router = APIRouter(tags=["ViaLactea legacy API"])
+
+
+def _who(owner: str | None, groups: tuple[str, ...]) -> dict[str, str]:
+    return {"username": owner or "", "policy": "PRIVATE" if groups else "PUBLIC", "groupnames": " ".join(groups)}
+
+
+def _one(params: RequestParams, name: str) -> str | None:
+    values = [v.strip() for v in params.values.get(name, []) if v.strip()]
+    return values[-1] if values else None
+
+
+@router.get(f"{DATASETS}/vlkb_search", name="get_vlkb_search")
+async def get_vlkb_search(params: RequestParams, pool: DbPool, groups: CallerGroups, owner: CallerOwner,
+                          base: BaseUrl, settings: AppSettings) -> Response:
+    """Datasets meeting a cone or box (and velocity range), grouped by sub-survey, with overlap codes."""
+    q = legacy.LegacyQuery.from_params(params.values)
+    rows = await legacy.search(pool, q, groups=groups, timeout=settings.sync_timeout)
+    return Response(legacy.search_xml(rows, q, _who(owner, groups), base + DATASETS), media_type=XML)
+
+
+async def _finish(jobs: JobService, job: Job) -> Job:
+    """Run the job and wait for its end (WAIT returns at each phase change)."""
+    job = await jobs.run(job)
+    deadline = time.monotonic() + WAIT
+    while job.phase in ACTIVE and time.monotonic() < deadline:
+        job = await jobs.wait(job, deadline - time.monotonic())
+    if job.phase == Phase.COMPLETED:
+        return job
+    if job.phase in ACTIVE:
+        raise TransientError(f"the job is still running; try again later (its results: {JOBS}/{job.job_id})")
+    code, _, text = (job.error_message or "Error: the job failed").partition(": ")
+    error = VlkbError(text or code)
+    error.code = code if text else "Error"
+    error.status = job.error_code or 500
+    raise error
+
+
+def _manifest(store: ResultStore, result: JobResult) -> list[dict[str, str]]:
+    table = parse_single_table(io.BytesIO(b"".join(store.read(result.location)))).to_table()
+    # a merge row names every input it used, space-separated: one <CUT> per input
+    return [{"PublisherDID": did, "region": str(row["region"]), "status": str(row["status"]),
+             "message": str(row["message"])} for row in table for did in str(row["id"]).split()]
+
+
+def _null_percent(store: ResultStore, result: JobResult) -> float:
+    with fits.open(io.BytesIO(b"".join(store.read(result.location)))) as hdus:
+        data = hdus[0].data
+        return 0.0 if data is None or data.size == 0 else float(100.0 * np.isnan(data).sum() / data.size)
+
+
+async def _answer(jobs: JobService, job: Job, q: legacy.LegacyQuery, who: dict[str, str], base: str,
+                  description: str, nullvals: bool) -> Response:
+    results = {r.result_id: r for r in await jobs.job_results(job)}
+    fits_id = next(k for k in results if k.endswith(".fits"))
+    cuts = await asyncio.to_thread(_manifest, jobs.results, results["manifest"])
+    percent = await asyncio.to_thread(_null_percent, jobs.results, results[fits_id]) if nullvals else None
+    url = f"{base}{JOBS}/{job.job_id}/results/{fits_id}"
+    return Response(legacy.cut_xml(description, q, who, cuts, url, percent), media_type=XML)
+
+
+def _flag(text: str | None) -> bool:
+    return text is not None and text.lower() not in ("false", "0", "no")
+
+
+@router.get(f"{DATASETS}/vlkb_cutout", name="get_vlkb_cutout")
+async def get_vlkb_cutout(params: RequestParams, pool: DbPool, jobs: Jobs, groups: CallerGroups,
+                          owner: CallerOwner, base: BaseUrl) -> Response:
+    """The cut of one dataset (``pubdid``) for the region; the XML gives the FITS file's URL."""
+    q = legacy.LegacyQuery.from_params(params.values)
+    did = _one(params, "PUBDID")
+    if did is None:
+        raise UsageError("pubdid: missing; give the publisher DID of the dataset to cut")
+    async with pool.connection() as conn:
+        if did not in await visible_datasets(conn, [did], groups):
+            raise NotFoundError(f"{did}: no such dataset")
+    job = await jobs.create(KIND, owner, q.soda_params([did]), groups=groups)
+    job = await _finish(jobs, job)
+    return await _answer(jobs, job, q, _who(owner, groups), base, "cutout of one dataset", _flag(
+        _one(params, "NULLVALS")))
+
+
+@router.get(f"{DATASETS}/vlkb_merge", name="get_vlkb_merge")
+async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs, groups: CallerGroups,
+                         owner: CallerOwner, base: BaseUrl) -> Response:
+    """The datasets ``pubdid=A;B;C`` of one sub-survey cut for the region and merged into one FITS file."""
+    q = legacy.LegacyQuery.from_params(params.values)
+    text = _one(params, "PUBDID")
+    dids = [d.strip() for d in (text or "").split(";") if d.strip()]
+    if not dids:
+        raise UsageError("pubdid: missing; give the publisher DIDs to merge, separated by ';'")
+    if q.surveyname is None or q.species is None or q.transition is None:
+        raise UsageError("surveyname: a merge needs surveyname, species and transition")
+    async with pool.connection() as conn:
+        found = await visible_datasets(conn, dids, groups)
+    for did in dids:
+        if did not in found:
+            raise NotFoundError(f"{did}: no such dataset")
+        if found[did].survey != q.surveyname:
+            raise UsageError(f"pubdid: {did} is not a dataset of {q.surveyname}")
+    job = await jobs.create(KIND, owner, q.soda_params(dids, merge=True), groups=groups)
+    job = await _finish(jobs, job)
+    return await _answer(jobs, job, q, _who(owner, groups), base, f"merge of {len(dids)} datasets", _flag(
+        _one(params, "NULLVALS")))
+
+
+# the downloads: the legacy jobs' results, served directly to their owner
+router.include_router(uws_router(JOBS, KIND))
