@@ -365,3 +365,19 @@ def test_tap_upload_joins_see_only_what_the_caller_may(auth_server, issuer, trut
                       data={"LANG": "ADQL", "QUERY": query, "FORMAT": "csv", "UPLOAD": "pts,param:pts"},
                       files={"pts": ("pts.xml", buf.getvalue(), "application/x-votable+xml")})
     assert int(csv_rows(resp)[0][0]) == (truth.covering if sees_private(who) else 0)
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_vialactea_search_sees_only_what_the_caller_may(auth_server, issuer, truth, who) -> None:
+    from astropy.coordinates import SkyCoord
+
+    ra, dec = truth.private_centre
+    gal = SkyCoord(ra, dec, unit="deg").galactic
+    h = headers(issuer, who)
+    legacy = httpx.get(auth_server.url + "/vlkb/datasets/vlkb_search", headers=h, timeout=60,
+                       params={"l": gal.l.deg, "b": gal.b.deg, "r": 0.02, "vl": -500000, "vu": 500000})
+    assert legacy.status_code == 200
+    surveys = {e.text for e in ElementTree.fromstring(legacy.content).iter("Survey")}
+    assert (PRIVATE in surveys) is sees_private(who)
+    dids = {e.text.strip() for e in ElementTree.fromstring(legacy.content).iter("PublisherDID") if e.text}
+    assert (truth.private_dids[0] in dids) is sees_private(who)
