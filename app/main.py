@@ -21,7 +21,7 @@ from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.logging import configure_logging
-from app.routers import datalink, examples, home, sia, soda, soda_async, tap, tap_async, vosi
+from app.routers import datalink, examples, home, sia, soda, soda_async, tap, tap_async, vialactea, vosi
 from app.settings import Settings
 from vo.votable.allocator import tune_allocator
 
@@ -118,4 +118,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datalink.router)
     app.include_router(soda.router)
     app.include_router(soda_async.router)
+    vialactea.install(app, settings)
     return app
