@@ -24,8 +24,8 @@ def client_get(server: Server, path_and_query: str) -> httpx.Response:
 
 @pytest.mark.parametrize("mode", ["range", "circle"])
 def test_search_then_cut_the_best_cutout(server: Server, mode: str) -> None:
-    l, b, dl, db = 0.5, 0.2, 0.05, 0.04  # the client's half-widths: l1 = l - dl, l2 = l + dl
-    pos = f"RANGE {l - dl} {l + dl} {b - db} {b + db}" if mode == "range" else f"CIRCLE {l} {b} {dl}"
+    lon, b, dl, db = 0.5, 0.2, 0.05, 0.04  # the client's half-widths: l1 = l - dl, l2 = l + dl
+    pos = f"RANGE {lon - dl} {lon + dl} {b - db} {b + db}" if mode == "range" else f"CIRCLE {lon} {b} {dl}"
     found = parse_search(client_get(server, f"/vlkb/datasets/siav2/query?POS={pos}&POSSYS=GALACTIC").content)
     best = best_cutout(found)
     assert best
@@ -45,7 +45,7 @@ def test_search_then_cut_the_best_cutout(server: Server, mode: str) -> None:
     lons = sorted(gal.l.wrap_at("180d").deg)
     lats = sorted(gal.b.deg)
     pixel = float(max(proj_plane_pixel_scales(wcs)))
-    assert lons[0] <= l - dl + pixel and lons[1] >= l + dl - pixel
+    assert lons[0] <= lon - dl + pixel and lons[1] >= lon + dl - pixel
     assert lats[0] <= b - db + pixel and lats[1] >= b + db - pixel
 
 
