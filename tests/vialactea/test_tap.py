@@ -186,3 +186,10 @@ def test_datalink_accepts_must_include_soda(server: Server) -> None:
     links = pyvo.dal.adhoc.DatalinkResults.from_result_url(url + "&must_include_soda=True")
     defs = {r.service_def for r in links if r.semantics == "#cutout"}
     assert {"soda-sync", "soda-async"} <= defs
+
+
+@pytest.mark.parametrize("table", ["datasets.surveys", "vlkb_datasets_public.surveys", "vlkb_radiocubes.surveys",
+                                   "filaments.filaments", "vlkb_filaments.filaments"])
+def test_every_generations_table_names(server: Server, table: str) -> None:
+    header, rows = split_tabs(tsv(server, f"SELECT TOP 1 * FROM {table}"))
+    assert header and len(rows) == 1
