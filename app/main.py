@@ -31,8 +31,7 @@ from app.routers import (
     soda_async,
     tap,
     tap_async,
-    vialactea_jobs,
-    vialactea_legacy,
+    vialactea,
     vosi,
 )
 from app.settings import Settings
@@ -132,6 +131,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(soda.router)
     app.include_router(soda_async.router)
     app.include_router(sedfit.router)
-    app.include_router(vialactea_jobs.router)
-    app.include_router(vialactea_legacy.router)
+    vialactea.install(app, settings)
     return app

@@ -144,6 +144,17 @@ class Settings(BaseSettings):
         "(key rotation), seconds.",
     )
     oidc_jwks_max_age: int = Field(3600, description="Longest time the issuer's keys are cached, seconds.")
+    vialactea_path: str = Field(
+        "/vlkb", description="Path of the ViaLactea client's TAP base (`availability`, `tables`, `capabilities`, "
+        "`sync`, `async`); its datasets base (`siav2/query`, `soda/sync`) is this path plus `/datasets`. "
+        "Empty: no ViaLactea mount.",
+    )
+    vialactea_basic_accounts: SecretStr | None = Field(
+        None, description="HTTP Basic accounts accepted on the ViaLactea TAP base, for client builds that answer a "
+        "Basic challenge: entries separated by spaces or `;`, each `user:hash[:group1,group2]`, where hash is "
+        "bcrypt (`$2b$...`) or `sha256$salt$hex` (hex of sha256(salt + password)). Unset: Basic is not accepted "
+        "(bearer tokens work everywhere).",
+    )
 
     @field_validator("home")
     @classmethod

@@ -36,8 +36,8 @@ from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
 
 __all__ = [
-    "DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "obscore_columns", "overlap_code_sql",
-    "region_literal", "search",
+    "DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "check_polygons", "obscore_columns",
+    "overlap_code_sql", "region_literal", "search", "where_clause",
 ]
 
 POSSYS = ("ICRS", "GALACTIC")
@@ -288,8 +288,8 @@ def _in(column: str, values: Sequence[str]) -> str:
     return f"{column} IN ({', '.join(_text(v) for v in dict.fromkeys(values))})"
 
 
-def build_sql(q: SiaQuery) -> str:
-    """The SELECT of every obscore column for the datasets matching ``q``."""
+def where_clause(q: SiaQuery) -> str:
+    """The WHERE condition (over ``ivoa.obscore AS o``) of the datasets matching ``q``."""
     where: list[str] = []
     region = "o.s_region_galactic" if q.possys == "GALACTIC" else "o.s_region"
     if q.pos:
@@ -314,13 +314,17 @@ def build_sql(q: SiaQuery) -> str:
         where.append(_in("lower(o.target_name)", [t.lower() for t in q.targets]))
     if q.formats and not any(f.lower() in _FILE_FORMATS for f in q.formats):
         where.append(_in("lower(o.access_format)", [f.lower() for f in q.formats]))
+    return "\n  AND ".join(where) or "TRUE"
+
+
+def build_sql(q: SiaQuery) -> str:
+    """The SELECT of every obscore column for the datasets matching ``q``."""
     select = ",\n  ".join(expr for _, expr in obscore_columns())
-    condition = "\n  AND ".join(where) or "TRUE"
-    return (f"SELECT\n  {select}\nFROM ivoa.obscore AS o\nWHERE {condition}\n"
+    return (f"SELECT\n  {select}\nFROM ivoa.obscore AS o\nWHERE {where_clause(q)}\n"
             "ORDER BY o.obs_collection, o.obs_publisher_did")
 
 
-async def _check_polygons(conn: psycopg.AsyncConnection, q: SiaQuery) -> None:
+async def check_polygons(conn: psycopg.AsyncConnection, q: SiaQuery) -> None:
     """Let pgSphere judge each polygon (self-crossing, edges of 180 degrees) before the query runs."""
     for shape in q.pos:
         if isinstance(shape, Polygon):
@@ -340,7 +344,7 @@ async def search(
     Parameter, polygon and first-row failures raise here, before the first byte.
     """
     async with pool.connection() as conn:
-        await _check_polygons(conn, q)
+        await check_polygons(conn, q)
     statement = build_sql(q)
     columns = [col for col, _ in obscore_columns()]
 

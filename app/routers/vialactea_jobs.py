@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fastapi import APIRouter
+
 from app.params import RawParams
 from app.routers.uws import uws_router
 from app.settings import Settings
 from vo.jobs.mcutout import REQUEST
 from vo.vialactea.mcutout import parse_request
 
-__all__ = ["KIND", "PREFIX", "keep_request", "router"]
+__all__ = ["KIND", "keep_request", "mcutout_router"]
 
 KIND = "mcutout"
-PREFIX = "/vlkb/datasets/soda/async/uws"
 #: the multipart part the client sends
 PART = "mcutout"
 
@@ -40,4 +41,6 @@ async def keep_request(params: RawParams, settings: Settings) -> Mapping[str, by
     return {REQUEST: data}
 
 
-router = uws_router(PREFIX, KIND, keep_files=keep_request)
+def mcutout_router(datasets: str) -> APIRouter:
+    """The multi-cutout jobs under the datasets base ``datasets`` (e.g. ``/vlkb/datasets``)."""
+    return uws_router(f"{datasets}/soda/async/uws", KIND, keep_files=keep_request)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from typing import Annotated
 
 import numpy as np
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.access import CallerGroups, CallerOwner
@@ -33,16 +34,21 @@ from vo.uws.results import ResultStore
 from vo.uws.service import JobService
 from vo.vialactea import legacy
 
-__all__ = ["KIND", "router"]
+__all__ = ["KIND", "legacy_router"]
 
 KIND = "vlkb_legacy"
-DATASETS = "/vlkb/datasets"
-JOBS = f"{DATASETS}/vlkb_jobs"
 XML = "application/xml"
 #: longest a legacy cutout or merge is waited for before the client is told to try again, seconds
 WAIT = 120.0
 
-router = APIRouter(tags=["ViaLactea legacy API"])
+
+
+def _datasets(request: Request) -> str:
+    """The datasets base the request came through (``/vlkb/datasets`` by default): its path's parent."""
+    return request.url.path.rsplit("/", 1)[0]
+
+
+DatasetsBase = Annotated[str, Depends(_datasets)]
 
 
 def _who(owner: str | None, groups: tuple[str, ...]) -> dict[str, str]:
@@ -54,16 +60,15 @@ def _one(params: RequestParams, name: str) -> str | None:
     return values[-1] if values else None
 
 
-@router.get(f"{DATASETS}/vlkb_search", name="get_vlkb_search")
 async def get_vlkb_search(params: RequestParams, pool: DbPool, groups: CallerGroups, owner: CallerOwner,
-                          base: BaseUrl, settings: AppSettings) -> Response:
+                          base: BaseUrl, settings: AppSettings, datasets: DatasetsBase) -> Response:
     """Datasets meeting a cone or box (and velocity range), grouped by sub-survey, with overlap codes."""
     q = legacy.LegacyQuery.from_params(params.values)
     rows = await legacy.search(pool, q, groups=groups, timeout=settings.sync_timeout)
-    return Response(legacy.search_xml(rows, q, _who(owner, groups), base + DATASETS), media_type=XML)
+    return Response(legacy.search_xml(rows, q, _who(owner, groups), base + datasets), media_type=XML)
 
 
-async def _finish(jobs: JobService, job: Job) -> Job:
+async def _finish(jobs: JobService, job: Job, datasets: str) -> Job:
     """Run the job and wait for its end (WAIT returns at each phase change)."""
     job = await jobs.run(job)
     deadline = time.monotonic() + WAIT
@@ -72,7 +77,8 @@ async def _finish(jobs: JobService, job: Job) -> Job:
     if job.phase == Phase.COMPLETED:
         return job
     if job.phase in ACTIVE:
-        raise TransientError(f"the job is still running; try again later (its results: {JOBS}/{job.job_id})")
+        raise TransientError("the job is still running; try again later "
+                             f"(its results: {datasets}/vlkb_jobs/{job.job_id})")
     code, _, text = (job.error_message or "Error: the job failed").partition(": ")
     error = VlkbError(text or code)
     error.code = code if text else "Error"
@@ -94,12 +100,12 @@ def _null_percent(store: ResultStore, result: JobResult) -> float:
 
 
 async def _answer(jobs: JobService, job: Job, q: legacy.LegacyQuery, who: dict[str, str], base: str,
-                  description: str, nullvals: bool) -> Response:
+                  description: str, nullvals: bool, datasets: str) -> Response:
     results = {r.result_id: r for r in await jobs.job_results(job)}
     fits_id = next(k for k in results if k.endswith(".fits"))
     cuts = await asyncio.to_thread(_manifest, jobs.results, results["manifest"])
     percent = await asyncio.to_thread(_null_percent, jobs.results, results[fits_id]) if nullvals else None
-    url = f"{base}{JOBS}/{job.job_id}/results/{fits_id}"
+    url = f"{base}{datasets}/vlkb_jobs/{job.job_id}/results/{fits_id}"
     return Response(legacy.cut_xml(description, q, who, cuts, url, percent), media_type=XML)
 
 
@@ -107,9 +113,8 @@ def _flag(text: str | None) -> bool:
     return text is not None and text.lower() not in ("false", "0", "no")
 
 
-@router.get(f"{DATASETS}/vlkb_cutout", name="get_vlkb_cutout")
 async def get_vlkb_cutout(params: RequestParams, pool: DbPool, jobs: Jobs, groups: CallerGroups,
-                          owner: CallerOwner, base: BaseUrl) -> Response:
+                          owner: CallerOwner, base: BaseUrl, datasets: DatasetsBase) -> Response:
     """The cut of one dataset (``pubdid``) for the region; the XML gives the FITS file's URL."""
     q = legacy.LegacyQuery.from_params(params.values)
     did = _one(params, "PUBDID")
@@ -119,14 +124,13 @@ async def get_vlkb_cutout(params: RequestParams, pool: DbPool, jobs: Jobs, group
         if did not in await visible_datasets(conn, [did], groups):
             raise NotFoundError(f"{did}: no such dataset")
     job = await jobs.create(KIND, owner, q.soda_params([did]), groups=groups)
-    job = await _finish(jobs, job)
+    job = await _finish(jobs, job, datasets)
     return await _answer(jobs, job, q, _who(owner, groups), base, "cutout of one dataset", _flag(
-        _one(params, "NULLVALS")))
+        _one(params, "NULLVALS")), datasets)
 
 
-@router.get(f"{DATASETS}/vlkb_merge", name="get_vlkb_merge")
 async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs, groups: CallerGroups,
-                         owner: CallerOwner, base: BaseUrl) -> Response:
+                         owner: CallerOwner, base: BaseUrl, datasets: DatasetsBase) -> Response:
     """The datasets ``pubdid=A;B;C`` of one sub-survey cut for the region and merged into one FITS file."""
     q = legacy.LegacyQuery.from_params(params.values)
     text = _one(params, "PUBDID")
@@ -143,10 +147,17 @@ async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs, groups
         if found[did].survey != q.surveyname:
             raise UsageError(f"pubdid: {did} is not a dataset of {q.surveyname}")
     job = await jobs.create(KIND, owner, q.soda_params(dids, merge=True), groups=groups)
-    job = await _finish(jobs, job)
+    job = await _finish(jobs, job, datasets)
     return await _answer(jobs, job, q, _who(owner, groups), base, f"merge of {len(dids)} datasets", _flag(
-        _one(params, "NULLVALS")))
+        _one(params, "NULLVALS")), datasets)
 
 
-# the downloads: the legacy jobs' results, served directly to their owner
-router.include_router(uws_router(JOBS, KIND))
+def legacy_router(datasets: str) -> APIRouter:
+    """The legacy API under the datasets base ``datasets`` (e.g. ``/vlkb/datasets``)."""
+    router = APIRouter(tags=["ViaLactea legacy API"])
+    router.add_api_route(f"{datasets}/vlkb_search", get_vlkb_search, methods=["GET"], name="get_vlkb_search")
+    router.add_api_route(f"{datasets}/vlkb_cutout", get_vlkb_cutout, methods=["GET"], name="get_vlkb_cutout")
+    router.add_api_route(f"{datasets}/vlkb_merge", get_vlkb_merge, methods=["GET"], name="get_vlkb_merge")
+    # the downloads: the legacy jobs' results, served directly to their owner
+    router.include_router(uws_router(f"{datasets}/vlkb_jobs", KIND))
+    return router

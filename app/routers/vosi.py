@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.access import Offer
+from app.access import AuthOffer, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
+from app.settings import Settings
 from schemas import find_table, load_schemas
 from vo import tap, vosi
 from vo.errors import NotFoundError, UsageError
 
-__all__ = ["router"]
+__all__ = ["database_up", "router", "tap_capabilities"]
 
 router = APIRouter(prefix="/tap", tags=["VOSI"])
 
@@ -39,6 +40,12 @@ async def get_availability(pool: DbPool) -> Response:
 
 @router.api_route("/capabilities", methods=["GET", "HEAD"])
 async def get_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -> Response:
+    return tap_capabilities(settings, base, offer, "/tap")
+
+
+def tap_capabilities(settings: Settings, base: str, offer: AuthOffer, path: str) -> Response:
+    """The TAP capabilities response of the TAP service mounted at ``path`` (``/tap``, or the
+    ViaLactea client's base)."""
     limits = vosi.TapLimits(
         retention_default=settings.destruction_days * 86400,
         retention_hard=settings.destruction_days * 86400,
@@ -49,7 +56,7 @@ async def get_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -
     )
     body = vosi.capabilities(
         base,
-        "/tap",
+        path,
         languages=[("ADQL", tap.ADQL_VERSIONS, tap.ADQL_FEATURES)],
         output_formats=tap.OUTPUT_FORMATS,
         limits=limits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.vialactea.client import (
+from tests.vialactea.legacy_client import (
     archive_members,
     best_cutout,
     circle_points,

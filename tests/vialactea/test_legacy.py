@@ -12,7 +12,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from tests.conftest import VLKB
-from tests.vialactea.client import (
+from tests.vialactea.legacy_client import (
     circle_points,
     client_filter,
     covers,

@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 
 from tests.conftest import VLKB
-from tests.vialactea.client import (
+from tests.vialactea.legacy_client import (
     UWS,
     archive_members,
     circle_points,

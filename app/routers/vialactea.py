@@ -1,0 +1,163 @@
+"""The ViaLactea client's two bases: the TAP base (default ``/vlkb``) and the datasets base
+(``/vlkb/datasets``), as a thin layer over the standard services.
+
+TAP base: ``availability``, ``tables``, ``capabilities`` (describing this base), ``sync`` and
+``async``. They are the standard handlers (``app/routers/vosi.py``, ``tap.py``), and
+``async`` holds the very same UWS jobs of kind ``tap`` as ``/tap/async``. The one difference
+is a TSV answer over catalogue tables, rewritten for the client's whitespace split
+(``vo/vialactea/tsv.py``). Datasets base: ``siav2/query``, the client's SIA answer
+(``vo/vialactea/sia.py``), and ``soda/sync``, the standard cutout handler (it already takes
+the raw ``? : /`` of the client's IDs, GALACTIC POS and answers FITS or a 4xx error).
+Nothing here redirects: SIA and SODA answer directly (the client follows no redirects there).
+
+Identity is the service's own (bearer tokens through the global dependency, policies by
+row-level security). :class:`BasicAccounts` adds the optional HTTP Basic account list of the
+TAP base (``VLKB_VIALACTEA_BASIC_ACCOUNTS``), giving the same identity model: user and groups.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response, StreamingResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.access import CallerGroups, Offer
+from app.auth import Identity
+from app.deps import AppSettings, BaseUrl, DbPool
+from app.errors import REALM, votable_error
+from app.params import RequestParams
+from app.routers import soda, tap, vosi
+from app.routers.tap_async import keep_uploads
+from app.routers.uws import uws_router
+from app.routers.vialactea_jobs import mcutout_router
+from app.routers.vialactea_legacy import legacy_router
+from app.settings import Settings
+from vo import sia
+from vo import tap as vo_tap
+from vo.adql import translate
+from vo.vialactea import sia as vl_sia
+from vo.vialactea.accounts import BasicAccount, parse_accounts, verify
+from vo.vialactea.tsv import catalogue_tsv, is_catalogue
+
+__all__ = ["BasicAccounts", "install", "vialactea_router"]
+
+log = structlog.get_logger("vlkb.vialactea")
+
+
+async def vialactea_tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
+                             groups: CallerGroups) -> StreamingResponse:
+    """TAP sync; a TSV answer over catalogue tables only is made whitespace-split safe."""
+    q = vo_tap.TapQuery.from_params(
+        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
+    )
+    if q.format.name != "tsv" or q.uploads:
+        return await tap.tap_sync(params, pool, settings, groups)
+    catalog = vo_tap.published_catalog()
+    translation = translate(q.query, catalog, maxrec=q.maxrec)  # cheap; says which tables are read
+    chunks = await vo_tap.run_sync(pool, q, catalog, timeout=settings.sync_timeout, groups=groups)
+    if is_catalogue(translation.tables):
+        chunks = catalogue_tsv(chunks, translation.columns)
+    return StreamingResponse(chunks, media_type=q.format.media_type)
+
+
+async def vialactea_siav2_query(params: RequestParams, pool: DbPool, settings: AppSettings,
+                                groups: CallerGroups) -> StreamingResponse:
+    """SIA 2.0 with the client's columns, overlap codes and merge rows (TABLEDATA by default)."""
+    q = sia.SiaQuery.from_params(
+        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
+    )
+    chunks = await vl_sia.search(pool, q, groups=groups, timeout=settings.sync_timeout)
+    return StreamingResponse(chunks, media_type=q.format.media_type)
+
+
+def vialactea_router(prefix: str) -> APIRouter:
+    """The routes of the TAP base ``prefix`` and the datasets base ``prefix/datasets``."""
+    router = APIRouter(tags=["ViaLactea"])
+
+    async def get_vialactea_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -> Response:
+        return vosi.tap_capabilities(settings, base, offer, prefix)
+
+    router.add_api_route(f"{prefix}/availability", vosi.get_availability, methods=["GET"],
+                         name="vialactea_get_availability")
+    router.add_api_route(f"{prefix}/capabilities", get_vialactea_capabilities, methods=["GET", "HEAD"],
+                         name="vialactea_get_capabilities")
+    router.add_api_route(f"{prefix}/tables", vosi.get_tables, methods=["GET"], name="vialactea_get_tables")
+    router.add_api_route(f"{prefix}/tables/{{name}}", vosi.get_table, methods=["GET"], name="vialactea_get_table")
+    router.add_api_route(f"{prefix}/sync", vialactea_tap_sync, methods=["GET", "POST"], name="vialactea_tap_sync")
+    # the same jobs as /tap/async (kind "tap"); their URLs are written under this base
+    router.include_router(uws_router(f"{prefix}/async", "tap", keep_files=keep_uploads))
+    datasets = f"{prefix}/datasets"
+    router.add_api_route(f"{datasets}/siav2/query", vialactea_siav2_query, methods=["GET", "POST"],
+                         name="vialactea_siav2_query")
+    router.add_api_route(f"{datasets}/soda/sync", soda.get_sync_cutout, methods=["GET", "POST"],
+                         name="vialactea_soda_sync")
+    return router
+
+
+class BasicAccounts:
+    """ASGI middleware: HTTP Basic credentials on the TAP base ``prefix`` become the caller's identity.
+
+    It runs before the routes, so the identity dependency (``app.access.current_identity``)
+    finds the identity on the request and every route (policies, job owner) uses it. A wrong
+    user or password is a 401 with a Basic challenge; no header, or a bearer token, is left
+    to the global dependency. The datasets base is not covered: Basic is for the TAP base.
+    """
+
+    def __init__(self, app: ASGIApp, *, prefix: str, accounts: dict[str, BasicAccount]) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.datasets = prefix + "/datasets"
+        self.accounts = accounts
+
+    def _covers(self, path: str) -> bool:
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            return False
+        return path != self.datasets and not path.startswith(self.datasets + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._covers(scope["path"]):
+            header = Headers(scope=scope).get("authorization", "")
+            scheme, _, credentials = header.strip().partition(" ")
+            if scheme.lower() == "basic":
+                account = self._check(credentials.strip())
+                if account is None:
+                    response = votable_error("AuthorizationError: wrong user name or password", 401,
+                                             {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
+                    await response(scope, receive, send)
+                    return
+                scope.setdefault("state", {})["identity"] = Identity(user=account.user, groups=account.groups)
+        await self.app(scope, receive, send)
+
+    def _check(self, credentials: str) -> BasicAccount | None:
+        try:
+            user, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        if not sep:
+            return None
+        found = verify(self.accounts, user, password)
+        if found is None:
+            log.info("basic credentials refused", user=user)
+        return found
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Mount the client's bases (unless ``vialactea_path`` is empty) and its Basic accounts if configured."""
+    prefix = settings.vialactea_path.rstrip("/")
+    if not prefix:
+        return
+    if not prefix.startswith("/"):
+        raise ValueError(f"VLKB_VIALACTEA_PATH must start with /, got {settings.vialactea_path!r}")
+    app.include_router(vialactea_router(prefix))
+    app.include_router(mcutout_router(f"{prefix}/datasets"))
+    app.include_router(legacy_router(f"{prefix}/datasets"))
+    if settings.vialactea_basic_accounts is not None:
+        listed = parse_accounts(settings.vialactea_basic_accounts.get_secret_value())
+        if listed:
+            app.add_middleware(BasicAccounts, prefix=prefix, accounts=listed)
+            log.info("basic accounts accepted on the ViaLactea TAP base", prefix=prefix, users=len(listed))
