@@ -104,8 +104,11 @@ class BasicAccounts:
 
     It runs before the routes, so the identity dependency (``app.access.current_identity``)
     finds the identity on the request and every route (policies, job owner) uses it. A wrong
-    user or password is a 401 with a Basic challenge; no header, or a bearer token, is left
-    to the global dependency. The datasets base is not covered: Basic is for the TAP base.
+    user or password is a 401 with a Basic challenge; a bearer token is left to the global
+    dependency. A query (``sync``, ``async``) with no credentials at all is a 401 carrying a Basic
+    and a Bearer challenge: client builds that log in only when challenged then send their
+    account (the VOSI endpoints stay anonymous, and so does the standard ``/tap``). The
+    datasets base is not covered: Basic is for the TAP base.
     """
 
     def __init__(self, app: ASGIApp, *, prefix: str, accounts: dict[str, BasicAccount]) -> None:
@@ -113,6 +116,10 @@ class BasicAccounts:
         self.prefix = prefix
         self.datasets = prefix + "/datasets"
         self.accounts = accounts
+
+    def _query(self, path: str) -> bool:
+        rest = path[len(self.prefix):]
+        return rest in ("/sync", "/async") or rest.startswith("/async/")
 
     def _covers(self, path: str) -> bool:
         if path != self.prefix and not path.startswith(self.prefix + "/"):
@@ -131,6 +138,12 @@ class BasicAccounts:
                     await response(scope, receive, send)
                     return
                 scope.setdefault("state", {})["identity"] = Identity(user=account.user, groups=account.groups)
+            elif not header and self._query(scope["path"]):
+                challenges = f'Basic realm="{REALM}", charset="UTF-8", Bearer realm="{REALM}"'
+                response = votable_error("AuthorizationError: log in (Basic or Bearer) to query this base", 401,
+                                         {"WWW-Authenticate": challenges})
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     def _check(self, credentials: str) -> BasicAccount | None:

@@ -86,6 +86,15 @@ def test_basic_accounts_on_the_tap_base(basic_server: Server) -> None:
     assert b'value="ERROR"' in resp.content
     who = httpx.get(basic_server.url + "/vlkb/availability", headers=basic("carol", "s3cret"), timeout=30)
     assert who.headers["x-vo-authenticated"] == "carol"
+    # with accounts configured, a query with no credentials is challenged, as builds that log in
+    # only when asked expect; the VOSI endpoints stay anonymous
+    challenged = httpx.post(basic_server.url + "/vlkb/sync", data=QUERY, timeout=30)
+    assert challenged.status_code == 401 and b'value="ERROR"' in challenged.content
+    assert challenged.headers["www-authenticate"].startswith('Basic realm="vlkb"')
+    assert 'Bearer realm="vlkb"' in challenged.headers["www-authenticate"]
+    assert httpx.get(basic_server.url + "/vlkb/async", timeout=30).status_code == 401
+    assert httpx.get(basic_server.url + "/vlkb/availability", timeout=30).status_code == 200
+    assert httpx.get(basic_server.url + "/vlkb/tables", timeout=30).status_code == 200
     # the datasets base and the standard services leave Basic alone: anonymous
     assert not private_dids(basic_server, basic("carol", "s3cret"))
     resp = httpx.post(basic_server.url + "/tap/sync", data=QUERY, headers=basic("carol", "s3cret"), timeout=30)
