@@ -42,7 +42,7 @@ from vo import tap as vo_tap
 from vo.adql import translate
 from vo.vialactea import sia as vl_sia
 from vo.vialactea.accounts import BasicAccount, parse_accounts, verify
-from vo.vialactea.tsv import catalogue_tsv, is_catalogue
+from vo.vialactea.tsv import catalogue_tsv, is_catalogue, is_tap_schema, tap_schema_tsv
 
 __all__ = ["BasicAccounts", "install", "vialactea_router"]
 
@@ -62,6 +62,8 @@ async def vialactea_tap_sync(params: RequestParams, pool: DbPool, settings: AppS
     chunks = await vo_tap.run_sync(pool, q, catalog, timeout=settings.sync_timeout, groups=groups)
     if is_catalogue(translation.tables):
         chunks = catalogue_tsv(chunks, translation.columns)
+    elif is_tap_schema(translation.tables):
+        chunks = tap_schema_tsv(chunks)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 

@@ -133,10 +133,20 @@ def test_tap_schema_labels(server: Server) -> None:
     col = {name: i for i, name in enumerate(header)}
     by_key = {f"{r[col['table_name']]}.{r[col['column_name']]}": r for r in rows}
     assert by_key["compactsources.sed_view_final.designation70"][col["utype"]]
+    # the newest client's keys (its hard-coded vlkb_ schemas), beside the plain ones of older builds
+    for key in ("compactsources.sed_view_final.designation70", "filaments.filaments.contour",
+                "filaments.branches.contour1d", "filaments.branches.contour"):
+        plain, prefixed = by_key[key], by_key["vlkb_" + key]
+        for field in ("utype", "description"):
+            assert prefixed[col[field]] == plain[col[field]]
+        assert plain[col["description"]]
+    assert "vlkb_datasets.surveys.name" not in by_key and "vlkb_TAP_SCHEMA.tables.table_name" not in by_key
     assert by_key["filaments.filaments.contour"][col["description"]]
     assert by_key["filaments.branches.contour1d"][col["description"]]
     header, rows = split_tabs(tsv(server, "SELECT * FROM TAP_SCHEMA.tables"))
     assert {"table_name", "description", "utype"} <= set(header)
+    names = {r[header.index("table_name")] for r in rows}
+    assert {"compactsources.band70um", "vlkb_compactsources.band70um", "vlkb_filaments.bubbles"} <= names
 
 
 def test_datasets_surveys_keep_their_spaces(server: Server, database) -> None:

@@ -11,18 +11,21 @@ row by row from the standard TSV writer's output:
   and a distance of -9999 where unknown, so these are what NULLs elsewhere look like);
 - spaces inside a value become ``_`` in text and ``,`` in arrays (DALI geometry values).
 
-Any other answer (``datasets.surveys``, ``TAP_SCHEMA``, joins with other tables) is the
-standard TSV untouched: the client splits ``datasets.surveys`` on tabs and compares
+A TSV answer over ``TAP_SCHEMA.tables`` or ``TAP_SCHEMA.columns`` alone also lists each catalogue
+table under its ``vlkb_`` name (:func:`tap_schema_tsv`). Any other answer (``datasets.surveys``,
+joins with other tables) is the standard TSV untouched: the client splits ``datasets.surveys`` on tabs and compares
 ``"70 um"`` exactly with SIA's ``obs_title``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from vo.votable.columns import ResultColumn, plan_columns
 
-__all__ = ["CATALOGUE_SCHEMAS", "MISSING", "NAN", "catalogue_tsv", "is_catalogue"]
+__all__ = [
+    "CATALOGUE_SCHEMAS", "MISSING", "NAN", "catalogue_tsv", "is_catalogue", "is_tap_schema", "tap_schema_tsv",
+]
 
 #: schemas (as declared, after aliases) whose tables the client splits on whitespace
 CATALOGUE_SCHEMAS = ("compactsources", "filaments")
@@ -59,9 +62,9 @@ class _RowFixer:
         return b"\t".join(fields)
 
 
-async def catalogue_tsv(chunks: AsyncIterator[bytes], columns: Sequence[ResultColumn]) -> AsyncIterator[bytes]:
-    """The standard TSV ``chunks`` (header line first) with every row rewritten for the client."""
-    fixer = _RowFixer(columns)
+async def _by_line(chunks: AsyncIterator[bytes], header_line: Callable[[bytes], None],
+                   line: Callable[[bytes], bytes]) -> AsyncIterator[bytes]:
+    """The TSV ``chunks`` with the header passed to ``header_line`` and every row through ``line``."""
     rest = b""
     header = True
     try:
@@ -75,13 +78,59 @@ async def catalogue_tsv(chunks: AsyncIterator[bytes], columns: Sequence[ResultCo
             lines = data[:end].split(b"\n")
             if header:
                 header = False
-                out = [lines[0]] + [fixer.line(x) for x in lines[1:]]
+                header_line(lines[0])
+                out = [lines[0]] + [line(x) for x in lines[1:]]
             else:
-                out = [fixer.line(x) for x in lines]
+                out = [line(x) for x in lines]
             yield b"\n".join(out) + b"\n"
         if rest:
-            yield rest if header else fixer.line(rest)
+            if header:
+                header_line(rest)
+                yield rest
+            else:
+                yield line(rest)
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def catalogue_tsv(chunks: AsyncIterator[bytes], columns: Sequence[ResultColumn]) -> AsyncIterator[bytes]:
+    """The standard TSV ``chunks`` (header line first) with every row rewritten for the client."""
+    fixer = _RowFixer(columns)
+    async for out in _by_line(chunks, lambda _: None, fixer.line):
+        yield out
+
+
+def is_tap_schema(tables: Sequence[str]) -> bool:
+    """Whether a query reads ``TAP_SCHEMA.tables`` or ``TAP_SCHEMA.columns`` alone."""
+    return len(tables) == 1 and tables[0].lower() in ("tap_schema.tables", "tap_schema.columns")
+
+
+async def tap_schema_tsv(chunks: AsyncIterator[bytes], prefix: str = "vlkb_") -> AsyncIterator[bytes]:
+    """TAP_SCHEMA rows of catalogue tables, each followed by the same row under the ``vlkb_`` name.
+
+    The newest client looks layer labels up by ``vlkb_compactsources.sed_view_final.designation70``
+    and filament layers by ``vlkb_filaments.filaments.contour`` (table_name + column_name, its
+    hard-coded schema names), older builds by the plain names; both names are queryable in ADQL
+    (schema aliases), so on the client's mount both are listed.
+    """
+    where: dict[str, int] = {}
+
+    def header(line: bytes) -> None:
+        names = line.split(b"\t")
+        if b"table_name" in names:
+            where["table_name"] = names.index(b"table_name")
+
+    def line(row: bytes) -> bytes:
+        i = where.get("table_name")
+        if i is None:
+            return row
+        fields = row.split(b"\t")
+        if len(fields) <= i or fields[i].split(b".", 1)[0].decode(errors="replace").lower() not in CATALOGUE_SCHEMAS:
+            return row
+        fields[i] = prefix.encode() + fields[i]
+        return row + b"\n" + b"\t".join(fields)
+
+    async for out in _by_line(chunks, header, line):
+        yield out
