@@ -33,6 +33,7 @@ from vo.adql.output import OutputColumn
 from vo.dali import parse_maxrec
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
+from vo.votable.columns import ResultColumn
 from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
 
 __all__ = [
@@ -343,10 +344,21 @@ async def search(
 
     Parameter, polygon and first-row failures raise here, before the first byte.
     """
+    return await run_query(pool, q, build_sql(q), [col for col, _ in obscore_columns()],
+                           groups=groups, timeout=timeout)
+
+
+async def run_query(
+    pool: AsyncConnectionPool, q: SiaQuery, statement: str, columns: Sequence[ResultColumn], *,
+    groups: Sequence[str], timeout: float,
+) -> AsyncIterator[bytes]:
+    """Run ``statement`` (made from ``q``) for a caller in ``groups``; the result stream, already started.
+
+    Shared by SIA and the ViaLactea client's SIA answer: polygons are judged by pgSphere and
+    the first rows are read before the first byte, so those failures still set the HTTP status.
+    """
     async with pool.connection() as conn:
         await check_polygons(conn, q)
-    statement = build_sql(q)
-    columns = [col for col, _ in obscore_columns()]
 
     async def body() -> AsyncIterator[bytes]:
         async with pool.connection() as conn:

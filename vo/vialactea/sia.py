@@ -35,8 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from vo.adql.output import OutputColumn
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range
-from vo.sia import SiaQuery, check_polygons, obscore_columns, overlap_code_sql, where_clause
-from vo.votable.writers import astream_result, prime
+from vo.sia import SiaQuery, obscore_columns, overlap_code_sql, run_query, where_clause
 
 __all__ = ["EXTRA_COLUMNS", "build_sql", "client_columns", "region_box", "search"]
 
@@ -170,15 +169,5 @@ async def search(
     pool: AsyncConnectionPool, q: SiaQuery, *, groups: Sequence[str], timeout: float
 ) -> AsyncIterator[bytes]:
     """Run ``q`` for a caller in ``groups``; the result stream, already started (errors raise here)."""
-    statement = build_sql(q)
-    async with pool.connection() as conn:
-        await check_polygons(conn, q)
-    columns = [col for col, _ in client_columns()]
-
-    async def body() -> AsyncIterator[bytes]:
-        async with pool.connection() as conn:
-            async for chunk in astream_result(conn, statement, columns, q.format, maxrec=q.maxrec,
-                                              timeout=timeout, groups=groups):
-                yield chunk
-
-    return await prime(body())
+    return await run_query(pool, q, build_sql(q), [col for col, _ in client_columns()],
+                           groups=groups, timeout=timeout)
