@@ -212,3 +212,20 @@ def test_pol_selects_planes_of_a_stokes_axis(tmp_path) -> None:
     np.testing.assert_array_equal(out.data, fits.getdata(path)[1:3])
     with pytest.raises(NoOverlapError):
         plan(path, CutRequest(pol=("RR",)))
+
+
+@pytest.mark.parametrize("length", [1, 18, 40, 45, 60, 66, 67, 68, 69, 70, 71, 120])
+def test_provenance_cards_fit_without_truncation_warnings(length) -> None:
+    import warnings
+
+    from astropy.io import fits
+
+    from vo.cutout.fitsout import fitting_comment
+
+    value = ("ivo://vlkb.example/vlkb?survey/" + "x" * 200)[:length]
+    header = fits.Header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy warns when it has to cut a comment itself
+        header["VLKBSRC"] = (value, fitting_comment(value, "source dataset (publisher DID)"))
+        text = header.tostring()
+    assert fits.Header.fromstring(text)["VLKBSRC"] == value

@@ -124,18 +124,24 @@ def _sky_box(wcs: WCS, shape: Sequence[int], region: Circle | Range | Polygon,
     lon, lat, clon, clat, radius = _samples(region)
     img_frame = wcs_to_celestial_frame(cel)
 
-    def to_image(lo, la) -> SkyCoord:
-        return SkyCoord(np.atleast_1d(lo) * u.deg, np.atleast_1d(la) * u.deg, frame=frame).transform_to(img_frame)
+    # the usual case, a region in the image's own frame, needs no SkyCoord (a third of a small cut's time)
+    same_frame = img_frame.name == frame.lower() and not hasattr(img_frame, "equinox")
+
+    def to_image(lo, la) -> tuple[np.ndarray, np.ndarray]:
+        lo, la = np.atleast_1d(np.asarray(lo, dtype=float)), np.atleast_1d(np.asarray(la, dtype=float))
+        if same_frame:
+            return lo % 360.0, la
+        sph = SkyCoord(lo * u.deg, la * u.deg, frame=frame).transform_to(img_frame).spherical
+        return sph.lon.deg, sph.lat.deg
 
     # far-side test: the region's enclosing circle must reach the image's
     corners = cel.calc_footprint(axes=(nx, ny), center=False)
     ilon0, ilat0 = cel.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
     img_radius = float(_sep(ilon0, ilat0, corners[:, 0], corners[:, 1]).max())
-    centre = to_image(clon, clat).spherical
-    if float(_sep(centre.lon.deg[0], centre.lat.deg[0], ilon0, ilat0)) > radius + img_radius:
+    centre_lon, centre_lat = to_image(clon, clat)
+    if float(_sep(centre_lon[0], centre_lat[0], ilon0, ilat0)) > radius + img_radius:
         raise NoOverlapError("no overlap: the region does not meet the dataset's footprint")
-    pts = to_image(lon, lat).spherical
-    x, y = cel.world_to_pixel_values(pts.lon.deg, pts.lat.deg)
+    x, y = cel.world_to_pixel_values(*to_image(lon, lat))
     good = np.isfinite(x) & np.isfinite(y)
     if not good.any():
         raise NoOverlapError("no overlap: the region cannot be projected onto the dataset's grid")

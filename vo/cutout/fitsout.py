@@ -27,7 +27,7 @@ from vo.cutout.bounds import CutRequest, header_wcs, pixel_box, rest_frequency
 from vo.cutout.source import open_fits, read_raw
 from vo.errors import UsageError
 
-__all__ = ["Cutout", "plan"]
+__all__ = ["Cutout", "fitting_comment", "plan"]
 
 _BLOCK = 2880
 _CHUNK = 8 << 20  # bytes of data per yielded chunk, about
@@ -122,6 +122,19 @@ def _image_hdu(hdul: fits.HDUList) -> int:
     raise UsageError("the dataset holds no image to cut")
 
 
+def fitting_comment(value: str, comment: str) -> str:
+    """``comment`` cut to what fits on the card of the string ``value`` (FITS 4.0 section 4.2.1).
+
+    Left too long, astropy truncates it itself with a VerifyWarning at every serialisation: a
+    warning per cut that cost more than the whole header (a DID of 45 characters is enough).
+    """
+    shown = max(len(value.replace("'", "''")) + 2, 20)
+    room = 80 - 10 - shown - 3  # "KEYWORD = ", the quoted value, " / "
+    if shown > 70:  # a long string goes over CONTINUE cards, with the comment on the last one
+        return comment
+    return comment[:room] if room > 0 else ""
+
+
 def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], provenance: dict[str, str],
                 history: str) -> fits.Header:
     out = fits.Header()
@@ -149,7 +162,7 @@ def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], pr
             f0 = rest_frequency(src, wcs)
             out["RESTFRQ"] = (f0 if f0 is not None else 0.0, "[Hz] rest frequency (0: unknown)")
     for key, (value, comment) in provenance.items():
-        out[key] = (value, comment)
+        out[key] = (value, fitting_comment(value, comment))
     out.add_history(history)
     return out
 
@@ -167,4 +180,6 @@ def plan(path: str | Path, req: CutRequest, provenance: dict[str, tuple[str, str
     box = pixel_box(src, req, wcs)
     for i, (a, b) in enumerate(box, start=1):
         history += f"; axis {i} pixels {a + 1}:{b}"
-    return Cutout(path=path, hdu=idx, box=box, header=_out_header(src, wcs, box, provenance or {}, history))
+    cut = Cutout(path=path, hdu=idx, box=box, header=_out_header(src, wcs, box, provenance or {}, history))
+    cut.header_bytes  # noqa: B018 - serialised here, in the planning thread, not later in an event loop
+    return cut

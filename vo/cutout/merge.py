@@ -45,7 +45,7 @@ from reproject import reproject_interp
 from reproject.mosaicking import find_optimal_celestial_wcs
 
 from vo.cutout.bounds import CutRequest, NoOverlapError, header_wcs, rest_frequency
-from vo.cutout.fitsout import Cutout, plan
+from vo.cutout.fitsout import Cutout, fitting_comment, plan
 from vo.errors import NotFoundError, UsageError
 
 __all__ = ["MergeInput", "Merged", "merge"]
@@ -313,10 +313,10 @@ def merge(inputs: Sequence[MergeInput], req: CutRequest, *, max_voxels: int,
     with np.errstate(invalid="ignore", divide="ignore"):
         data = np.where(den > 0, num / den, np.nan).astype(np.float32)
     for key, (value, comment) in (provenance or {}).items():
-        header[key] = (value, comment)
+        header[key] = (value, fitting_comment(value, comment))
     header["VLKBNSRC"] = (len(pieces), "number of datasets merged")
     for i, piece in enumerate(pieces, start=1):
-        header[f"VLKBS{i:03d}"] = (piece.did, "merged dataset")
+        header[f"VLKBS{i:03d}"] = (piece.did, fitting_comment(piece.did, "merged dataset"))
     header["VLKBMETH"] = ("coverage-weighted mean", "one grid: exact" if paste is not None
                           else "bilinear reprojection, footprint weights")
     header.add_history(history)
