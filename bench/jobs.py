@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,18 +31,13 @@ import httpx
 import psycopg
 import redis
 
+from bench.server import free_port
 from db.cluster import EmbeddedCluster
 from db.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 VLKB = str(Path(sys.executable).parent / "vlkb")
 QUERY = "SELECT TOP 1 table_name FROM TAP_SCHEMA.tables"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(check, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     migrate(db)
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("DELETE FROM vlkb.jobs")
-    rport = _free_port()
+    rport = free_port()
     redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                                    "--appendonly", "no"], stdout=subprocess.DEVNULL)
     broker = f"redis://127.0.0.1:{rport}/0"
@@ -140,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"UWS jobs: trivial query {QUERY!r}")
 
         # local executor: latency, one job at a time
-        port = _free_port()
+        port = free_port()
         proc = _start([VLKB, "serve"], {**base_env, "VLKB_PORT": str(port)}, home / "local.log")
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
@@ -156,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("  " + _line("client: POST to COMPLETED read with WAIT", [s * 1000 for _, s in runs]))
 
         # celery: 2 workers, a burst of jobs
-        port = _free_port()
+        port = free_port()
         env = {**base_env, "VLKB_EXECUTOR": "celery", "VLKB_PORT": str(port), "VLKB_WORKER_CONCURRENCY": "2"}
         procs.append(_start([VLKB, "serve"], env, home / "celery.log"))
         url = f"http://127.0.0.1:{port}"

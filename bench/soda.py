@@ -24,8 +24,6 @@ import argparse
 import io
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +35,7 @@ import psycopg
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
+from bench.server import proc_mb, serve
 from db.cluster import EmbeddedCluster
 from db.migrate import migrate
 from vo.cutout import CutRequest, plan
@@ -47,14 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PIXEL = 6 / 3600  # deg
 REST = 110_201_354_300.0
 AUTHORITY = "vlkb.bench"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write(path: Path, nx: int, ny: int, nz: int, lc: float, bc: float, seed: int) -> Path:
@@ -115,13 +106,6 @@ def _prepare(home: Path) -> tuple[EmbeddedCluster, dict[str, list[str]], dict[st
                 "SELECT publisher_did FROM vlkb.datasets WHERE path = ANY(%s) ORDER BY path",
                 ([str(p) for p in paths],)).fetchall()]
     return cluster, dids, files
-
-
-def _rss_mb(pid: int, key: str = "VmRSS:") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _median(fn: Callable[[], object], repeat: int) -> float:
@@ -221,37 +205,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         home.parent.mkdir(parents=True, exist_ok=True)
         home.parent.chmod(0o755)
     cluster, dids, files = _prepare(home)
-    port = _free_port()
-    env = {**os.environ, "VLKB_HOME": str(home), "VLKB_PORT": str(port), "VLKB_DB_PORT": str(cluster.current_port()),
-           "VLKB_LOG_LEVEL": "WARNING", "VLKB_MERGE_MAX_VOXELS": "40000000"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "vlkb"), "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        rss0 = _rss_mb(server.pid)
-        anon0 = _rss_mb(server.pid, "RssAnon:")
-        with httpx.Client(base_url=base, timeout=600) as client:
-            _big_cutout(client, dids["BIGCUBE"][0], files["BIGCUBE"][0], args.repeat)
-            _small_cutouts(client, dids["BIGCUBE"], args.requests)
-            rss1 = _rss_mb(server.pid)
-            anon1 = _rss_mb(server.pid, "RssAnon:")
-            _merges(client, dids, max(1, args.repeat // 2))
-            rss2 = _rss_mb(server.pid)
-        print(f"\nserver RSS: {rss0:.0f} MB at start, {rss1:.0f} MB after the cutouts of the "
-              f"{files['BIGCUBE'][0].stat().st_size / 2**30:.1f} GiB cube, {rss2:.0f} MB after the merges "
-              f"(peak {_rss_mb(server.pid, 'VmHWM:'):.0f} MB)")
-        # RSS counts the mapped pages of the cube (kernel page cache, shared and reclaimable, kept
-        # mapped across requests by vo/cutout/source.py); the service's own memory is RssAnon
-        print(f"server RssAnon (its own memory): {anon0:.0f} MB at start, {anon1:.0f} MB after the cutouts")
+        with serve(home, cluster.current_port(), merge_max_voxels="40000000") as (base, server):
+            rss0 = proc_mb(server.pid)
+            anon0 = proc_mb(server.pid, "RssAnon:")
+            with httpx.Client(base_url=base, timeout=600) as client:
+                _big_cutout(client, dids["BIGCUBE"][0], files["BIGCUBE"][0], args.repeat)
+                _small_cutouts(client, dids["BIGCUBE"], args.requests)
+                rss1 = proc_mb(server.pid)
+                anon1 = proc_mb(server.pid, "RssAnon:")
+                _merges(client, dids, max(1, args.repeat // 2))
+                rss2 = proc_mb(server.pid)
+            print(f"\nserver RSS: {rss0:.0f} MB at start, {rss1:.0f} MB after the cutouts of the "
+                  f"{files['BIGCUBE'][0].stat().st_size / 2**30:.1f} GiB cube, {rss2:.0f} MB after the merges "
+                  f"(peak {proc_mb(server.pid, 'VmHWM:'):.0f} MB)")
+            # RSS counts the mapped pages of the cube (kernel page cache, shared and reclaimable, kept
+            # mapped across requests by vo/cutout/source.py); the service's own memory is RssAnon
+            print(f"server RssAnon (its own memory): {anon0:.0f} MB at start, {anon1:.0f} MB after the cutouts")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         cluster.stop()
 
 

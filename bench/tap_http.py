@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +30,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from bench.server import proc_mb, serve
 from db.cluster import EmbeddedCluster
 from db.ddl import pg_schema
 from db.load import copy_columns
@@ -42,14 +41,6 @@ from vo.tap import published_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "compactsources.band70um"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fill(conn: psycopg.Connection, rows: int, seed: int = 7) -> None:
@@ -105,13 +96,6 @@ def _prepare(home: Path, rows: int) -> tuple[EmbeddedCluster, str]:
     return cluster, url
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _stream(client: httpx.Client, query: str, fmt: str) -> tuple[float, int]:
     t0 = time.perf_counter()
     size = 0
@@ -154,69 +138,56 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.geteuid() == 0:
         args.home.parent.mkdir(parents=True, exist_ok=True)
     cluster, url = _prepare(args.home.resolve(), args.rows)
-    port = _free_port()
-    env = {**os.environ, "VLKB_HOME": str(args.home.resolve()), "VLKB_PORT": str(port),
-           "VLKB_DB_PORT": str(cluster.current_port()), "VLKB_LOG_LEVEL": "WARNING", "VLKB_MAXREC_LIMIT": "100000000"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "vlkb"), "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        catalog = published_catalog()
-        with httpx.Client(base_url=base, timeout=600) as client:
-            print(f"\n== streaming SELECT TOP n * FROM {TABLE} through /tap/sync ==")
-            small = f"SELECT TOP 100000 * FROM {TABLE}"
-            _stream(client, small, "votable")
-            rss_small = _peak_rss_mb(server.pid)
-            query = f"SELECT TOP {args.stream_rows} * FROM {TABLE}"
-            sql_text = translate(query, catalog).sql
-            base_s, base_b = _copy_binary(url, sql_text)
-            print(f"{'COPY BINARY (baseline)':<24} {args.stream_rows / base_s:>12,.0f} rows/s "
-                  f"{base_b / base_s / 1e6:>8.1f} MB/s")
-            for fmt in ("votable", "votable/td", "csv"):
-                secs, size = _stream(client, query, fmt)
-                rate = args.stream_rows / secs
-                print(f"{fmt:<24} {rate:>12,.0f} rows/s {size / secs / 1e6:>8.1f} MB/s  "
-                      f"ratio to COPY {rate / (args.stream_rows / base_s):.2f}")
-            rss_big = _peak_rss_mb(server.pid)
-            print(f"server peak RSS: {rss_small:.0f} MB after 100,000 rows, {rss_big:.0f} MB after "
-                  f"{args.stream_rows:,} rows x 4 formats")
+        with serve(args.home.resolve(), cluster.current_port(), maxrec_limit="100000000") as (base, server):
+            catalog = published_catalog()
+            with httpx.Client(base_url=base, timeout=600) as client:
+                print(f"\n== streaming SELECT TOP n * FROM {TABLE} through /tap/sync ==")
+                small = f"SELECT TOP 100000 * FROM {TABLE}"
+                _stream(client, small, "votable")
+                rss_small = proc_mb(server.pid, "VmHWM:")
+                query = f"SELECT TOP {args.stream_rows} * FROM {TABLE}"
+                sql_text = translate(query, catalog).sql
+                base_s, base_b = _copy_binary(url, sql_text)
+                print(f"{'COPY BINARY (baseline)':<24} {args.stream_rows / base_s:>12,.0f} rows/s "
+                      f"{base_b / base_s / 1e6:>8.1f} MB/s")
+                for fmt in ("votable", "votable/td", "csv"):
+                    secs, size = _stream(client, query, fmt)
+                    rate = args.stream_rows / secs
+                    print(f"{fmt:<24} {rate:>12,.0f} rows/s {size / secs / 1e6:>8.1f} MB/s  "
+                          f"ratio to COPY {rate / (args.stream_rows / base_s):.2f}")
+                rss_big = proc_mb(server.pid, "VmHWM:")
+                print(f"server peak RSS: {rss_small:.0f} MB after 100,000 rows, {rss_big:.0f} MB after "
+                      f"{args.stream_rows:,} rows x 4 formats")
 
-            print(f"\n== 0.1 degree cone on {args.rows:,} rows ==")
-            rng = np.random.default_rng(11)
-            cones = [_cone_query(rng) for _ in range(args.cones)]
-            with psycopg.connect(url) as conn:
-                direct = []
-                for q in cones:
-                    s = translate(q, catalog).sql
+                print(f"\n== 0.1 degree cone on {args.rows:,} rows ==")
+                rng = np.random.default_rng(11)
+                cones = [_cone_query(rng) for _ in range(args.cones)]
+                with psycopg.connect(url) as conn:
+                    direct = []
+                    for q in cones:
+                        s = translate(q, catalog).sql
+                        t0 = time.perf_counter()
+                        conn.execute(s).fetchall()
+                        direct.append(time.perf_counter() - t0)
+                p50, p99 = _percentiles(direct)
+                print(f"{'psycopg direct':<24} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+
+                def one(q: str) -> float:
                     t0 = time.perf_counter()
-                    conn.execute(s).fetchall()
-                    direct.append(time.perf_counter() - t0)
-            p50, p99 = _percentiles(direct)
-            print(f"{'psycopg direct':<24} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+                    r = client.get("/tap/sync", params={"LANG": "ADQL", "QUERY": q})
+                    r.raise_for_status()
+                    return time.perf_counter() - t0
 
-            def one(q: str) -> float:
-                t0 = time.perf_counter()
-                r = client.get("/tap/sync", params={"LANG": "ADQL", "QUERY": q})
-                r.raise_for_status()
-                return time.perf_counter() - t0
-
-            for clients in (1, 8):
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    lat = list(pool.map(one, cones))
-                wall = time.perf_counter() - t0
-                p50, p99 = _percentiles(lat)
-                print(f"{f'/tap/sync, {clients} client(s)':<24} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
-                      f"{len(cones) / wall:7.1f} req/s")
+                for clients in (1, 8):
+                    t0 = time.perf_counter()
+                    with ThreadPoolExecutor(clients) as pool:
+                        lat = list(pool.map(one, cones))
+                    wall = time.perf_counter() - t0
+                    p50, p99 = _percentiles(lat)
+                    print(f"{f'/tap/sync, {clients} client(s)':<24} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+                          f"{len(cones) / wall:7.1f} req/s")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         cluster.stop()
 
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 
 from db.datasets import Dataset
@@ -33,7 +34,11 @@ from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, parse_shape
 from vo.sia import POL_STATES, POSSYS
 
-__all__ = ["SodaJobParams", "SodaParams", "cutout", "filename", "merge", "parse_pixels", "service_version"]
+__all__ = [
+    "SodaJobParams", "SodaParams", "cutout", "filename", "merge", "parse_pixels", "require_file", "service_version",
+]
+
+log = structlog.get_logger("vlkb.soda")
 
 _PIXEL_GROUP = re.compile(r"\[([^\[\]]*)\]")
 
@@ -262,6 +267,13 @@ def _check_one_survey(datasets: Sequence[Dataset]) -> None:
         raise UsageError("ID: the datasets cover different bands or transitions; merge one species and transition")
 
 
+def require_file(ds: Dataset) -> None:
+    """NotFoundError when a dataset the caller may read has lost its file (an operator's problem, logged)."""
+    if not source.exists(ds.path):
+        log.error("dataset file missing", did=ds.publisher_did, path=ds.path)
+        raise NotFoundError(f"{ds.publisher_did}: the file of this dataset is not available")
+
+
 def merge(datasets: Sequence[Dataset], q: SodaJobParams, region: Circle | Range | Polygon, *,
           max_voxels: int) -> Merged:
     """Merge the cuts of ``datasets`` (visible to the caller) for ``region`` (:mod:`vo.cutout.merge`)."""
@@ -269,8 +281,7 @@ def merge(datasets: Sequence[Dataset], q: SodaJobParams, region: Circle | Range 
         raise NotFoundError("ID: no such dataset")
     _check_one_survey(datasets)
     for d in datasets:
-        if not source.exists(d.path):
-            raise NotFoundError(f"{d.publisher_did}: the file of this dataset is not available")
+        require_file(d)
     text = q.region_text(region)
     provenance = {
         "VLKBREG": (text, "region cut (SODA parameters)"),

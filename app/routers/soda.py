@@ -22,7 +22,6 @@ from app.deps import AppSettings, DbPool
 from app.params import RequestParams
 from db.datasets import visible_datasets
 from vo import soda
-from vo.cutout import source
 from vo.errors import MultiValuedParamNotSupported, NotFoundError
 
 __all__ = ["router"]
@@ -40,9 +39,7 @@ async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGro
         ds = (await visible_datasets(conn, [q.id], groups)).get(q.id)
     if ds is None:
         raise NotFoundError(f"{q.id}: no such dataset")
-    if not await asyncio.to_thread(source.exists, ds.path):
-        log.error("dataset file missing", did=ds.publisher_did, path=ds.path)
-        raise NotFoundError(f"{q.id}: the file of this dataset is not available")
+    await asyncio.to_thread(soda.require_file, ds)
     cut = await asyncio.to_thread(soda.cutout, ds.path, ds.publisher_did, q)
     log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
     return StreamingResponse(

@@ -13,13 +13,9 @@ HTTP errors (4xx) with a DALI error document, never a 200 the client would save 
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from typing import Annotated
 
-import numpy as np
-from astropy.io import fits
-from astropy.io.votable import parse_single_table
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -29,8 +25,7 @@ from app.params import RequestParams
 from app.routers.uws import Jobs, uws_router
 from db.datasets import visible_datasets
 from vo.errors import NotFoundError, TransientError, UsageError, VlkbError
-from vo.uws.model import ACTIVE, Job, JobResult, Phase
-from vo.uws.results import ResultStore
+from vo.uws.model import ACTIVE, Job, Phase
 from vo.uws.service import JobService
 from vo.vialactea import legacy
 
@@ -86,25 +81,12 @@ async def _finish(jobs: JobService, job: Job, datasets: str) -> Job:
     raise error
 
 
-def _manifest(store: ResultStore, result: JobResult) -> list[dict[str, str]]:
-    table = parse_single_table(io.BytesIO(b"".join(store.read(result.location)))).to_table()
-    # a merge row names every input it used, space-separated: one <CUT> per input
-    return [{"PublisherDID": did, "region": str(row["region"]), "status": str(row["status"]),
-             "message": str(row["message"])} for row in table for did in str(row["id"]).split()]
-
-
-def _null_percent(store: ResultStore, result: JobResult) -> float:
-    with fits.open(io.BytesIO(b"".join(store.read(result.location)))) as hdus:
-        data = hdus[0].data
-        return 0.0 if data is None or data.size == 0 else float(100.0 * np.isnan(data).sum() / data.size)
-
-
 async def _answer(jobs: JobService, job: Job, q: legacy.LegacyQuery, who: dict[str, str], base: str,
                   description: str, nullvals: bool, datasets: str) -> Response:
     results = {r.result_id: r for r in await jobs.job_results(job)}
     fits_id = next(k for k in results if k.endswith(".fits"))
-    cuts = await asyncio.to_thread(_manifest, jobs.results, results["manifest"])
-    percent = await asyncio.to_thread(_null_percent, jobs.results, results[fits_id]) if nullvals else None
+    cuts = await asyncio.to_thread(legacy.cut_entries, jobs.results, results["manifest"])
+    percent = await asyncio.to_thread(legacy.null_percent, jobs.results, results[fits_id]) if nullvals else None
     url = f"{base}{datasets}/vlkb_jobs/{job.job_id}/results/{fits_id}"
     return Response(legacy.cut_xml(description, q, who, cuts, url, percent), media_type=XML)
 

@@ -24,7 +24,6 @@ from astropy.table import Table
 from db.datasets import Dataset, visible_datasets_sync
 from db.jobs import ResultRow
 from vo import soda
-from vo.cutout import source
 from vo.errors import NotFoundError, VlkbError
 from vo.uws.context import RunContext
 
@@ -77,8 +76,7 @@ def _failed(result_ids: str, region: str, exc: VlkbError) -> CutEntry:
 
 
 def _write_cut(ctx: RunContext, result_id: str, ds: Dataset, q: soda.SodaParams) -> int:
-    if not source.exists(ds.path):
-        raise NotFoundError(f"{ds.publisher_did}: the file of this dataset is not available")
+    soda.require_file(ds)
     cut = soda.cutout(ds.path, ds.publisher_did, q)
     with ctx.results.writer(ctx.job_id, result_id) as out:
         for chunk in cut.chunks():

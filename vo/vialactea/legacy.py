@@ -13,6 +13,7 @@ No HTTP here; the SQL is run by the router in the caller's access transaction.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,9 @@ from dataclasses import dataclass
 from itertools import groupby
 from urllib.parse import quote
 
+import numpy as np
+from astropy.io import fits
+from astropy.io.votable import parse_single_table
 from lxml import etree
 from psycopg import sql
 from psycopg.rows import class_row
@@ -30,8 +34,11 @@ from db.ddl import QUERY_ROLE
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Range, format_number, parse_number
 from vo.sia import overlap_code_sql, region_literal
+from vo.uws.model import JobResult
+from vo.uws.results import ResultStore
 
 __all__ = [
+    "cut_entries", "null_percent",
     "OVERLAP", "LegacyQuery", "SearchRow", "cut_xml", "legacy_url", "search", "search_sql", "search_xml",
 ]
 
@@ -291,3 +298,18 @@ async def search(pool: AsyncConnectionPool, q: LegacyQuery, *, groups: Sequence[
         async with conn.cursor(row_factory=class_row(SearchRow)) as cur:
             await cur.execute(statement)
             return await cur.fetchall()
+
+
+def cut_entries(store: ResultStore, result: JobResult) -> list[dict[str, str]]:
+    """The ``<CUT>`` entries of a legacy cutout or merge, from its job's manifest result."""
+    table = parse_single_table(io.BytesIO(b"".join(store.read(result.location)))).to_table()
+    # a merge row names every input it used, space-separated: one <CUT> per input
+    return [{"PublisherDID": did, "region": str(row["region"]), "status": str(row["status"]),
+             "message": str(row["message"])} for row in table for did in str(row["id"]).split()]
+
+
+def null_percent(store: ResultStore, result: JobResult) -> float:
+    """``nullvals``: the share of undefined (NaN) pixels of a job's FITS result, percent."""
+    with fits.open(io.BytesIO(b"".join(store.read(result.location)))) as hdus:
+        data = hdus[0].data
+        return 0.0 if data is None or data.size == 0 else float(100.0 * np.isnan(data).sum() / data.size)

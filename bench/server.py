@@ -1,0 +1,53 @@
+"""What the HTTP benchmarks share: a free port, ``vlkb serve`` started and stopped, memory readings."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+__all__ = ["free_port", "proc_mb", "serve"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_mb(pid: int, key: str = "VmRSS:") -> float:
+    """A memory figure of process ``pid`` from /proc (VmRSS, VmHWM, RssAnon ...), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextmanager
+def serve(home: Path, db_port: int, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``vlkb serve`` on a free port for the database of ``home``, with extra ``VLKB_*`` settings;
+    yields its base URL and process once ``/health`` answers."""
+    port = free_port()
+    env = {**os.environ, "VLKB_HOME": str(home), "VLKB_PORT": str(port), "VLKB_DB_PORT": str(db_port),
+           "VLKB_LOG_LEVEL": "WARNING", **{f"VLKB_{k.upper()}": v for k, v in settings.items()}}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "vlkb"), "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
