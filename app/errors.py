@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.logging import mark_logged
 from vo.errors import AuthError, VlkbError
 from vo.votable.errors import error_document
 
@@ -50,11 +51,16 @@ def _request_id(request: Request) -> str:
 
 async def _vlkb_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VlkbError)
-    if exc.status >= 500:
+    retry_after = getattr(exc, "retry_after", None)  # app.pool.BusyError: when to try again
+    if retry_after is not None:
+        log.warning("request refused, service busy", error=exc.message, path=request.url.path)
+    elif exc.status >= 500:
         log.error("request failed", error=exc.message, path=request.url.path)
     else:
         log.info("request refused", error=exc.message, status=exc.status, path=request.url.path)
     headers = {"WWW-Authenticate": bearer_challenge(exc)} if exc.status == 401 else None
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     return votable_error(f"{exc.code}: {exc.message}", exc.status, headers)
 
 
@@ -78,6 +84,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     rid = _request_id(request)
     log.error("unexpected failure", request_id=rid, path=request.url.path, exc_info=exc)
+    mark_logged(exc)  # Starlette re-raises it to the server, which must not log it again
     return votable_error(f"Error: internal failure of the service (request {rid}); it has been logged", 500)
 
 

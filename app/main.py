@@ -13,14 +13,17 @@ from contextlib import asynccontextmanager
 import httpx
 import structlog
 from fastapi import Depends, FastAPI, Request
-from psycopg_pool import AsyncConnectionPool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from app.access import current_identity
 from app.auth import JwksKeys, TokenVerifier
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
+from app.lifecycle import RequestLifecycle
 from app.logging import configure_logging
+from app.pool import ServicePool
 from app.routers import (
     datalink,
     examples,
@@ -72,10 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_allocator()  # process-wide malloc settings for streaming (vo/votable/allocator.py)
-        pool = AsyncConnectionPool(
+        # a bounded queue: past it, or past the wait, a request is answered 503 busy (app/pool.py)
+        pool = ServicePool(
             database_url(settings),
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
+            max_waiting=settings.db_pool_queue,
+            timeout=settings.db_pool_wait,
             open=False,
             kwargs={"application_name": "vlkb"},
         )
@@ -99,9 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.service_title,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # the API docs are routes of ours below, so they check the caller like every other route
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
         # every route knows its caller: a bad token is a 401 wherever it is sent, and a good one is
         # acknowledged with X-VO-Authenticated on every response (see bind_request)
         dependencies=[Depends(current_identity)],
@@ -120,6 +127,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # AuthVO section 4.3: tell an authenticated client who it is (never sent to anonymous ones)
             response.headers["X-VO-Authenticated"] = identity.user
         return response
+
+    # outermost of ours: it sees the client leave whatever the inner layers are doing
+    app.add_middleware(RequestLifecycle)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def get_openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def get_api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title=f"{settings.service_title}: API")
 
     app.include_router(home.router)
     app.include_router(vosi.router)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="Public base URL of the service (https://vo.example.org). Used in access URLs "
         "written at ingest and in capabilities; unset: http://HOST:PORT.",
     )
+    allowed_hosts: list[str] = Field(
+        [],
+        description="Host names (the `Host` header) under which the service may name itself in the URLs it writes "
+        "when VLKB_BASE_URL is unset, besides localhost, 127.0.0.1, ::1 and VLKB_HOST. JSON list, e.g. "
+        "`[\"vo.example.org\"]`. A request naming another host gets URLs built from http://HOST:PORT.",
+    )
     authority: str = Field(
         "vlkb.local",
         description="IVOA naming authority used in publisher DIDs (ivo://AUTHORITY/vlkb?survey/file.fits).",
@@ -56,6 +62,16 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(1, description="Minimum number of pooled database connections.")
     db_pool_max: int = Field(10, description="Maximum number of pooled database connections.")
+    db_pool_queue: int = Field(
+        100, ge=1,
+        description="Most requests waiting for a database connection while all are in use; one more is "
+        "answered 503 (busy) with Retry-After at once.",
+    )
+    db_pool_wait: float = Field(
+        60.0, gt=0,
+        description="Longest time a request waits for a database connection, seconds; past it the answer is "
+        "503 (busy) with Retry-After.",
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(
         False, description="Write logs as JSON lines (for log shippers) instead of console text."

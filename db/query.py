@@ -29,6 +29,7 @@ import json
 import logging
 import select
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -494,11 +495,37 @@ async def astream_copy(
     finally:
         gen.close()
         if cancelled:
-            # Never suspends, so it completes even in a cancelled task; the server then
-            # aborts the query and its transaction, and a pool discards the connection.
-            conn.pgconn.finish()
+            _abandon(conn.pgconn)
         else:
             await _cleanup_async(conn, state["copying"])
+
+
+def _abandon(pgconn: pq.abc.PGconn) -> None:
+    """End the work of a cancelled task on ``pgconn`` (its client went away): close the connection,
+    and have a thread send the server a cancel request for a command still running.
+
+    Closing never suspends, so it completes even in a cancelled task; a pool then discards the
+    connection. A backend notices a closed client only when it next writes to it, or at its
+    next ``client_connection_check_interval`` check; the cancel request stops a query that is
+    still computing its first rows at once. It is sent from a thread because libpq's cancel
+    blocks on a connection of its own to the server.
+    """
+    cancel = None
+    if pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+        try:
+            cancel = pgconn.get_cancel()
+        except psycopg.Error:
+            cancel = None
+    pgconn.finish()
+    if cancel is not None:
+        threading.Thread(target=_send_cancel, args=(cancel,), name="vlkb-query-cancel", daemon=True).start()
+
+
+def _send_cancel(cancel: pq.abc.PGcancel) -> None:
+    try:
+        cancel.cancel()
+    except Exception as exc:  # the backend may be gone already: nothing left to stop
+        log.info("cancel request not delivered: %s", exc)
 
 
 async def _cleanup_async(conn: psycopg.AsyncConnection, copying: bool) -> None:
@@ -514,7 +541,7 @@ async def _cleanup_async(conn: psycopg.AsyncConnection, copying: bool) -> None:
                 await _run_async(_drain_gen(conn.pgconn), conn.pgconn)
             await conn.rollback()
     except asyncio.CancelledError:
-        conn.pgconn.finish()
+        _abandon(conn.pgconn)
         raise
     except Exception as exc:
         log.warning("query cleanup failed, closing the connection: %s", exc)

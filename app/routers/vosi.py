@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from app.access import AuthOffer, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
+from app.pool import BusyError
 from app.settings import Settings
 from schemas import find_table, load_schemas
 from vo import tap, vosi
@@ -23,11 +24,20 @@ _STARTED = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def database_up(pool: DbPool) -> tuple[bool, str]:
-    """Whether the database answers; the note says why not."""
+    """Whether the database answers; the note says why not.
+
+    A pool whose every connection serves a query is busy, not down: the probe says so at once
+    instead of queueing behind the queries (and failing a liveness check under load).
+    """
+    busy = "service is busy: every database connection is serving a query"
+    if getattr(pool, "saturated", False):
+        return True, busy
     try:
         async with pool.connection(timeout=5) as conn:
             await conn.execute("SELECT 1")
-    except Exception as exc:  # any failure means "not available"; the note says which
+    except BusyError:
+        return True, busy
+    except Exception as exc:  # any other failure means "not available"; the note says which
         return False, f"database unreachable: {type(exc).__name__}"
     return True, "service is accepting queries"
 
