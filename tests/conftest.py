@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +104,9 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def running_server(database: Database, **settings: str) -> Iterator[Server]:
-    """``vlkb serve`` on a free port against the session database, with extra ``VLKB_*`` settings."""
+def running_server(database: Database, command: Sequence[str] = (VLKB, "serve"), **settings: str) -> Iterator[Server]:
+    """``vlkb serve`` (or ``command``) on a free port against the session database, with extra ``VLKB_*``
+    settings; its output goes to ``VLKB_HOME/server-PORT.log``."""
     port = free_port()
     env = {
         **os.environ,
@@ -118,7 +119,7 @@ def running_server(database: Database, **settings: str) -> Iterator[Server]:
     env.pop("VLKB_DATABASE_URL", None)
     log_path = database.home / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([VLKB, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(list(command), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         try:
