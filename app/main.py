@@ -92,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await start_jobs(app, settings, pool)
         http = httpx.AsyncClient(follow_redirects=True)
         app.state.verifier = build_verifier(settings, http)
+        if not settings.base_url and not settings.allowed_hosts and settings.host in ("0.0.0.0", "::", ""):
+            log.warning("listening on every address with neither VLKB_BASE_URL nor VLKB_ALLOWED_HOSTS: URLs "
+                        "written for remote clients will name the listening address", url=settings.public_url)
         log.info("service started", embedded=settings.embedded)
         try:
             yield
