@@ -123,6 +123,8 @@ class ExpressionTranslator:
     def expr(self, node: exp.Expression, scope: Scope, ctes: dict[str, Cte]) -> Value:
         """Translate one value expression."""
         allowed = EXPR_ARGS.get(type(node))
+        if isinstance(node, exp.If):  # sqlglot reads IF(a, b, c) as a CASE; ADQL has no IF
+            raise UsageError(f"function IF is not supported{position(node)}; use CASE WHEN ... END")
         if allowed is None:
             raise UsageError(f"unsupported expression {snippet(node)}{position(node)}")
         for key, value in node.args.items():
