@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     maxrec_limit: int = Field(
         10_000_000, description="Hard upper limit on MAXREC; larger requests are capped to it."
     )
+    adql_max_length: int = Field(
+        100_000, ge=1, description="Longest ADQL query (TAP QUERY) accepted, in characters; a longer one is refused "
+        "with a 400 before it is parsed (translation takes about 1-2 s per 100,000 characters of CPU). Long lists "
+        "of values belong in an UPLOAD table.",
+    )
     execution_duration: int = Field(
         600, description="Default execution time limit of an async job, seconds."
     )

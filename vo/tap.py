@@ -6,6 +6,7 @@ not declared here, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from functools import cache
@@ -13,7 +14,7 @@ from functools import cache
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from vo.adql import Catalog, translate
+from vo.adql import Catalog, Translation, translate
 from vo.dali import parse_maxrec
 from vo.errors import UsageError
 from vo.upload import UploadedTable, UploadRef, parse_upload, upload_catalog
@@ -93,8 +94,13 @@ class TapQuery(BaseModel):
     uploads: tuple[UploadRef, ...] = ()
 
     @classmethod
-    def from_params(cls, raw: dict[str, list[str]], *, maxrec_default: int, maxrec_limit: int) -> TapQuery:
-        """Validate the parameters; every problem is a UsageError naming the parameter."""
+    def from_params(cls, raw: dict[str, list[str]], *, maxrec_default: int, maxrec_limit: int,
+                    max_query_length: int | None = None) -> TapQuery:
+        """Validate the parameters; every problem is a UsageError naming the parameter.
+
+        ``max_query_length`` bounds QUERY (characters) before anything parses it: translation
+        costs CPU in proportion to the text, so the bound is what keeps one request cheap.
+        """
         request = _single(raw, "REQUEST")
         if request is not None and request.lower() != "doquery":
             raise UsageError(f"REQUEST: expected doQuery, got {request!r}")
@@ -106,6 +112,11 @@ class TapQuery(BaseModel):
         query = _single(raw, "QUERY")
         if query is None or not query.strip():
             raise UsageError("QUERY: missing or empty")
+        if max_query_length is not None and len(query) > max_query_length:
+            raise UsageError(
+                f"QUERY: {len(query)} characters, more than this service accepts ({max_query_length});"
+                " send long lists of values as an UPLOAD table and join it"
+            )
         version = _single(raw, "VERSION")
         if version is not None and version not in ("1.0", "1.1"):
             raise UsageError(f"VERSION: unsupported TAP version {version!r}; use 1.0 or 1.1")
@@ -128,7 +139,7 @@ def published_catalog() -> Catalog:
 
 async def run_sync(
     pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float,
-    uploads: Sequence[UploadedTable] = (), groups: Sequence[str] = (),
+    uploads: Sequence[UploadedTable] = (), groups: Sequence[str] = (), translation: Translation | None = None,
 ) -> AsyncIterator[bytes]:
     """Translate and run ``q`` for a caller in ``groups``; return its result stream, already started.
 
@@ -139,8 +150,14 @@ async def run_sync(
     the first rows) fails here, before the first byte, so the HTTP status can still say so; a
     later failure ends the document with a QUERY_STATUS=ERROR INFO (see ``vo.votable.writers``).
     The uploaded tables live in the query's transaction only (``db/upload.py``).
+
+    Translation is CPU work proportional to the query's length, so it runs in a worker thread:
+    the event loop keeps answering other requests (health probes among them) meanwhile. A
+    caller that already translated ``q`` (against ``catalog``, without uploads) passes it as
+    ``translation``.
     """
-    translation = translate(q.query, upload_catalog(catalog, uploads), maxrec=q.maxrec)
+    if translation is None:
+        translation = await asyncio.to_thread(translate, q.query, upload_catalog(catalog, uploads), maxrec=q.maxrec)
     tables = [u.temp_table() for u in uploads]
     infos = {"QUERY": q.query, "LANG": q.lang}
     if q.runid is not None:

@@ -29,7 +29,8 @@ async def tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
                    groups: CallerGroups) -> StreamingResponse:
     """Run an ADQL query and stream its result (TAP 1.1 section 2.3)."""
     q = tap.TapQuery.from_params(
-        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
+        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
+        max_query_length=settings.adql_max_length,
     )
     uploads = []
     if q.uploads:

@@ -17,6 +17,7 @@ TAP base (``VLKB_VIALACTEA_BASIC_ACCOUNTS``), giving the same identity model: us
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 
@@ -53,13 +54,16 @@ async def vialactea_tap_sync(params: RequestParams, pool: DbPool, settings: AppS
                              groups: CallerGroups) -> StreamingResponse:
     """TAP sync; a TSV answer over catalogue tables only is made whitespace-split safe."""
     q = vo_tap.TapQuery.from_params(
-        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
+        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
+        max_query_length=settings.adql_max_length,
     )
     if q.format.name != "tsv" or q.uploads:
         return await tap.tap_sync(params, pool, settings, groups)
     catalog = vo_tap.published_catalog()
-    translation = translate(q.query, catalog, maxrec=q.maxrec)  # cheap; says which tables are read
-    chunks = await vo_tap.run_sync(pool, q, catalog, timeout=settings.sync_timeout, groups=groups)
+    # says which tables are read; CPU work, so off the event loop (as in vo.tap.run_sync)
+    translation = await asyncio.to_thread(translate, q.query, catalog, maxrec=q.maxrec)
+    chunks = await vo_tap.run_sync(pool, q, catalog, timeout=settings.sync_timeout, groups=groups,
+                                   translation=translation)
     if is_catalogue(translation.tables):
         chunks = catalogue_tsv(chunks, translation.columns)
     elif is_tap_schema(translation.tables):

@@ -57,3 +57,66 @@ AS $$
     FROM generate_series(array_lower(v, 1), array_upper(v, 1) - 1, 2) AS i
   ) END
 $$;
+
+-- ADQL DISTANCE(point, region): the angular distance (radians) from a point to the nearest
+-- point of a polygon or path, 0 when a polygon contains the point. pgSphere 1.2 has a
+-- distance operator (<->) between points and between points and circles only, so the edges
+-- are measured here: an edge is the shorter great-circle arc between consecutive vertices (as
+-- pgSphere draws it); the distance to it is the distance to its great circle when the
+-- point's projection falls on the arc, else the distance to the nearer end. Unit vectors,
+-- atan2 for angles, so the result keeps its precision at small and large distances alike.
+CREATE OR REPLACE FUNCTION vlkb_arcs_distance(p spoint, v float8[], closed boolean) RETURNS float8
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+  n int := coalesce(array_length(v, 1), 0) / 2;
+  last int;
+  px float8 := cos(lat(p)) * cos(long(p));
+  py float8 := cos(lat(p)) * sin(long(p));
+  pz float8 := sin(lat(p));
+  sx float8; sy float8; sz float8;
+  ex float8; ey float8; ez float8;
+  nx float8; ny float8; nz float8; nn float8;
+  lon float8; la float8;
+  d float8;
+  best float8 := NULL;
+  j int;
+BEGIN
+  IF n = 0 THEN
+    RETURN NULL;
+  END IF;
+  last := CASE WHEN closed THEN n - 1 ELSE n - 2 END;
+  FOR i IN 0 .. greatest(last, 0) LOOP
+    j := CASE WHEN n = 1 THEN 0 ELSE (i + 1) % n END;
+    lon := radians(v[2 * i + 1]); la := radians(v[2 * i + 2]);
+    sx := cos(la) * cos(lon); sy := cos(la) * sin(lon); sz := sin(la);
+    lon := radians(v[2 * j + 1]); la := radians(v[2 * j + 2]);
+    ex := cos(la) * cos(lon); ey := cos(la) * sin(lon); ez := sin(la);
+    -- n = s x e, the pole of the edge's great circle
+    nx := sy * ez - sz * ey; ny := sz * ex - sx * ez; nz := sx * ey - sy * ex;
+    nn := sqrt(nx * nx + ny * ny + nz * nz);
+    IF nn > 0
+       -- (s x p) . n >= 0 and (p x e) . n >= 0: p projects between s and e
+       AND (sy * pz - sz * py) * nx + (sz * px - sx * pz) * ny + (sx * py - sy * px) * nz >= 0
+       AND (py * ez - pz * ey) * nx + (pz * ex - px * ez) * ny + (px * ey - py * ex) * nz >= 0 THEN
+      d := asin(least(1.0, abs(px * nx + py * ny + pz * nz) / nn));
+    ELSE
+      d := least(
+        atan2(sqrt((py * sz - pz * sy) ^ 2 + (pz * sx - px * sz) ^ 2 + (px * sy - py * sx) ^ 2),
+              px * sx + py * sy + pz * sz),
+        atan2(sqrt((py * ez - pz * ey) ^ 2 + (pz * ex - px * ez) ^ 2 + (px * ey - py * ex) ^ 2),
+              px * ex + py * ey + pz * ez));
+    END IF;
+    best := least(best, d);
+  END LOOP;
+  RETURN best;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vlkb_distance(p spoint, g spoly) RETURNS float8
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT CASE WHEN p <@ g THEN 0.0 ELSE vlkb_arcs_distance(p, vlkb_dali_polygon(g), true) END $$;
+
+CREATE OR REPLACE FUNCTION vlkb_distance(p spoint, g spath) RETURNS float8
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT vlkb_arcs_distance(p, vlkb_dali_path(g), false) $$;

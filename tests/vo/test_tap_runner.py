@@ -34,3 +34,11 @@ def test_bad_query_raises_and_writes_nothing(database, tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         run_tap({"LANG": ["ADQL"], "QUERY": ["SELECT FROM"]}, ctx, maxrec_default=10, maxrec_limit=10)
     assert not (tmp_path / "j2" / "result").exists()
+
+
+def test_query_longer_than_the_limit_raises(database, tmp_path: Path) -> None:
+    ctx = _ctx(database, tmp_path, "j3")
+    query = "SELECT TOP 3 table_name FROM TAP_SCHEMA.tables" + " " * 100
+    with pytest.raises(UsageError, match="QUERY: 146 characters, more than this service accepts .100."):
+        run_tap({"LANG": ["ADQL"], "QUERY": [query]}, ctx, maxrec_default=10, maxrec_limit=10, max_query_length=100)
+    assert not (tmp_path / "j3" / "result").exists()

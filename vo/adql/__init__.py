@@ -29,6 +29,10 @@ Semantics worth knowing:
   included). BOX is the polygon of its four corners, joined by great circles.
 - Circles wider than 90 degrees (pgSphere's limit) work for point containment, DISTANCE,
   AREA and output only. CENTROID works for points and circles only.
+- DISTANCE also takes a point and a region (polygon, circle, path) in either order: the
+  distance to the region's nearest point, 0 inside (``vlkb_distance`` for polygons and paths).
+- ``catalog.schema.table`` names are read when the catalog is this service's
+  (:data:`vo.adql.catalog.SERVICE_CATALOGS`); any other catalog is a table that does not exist.
 """
 
 from __future__ import annotations

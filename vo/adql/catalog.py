@@ -24,6 +24,7 @@ from vo.errors import UsageError
 
 __all__ = [
     "DEFAULT_SCHEMA_ALIASES",
+    "SERVICE_CATALOGS",
     "FRAME_BY_NAME",
     "GALACTIC",
     "ICRS",
@@ -44,6 +45,11 @@ DEFAULT_SCHEMA_ALIASES: dict[str, str] = {
     "vlkb_datasets_public": "datasets",
     "vlkb_radiocubes": "datasets",
 }
+
+#: Catalog names (``catalog.schema.table``, ADQL 2.1 section 2.1.2) that designate this service:
+#: its short name, as a SQL catalog is the database one connects to. Any other catalog name
+#: designates a table this service does not have.
+SERVICE_CATALOGS: tuple[str, ...] = ("vlkb",)
 
 #: Frames of geometry columns whose UCD does not name one.
 FRAME_BY_NAME: dict[str, str] = {
@@ -169,13 +175,17 @@ class Catalog:
         Declarations of the readable tables (``schema_name`` filled in).
     aliases
         Extra schema names and the declared schema each stands for (case-insensitive).
+    catalogs
+        The catalog names that designate this service in three-part table names.
     """
 
     def __init__(
-        self, tables: Iterable[Table] = (), *, aliases: Mapping[str, str] | None = None
+        self, tables: Iterable[Table] = (), *, aliases: Mapping[str, str] | None = None,
+        catalogs: Iterable[str] = SERVICE_CATALOGS,
     ) -> None:
         self._tables: tuple[TableInfo, ...] = tuple(_table_info(t) for t in tables)
         self._aliases = {k.lower(): v for k, v in (aliases or {}).items()}
+        self._catalogs = tuple(catalogs)
 
     @classmethod
     def published(cls, aliases: Mapping[str, str] | None = None) -> Catalog:
@@ -195,6 +205,7 @@ class Catalog:
         info = _table_info(table, sql_schema, sql_name, default_frame)
         new._tables = (*(t for t in self._tables if t.qualified_name.lower() != info.qualified_name.lower()), info)
         new._aliases = dict(self._aliases)
+        new._catalogs = self._catalogs
         return new
 
     def with_aliases(self, aliases: Mapping[str, str]) -> Catalog:
@@ -202,12 +213,23 @@ class Catalog:
         new = Catalog.__new__(Catalog)
         new._tables = self._tables
         new._aliases = {**self._aliases, **{k.lower(): v for k, v in aliases.items()}}
+        new._catalogs = self._catalogs
         return new
 
     @property
     def tables(self) -> tuple[TableInfo, ...]:
         """Every readable table."""
         return self._tables
+
+    def check_catalog(self, catalog: str, quoted: bool, written: str, where: str = "") -> None:
+        """UsageError unless ``catalog`` (of the three-part name ``written``) designates this service."""
+        if any((c == catalog) if quoted else c.lower() == catalog.lower() for c in self._catalogs):
+            return
+        names = " or ".join(self._catalogs) if self._catalogs else "none"
+        raise UsageError(
+            f"table {written} does not exist{where}: {catalog} is not a catalog of this service"
+            f" (its catalog name is {names}, which may be left out)"
+        )
 
     def schema_matches(self, info: TableInfo, schema: str, quoted: bool) -> bool:
         """Whether the schema name ``schema`` (delimited or not) designates the schema of ``info``."""

@@ -39,7 +39,7 @@ _BINARY = {"this", "expression"}
 #: The arguments each expression node may carry; a node with any other one set is refused, so
 #: no syntax the translator does not rebuild (and would silently drop) gets through.
 EXPR_ARGS: dict[type, set[str]] = {
-    exp.Column: {"this", "table", "db"},
+    exp.Column: {"this", "table", "db", "catalog"},
     exp.Literal: {"this", "is_string"},
     exp.Null: set(),
     exp.Boolean: {"this"},
@@ -99,6 +99,20 @@ class ExpressionTranslator:
         """Translate a subquery (implemented by the query level)."""
         raise NotImplementedError
 
+    def without_catalog(self, node: exp.Column) -> exp.Column:
+        """``catalog.schema.table.column`` as ``schema.table.column`` when the catalog is this service's."""
+        catalog = node.args.get("catalog")
+        if catalog is None:
+            return node
+        db, table = node.args.get("db"), node.args.get("table")
+        if not all(isinstance(p, exp.Identifier) for p in (catalog, db, table)):
+            raise UsageError(f"unsupported column reference {snippet(node)}{position(node)}")
+        self.catalog.check_catalog(catalog.name, bool(catalog.quoted), f"{catalog.name}.{db.name}.{table.name}",
+                                   position(node))
+        node = node.copy()
+        node.set("catalog", None)
+        return node
+
     def condition(self, node: exp.Expression, scope: Scope, ctes: dict[str, Cte], where: str) -> exp.Expression:
         """A boolean expression (WHERE, ON, HAVING, CASE WHEN)."""
         value = self.expr(node, scope, ctes)
@@ -109,6 +123,8 @@ class ExpressionTranslator:
     def expr(self, node: exp.Expression, scope: Scope, ctes: dict[str, Cte]) -> Value:
         """Translate one value expression."""
         allowed = EXPR_ARGS.get(type(node))
+        if isinstance(node, exp.If):  # sqlglot reads IF(a, b, c) as a CASE; ADQL has no IF
+            raise UsageError(f"function IF is not supported{position(node)}; use CASE WHEN ... END")
         if allowed is None:
             raise UsageError(f"unsupported expression {snippet(node)}{position(node)}")
         for key, value in node.args.items():
@@ -119,7 +135,7 @@ class ExpressionTranslator:
                 raise UsageError(f"{snippet(node)} is only allowed in the select list")
             if not isinstance(node.this, exp.Identifier):
                 raise UsageError(f"unsupported expression {snippet(node)}{position(node)}")
-            return scope.resolve(node)
+            return scope.resolve(self.without_catalog(node))
         if isinstance(node, exp.Literal):
             return _literal(node)
         if isinstance(node, exp.Null):
@@ -366,23 +382,6 @@ class ExpressionTranslator:
             if "(line" in err.message:
                 raise
             raise UsageError(f"{err.message}{position(node)}") from None
-
-
-_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _literal(node: exp.Literal) -> Value:
-    if node.is_string:
-        return Value(node=exp.Literal.string(str(node.this)), pg="unknown", constant=True)
-    text = str(node.this)
-    if not _NUMBER.fullmatch(text):
-        raise UsageError(f"invalid number {text}{position(node)}")
-    if text.isdigit():
-        n = int(text)
-        pg = "integer" if n < 2**31 else "bigint" if n < 2**63 else "numeric"
-    else:
-        pg = "numeric"
-    return Value(node=exp.Literal.number(text), pg=pg, exact=True, constant=True)
 
 
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -154,11 +154,21 @@ class FromTranslator(ExpressionTranslator):
 
     def _table(self, node: exp.Table, scope: Scope, ctes: dict[str, Cte]) -> tuple[exp.Expression, list[Entry]]:
         """A published table or a WITH query named in FROM."""
-        check_args(node, {"this", "db", "alias"}, "FROM")
+        check_args(node, {"this", "db", "alias", "catalog"}, "FROM")
         ident = node.this
         db = node.args.get("db")
-        if not isinstance(ident, exp.Identifier) or (db is not None and not isinstance(db, exp.Identifier)):
+        catalog = node.args.get("catalog")
+        if isinstance(ident, exp.Dot):
+            raise UsageError(f"{snippet(node)}: a table name has at most three parts"
+                             f" (catalog.schema.table){position(node)}")
+        if not isinstance(ident, exp.Identifier) or any(
+            part is not None and not isinstance(part, exp.Identifier) for part in (db, catalog)
+        ):
             raise UsageError(f"{snippet(node)} cannot be used in FROM{position(node)}")
+        if catalog is not None:
+            # ADQL 2.1 section 2.1.2: catalog.schema.table; only this service's catalog has tables
+            written = ".".join(p.name for p in (catalog, db, ident) if p is not None)
+            self.catalog.check_catalog(catalog.name, bool(catalog.quoted), written, position(node))
         alias = node.args.get("alias")
         if alias is not None and alias.args.get("columns"):
             raise UsageError("a table alias cannot rename columns in ADQL")

@@ -337,19 +337,51 @@ def intersects(a: Value, b: Value) -> Value:
     return Value(node=node, pg="integer", predicate=True, name="intersects", constant=a.constant and b.constant)
 
 
-def distance(args: list[Value]) -> Value:
-    """DISTANCE(p1, p2) or DISTANCE(lon1, lat1, lon2, lat2), in degrees."""
+def _distance_args(args: list[Value]) -> tuple[Value, Value]:
+    """The two geometries of DISTANCE(g1, g2) or DISTANCE(lon1, lat1, lon2, lat2)."""
     if len(args) == 4:
-        p, q = point(args[:2]), point(args[2:])
-    elif len(args) == 2:
-        p, q = args
-    else:
-        raise UsageError("DISTANCE takes two points or four numbers (lon1, lat1, lon2, lat2)")
-    if p.pg != "spoint" or q.pg != "spoint":
-        raise UsageError("DISTANCE: arguments must be points")
+        return point(args[:2]), point(args[2:])
+    if len(args) == 2:
+        return args[0], args[1]
+    raise UsageError("DISTANCE takes two geometries or four numbers (lon1, lat1, lon2, lat2)")
+
+
+def _point_and_region(p: Value, q: Value) -> tuple[Value, Value]:
+    """(point, other) of DISTANCE's arguments, in either order; UsageError unless one is a point."""
+    for v in (p, q):
+        if not v.is_geometry:
+            raise UsageError("DISTANCE: arguments must be points or regions (CIRCLE, POLYGON, BOX, a region column)")
+    if p.pg != "spoint" and q.pg == "spoint":
+        p, q = q, p
+    if p.pg != "spoint":
+        raise UsageError("DISTANCE: one argument must be a point (the distance between two regions is not supported)")
+    if q.pg not in ("spoint", "scircle", "spoly", "spath"):
+        raise UsageError(f"DISTANCE from a point to {_KIND[q.pg]} is not supported")
+    return p, q
+
+
+def distance(args: list[Value]) -> Value:
+    """DISTANCE in degrees: between two points, or from a point to a region (either order).
+
+    ADQL 2.1 section 4.2.5 defines DISTANCE between points; ObsCore users also write
+    ``DISTANCE(s_region, POINT(...))`` for how far a footprint is from a position, so a region
+    argument means the distance to its nearest point: 0 when the point is inside, else the
+    distance to its boundary (pgSphere's ``<->`` for circles, ``vlkb_distance`` of
+    db/sql/adql_functions.sql for polygons and paths).
+    """
+    p, q = _point_and_region(*_distance_args(args))
     p, q = _align(p, q)
-    node = func("degrees", SphereOp(this=p.node, expression=q.node, op="<->"))
-    return Value(node=node, pg="double precision", meta=_DEG, name="distance", exact=True,
+    if q.pg == "spoint" or (q.pg == "scircle" and not _huge(q)):
+        radians: exp.Expression = SphereOp(this=p.node, expression=q.node, op="<->")
+    elif q.pg == "scircle":
+        # wider than pgSphere's circles: distance to the centre less the radius, 0 inside
+        center = q.shape.center  # type: ignore[union-attr]
+        to_center = SphereOp(this=p.node, expression=center.node, op="<->")  # type: ignore[union-attr]
+        edge = exp.Sub(this=to_center, expression=func("radians", q.shape.radius.node))  # type: ignore[union-attr]
+        radians = exp.Greatest(this=_float8(exp.Literal.number(0)), expressions=[edge])
+    else:
+        radians = func("vlkb_distance", p.node, q.node)
+    return Value(node=func("degrees", radians), pg="double precision", meta=_DEG, name="distance", exact=True,
                  constant=p.constant and q.constant)
 
 
@@ -434,12 +466,13 @@ def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
     does not apply (the caller then translates the comparison as written). ``<@`` includes
     the circle's boundary, so ``<`` and ``<=`` differ only for points at exactly ``radius``.
     """
-    if len(args) == 4:
-        p, q = point(args[:2]), point(args[2:])
-    elif len(args) == 2:
-        p, q = args
-    else:
+    if len(args) not in (2, 4):
         return None
+    p, q = _distance_args(args)
+    if p.pg == "spoint" and q.pg in ("scircle", "spoly", "spath") or q.pg == "spoint" and p.pg in (
+        "scircle", "spoly", "spath"
+    ):
+        return _region_within(*_point_and_region(p, q), radius)
     if p.pg != "spoint" or q.pg != "spoint" or (p.constant and q.constant):
         return None
     if p.constant or (not q.constant and _index_rank(q) > _index_rank(p)):
@@ -447,3 +480,17 @@ def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
     p, q = _align(p, q)
     node = SphereOp(this=p.node, expression=func("scircle", q.node, func("radians", radius)), op="<@")
     return Value(node=node, pg="boolean", exact=True)
+
+
+def _region_within(p: Value, region: Value, radius: exp.Expression) -> Value | None:
+    """``DISTANCE(region, p) <= radius`` as ``region && scircle(p, radius)``, for a constant point.
+
+    A region is within ``radius`` of a point exactly when it meets the circle of that radius
+    around it, and ``&&`` can use the region column's GiST index. Other shapes of the
+    comparison (a point column, a circle wider than 90 degrees) are computed row by row.
+    """
+    if not p.constant or region.constant or _huge(region):
+        return None
+    p, region = _align(p, region)
+    circle = func("scircle", p.node, func("radians", radius))
+    return Value(node=SphereOp(this=region.node, expression=circle, op="&&"), pg="boolean", exact=True)

@@ -98,14 +98,25 @@ def position(node: exp.Expression | None) -> str:
     return f" (line {meta['line']}, column {col})"
 
 
+#: Characters no ADQL text contains (ADQL 2.1 section 2.1.1: SQL characters and whitespace):
+#: C0 controls but tab, line feed and carriage return, DEL, C1 controls, and lone surrogates
+#: (a string Python holds but that is not Unicode text, so no database could receive it).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def parse(query: str) -> exp.Expression:
     """The AST of one ADQL statement; UsageError on a syntax error or a second statement."""
     if not query or not query.strip():
         raise UsageError("the query is empty")
     if "\x00" in query:
         raise UsageError("the query contains a NUL character")
+    bad = _CONTROL.search(query)
+    if bad is not None:
+        raise UsageError(f"the query contains the character U+{ord(bad.group()):04X} (at offset {bad.start()}),"
+                         " which ADQL does not allow")
     try:
-        statements = [s for s in ADQL().parse(query) if s is not None]
+        # a lone ';' or a comment after the last ';' parses to None or Semicolon: not a statement
+        statements = [s for s in ADQL().parse(query) if s is not None and not isinstance(s, exp.Semicolon)]
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
         where = (

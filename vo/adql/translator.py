@@ -127,16 +127,18 @@ class Translator(FromTranslator):
         if limit is not None:
             if limit.args.get("offset") is not None or limit.args.get("expressions"):
                 raise UsageError("LIMIT takes one number")
-            new.set("limit", exp.Limit(expression=exp.Literal.number(int_literal(limit.expression, "TOP"))))
+            new.set("limit", exp.Limit(expression=exp.Literal.number(_row_count(limit.expression, "TOP"))))
         offset = node.args.get("offset")
         if offset is not None:
-            new.set("offset", exp.Offset(expression=exp.Literal.number(int_literal(offset.expression, "OFFSET"))))
+            new.set("offset", exp.Offset(expression=exp.Literal.number(_row_count(offset.expression, "OFFSET"))))
 
     def select(self, node: exp.Select, parent: Scope | None, ctes: dict[str, Cte]) -> Query:
         """One SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... ORDER BY."""
         check_args(node, _SELECT_ARGS, "SELECT")
         if node.args.get("kind") or node.args.get("exclude") or node.args.get("operation_modifiers"):
             raise UsageError(f"this SELECT form is not ADQL{position(node)}")
+        if not node.expressions:
+            raise UsageError(f"the select list is empty{position(node)}: name the columns to return, or *")
         scope = Scope(parent=parent)
         new = exp.Select()
         from_ = node.args.get("from_")
@@ -216,6 +218,7 @@ class Translator(FromTranslator):
             if isinstance(item, exp.Star):
                 raw += [(e.name, Scope.fresh(e)) for e in visible]
             elif isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
+                item = self.without_catalog(item)
                 table_id = item.args.get("table")
                 db = item.args.get("db")
                 if not isinstance(table_id, exp.Identifier) or not isinstance(db, (exp.Identifier, type(None))):
@@ -231,16 +234,29 @@ class Translator(FromTranslator):
                 raw.append((value.name or "expr", value))
         outputs = []
         seen: set[str] = set()
+        last: dict[str, int] = {}  # the last suffix given to a name: no quadratic search for 10,000 repeats
         for name, value in raw:
             if value.pg == "boolean" and not value.predicate and not isinstance(value.node, exp.Column):
                 raise UsageError(f"a condition cannot be a selected column ({name}); use CASE WHEN ... END")
-            unique, n = name, 1
+            unique, n = name, last.get(name.lower(), 1)
             while unique.lower() in seen:
                 n += 1
                 unique = f"{name}_{n}"
+            last[name.lower()] = n
             seen.add(unique.lower())
             outputs.append(Output(unique, value))
         return outputs
+
+
+_BIGINT_MAX = 2**63 - 1
+
+
+def _row_count(node: exp.Expression | None, what: str) -> int:
+    """TOP or OFFSET: a non-negative integer PostgreSQL's LIMIT/OFFSET (bigint) can hold."""
+    n = int_literal(node, what)
+    if n > _BIGINT_MAX:
+        raise UsageError(f"{what} must be at most {_BIGINT_MAX}")
+    return n
 
 
 def _branch(node: exp.Expression) -> exp.Expression:

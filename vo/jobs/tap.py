@@ -24,12 +24,15 @@ __all__ = ["run_tap"]
 
 
 def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default: int,
-            maxrec_limit: int, upload_limits: UploadLimits | None = None) -> list[ResultRow]:
+            maxrec_limit: int, upload_limits: UploadLimits | None = None,
+            max_query_length: int | None = None) -> list[ResultRow]:
     """Run the job's query into ``<results>/<job_id>/result``.
 
-    ``upload_limits`` apply again to the stored uploads (they were checked at creation).
+    ``upload_limits`` apply again to the stored uploads (they were checked at creation);
+    ``max_query_length`` bounds QUERY as for synchronous queries.
     """
-    q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit)
+    q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit,
+                             max_query_length=max_query_length)
     uploads = _stored_uploads(q, ctx, upload_limits)
     translation = translate(q.query, upload_catalog(published_catalog(), uploads), maxrec=q.maxrec)
     infos = {"QUERY": q.query, "LANG": q.lang}
