@@ -16,11 +16,12 @@ from fastapi import Depends, FastAPI, Request
 from psycopg_pool import AsyncConnectionPool
 
 from app.access import current_identity
-from app.auth import JwksKeys, TokenVerifier
+from app.auth import JwksKeys, TokenVerifier, header_text
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.logging import configure_logging
+from app.params import checked_path
 from app.routers import (
     datalink,
     examples,
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
         # every route knows its caller: a bad token is a 401 wherever it is sent, and a good one is
         # acknowledged with X-VO-Authenticated on every response (see bind_request)
-        dependencies=[Depends(current_identity)],
+        dependencies=[Depends(current_identity), Depends(checked_path)],
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         identity = getattr(request.state, "identity", None)
         if identity is not None and identity.user is not None:
             # AuthVO section 4.3: tell an authenticated client who it is (never sent to anonymous ones)
-            response.headers["X-VO-Authenticated"] = identity.user
+            response.headers["X-VO-Authenticated"] = header_text(identity.user)
         return response
 
     app.include_router(home.router)
