@@ -405,7 +405,7 @@ def test_the_sed_fit_refuses_fluxes_that_overflow(client) -> None:
     assert "fluxes" in dali_error(resp)
 
 
-def test_a_legacy_velocity_faster_than_light_is_a_400(client) -> None:
+def test_an_absurd_legacy_velocity_is_a_400(client) -> None:
     resp = client.get("/vlkb/datasets/vlkb_merge", params={**_LEGACY, "vl": "0", "vu": "2.59e156",
                                                            "pubdid": f"{CUBE};{CUBE2}", "surveyname": "CHaMP",
                                                            "species": "13CO", "transition": "1-0"})

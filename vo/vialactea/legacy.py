@@ -54,8 +54,9 @@ OVERLAP = {
 }
 #: the radius of a point search (r=0): a circle far below any pixel
 _POINT = 1e-7
-#: the speed of light, km/s: no line-of-sight velocity is faster (the bound of vl and vu)
-_LIGHT_KMS = 299_792.458
+#: the bound of vl and vu, km/s: the client's own "any velocity" is -500000..500000 (beyond light, so
+#: no physical bound can apply), and past this nothing is found that a smaller value would not find
+_VELOCITY_MAX = 1e9
 
 
 class LegacyQuery(BaseModel):
@@ -97,7 +98,7 @@ class LegacyQuery(BaseModel):
         for name, value in (("dl", dl), ("db", db)):
             if r is None and value is not None and value <= 0:
                 raise UsageError(f"{name}: must be positive, got {format_number(value)}")
-        vl, vu = number("vl", _LIGHT_KMS), number("vu", _LIGHT_KMS)
+        vl, vu = number("vl", _VELOCITY_MAX), number("vu", _VELOCITY_MAX)
         if (vl is None) != (vu is None):
             raise UsageError(f"{'vu' if vu is None else 'vl'}: missing; give both vl and vu (km/s)")
         if vl is not None and vu is not None and vl > vu:
