@@ -13,10 +13,12 @@ deprecated by its authors in favour of joserfc, from the same project, and warns
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -32,13 +34,28 @@ from joserfc.jwk import KeySet
 
 from vo.errors import AuthError, TransientError
 
-__all__ = ["ANONYMOUS", "Identity", "JwksKeys", "KeySource", "StaticKeys", "TokenVerifier", "read_groups"]
+__all__ = [
+    "ANONYMOUS", "Identity", "JwksKeys", "KeySource", "StaticKeys", "TokenVerifier", "header_text", "read_groups",
+]
 
 log = structlog.get_logger("vlkb.auth")
 
 #: algorithms a token may never use, whatever the settings say: unsigned, or signed with a shared secret
 #: (the issuer's public keys would then be the secret)
 _REFUSED_ALGORITHMS = {"none", "HS256", "HS384", "HS512"}
+#: control characters (C0, DEL, C1): no user or group name has them, and they break what names go
+#: into (HTTP headers, XML answers, PostgreSQL text, which cannot hold NUL at all)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: what stays as it is in a header value: visible ASCII but '%' (RFC 9110 section 5.5 field-vchar)
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) != "%")
+
+
+def header_text(name: str) -> str:
+    """``name`` as an HTTP header value (``X-VO-Authenticated``): visible ASCII as it is, anything else
+    (spaces, non-ASCII letters, ``%``) percent-encoded as UTF-8, the form of RFC 8187 section 3.2 without its
+    charset prefix. Header values are ASCII in practice (RFC 9110 section 5.5), and a user whose name
+    is in another script must still be answered; ``urllib.parse.unquote`` gives the name back."""
+    return quote(name, safe=_HEADER_SAFE)
 
 
 @dataclass(frozen=True)
@@ -184,7 +201,12 @@ class TokenVerifier:
         user = claims.get(self._user_claim) or claims.get("sub")
         if not isinstance(user, str) or not user:
             raise AuthError("the token names no user (no sub claim)")
-        return Identity(user=user, groups=read_groups(claims, self._groups_claim))
+        if _CONTROL.search(user):
+            raise AuthError("the token's user name contains control characters")
+        groups = read_groups(claims, self._groups_claim)
+        if any(_CONTROL.search(g) for g in groups):
+            raise AuthError("the token's groups contain a name with control characters")
+        return Identity(user=user, groups=groups)
 
 
 def _header_kid(token: str) -> str | None:

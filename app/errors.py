@@ -58,10 +58,12 @@ async def _vlkb_error(request: Request, exc: Exception) -> Response:
         log.error("request failed", error=exc.message, path=request.url.path)
     else:
         log.info("request refused", error=exc.message, status=exc.status, path=request.url.path)
-    headers = {"WWW-Authenticate": bearer_challenge(exc)} if exc.status == 401 else None
+    headers = dict(exc.headers)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = bearer_challenge(exc)
     if retry_after is not None:
-        headers = {"Retry-After": str(retry_after)}
-    return votable_error(f"{exc.code}: {exc.message}", exc.status, headers)
+        headers["Retry-After"] = str(retry_after)
+    return votable_error(f"{exc.code}: {exc.message}", exc.status, headers or None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -18,12 +18,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from app.access import current_identity
-from app.auth import JwksKeys, TokenVerifier
+from app.auth import JwksKeys, TokenVerifier, header_text
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.lifecycle import RequestLifecycle
 from app.logging import configure_logging
+from app.params import checked_path
 from app.pool import ServicePool
 from app.routers import (
     datalink,
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
         # every route knows its caller: a bad token is a 401 wherever it is sent, and a good one is
         # acknowledged with X-VO-Authenticated on every response (see bind_request)
-        dependencies=[Depends(current_identity)],
+        dependencies=[Depends(current_identity), Depends(checked_path)],
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -134,7 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         identity = getattr(request.state, "identity", None)
         if identity is not None and identity.user is not None:
             # AuthVO section 4.3: tell an authenticated client who it is (never sent to anonymous ones)
-            response.headers["X-VO-Authenticated"] = identity.user
+            response.headers["X-VO-Authenticated"] = header_text(identity.user)
         return response
 
     # outermost of ours: it sees the client leave whatever the inner layers are doing

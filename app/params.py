@@ -8,11 +8,21 @@ dict; ``files`` holds them by part name for TAP UPLOAD and the ViaLactea ``mcuto
 Form bodies are read in a bounded way: at most ``VLKB_UPLOAD_MAX_BYTES`` plus
 :data:`FORM_SLACK` for the other fields, refused with 413 beyond that (from the declared
 Content-Length when there is one, else while reading). The rest of an oversized body is read
-and dropped up to the same size again, so the client is still reading when the 413 comes.
+and dropped up to the same size again, so the client is still reading when the 413 comes. A body
+sent too slowly (``VLKB_BODY_TIMEOUT`` in all, ``VLKB_BODY_IDLE_TIMEOUT`` between pieces) is
+answered 408 and its connection closed, so a client that never finishes cannot hold a worker. A
+body with a content coding (gzip, ...) is refused with 415: nothing here decodes one, and read as
+it is it would be garbage.
+
+PostgreSQL text cannot hold a NUL character, and every value here may reach it (job parameters,
+dataset keys, job ids), so a NUL in a parameter's name or value, or in a path parameter
+(:func:`checked_path`, a dependency of every route), is refused with a 400 naming the parameter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -20,9 +30,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
-from vo.errors import TooLargeError, UsageError
+from vo.errors import RequestTimeoutError, TooLargeError, UnsupportedEncodingError, UsageError
 
-__all__ = ["FORM_SLACK", "RawParams", "RequestParams", "request_params"]
+__all__ = ["FORM_SLACK", "RawParams", "RequestParams", "checked_path", "refuse_nul", "request_params"]
 
 #: bytes allowed in a form body besides the uploaded tables (QUERY and the other fields)
 FORM_SLACK = 1 << 20
@@ -53,10 +63,52 @@ def _too_large(limit: int) -> TooLargeError:
                          "VLKB_UPLOAD_MAX_BYTES for uploaded tables, plus 1 MiB for the other parameters)")
 
 
-async def _drain(receive: _Receive, budget: int) -> None:
-    """Read and drop what is left of the body, at most ``budget`` bytes."""
+def refuse_nul(name: str, value: str) -> None:
+    """UsageError when ``value`` (of the parameter ``name``) holds a NUL, which PostgreSQL text cannot store."""
+    if "\x00" in value:
+        raise UsageError(f"{name}: the value contains a NUL character")
+
+
+def _add(raw: RawParams, key: str, value: str) -> None:
+    if "\x00" in key:
+        raise UsageError("a parameter name contains a NUL character")
+    refuse_nul(key, value)
+    raw.values.setdefault(key.upper(), []).append(value)
+
+
+async def checked_path(request: Request) -> None:
+    """Refuse a NUL in any path parameter (a job id, a dataset key) before a route looks it up."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            refuse_nul(name, value)
+
+
+class _Deadline:
+    """The time limits of reading one body: ``total`` seconds in all, ``idle`` between pieces."""
+
+    def __init__(self, total: float, idle: float) -> None:
+        self.end = time.monotonic() + total
+        self.idle = idle
+
+    async def receive(self, receive: _Receive) -> dict[str, Any]:
+        wait = min(self.idle, self.end - time.monotonic())
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(receive(), wait)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                "the request body arrived too slowly (VLKB_BODY_TIMEOUT, VLKB_BODY_IDLE_TIMEOUT); "
+                "the connection is closed") from None
+
+
+async def _drain(receive: _Receive, budget: int, deadline: _Deadline) -> None:
+    """Read and drop what is left of the body, at most ``budget`` bytes, within the deadline."""
     while budget > 0:
-        message = await receive()
+        try:
+            message = await deadline.receive(receive)
+        except RequestTimeoutError:
+            return  # the error being answered says enough; the connection is closed anyway
         if message["type"] != "http.request":
             return
         budget -= len(message.get("body", b""))
@@ -64,18 +116,19 @@ async def _drain(receive: _Receive, budget: int) -> None:
             return
 
 
-def _bounded(receive: _Receive, limit: int) -> _Receive:
-    """``receive`` that raises TooLargeError once the body passes ``limit`` bytes."""
+def _bounded(receive: _Receive, limit: int, deadline: _Deadline) -> _Receive:
+    """``receive`` that raises TooLargeError once the body passes ``limit`` bytes, and
+    RequestTimeoutError when the next piece comes too late."""
     seen = 0
 
     async def bounded() -> dict[str, Any]:
         nonlocal seen
-        message = await receive()
+        message = await deadline.receive(receive)
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
                 if message.get("more_body", False):
-                    await _drain(receive, limit)
+                    await _drain(receive, limit, deadline)
                 raise _too_large(limit)
         return message
 
@@ -86,20 +139,26 @@ async def request_params(request: Request) -> AsyncIterator[RawParams]:
     """Collect GET and POST parameters, names upper-cased, repeated values kept in order."""
     raw = RawParams()
     for key, value in request.query_params.multi_items():
-        raw.values.setdefault(key.upper(), []).append(value)
+        _add(raw, key, value)
     form = None
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            limit = request.app.state.settings.upload_max_bytes + FORM_SLACK
+            coding = request.headers.get("content-encoding", "").strip().lower()
+            if coding not in ("", "identity"):
+                raise UnsupportedEncodingError(
+                    f"Content-Encoding {coding!r}: this service reads request bodies only as sent (identity)")
+            settings = request.app.state.settings
+            deadline = _Deadline(settings.body_timeout, settings.body_idle_timeout)
+            limit = settings.upload_max_bytes + FORM_SLACK
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 if int(declared) <= 2 * limit:
-                    await _drain(request.receive, limit)
+                    await _drain(request.receive, limit, deadline)
                 raise _too_large(limit)
             try:
-                form = await Request(request.scope, _bounded(request.receive, limit)).form()
-            except TooLargeError:
+                form = await Request(request.scope, _bounded(request.receive, limit, deadline)).form()
+            except UsageError:
                 raise
             except Exception as exc:  # malformed bodies are the client's fault
                 raise UsageError(f"cannot read the request body: {exc}") from None
@@ -107,7 +166,7 @@ async def request_params(request: Request) -> AsyncIterator[RawParams]:
                 if isinstance(value, UploadFile):
                     raw.files[key] = value
                 else:
-                    raw.values.setdefault(key.upper(), []).append(value)
+                    _add(raw, key, value)
     try:
         yield raw
     finally:

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     merge_max_voxels: int = Field(
         16_000_000, description="Most pixels of a merged image or cube (`/soda/merge`); bounds the memory of a merge."
     )
+    body_timeout: float = Field(
+        300, gt=0,
+        description="Longest time, seconds, a client may take to send a form or multipart request body "
+        "(parameters and uploads); a slower body is answered 408 and the connection closed.",
+    )
+    body_idle_timeout: float = Field(
+        30, gt=0,
+        description="Longest wait, seconds, for the next piece of a request body that is being sent; "
+        "a client silent longer is answered 408 and the connection closed.",
+    )
     upload_max_bytes: int = Field(
         16 * 1024 * 1024,
         description="TAP UPLOAD: most bytes of VOTable one request may upload, all tables together "

@@ -12,8 +12,10 @@ __all__ = [
     "FatalError",
     "MultiValuedParamNotSupported",
     "NotFoundError",
+    "RequestTimeoutError",
     "TooLargeError",
     "TransientError",
+    "UnsupportedEncodingError",
     "UsageError",
     "VlkbError",
 ]
@@ -25,6 +27,8 @@ class VlkbError(Exception):
     status: int = 500
     #: the DALI/SODA error code prefix of the message (SODA 1.0 section 5.2)
     code: str = "Error"
+    #: HTTP header fields the answer carries (e.g. ``Connection: close``), as name-value pairs
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -48,6 +52,21 @@ class TooLargeError(UsageError):
     """The request carries more than the service accepts (an upload over its byte or row limit)."""
 
     status = 413
+
+
+class RequestTimeoutError(UsageError):
+    """The client sent its request body too slowly (RFC 9110 section 15.5.9); the connection is closed."""
+
+    status = 408
+    headers = (("Connection", "close"),)
+
+
+class UnsupportedEncodingError(UsageError):
+    """The request body has a content coding the service does not decode (RFC 9110 section 15.5.16:
+    415, with ``Accept-Encoding`` saying what is accepted, section 12.5.3)."""
+
+    status = 415
+    headers = (("Accept-Encoding", "identity"),)
 
 
 class NotFoundError(VlkbError):

@@ -34,8 +34,11 @@ _POS_INF = {"inf", "+inf", "infinity", "+infinity"}
 _NEG_INF = {"-inf", "-infinity"}
 
 
-def parse_number(token: str, name: str, *, infinite: bool = False) -> float:
-    """One DALI number; ``infinite`` admits ``-Inf``/``+Inf`` (open interval ends)."""
+def parse_number(token: str, name: str, *, infinite: bool = False, lo: float | None = None,
+                 hi: float | None = None) -> float:
+    """One DALI number; ``infinite`` admits ``-Inf``/``+Inf`` (open interval ends); ``lo``/``hi``
+    bound a finite value (the one helper for "finite and in range": every number a user sends that
+    feeds arithmetic is read here, so nothing downstream meets NaN or overflows)."""
     low = token.lower()
     if low in _POS_INF or low in _NEG_INF:
         if not infinite:
@@ -46,6 +49,9 @@ def parse_number(token: str, name: str, *, infinite: bool = False) -> float:
     value = float(token)
     if not math.isfinite(value):
         raise UsageError(f"{name}: {token!r} is out of range")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        low, high = ("-Inf" if lo is None else f"{lo:g}"), ("+Inf" if hi is None else f"{hi:g}")
+        raise UsageError(f"{name}: {token!r} is outside [{low}, {high}]")
     return value
 
 

@@ -22,6 +22,7 @@ from app.deps import AppSettings, BaseUrl
 from app.params import RawParams, RequestParams
 from app.settings import Settings
 from vo.errors import UsageError
+from vo.shapes import parse_number
 from vo.uws import xml
 from vo.uws.model import Job, JobResult, Phase
 from vo.uws.results import ResultStore
@@ -118,10 +119,7 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         job = await load(jobs, job_id, owner)
         wait = _one(params.values, "WAIT")
         if wait is not None:
-            try:
-                seconds = float(wait)
-            except ValueError:
-                raise UsageError(f"WAIT: not a number: {wait!r}") from None
+            seconds = parse_number(wait.strip(), "WAIT", infinite=True)  # +Inf: the longest wait
             phase = _one(params.values, "PHASE")
             job = await jobs.wait(job, seconds, phase.upper() if phase else None)
         results = await jobs.job_results(job)

@@ -28,6 +28,10 @@ log = structlog.get_logger("vlkb.uws")
 
 #: the longest WAIT honoured, seconds (UWS 1.1 section 2.2.1.1 lets the service cap it)
 MAX_WAIT = 60.0
+#: LAST above this lists every job anyway; capped so the LIMIT stays in PostgreSQL's bigint
+_MAX_LAST = 2**31 - 1
+#: EXECUTIONDURATION above this (68 years) is unlimited in practice; capped to the integer column
+_MAX_DURATION = 2**31 - 1
 _POLL = 0.1
 
 
@@ -74,6 +78,8 @@ class JobService:
             raise UsageError(f"LAST: must not be negative, got {last}")
         if owner is None:
             return []
+        if last is not None:
+            last = min(last, _MAX_LAST)
         if not phases:
             # ARCHIVED jobs are left out of the list unless asked for (section 2.2.1.1)
             phases = [p.value for p in Phase if p is not Phase.ARCHIVED]
@@ -142,6 +148,7 @@ class JobService:
         # 0 means unlimited in UWS; the service's limit still applies
         if self.execution_duration > 0:
             seconds = self.execution_duration if seconds == 0 else min(seconds, self.execution_duration)
+        seconds = min(seconds, _MAX_DURATION)
         return await self.store.update(job.job_id, execution_duration=seconds) or job
 
     async def set_parameters(self, job: Job, updates: dict[str, list[str]]) -> Job:

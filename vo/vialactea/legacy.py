@@ -54,6 +54,9 @@ OVERLAP = {
 }
 #: the radius of a point search (r=0): a circle far below any pixel
 _POINT = 1e-7
+#: the bound of vl and vu, km/s: the client's own "any velocity" is -500000..500000 (beyond light, so
+#: no physical bound can apply), and past this nothing is found that a smaller value would not find
+_VELOCITY_MAX = 1e9
 
 
 class LegacyQuery(BaseModel):
@@ -79,9 +82,10 @@ class LegacyQuery(BaseModel):
             values = [v for v in raw.get(name.upper(), []) if v.strip()]
             return values[-1].strip() if values else None
 
-        def number(name: str) -> float | None:
+        def number(name: str, bound: float | None = None) -> float | None:
             text = one(name)
-            return None if text is None else parse_number(text, name)
+            return None if text is None else parse_number(text, name, lo=None if bound is None else -bound,
+                                                           hi=bound)
 
         lon, lat = number("l"), number("b")
         if lon is None or lat is None:
@@ -94,7 +98,7 @@ class LegacyQuery(BaseModel):
         for name, value in (("dl", dl), ("db", db)):
             if r is None and value is not None and value <= 0:
                 raise UsageError(f"{name}: must be positive, got {format_number(value)}")
-        vl, vu = number("vl"), number("vu")
+        vl, vu = number("vl", _VELOCITY_MAX), number("vu", _VELOCITY_MAX)
         if (vl is None) != (vu is None):
             raise UsageError(f"{'vu' if vu is None else 'vl'}: missing; give both vl and vu (km/s)")
         if vl is not None and vu is not None and vl > vu:

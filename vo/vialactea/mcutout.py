@@ -39,12 +39,50 @@ __all__ = ["FILENAME", "failure", "member_name", "parse_entry", "parse_request",
 FILENAME = "filename"
 
 
+#: deepest nesting of a request document: the client's is 4 (``[{"pos": {"circle": {...}}}]``)
+MAX_DEPTH = 16
+
+
+def _no_constant(name: str) -> float:
+    raise UsageError(f"mcutout: {name} is not a number (JSON has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UsageError(f"mcutout: the number {text} is out of range")
+    return value
+
+
+def _check_tree(doc: object) -> None:
+    """UsageError when ``doc`` nests deeper than :data:`MAX_DEPTH` or holds a NUL character
+    (which no DID has and PostgreSQL text cannot store). Iterative: depth is what is checked."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise UsageError("mcutout: a string of the document contains a NUL character")
+        elif isinstance(value, (list, dict)):
+            if depth > MAX_DEPTH:
+                raise UsageError(f"mcutout: the document nests deeper than {MAX_DEPTH} levels")
+            items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+
+
 def parse_request(data: bytes | str, *, max_cuts: int) -> list[Any]:
-    """The elements of a multi-cutout document; UsageError when it is not a JSON array (of objects)."""
+    """The elements of a multi-cutout document; UsageError when it is not a JSON array (of objects),
+    nests too deep, or holds NaN, Infinity or a number out of the double range."""
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:  # CPython's decoder is recursive: a deep document fails before _check_tree
+        raise UsageError(f"mcutout: the document nests deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"mcutout: not valid JSON: {exc}") from None
+    _check_tree(doc)
     if not isinstance(doc, list):
         raise UsageError(f"mcutout: expected a JSON array of cutout requests, got a {type(doc).__name__}")
     if not doc:
@@ -61,9 +99,15 @@ def _number(value: object, name: str) -> str:
     """A JSON number (or numeric string) as text for the shape parsers, which check it."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UsageError(f"{name}: expected a number, got {json.dumps(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, str):
+        return value.strip()
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the double range
+        raise UsageError(f"{name}: the number is out of range") from None
+    if not math.isfinite(number):
         raise UsageError(f"{name}: expected a finite number")
-    return format_number(float(value)) if not isinstance(value, str) else value.strip()
+    return format_number(number)
 
 
 def _numbers(obj: object, keys: tuple[str, ...], name: str) -> str:

@@ -44,7 +44,6 @@ worker thread.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vo.errors import NotFoundError, TransientError, UsageError
+from vo.shapes import parse_number
 
 __all__ = [
     "COLUMNS", "DISTANCE_STEPS", "MODEL_BANDS", "PHYSICAL_COLUMNS", "SedFit", "SedFitParams", "SedGrid",
@@ -98,6 +98,12 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 #: relative slack on the prefilter's bounds, so a model matching exactly is never lost to rounding
 _EPS = 1e-9
 _MAX_QUERY = 4096
+#: bounds that keep the chi-square's squares and inverse squares within double range, far beyond
+#: any real source: fluxes and flux errors at most 1e30 Jy, errors at least 1e-30 Jy, distances
+#: 1e-3 pc (200 au) to 1e9 pc
+_FLUX_MAX = 1e30
+_ERROR_MIN = 1e-30
+_DISTANCE_RANGE = (1e-3, 1e9)
 
 
 def wavelength_band(wavelength: float) -> str | None:
@@ -147,22 +153,19 @@ def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
 
 
-def _number(text: str, what: str) -> float:
+def _number(text: str, what: str, *, hi: float | None = None) -> float:
     text = text.strip()
     if not _NUMBER.fullmatch(text):
         raise UsageError(f"SED fit: {what}: {text!r} is not a number")
-    value = float(text)
-    if not math.isfinite(value):
-        raise UsageError(f"SED fit: {what}: {text!r} is out of range")
-    return value
+    return parse_number(text, f"SED fit: {what}", hi=hi)
 
 
-def _list(text: str, what: str) -> list[float]:
+def _list(text: str, what: str, *, hi: float | None = None) -> list[float]:
     text = text.strip()
     if not (text.startswith("[") and text.endswith("]")):
         raise UsageError(f"SED fit: {what} must be a list in brackets like [500,250,160], not {text!r}")
     inner = text[1:-1].strip()
-    return [_number(v, what) for v in inner.split(",")] if inner else []
+    return [_number(v, what, hi=hi) for v in inner.split(",")] if inner else []
 
 
 def parse_searchd(query: str) -> SedFitParams:
@@ -188,8 +191,8 @@ def parse_searchd(query: str) -> SedFitParams:
         raise UsageError(f"SED fit: expected {len(_FIELDS)} fields separated by '_' "
                          f"({', '.join(_FIELDS)}), got {len(fields)}")
     waves = _list(fields[0], "wavelengths")
-    fluxes = _list(fields[1], "fluxes")
-    errors = _list(fields[2], "flux errors")
+    fluxes = _list(fields[1], "fluxes", hi=_FLUX_MAX)
+    errors = _list(fields[2], "flux errors", hi=_FLUX_MAX)
     flags = _list(fields[3], "detection flags")
     n = len(waves)
     if n == 0:
@@ -216,10 +219,15 @@ def parse_searchd(query: str) -> SedFitParams:
         raise UsageError("SED fit: fluxes (Jy) must be positive")
     if any(e <= 0 for e in errors):
         raise UsageError("SED fit: flux errors (Jy) must be positive")
+    if any(e < _ERROR_MIN for e in errors):
+        raise UsageError(f"SED fit: flux errors (Jy) must be at least {_ERROR_MIN:g}")
     distance = _number(fields[4], "distance")
     if distance <= 0:
         raise UsageError(f"SED fit: the distance must be positive, in pc (got {fields[4].strip()}; "
                          "the catalogue's -9999 means the distance is unknown)")
+    if not _DISTANCE_RANGE[0] <= distance <= _DISTANCE_RANGE[1]:
+        raise UsageError(f"SED fit: the distance (pc) must be within {_DISTANCE_RANGE[0]:g} and "
+                         f"{_DISTANCE_RANGE[1]:g}, not {fields[4].strip()}")
     prefilter = _number(fields[5], "prefilter")
     if not 0 <= prefilter <= 1:
         raise UsageError(f"SED fit: the prefilter value is between 0 and 1, not {prefilter:g}")
