@@ -52,7 +52,7 @@ def test_search_then_cut_the_best_cutout(server: Server, mode: str) -> None:
 @pytest.mark.parametrize(("query", "status"), [
     ("ID=ivo://vlkb.test/vlkb?nosuch/file.fits&POS=RANGE 0.4 0.6 0.1 0.3&POSSYS=GALACTIC", 404),
     ("ID=ivo://vlkb.test/vlkb?hi-gal-70um/hi-gal-70um_tile3.fits&POS=RANGE 50 51 0.1 0.3&POSSYS=GALACTIC", 400),
-    ("ID=ivo://vlkb.test/vlkb?hi-gal-70um/hi-gal-70um_tile3.fits&POS=RANGE 0.6 0.4 0.1 0.3&POSSYS=GALACTIC", 400),
+    ("ID=ivo://vlkb.test/vlkb?hi-gal-70um/hi-gal-70um_tile3.fits&POS=RANGE 0.4 0.6 0.3 0.1&POSSYS=GALACTIC", 400),
     ("ID=ivo://vlkb.test/vlkb?hi-gal-70um/../../etc/passwd&POS=CIRCLE 0.5 0.2 0.1&POSSYS=GALACTIC", 404),
     ("POS=CIRCLE 0.5 0.2 0.1&POSSYS=GALACTIC", 400),
 ])
