@@ -180,15 +180,20 @@ def demo_data(
 def ingest_datasets(
     survey: Annotated[str, typer.Option(help="Survey name (obs_collection).")],
     paths: Annotated[list[str], typer.Argument(help="FITS files, fsspec URLs (s3://, https://...) or glob patterns.")],
-    species: Annotated[str, typer.Option(help="Species (Continuum for continuum surveys).")] = "Continuum",
-    transition: Annotated[str, typer.Option(help="Transition or band, e.g. '70 um' or '1-0'.")] = "",
+    species: Annotated[str | None, typer.Option(
+        help="Species of a line survey, e.g. 13CO (required for cubes); 2D maps without it are Continuum.")] = None,
+    transition: Annotated[str | None, typer.Option(
+        help="Transition or band, e.g. '70 um' or '1-0' (required; a missing one is suggested from the header).")]
+    = None,
     groups: Annotated[str | None, typer.Option(
         help="Comma-separated groups that may read it; '' makes it public; not given: keep its policy.")] = None,
 ) -> None:
     """Ingest FITS images and cubes (headers only) into ivoa.obscore; bad files are reported and skipped."""
     from app.progress import file_progress
     from vo import storage
+    from vo.ingest.datasets import MissingOptionError
     from vo.ingest.datasets import ingest_datasets as ingest
+    from vo.preview import forget_previews
 
     settings = _settings()
     files: list[str] = []
@@ -200,16 +205,73 @@ def ingest_datasets(
         if not matched:
             typer.secho(f"vlkb: no file matches {pattern}", err=True, fg=typer.colors.YELLOW)
         files += matched
-    info = {"name": survey, "species": species, "transition": transition,
+    info = {"name": survey, "species": (species or "").strip() or None,
+            "transition": (transition or "").strip() or None,
             "groups": None if groups is None else tuple(g.strip() for g in groups.split(",") if g.strip())}
     with _operator_errors():
         url = _ensure_database(settings)
-        with psycopg.connect(url) as conn, file_progress(len(files), f"ingest {survey}") as advance:
-            report = ingest(conn, info, files, authority=settings.authority, base_url=settings.public_url,
-                            on_file=advance)
+        try:
+            with psycopg.connect(url) as conn, file_progress(len(files), f"ingest {survey}") as advance:
+                report = ingest(conn, info, files, authority=settings.authority, base_url=settings.public_url,
+                                on_file=advance)
+        except MissingOptionError as exc:
+            raise _fail(str(exc)) from None
+        for old, _ in report.replaced:
+            forget_previews(settings.home / "cache" / "previews", old)
         typer.echo(report.summary())
     if report.failed and not report.stored:
         raise typer.Exit(1)
+
+
+@ingest_cli.command("remove")
+def ingest_remove(
+    targets: Annotated[list[str] | None, typer.Argument(
+        help="Dataset IDs (ivo://...) or the files they were ingested from (paths or URLs).")] = None,
+    survey: Annotated[list[str] | None, typer.Option(
+        help="Withdraw every dataset of this survey (repeatable); narrow with --species and --transition.")] = None,
+    species: Annotated[str | None, typer.Option(help="With --survey: only this species.")] = None,
+    transition: Annotated[str | None, typer.Option(help="With --survey and --species: only this transition.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be withdrawn; change nothing.")] = False,
+) -> None:
+    """Withdraw datasets (by ID, file or survey) in one transaction, with their cached previews."""
+    from db.withdraw import find_published, withdraw
+    from vo import storage
+    from vo.preview import forget_previews
+
+    targets = targets or []
+    surveys = survey or []
+    if not targets and not surveys:
+        raise _fail("nothing to remove: give dataset IDs, file paths or --survey NAME")
+    if (species or transition) and not surveys:
+        raise _fail("--species and --transition narrow --survey; give --survey too")
+    if transition and not species:
+        raise _fail("--transition needs --species (the survey's obs_title is 'species | transition')")
+    ids = [t for t in targets if t.startswith("ivo://")]
+    locations = {t: storage.location(t) for t in targets if not t.startswith("ivo://")}
+    title = f"{species} | {transition}" if species and transition else None
+    settings = _settings()
+    with _operator_errors():
+        url = _ensure_database(settings)
+        with psycopg.connect(url) as conn, conn.transaction():
+            found = find_published(conn, ids=ids, paths=list(locations.values()), surveys=surveys,
+                                   obs_title=title)
+            if species and not transition:
+                found = [p for p in found if p.did in ids or p.path in locations.values()
+                         or (p.obs_title or "").split(" | ", 1)[0] == species]
+            missing = [i for i in ids if i not in {p.did for p in found}]
+            missing += [t for t, loc in locations.items() if loc not in {p.path for p in found}]
+            missing += [s for s in surveys if s not in {p.survey for p in found}]
+            if missing:
+                raise _fail(f"nothing removed: no published dataset matches {', '.join(missing)}")
+            if not dry_run:
+                withdraw(conn, [p.did for p in found])
+        if not dry_run:
+            for p in found:
+                forget_previews(settings.home / "cache" / "previews", p.did)
+    verb = "would withdraw" if dry_run else "withdrew"
+    typer.echo(f"{verb} {len(found)} dataset{'s' * (len(found) != 1)}")
+    for p in found:
+        typer.echo(f"  {p.did}  ({p.path})")
 
 
 @policy_cli.command("set")

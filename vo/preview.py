@@ -18,6 +18,7 @@ import hashlib
 import io
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from vo import storage
 from vo.ingest.datasets import read_header
 
-__all__ = ["PREVIEW_VERSION", "cached_preview", "render_preview"]
+__all__ = ["PREVIEW_VERSION", "cached_preview", "forget_previews", "preview_dir", "render_preview"]
 
 #: Bump when the picture changes, so cached previews are made again.
 PREVIEW_VERSION = 1
@@ -65,17 +66,33 @@ def _lut() -> np.ndarray:
 _LUT = _lut()
 
 
+def preview_dir(cache_dir: Path, did: str) -> Path:
+    """The directory of ``did``'s cached previews: one per dataset, so withdrawing it can drop them
+    without its file (which may be gone)."""
+    return cache_dir / hashlib.sha256(did.encode()).hexdigest()[:32]
+
+
+def forget_previews(cache_dir: Path, did: str) -> bool:
+    """Remove every cached preview of ``did``; whether there was any."""
+    folder = preview_dir(cache_dir, did)
+    if not folder.exists():
+        return False
+    shutil.rmtree(folder)
+    return True
+
+
 def cached_preview(path: Path | str, did: str, cache_dir: Path) -> Path:
     """The PNG preview of the file at ``path`` (a path or URL; dataset ``did``), made now if not cached yet."""
     info = storage.file_info(str(path))
     key = hashlib.sha256(f"{did}\0{info.size}\0{info.version}\0{PREVIEW_VERSION}".encode()).hexdigest()
-    target = cache_dir / f"{key[:40]}.png"
+    folder = preview_dir(cache_dir, did)
+    target = folder / f"{key[:40]}.png"
     if target.exists():
         return target
     png = render_preview(path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     # Written aside and renamed: a concurrent reader sees the whole file or none.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(png)

@@ -4,7 +4,9 @@ Parsing is strict and each problem is a :class:`~vo.errors.UsageError` naming th
 numbers follow DALI 1.1 section 3.2 (no NaN, no ``1_000``), intervals (section 3.5) have two
 numbers with ``lo <= hi`` and may be open with ``-Inf``/``+Inf``, shapes are the SIA 2.0
 ``POS`` forms (section 2.2: ``CIRCLE lon lat r``, ``RANGE lon1 lon2 lat1 lat2``,
-``POLYGON lon1 lat1 ...``) in degrees. ``to_text()`` is the exact inverse of ``parse``, so a
+``POLYGON lon1 lat1 ...``) in degrees; a RANGE whose first longitude exceeds the second crosses
+0 (DALI 1.2 section 3.9: ``359 1 -1 1`` is 2 degrees wide; DALI 1.1 has no range type and SIA
+2.0 is silent). ``to_text()`` is the exact inverse of ``parse`` (up to that unwrapping), so a
 UWS job's parameters round-trip. No SQL and no frame handling here: a shape is just numbers.
 """
 
@@ -135,7 +137,8 @@ class Circle(BaseModel):
 class Range(BaseModel):
     """A longitude/latitude box, degrees: ``lon1 <= lon <= lon2``, ``lat1 <= lat <= lat2``.
 
-    Longitudes may run past 0 or 360 (``-0.5 0.5`` crosses 0); infinite ends mean unbounded.
+    Longitudes may run past 0 or 360 (``-0.5 0.5`` crosses 0); infinite ends mean unbounded. A range
+    written with ``lon1 > lon2`` (``359.5 0.5``) wraps through 0 and is kept as ``359.5 360.5``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -158,11 +161,18 @@ class Range(BaseModel):
         for lat in (lat1, lat2):
             if math.isfinite(lat):
                 _check_lat(lat, name)
-        if lon1 > lon2:
-            raise UsageError(
-                f"{name}: longitude min {format_number(lon1)} is greater than max {format_number(lon2)} "
-                "(write a range across 0 as e.g. -10 10)"
-            )
+        if lon1 > lon2 and math.isfinite(lon1) and math.isfinite(lon2):
+            # DALI 1.2 (PR-20251024, section 3.9 Range): "359 1 -1 1" is the small range from 359 across the
+            # meridian to 1. Stored unwrapped (lon2 + 360) so every consumer sees lon1 <= lon2.
+            width = (lon2 - lon1) % 360.0
+            if width == 0.0:
+                raise UsageError(
+                    f"{name}: longitude range {format_number(lon1)} {format_number(lon2)} is ambiguous; "
+                    "write 0 360 for every longitude"
+                )
+            lon2 = lon1 + width
+        elif lon1 > lon2:
+            raise UsageError(f"{name}: longitude min {format_number(lon1)} is greater than max {format_number(lon2)}")
         if lat1 > lat2:
             raise UsageError(f"{name}: latitude min {format_number(lat1)} is greater than max {format_number(lat2)}")
         return cls(lon1=lon1, lon2=lon2, lat1=lat1, lat2=lat2)

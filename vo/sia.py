@@ -8,7 +8,8 @@ single value (FOV, SPATRES, EXPTIME, TIMERES, SPECRP) lies inside it. POS shapes
 degrees and match footprints that overlap them (pgSphere ``&&`` on the GiST-indexed
 ``s_region``); the vlkb extension ``POSSYS=GALACTIC`` reads them as Galactic l/b and matches
 ``s_region_galactic`` instead. Footprints crossing l = 0 need no special case (pgSphere works
-on the sphere), and a RANGE across 0 is written ``-0.5 0.5`` or ``359.5 360.5``.
+on the sphere), and a RANGE across 0 is written ``-0.5 0.5``, ``359.5 360.5`` or, as DALI 1.2
+(section 3.9) and the ViaLactea client have it, ``359.5 0.5``.
 
 The result is every ``ivoa.obscore`` column, streamed by the shared writers
 (:mod:`vo.votable.writers`), as the query role with the caller's groups, so the database's

@@ -24,7 +24,7 @@ from db.datasets import visible_datasets
 from vo import soda
 from vo.errors import MultiValuedParamNotSupported, NotFoundError
 
-__all__ = ["router"]
+__all__ = ["merge_response", "router"]
 
 router = APIRouter(prefix="/soda", tags=["SODA"])
 
@@ -55,6 +55,12 @@ async def get_sync_merge(params: RequestParams, pool: DbPool, groups: CallerGrou
                          settings: AppSettings) -> Response:
     """Several datasets of one survey cut for one region and merged on a common grid (FITS)."""
     q = soda.SodaJobParams.from_params(params.values, merge=True)
+    return await merge_response(q, pool, groups, settings)
+
+
+async def merge_response(q: soda.SodaJobParams, pool: DbPool, groups: tuple[str, ...],
+                         settings: AppSettings) -> Response:
+    """The merged FITS of ``q`` (one region), for ``/soda/merge`` and the ViaLactea client's merge rows."""
     if len(q.regions) > 1:
         raise MultiValuedParamNotSupported("POS: a sync merge takes one region; use /soda/merge/async for several")
     async with pool.connection() as conn:

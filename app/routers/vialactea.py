@@ -7,7 +7,9 @@ TAP base: ``availability``, ``tables``, ``capabilities`` (describing this base),
 is a TSV answer over catalogue tables, rewritten for the client's whitespace split
 (``vo/vialactea/tsv.py``). Datasets base: ``siav2/query``, the client's SIA answer
 (``vo/vialactea/sia.py``), and ``soda/sync``, the standard cutout handler (it already takes
-the raw ``? : /`` of the client's IDs, GALACTIC POS and answers FITS or a 4xx error).
+the raw ``? : /`` of the client's IDs, GALACTIC POS and answers FITS or a 4xx error), except for
+the ID of a search's merge row (``did1;did2;...``), answered with the merge of those datasets
+(the ``/soda/merge`` handler).
 Nothing here redirects: SIA and SODA answer directly (the client follows no redirects there).
 
 Identity is the service's own (bearer tokens through the global dependency, policies by
@@ -38,7 +40,9 @@ from app.routers.uws import uws_router
 from app.routers.vialactea_jobs import mcutout_router
 from app.routers.vialactea_legacy import legacy_router
 from app.settings import Settings
+from db.datasets import visible_datasets
 from vo import sia
+from vo import soda as vo_soda
 from vo import tap as vo_tap
 from vo.adql import translate
 from vo.vialactea import sia as vl_sia
@@ -81,6 +85,20 @@ async def vialactea_siav2_query(params: RequestParams, pool: DbPool, settings: A
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
+async def vialactea_soda_sync(params: RequestParams, pool: DbPool, groups: CallerGroups,
+                              settings: AppSettings) -> Response:
+    """SODA sync cutout; the ID of a merge row (overlapSky 0: ``did1;did2;...``) gets the merged cut."""
+    ids = [v.strip() for v in params.values.get("ID", []) if v.strip()]
+    dids = vl_sia.merge_row_dids(ids[0]) if len(ids) == 1 else None
+    if dids is not None:
+        async with pool.connection() as conn:  # a DID with a ';' of its own stays a cutout
+            whole = await visible_datasets(conn, ids, groups)
+        if not whole:
+            q = vo_soda.SodaJobParams.from_params({**params.values, "ID": dids}, merge=True)
+            return await soda.merge_response(q, pool, groups, settings)
+    return await soda.get_sync_cutout(params, pool, groups)
+
+
 def vialactea_router(prefix: str) -> APIRouter:
     """The routes of the TAP base ``prefix`` and the datasets base ``prefix/datasets``."""
     router = APIRouter(tags=["ViaLactea"])
@@ -100,7 +118,7 @@ def vialactea_router(prefix: str) -> APIRouter:
     datasets = f"{prefix}/datasets"
     router.add_api_route(f"{datasets}/siav2/query", vialactea_siav2_query, methods=["GET", "POST"],
                          name="vialactea_siav2_query")
-    router.add_api_route(f"{datasets}/soda/sync", soda.get_sync_cutout, methods=["GET", "POST"],
+    router.add_api_route(f"{datasets}/soda/sync", vialactea_soda_sync, methods=["GET", "POST"],
                          name="vialactea_soda_sync")
     return router
 

@@ -110,6 +110,19 @@ def test_range_across_l0(server, data_dir) -> None:
         assert keys(table) == want, pos
 
 
+def test_range_written_across_l0_wraps(server, data_dir) -> None:
+    """DALI 1.2 section 3.9: "359 1 -1 1" is the 2-degree range across the meridian."""
+    want = fp.expected(data_dir, fp.box(359.9, 360.1, 0.4, 0.45, "galactic"))
+    assert crossing_l0(data_dir, want)
+    resp = httpx.get(server.url + "/sia/query", params={"POS": "RANGE 359.9 0.1 0.4 0.45", "POSSYS": "GALACTIC"},
+                     timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert keys(parse_single_table(io.BytesIO(resp.content)).to_table()) == want
+    # a range whose ends are the same meridian is refused, saying how to write every longitude
+    resp = httpx.get(server.url + "/sia/query", params={"POS": "RANGE 360 0 0 1"}, timeout=30)
+    assert resp.status_code == 400 and b"write 0 360 for every longitude" in resp.content
+
+
 def test_range_pyvo(sia, data_dir) -> None:
     want = fp.expected(data_dir, fp.box(359.7, 360.3, -0.8, -0.7, "galactic"))
     assert 0 < len(want) < public_count(data_dir)
@@ -191,7 +204,7 @@ BAD = [
     ({"POS": "CIRCLE 10 95 1"}, "POS"),
     ({"POS": "CIRCLE NaN 0 1"}, "POS"),
     ({"POS": "RANGE 1 2 3"}, "POS"),
-    ({"POS": "RANGE 2 1 0 1"}, "POS"),
+    ({"POS": "RANGE 361 1 0 1"}, "POS"),
     ({"POS": "RANGE 0 1 1 0"}, "POS"),
     ({"POS": "RANGE 0 1 -91 0"}, "POS"),
     ({"POS": "POLYGON 0 0 1 1"}, "POS"),

@@ -89,6 +89,28 @@ def test_merge_rows_one_per_sub_survey_with_several_datasets(server: Server) -> 
     assert sum(1 for r in rows if r.overlap_sky) == sum(real.values())
 
 
+def test_client_range_across_l0_wraps(server: Server, database) -> None:
+    """Issue 13.4: near l = 0 the client sends l - dl + 360 and l + dl, so lon1 > lon2: the range
+    wraps through 0 (DALI 1.2 section 3.9). The answer is checked against the demo files' own
+    WCS footprints (tests/conformance/footprints.py), on both sides of l = 0."""
+    from tests.conformance import footprints as fp
+
+    data_dir = database.home / "data"
+    want = fp.expected(data_dir, fp.box(359.85, 360.25, -0.2, 0.2, "galactic"))
+    rows = search(server, "RANGE 359.85 0.25 -0.2 0.2")
+    got = {r.values["obs_publisher_did"].split("?", 1)[1] for r in rows if r.overlap_sky}
+    # the client's answer leaves out datasets with no spectral coverage (none in the demo)
+    assert got == want
+    west = fp.expected(data_dir, fp.box(359.86, 359.9, -0.2, 0.2, "galactic"))
+    east = fp.expected(data_dir, fp.box(0.1, 0.24, -0.2, 0.2, "galactic"))
+    assert west - east and east - west, "datasets only west and only east of l = 0 are found"
+    # the merge rows' footprint is the requested box, written in 0..360
+    for row in rows:
+        if not row.overlap_sky:
+            lons = sorted({round(lon, 6) for lon, _ in row.corners})
+            assert lons == [0.25, 359.85]
+
+
 def test_best_cutout_prefers_full_overlap(server: Server) -> None:
     best = best_cutout(search(server, "CIRCLE 0.5 0.2 0.02"))
     assert best and all(row.overlap_sky == 3 for row in best.values())
@@ -108,7 +130,8 @@ def test_band_gives_spectral_overlap(server: Server) -> None:
 @pytest.mark.parametrize("params", [
     {"POSSYS": "GALACTIC"},
     {"POS": "CIRCLE 0.5 0.2 0.3", "POSSYS": "FK4"},
-    {"POS": "RANGE 0.7 0.3 0 1", "POSSYS": "GALACTIC"},
+    {"POS": "RANGE 0.3 0.7 1 0", "POSSYS": "GALACTIC"},
+    {"POS": "RANGE 360 0 0 1", "POSSYS": "GALACTIC"},
     {"POS": ["CIRCLE 0.5 0.2 0.3", "CIRCLE 1 0 0.1"], "POSSYS": "GALACTIC"},
 ])
 def test_bad_searches_are_votable_errors(server: Server, params: dict) -> None:

@@ -24,6 +24,18 @@ def test_shapes_round_trip(text: str) -> None:
     assert parse_shape(shape.to_text(), "POS") == shape
 
 
+def test_range_across_l0_unwraps() -> None:
+    """DALI 1.2 section 3.9: lon1 > lon2 runs east from lon1 through 0 to lon2."""
+    wrapped = parse_shape("RANGE 359.85 0.25 -0.2 0.2", "POS")
+    assert isinstance(wrapped, Range)
+    assert (wrapped.lon1, wrapped.lon2) == pytest.approx((359.85, 360.25))
+    assert parse_shape(wrapped.to_text(), "POS") == wrapped
+    assert not wrapped.full_longitude
+    for bad in ("RANGE 360 0 0 1", "RANGE 10 -350 0 1", "RANGE +Inf -Inf 0 1"):
+        with pytest.raises(UsageError, match="^POS: "):
+            parse_shape(bad, "POS")
+
+
 def test_interval_forms() -> None:
     assert Interval.parse("1 2", "BAND") == Interval(lo=1, hi=2)
     assert Interval.parse("3e-6", "BAND") == Interval(lo=3e-6, hi=3e-6)

@@ -25,15 +25,25 @@ import psycopg
 from astropy.io import fits
 from psycopg import sql
 
+from db.withdraw import withdraw
 from schemas import find_table
 from vo import storage
-from vo.ingest.obscore import IngestError, SurveyInfo, obscore_row, publisher_did, survey_info
+from vo.ingest.obscore import (
+    IngestError,
+    SurveyInfo,
+    band_label,
+    band_source,
+    obscore_row,
+    publisher_did,
+    survey_info,
+)
 
 __all__ = [
     "BATCH_SIZE",
     "FileFailure",
     "ImageHeader",
     "IngestReport",
+    "MissingOptionError",
     "Outcome",
     "describe_file",
     "ingest_datasets",
@@ -67,6 +77,15 @@ class FileFailure:
     reason: str
 
 
+class MissingOptionError(ValueError):
+    """The survey description lacks what the files need (a cube's species, a transition): the
+    whole ingest stops, and the message names the option and suggests a value from the header."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 @dataclass
 class IngestReport:
     """Outcome of one :func:`ingest_datasets` call: new datasets, updated ones, skipped files."""
@@ -76,6 +95,9 @@ class IngestReport:
     updated: int = 0
     failures: list[FileFailure] = field(default_factory=list)
     dids: list[str] = field(default_factory=list)
+    #: (old DID, new DID) of files re-ingested under another survey, species or transition: the
+    #: old dataset is withdrawn in the same transaction (its cached previews are the caller's)
+    replaced: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -89,6 +111,7 @@ class IngestReport:
     def summary(self) -> str:
         """One line for logs and the CLI, then one line per skipped file with its reason."""
         text = f"{self.survey}: {self.ingested} ingested, {self.updated} updated, {self.failed} skipped"
+        text += "".join(f"\n  replaced {old} (withdrawn) by {new}" for old, new in self.replaced)
         return text + "".join(f"\n  skipped {f.path}: {f.reason}" for f in self.failures)
 
 
@@ -274,11 +297,22 @@ class _Writer:
         self.files = _upsert_sql("vlkb.datasets", ["publisher_did", "survey", "path", "size"], ["publisher_did"],
                                  touch="ingested_at")
         self.conn, self.survey = conn, survey
+        self.replaced: list[tuple[str, str]] = []
 
     def _write(self, items: list[_Described]) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(self.obscore, [[d.row[c] for c in self.cols] for d in items])
             cur.executemany(self.files, [(d.did, self.survey, d.loc, d.size) for d in items])
+
+    def _replace(self, items: list[_Described]) -> list[tuple[str, str]]:
+        """Withdraw the datasets stored from the same files under another DID (a re-ingest with a
+        corrected survey, species or transition); (old DID, new DID) of each."""
+        by_path = {d.loc: d.did for d in items}
+        rows = self.conn.execute(
+            "SELECT publisher_did, path FROM vlkb.datasets WHERE path = ANY(%s) AND NOT publisher_did = ANY(%s)",
+            (list(by_path), [d.did for d in items])).fetchall()
+        withdraw(self.conn, [r[0] for r in rows])
+        return [(old, by_path[path]) for old, path in rows]
 
     def write(self, items: list[_Described]) -> list[tuple[_Described, Outcome, str | None]]:
         """Store ``items``; returns each with its outcome and, when skipped, the reason."""
@@ -290,19 +324,51 @@ class _Writer:
         seen = lambda d: Outcome.UPDATED if d.did in existing else Outcome.INGESTED  # noqa: E731
         try:
             with self.conn.transaction():
+                replaced = self._replace(items)
                 self._write(items)
-            return [(d, seen(d), None) for d in items]
+            self.replaced += replaced
+            moved = {new for _, new in replaced}
+            return [(d, Outcome.UPDATED if d.did in moved else seen(d), None) for d in items]
         except _REFUSED:
             pass  # one file's values are refused: find which, keep the others
         out: list[tuple[_Described, Outcome, str | None]] = []
         for d in items:
             try:
                 with self.conn.transaction():
+                    replaced = self._replace([d])
                     self._write([d])
-                out.append((d, seen(d), None))
+                self.replaced += replaced
+                out.append((d, Outcome.UPDATED if replaced else seen(d), None))
             except _REFUSED as exc:
                 out.append((d, Outcome.SKIPPED, f"rejected by the database: {exc.diag.message_primary or exc}"))
         return out
+
+
+def _complete(info: SurveyInfo, found: ImageHeader, loc: str, *, authority: str, base_url: str) -> SurveyInfo:
+    """``info`` with its species and transition, or :class:`MissingOptionError` naming the option.
+
+    A 2D map without a species is Continuum; a cube without one is refused (a line survey must
+    say which line). No transition is ever invented: the error suggests one from the header.
+    """
+    probe = replace(info, species=info.species or "Continuum", transition=info.transition or "unknown")
+    row = obscore_row(found.header, raw=found.raw, path=loc, survey=probe, authority=authority,
+                      base_url=base_url, file_size=found.size)
+    name = storage.name_of(loc)
+    cube = row["dataproduct_type"] == "cube"
+    if cube and not info.species:
+        raise MissingOptionError("species", f"{name} is a spectral cube: give its species with --species "
+                                 "(e.g. --species 13CO); Continuum is for 2D maps")
+    if not info.transition:
+        if cube:
+            rest = next((found.header[k] for k in ("RESTFRQ", "RESTFREQ") if found.header.get(k)), None)
+            line = f"the line at rest frequency {float(rest) / 1e9:.6g} GHz" if rest else "the line observed"
+            raise MissingOptionError("transition", f"no transition given: give --transition for {line} in {name} "
+                                     "(e.g. --transition 1-0)")
+        source = band_source(found.header) or "its one-channel spectral axis"
+        hint = band_label(row["em_min"], row["em_max"])
+        raise MissingOptionError("transition", f"no transition given: give --transition, e.g. --transition "
+                                 f"'{hint}' (the band {name} gives in {source})")
+    return replace(info, species=info.species or "Continuum")
 
 
 def ingest_datasets(
@@ -322,15 +388,21 @@ def ingest_datasets(
     (empty: public; absent or None: the policy the survey already has, public if it is new).
     ``paths`` are local paths or fsspec URLs; they are stored in
     ``vlkb.datasets.path`` in the form :func:`vo.storage.location` gives (absolute paths).
-    Re-ingesting a file updates its rows. Two files that would get the same DID (same file
-    name in one survey) are refused after the first. ``on_file(location, outcome, reason)``
+    Re-ingesting a file updates its rows; re-ingesting it under another survey, species or
+    transition (a new DID) withdraws the old dataset in the same transaction
+    (:attr:`IngestReport.replaced`). Two files that would get the same DID (same file name in
+    one survey) are refused after the first. Species and transition may be None: a 2D map is
+    then Continuum, while a cube without a species, or any file without a transition, stops the
+    ingest with :class:`MissingOptionError` (found on the first readable file, before anything is
+    written, unless a cube follows 2D maps in one run). ``on_file(location, outcome, reason)``
     is called once per file, in order of completion, e.g. to drive a progress bar.
     """
     info = survey_info(survey)
     if info.groups is None:  # keep the survey's policy
         found = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
         info = replace(info, groups=tuple(found[0]) if found else ())
-    report = IngestReport(survey=f"{info.name} ({info.obs_title})")
+    species_given = bool(info.species)
+    report = IngestReport(survey=info.name if not info.complete else f"{info.name} ({info.obs_title})")
     writer = _Writer(conn, info.name)
     first_of: dict[str, str] = {}
     pending: list[_Described] = []
@@ -349,16 +421,23 @@ def ingest_datasets(
         for d, outcome, reason in writer.write(pending):
             done(d.loc, outcome, reason, d.did)
         pending.clear()
+        report.replaced = list(writer.replaced)
 
     for given in paths:
         loc = storage.location(given)
         try:
+            found = read_image_header(loc)
+            if not info.complete:
+                info = _complete(info, found, loc, authority=authority, base_url=base_url)
+                report.survey = f"{info.name} ({info.obs_title})"
             did = publisher_did(authority, info.slug, storage.name_of(loc))
             if did in first_of:
                 raise IngestError(f"same dataset ID as {first_of[did]}: file names must be unique within a survey")
-            found = read_image_header(loc)
             row = obscore_row(found.header, raw=found.raw, path=loc, survey=info, authority=authority,
                               base_url=base_url, file_size=found.size)
+            if not species_given and row["dataproduct_type"] == "cube":
+                raise MissingOptionError("species", f"{storage.name_of(loc)} is a spectral cube: give its species "
+                                         "with --species (e.g. --species 13CO); Continuum is for 2D maps")
         except IngestError as exc:
             done(loc, Outcome.SKIPPED, str(exc))
             continue
@@ -367,6 +446,7 @@ def ingest_datasets(
         if len(pending) >= batch_size:
             flush()
     flush()
-    with conn.transaction():
-        _upsert_survey(conn, info)
+    if info.complete:
+        with conn.transaction():
+            _upsert_survey(conn, info)
     return report

@@ -8,11 +8,13 @@ in (lon, lat) as seen with longitude growing to the right (DALI 1.1 section 3.3.
 order; pgSphere itself accepts either order and takes the smaller region). Corners that
 straddle l = 0 need no special case: each vertex is a point on the sphere.
 
-The spectral coverage ``em_min``/``em_max`` (metres) comes from, in order: a spectral WCS axis
-(VRAD/VOPT/VELO/ZOPT need the rest frequency: radio convention ``f = f0 (1 - v/c)``); the
-keywords ``WAVEMIN``/``WAVEMAX`` (m); ``FREQ``/``RESTFRQ``/``OBSFREQ`` (Hz) with ``BANDWID``
-(Hz); ``WAVELENG`` (m) or ``WAVELNTH`` (um when the value is above 1e-2). The module has no
-I/O and no SQL.
+The spectral coverage ``em_min``/``em_max`` (metres) comes from, in order: a spectral WCS axis,
+one channel included (VRAD/VOPT/VELO/ZOPT need the rest frequency: radio convention
+``f = f0 (1 - v/c)``); the keywords ``WAVEMIN``/``WAVEMAX`` (m); ``BANDLO``/``BANDHI`` (m, the
+SIAP/DaCHS bandpass); ``FREQ``/``RESTFRQ``/``RESTFREQ``/``OBSFREQ`` (Hz) with ``BANDWID`` (Hz);
+``WAVELENG``, ``WAVELEN``, ``BANDREF`` (m) or ``WAVELNTH`` (um when the value is above 1e-2). A
+unit written in the comment (``[um]``, ``[GHz]``) is honoured through astropy.units. The
+module has no I/O and no SQL.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ from vo import storage
 from vo.datalink import DATALINK_MEDIA, links_url, preview_url
 
 __all__ = [
+    "BAND_KEYWORDS",
     "DATALINK_FORMAT",
     "IngestError",
     "SurveyInfo",
+    "band_label",
+    "band_source",
     "build_wcs",
     "obscore_row",
     "publisher_did",
@@ -72,8 +77,10 @@ class SurveyInfo:
     """What the ingest needs to know of a survey (see ``vo.demo.surveys.Survey``)."""
 
     name: str
-    species: str
-    transition: str
+    #: None until known: ingest takes Continuum for 2D maps and refuses a cube without one
+    species: str | None
+    #: None (or empty) until known: ingest refuses files without one, suggesting one from the header
+    transition: str | None
     description: str | None = None
     rest_frequency: float | None = None
     velocity_unit: str | None = None
@@ -86,8 +93,15 @@ class SurveyInfo:
     groups: tuple[str, ...] | None = None
 
     @property
+    def complete(self) -> bool:
+        """Whether species and transition are both known (they make the DIDs and ``obs_title``)."""
+        return bool(self.species) and bool(self.transition)
+
+    @property
     def slug(self) -> str:
-        return survey_slug(self.name, self.species, self.transition)
+        if not self.complete:
+            raise ValueError("species and transition must be known first")
+        return survey_slug(self.name, self.species or "", self.transition or "")
 
     @property
     def obs_title(self) -> str:
@@ -104,6 +118,8 @@ def survey_info(survey: Any) -> SurveyInfo:
         return survey
     get = survey.get if isinstance(survey, Mapping) else (lambda k, d=None: getattr(survey, k, d))
     fields = {k: get(k) for k in SurveyInfo.__dataclass_fields__ if get(k) is not None}
+    fields.setdefault("species", None)
+    fields.setdefault("transition", None)
     if fields.get("groups") is not None:
         fields["groups"] = tuple(fields["groups"])
     return SurveyInfo(**fields)
@@ -307,29 +323,101 @@ def _spectral_axis(header: fits.Header, wcs: WCS, survey: SurveyInfo) -> dict[st
     return out
 
 
+#: 2D-map band keywords, in the order they are tried, with their default unit. A unit in the
+#: comment's leading brackets (``WAVELEN = 70 / [um] ...``, FITS 4.0 section 4.3.2) wins over
+#: the default. BANDLO/BANDHI/BANDREF are the SIAP and DaCHS bandpass keywords (metres).
+_BAND_RANGES = (("WAVEMIN", "WAVEMAX"), ("BANDLO", "BANDHI"))
+_BAND_FREQS = ("FREQ", "RESTFRQ", "RESTFREQ", "OBSFREQ")
+_BAND_WAVES = ("WAVELENG", "WAVELEN", "BANDREF", "WAVELNTH")
+_UNIT_IN_COMMENT = re.compile(r"^\s*\[([^\]]+)\]")
+#: what :func:`_band_keywords` reads, for messages and docs
+BAND_KEYWORDS = ("WAVEMIN/WAVEMAX, BANDLO/BANDHI, FREQ, RESTFRQ, RESTFREQ or OBSFREQ (+BANDWID), "
+                 "WAVELENG, WAVELEN, BANDREF, WAVELNTH")
+
+
+def _quantity(header: fits.Header, key: str, default: u.UnitBase) -> u.Quantity | None:
+    """``key``'s positive value with its unit (from the comment's ``[unit]``, else ``default``), or None."""
+    value = header.get(key)
+    if value is None or isinstance(value, str | bool):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        return None
+    found = _UNIT_IN_COMMENT.match(header.comments[key] or "")
+    unit = default
+    if found:
+        text = found.group(1).strip()
+        try:
+            unit = u.Unit(text, format="fits")
+        except ValueError:
+            try:
+                unit = u.Unit(text)
+            except ValueError:
+                raise IngestError(f"{key}: unknown unit [{text}] in its comment") from None
+    elif key == "WAVELNTH" and number > 1e-2:  # a common habit: micrometres without a unit
+        unit = u.um
+    return number * unit
+
+
+def _metres(q: u.Quantity, key: str) -> float:
+    try:
+        return float(q.to(u.m, equivalencies=u.spectral()).value)
+    except u.UnitConversionError:
+        raise IngestError(f"{key}: unit {q.unit} is not a wavelength, frequency or energy") from None
+
+
 def _band_keywords(header: fits.Header) -> dict[str, Any] | None:
-    """Coverage of a 2D map from its band keywords, or None."""
-    lo, hi = header.get("WAVEMIN"), header.get("WAVEMAX")
-    if lo and hi:
-        wl = np.array([float(lo), float(hi)])
-    else:
-        freq = next((header[k] for k in ("FREQ", "RESTFRQ", "RESTFREQ", "OBSFREQ") if header.get(k)), None)
-        if freq:
-            width = float(header.get("BANDWID") or 0.0)
-            wl = _C / np.array([float(freq) + width / 2, float(freq) - width / 2])
-        elif header.get("WAVELENG"):
-            wl = np.array([float(header["WAVELENG"])] * 2)
-        elif header.get("WAVELNTH"):
-            value = float(header["WAVELNTH"])
-            wl = np.array([value * 1e-6 if value > 1e-2 else value] * 2)
-        else:
-            return None
-    lo_m, hi_m = float(wl.min()), float(wl.max())
+    """Coverage of a 2D map from its band keywords (:data:`BAND_KEYWORDS`), or None."""
+    wl: list[float] = []
+    source = ""
+    for keys in _BAND_RANGES:
+        ends = [_quantity(header, k, u.m) for k in keys]
+        if ends[0] is not None and ends[1] is not None:
+            wl, source = [_metres(ends[0], keys[0]), _metres(ends[1], keys[1])], "/".join(keys)
+            break
+    if not wl:
+        for key in _BAND_FREQS:
+            freq = _quantity(header, key, u.Hz)
+            if freq is None:
+                continue
+            hz = _C / _metres(freq, key)
+            width = _quantity(header, "BANDWID", u.Hz)
+            bw = float(width.to(u.Hz).value) if width is not None and width.unit.is_equivalent(u.Hz) else 0.0
+            bw = min(bw, hz)  # a width beyond the centre frequency would give a negative edge
+            wl = [_C / (hz + bw / 2), _C / (hz - bw / 2)]
+            source = key
+            break
+    if not wl:
+        for key in _BAND_WAVES:
+            value = _quantity(header, key, u.m)
+            if value is not None:
+                wl, source = [_metres(value, key)] * 2, key
+                break
+    if not wl:
+        return None
+    lo_m, hi_m = min(wl), max(wl)
     return {
         "em_min": lo_m, "em_max": hi_m, "em_xel": 1,
         "em_res_power": float((lo_m + hi_m) / 2 / (hi_m - lo_m)) if hi_m > lo_m else None,
-        "em_ucd": "em.wl", "em_unit": None, "cube": False,
+        "em_ucd": "em.wl", "em_unit": None, "cube": False, "source": source,
     }
+
+
+def band_source(header: fits.Header) -> str | None:
+    """The keyword(s) a 2D map's band is read from (e.g. ``BANDLO/BANDHI``), None when there is none."""
+    found = _band_keywords(header)
+    return found["source"] if found else None
+
+
+def band_label(em_min: float, em_max: float) -> str:
+    """A transition label for a band, as surveys name theirs: ``70 um``, ``1.1 mm``, ``912 MHz``."""
+    wl = (em_min + em_max) / 2
+    if wl < 1e-3:
+        return f"{wl * 1e6:.4g} um"
+    if wl < 1e-2:
+        return f"{wl * 1e3:.4g} mm"
+    freq = _C / wl
+    return f"{freq / 1e9:.4g} GHz" if freq >= 1e9 else f"{freq / 1e6:.4g} MHz"
 
 
 def _polarization(header: fits.Header, wcs: WCS) -> tuple[str | None, int | None]:
@@ -394,11 +482,9 @@ def obscore_row(
     row: dict[str, Any] = _footprint(cel, nx, ny)
     spectral = _spectral_axis(header, wcs, info) or _band_keywords(header)
     if spectral is None:
-        raise IngestError(
-            "no spectral coverage: the header has no spectral axis and none of WAVEMIN/WAVEMAX, "
-            "FREQ (+BANDWID), WAVELENG, WAVELNTH"
-        )
+        raise IngestError(f"no spectral coverage: the header has no spectral axis and none of {BAND_KEYWORDS}")
     cube = spectral.pop("cube")
+    spectral.pop("source", None)
     row.update(spectral)
     did = publisher_did(authority, info.slug, name)
     bmaj = header.get("BMAJ")

@@ -18,7 +18,9 @@ security, TABLEDATA by default) with the client's additions (vialactea-client.md
   (``obs_collection`` + ``obs_title``: survey, species and transition) with several datasets
   in the region: its ``obs_publisher_did`` is their DIDs joined by ``;`` (the legacy merge's
   ``pubdid=A;B;C``), its spectral and velocity ranges span theirs, its footprint is the
-  region's bounding box.
+  region's bounding box. The client asks ``{datasets}/soda/sync`` with that ID and the region when
+  the row is opened; :func:`merge_row_dids` reads it back and the answer is the merge of those
+  datasets (``vo.soda.merge``, as ``/soda/merge``).
 
 One region (POS) is required: the overlap codes and merge rows are relative to it.
 """
@@ -37,7 +39,7 @@ from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range
 from vo.sia import SiaQuery, obscore_columns, overlap_code_sql, run_query, where_clause
 
-__all__ = ["EXTRA_COLUMNS", "build_sql", "client_columns", "region_box", "search"]
+__all__ = ["EXTRA_COLUMNS", "MERGE_SEPARATOR", "build_sql", "client_columns", "merge_row_dids", "region_box", "search"]
 
 _INT = {"datatype": "int", "arraysize": None, "xtype": None, "unit": None, "utype": None, "pgtype": "integer"}
 
@@ -50,6 +52,18 @@ EXTRA_COLUMNS: tuple[OutputColumn, ...] = (
                  "range and the first BAND interval; empty when no BAND is given", **_INT),
     OutputColumn(name="overlap", ucd="meta.code", description="overlapSky and overlapSpec combined", **_INT),
 )
+
+
+#: joins the DIDs of a merge row's ``obs_publisher_did`` (the legacy merge's ``pubdid=A;B;C``)
+MERGE_SEPARATOR = ";"
+
+
+def merge_row_dids(ident: str) -> list[str] | None:
+    """The DIDs of a merge row's ID (``did1;did2;...``, two or more), or None for any other ID."""
+    if MERGE_SEPARATOR not in ident:
+        return None
+    dids = list(dict.fromkeys(d.strip() for d in ident.split(MERGE_SEPARATOR) if d.strip()))
+    return dids if len(dids) > 1 else None
 
 
 @cache
@@ -140,7 +154,7 @@ def build_sql(q: SiaQuery) -> str:
         elif name == "dataproduct_type":
             value = "min(o.dataproduct_type)"
         elif name == "obs_publisher_did":
-            value = "string_agg(o.obs_publisher_did, ';' ORDER BY o.obs_publisher_did)"
+            value = f"string_agg(o.obs_publisher_did, '{MERGE_SEPARATOR}' ORDER BY o.obs_publisher_did)"
         elif name in ("em_min", "vel_min"):
             value = f"min(o.{name}{'_known' if name == 'em_min' else ''})"
         elif name in ("em_max", "vel_max"):
