@@ -25,6 +25,7 @@ from app.routers import (
     datalink,
     examples,
     home,
+    moc,
     sedfit,
     sia,
     soda,
@@ -131,5 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(soda.router)
     app.include_router(soda_async.router)
     app.include_router(sedfit.router)
+    app.include_router(moc.router)
     vialactea.install(app, settings)
     return app
