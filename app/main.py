@@ -26,6 +26,7 @@ from app.routers import (
     examples,
     home,
     moc,
+    oai,
     sedfit,
     sia,
     soda,
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(soda.router)
     app.include_router(soda_async.router)
     app.include_router(sedfit.router)
+    app.include_router(oai.router)
     app.include_router(moc.router)
     vialactea.install(app, settings)
     return app
