@@ -130,7 +130,8 @@ def test_from_and_until_select_by_datestamp(oai: httpx.Client) -> None:
     headers, _ = _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor")
     stamps = sorted(h.findtext(f"{{{OAI}}}datestamp") for h in headers)
     day = stamps[0][:10]
-    everything, _ = _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor", **{"from": day, "until": stamps[-1][:10]})
+    everything, _ = _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor",
+                             **{"from": day, "until": stamps[-1][:10]})
     assert len(everything) == len(headers)
     exact, _ = _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor", **{"from": stamps[-1], "until": stamps[-1]})
     assert 1 <= len(exact) == stamps.count(stamps[-1])
