@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     )
     authority: str = Field(
         "vlkb.local",
-        description="IVOA naming authority used in publisher DIDs (ivo://AUTHORITY/vlkb?survey/file.fits).",
+        description="IVOA naming authority used in publisher DIDs (ivo://AUTHORITY/vlkb?survey/file.fits) and "
+        "registry records (ivo://AUTHORITY/vlkb); see docs/registry.md on registering it.",
     )
     service_title: str = Field(
         "vlkb: ViaLactea Knowledge Base",

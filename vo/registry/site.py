@@ -99,6 +99,7 @@ async def published_records(
     total = MOC.new_empty(moc_order)
     surveys: list[etree._Element] = []
     for name, rows in by_survey.items():
+        rows.sort(key=lambda r: (r.em_min is None, r.em_min or 0.0, r.band))  # bands by wavelength
         moc = await survey_moc(conn, cache, _ANONYMOUS, name, None, moc_order)
         total = total.union(moc)
         info = SurveyInfo(
