@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from lxml import etree
@@ -109,7 +109,6 @@ class SurveyInfo:
     coverage: Coverage
     facilities: tuple[str, ...] = ()
     instruments: tuple[str, ...] = ()
-    references: tuple[str, ...] = field(default=())
 
 
 def slug(name: str) -> str:
