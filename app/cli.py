@@ -176,6 +176,23 @@ def demo_data(
         _load_demo(settings, url, scale or settings.demo_scale, force)
 
 
+def _refresh_mocs(settings: Settings, url: str, survey: str) -> int:
+    """Rebuild the coverage MOCs of ``survey`` (``/moc``) after an ingest, as its readers see them."""
+    import asyncio
+
+    from db.policies import list_policies
+    from vo.moc import MocCache, refresh
+
+    with psycopg.connect(url) as conn:
+        groups = next((p.groups for p in list_policies(conn) if p.survey == survey), [])
+
+    async def run() -> int:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await refresh(conn, MocCache(settings.moc_cache_dir), survey, groups, settings.moc_order)
+
+    return asyncio.run(run())
+
+
 @ingest_cli.command("datasets")
 def ingest_datasets(
     survey: Annotated[str, typer.Option(help="Survey name (obs_collection).")],
@@ -219,6 +236,8 @@ def ingest_datasets(
         for old, _ in report.replaced:
             forget_previews(settings.home / "cache" / "previews", old)
         typer.echo(report.summary())
+        if report.stored:
+            typer.echo(f"coverage MOCs of {survey}: {_refresh_mocs(settings, url, survey)} refreshed")
     if report.failed and not report.stored:
         raise typer.Exit(1)
 

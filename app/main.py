@@ -30,6 +30,8 @@ from app.routers import (
     datalink,
     examples,
     home,
+    moc,
+    oai,
     sedfit,
     sia,
     soda,
@@ -159,5 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(soda.router)
     app.include_router(soda_async.router)
     app.include_router(sedfit.router)
+    app.include_router(oai.router)
+    app.include_router(moc.router)
     vialactea.install(app, settings)
     return app

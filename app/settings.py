@@ -54,11 +54,54 @@ class Settings(BaseSettings):
     )
     authority: str = Field(
         "vlkb.local",
-        description="IVOA naming authority used in publisher DIDs (ivo://AUTHORITY/vlkb?survey/file.fits).",
+        description="IVOA naming authority used in publisher DIDs (ivo://AUTHORITY/vlkb?survey/file.fits) and "
+        "registry records (ivo://AUTHORITY/vlkb); see docs/registry.md on registering it.",
     )
     service_title: str = Field(
         "vlkb: ViaLactea Knowledge Base",
         description="Human-readable service title shown on the landing page and in VOSI documents.",
+    )
+    registry_publisher: str = Field(
+        "ViaLactea Knowledge Base",
+        description="Registry records: the organisation publishing the service (VOResource curation/publisher).",
+    )
+    registry_publisher_id: str | None = Field(
+        None, description="Registry records: IVOA identifier of the publishing organisation's own record, if any.",
+    )
+    registry_contact_name: str = Field(
+        "vlkb operator", description="Registry records: name of the contact person or desk (curation/contact).",
+    )
+    registry_contact_email: str = Field(
+        "vo-admin@vlkb.local",
+        description="Registry records: contact e-mail, also the OAI-PMH adminEmail; set a real address before "
+        "registering.",
+    )
+    registry_creators: list[str] = Field(
+        [], description="Registry records: creators of the data collections (JSON list of names).",
+    )
+    registry_subjects: list[str] = Field(
+        ["milky-way-galaxy", "interstellar-medium", "star-formation", "infrared-astronomy", "radio-astronomy"],
+        description="Registry records: subjects, preferably Unified Astronomy Thesaurus concepts (JSON list).",
+    )
+    registry_description: str = Field(
+        "Images, spectral cubes, compact-source catalogues and filaments of Galactic-plane surveys, searchable "
+        "with TAP/ADQL and SIA 2 and cut with SODA.",
+        description="Registry records: description of the service.",
+    )
+    registry_reference_url: str | None = Field(
+        None, description="Registry records: page describing the service. Unset: the landing page (base URL).",
+    )
+    registry_rights: str | None = Field(
+        "Public surveys may be used by anyone; restricted surveys only by members of their groups.",
+        description="Registry records: rights statement of the data (VOResource rights).",
+    )
+    oai_page_size: int = Field(
+        100, ge=1, description="OAI-PMH (`/oai`): most records or headers in one answer; longer lists go on "
+        "with a resumption token.",
+    )
+    moc_order: int = Field(
+        10, ge=0, le=29, description="HEALPix order of the coverage MOCs served at `/moc` (10: cells of 3.4 "
+        "arcmin); registry records carry them degraded to order 6.",
     )
     db_pool_min: int = Field(1, description="Minimum number of pooled database connections.")
     db_pool_max: int = Field(10, description="Maximum number of pooled database connections.")
@@ -211,6 +254,11 @@ class Settings(BaseSettings):
     def results_root(self) -> str:
         """The results store's root: VLKB_RESULTS_URL, else a directory under VLKB_HOME."""
         return self.results_url or str(self.home / "results")
+
+    @property
+    def moc_cache_dir(self) -> Path:
+        """Where coverage MOCs are cached (each rebuilt when missing or when its footprints change)."""
+        return self.home / "cache" / "moc"
 
     @property
     def data_dir(self) -> Path:

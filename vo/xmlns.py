@@ -31,6 +31,12 @@ NS = {
     "uws": "http://www.ivoa.net/xml/UWS/v1.0",
     "xlink": "http://www.w3.org/1999/xlink",
     "vot": "http://www.ivoa.net/xml/VOTable/v1.3",
+    "ri": "http://www.ivoa.net/xml/RegistryInterface/v1.0",
+    "vg": "http://www.ivoa.net/xml/VORegistry/v1.0",
+    "sia": "http://www.ivoa.net/xml/SIA/v1.1",
+    "oai": "http://www.openarchives.org/OAI/2.0/",
+    "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/",
+    "dc": "http://purl.org/dc/elements/1.1/",
 }
 
 
