@@ -1,7 +1,7 @@
 """Bearer tokens: who the caller is (user and groups), from an OIDC-issued JWT.
 
 :class:`TokenVerifier` checks a token's signature against the issuer's keys, then its
-issuer, audience and times, and reads the user and groups claims into an :class:`Identity`.
+issuer, audience and times, and reads the user and groups claims into an :class:`~vo.caller.Caller`.
 Keys come from a :class:`KeySource`: :class:`JwksKeys` follows the issuer's discovery
 document to its JWKS (cached; fetched again when a token names a key it has not seen, which
 is how a key rotation arrives), :class:`StaticKeys` holds the development issuer's one key.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -30,9 +29,10 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
+from vo.caller import ANONYMOUS, Caller
 from vo.errors import AuthError, TransientError
 
-__all__ = ["ANONYMOUS", "Identity", "JwksKeys", "KeySource", "StaticKeys", "TokenVerifier", "read_groups"]
+__all__ = ["ANONYMOUS", "Caller", "JwksKeys", "KeySource", "StaticKeys", "TokenVerifier", "read_groups"]
 
 log = structlog.get_logger("vlkb.auth")
 
@@ -41,19 +41,6 @@ log = structlog.get_logger("vlkb.auth")
 _REFUSED_ALGORITHMS = {"none", "HS256", "HS384", "HS512"}
 
 
-@dataclass(frozen=True)
-class Identity:
-    """The caller: a user name (None: anonymous) and the groups whose surveys they may read."""
-
-    user: str | None = None
-    groups: tuple[str, ...] = ()
-
-    @property
-    def anonymous(self) -> bool:
-        return self.user is None
-
-
-ANONYMOUS = Identity()
 
 
 class KeySource(Protocol):
@@ -163,7 +150,7 @@ class TokenVerifier:
             exp={"essential": True},
         )
 
-    async def verify(self, token: str) -> Identity:
+    async def verify(self, token: str) -> Caller:
         """The identity ``token`` proves; AuthError (401) saying why when it proves none."""
         kid = _header_kid(token)
         keyset = await self._keys.keys(kid)
@@ -184,7 +171,7 @@ class TokenVerifier:
         user = claims.get(self._user_claim) or claims.get("sub")
         if not isinstance(user, str) or not user:
             raise AuthError("the token names no user (no sub claim)")
-        return Identity(user=user, groups=read_groups(claims, self._groups_claim))
+        return Caller(user=user, groups=read_groups(claims, self._groups_claim))
 
 
 def _header_kid(token: str) -> str | None:

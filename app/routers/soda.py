@@ -17,12 +17,11 @@ import structlog
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from app.access import CallerGroups
+from app.access import CurrentCaller
 from app.deps import AppSettings, DbPool
 from app.params import RequestParams
-from db.datasets import visible_datasets
 from vo import soda
-from vo.errors import MultiValuedParamNotSupported, NotFoundError
+from vo.errors import MultiValuedParamNotSupported
 
 __all__ = ["router"]
 
@@ -32,15 +31,10 @@ log = structlog.get_logger("vlkb.soda")
 
 
 @router.api_route("/sync", methods=["GET", "POST"])
-async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGroups) -> StreamingResponse:
+async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> StreamingResponse:
     """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
     q = soda.SodaParams.from_params(params.values)
-    async with pool.connection() as conn:
-        ds = (await visible_datasets(conn, [q.id], groups)).get(q.id)
-    if ds is None:
-        raise NotFoundError(f"{q.id}: no such dataset")
-    await asyncio.to_thread(soda.require_file, ds)
-    cut = await asyncio.to_thread(soda.cutout, ds.path, ds.publisher_did, q)
+    ds, cut = await soda.cutout_for(pool, q, caller)
     log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
     return StreamingResponse(
         cut.chunks(),
@@ -51,21 +45,15 @@ async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGro
 
 
 @router.api_route("/merge", methods=["GET", "POST"])
-async def get_sync_merge(params: RequestParams, pool: DbPool, groups: CallerGroups,
+async def get_sync_merge(params: RequestParams, pool: DbPool, caller: CurrentCaller,
                          settings: AppSettings) -> Response:
     """Several datasets of one survey cut for one region and merged on a common grid (FITS)."""
     q = soda.SodaJobParams.from_params(params.values, merge=True)
     if len(q.regions) > 1:
         raise MultiValuedParamNotSupported("POS: a sync merge takes one region; use /soda/merge/async for several")
-    async with pool.connection() as conn:
-        found = await visible_datasets(conn, q.ids, groups)
-    missing = [i for i in q.ids if i not in found]
-    if missing:
-        raise NotFoundError(f"{missing[0]}: no such dataset")
     region = q.regions[0]
     assert region is not None
-    merged = await asyncio.to_thread(soda.merge, [found[i] for i in q.ids], q, region,
-                                     max_voxels=settings.merge_max_voxels)
+    merged = await soda.merge_for(pool, q, region, caller, max_voxels=settings.merge_max_voxels)
     body = await asyncio.to_thread(merged.to_bytes)
     log.info("merge", dids=merged.used, shape=merged.data.shape)
     return Response(body, media_type="application/fits",

@@ -26,23 +26,22 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.access import CallerGroups, Offer
-from app.auth import Identity
+from app.access import CurrentCaller, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.errors import REALM, votable_error
 from app.params import RequestParams
-from app.routers import soda, tap, vosi
+from app.routers import soda, vosi
+from app.routers.tap import query_uploads, tap_query
 from app.routers.tap_async import keep_uploads
 from app.routers.uws import uws_router
 from app.routers.vialactea_jobs import mcutout_router
 from app.routers.vialactea_legacy import legacy_router
 from app.settings import Settings
 from vo import sia
-from vo import tap as vo_tap
-from vo.adql import translate
+from vo.caller import Caller
 from vo.vialactea import sia as vl_sia
+from vo.vialactea import tap as vl_tap
 from vo.vialactea.accounts import BasicAccount, parse_accounts, verify
-from vo.vialactea.tsv import catalogue_tsv, is_catalogue, is_tap_schema, tap_schema_tsv
 
 __all__ = ["BasicAccounts", "install", "vialactea_router"]
 
@@ -50,30 +49,21 @@ log = structlog.get_logger("vlkb.vialactea")
 
 
 async def vialactea_tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
-                             groups: CallerGroups) -> StreamingResponse:
+                             caller: CurrentCaller) -> StreamingResponse:
     """TAP sync; a TSV answer over catalogue tables only is made whitespace-split safe."""
-    q = vo_tap.TapQuery.from_params(
-        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
-    )
-    if q.format.name != "tsv" or q.uploads:
-        return await tap.tap_sync(params, pool, settings, groups)
-    catalog = vo_tap.published_catalog()
-    translation = translate(q.query, catalog, maxrec=q.maxrec)  # cheap; says which tables are read
-    chunks = await vo_tap.run_sync(pool, q, catalog, timeout=settings.sync_timeout, groups=groups)
-    if is_catalogue(translation.tables):
-        chunks = catalogue_tsv(chunks, translation.columns)
-    elif is_tap_schema(translation.tables):
-        chunks = tap_schema_tsv(chunks)
+    q = tap_query(params, settings)
+    uploads = await query_uploads(params, q, settings)
+    chunks = await vl_tap.run_client_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
 async def vialactea_siav2_query(params: RequestParams, pool: DbPool, settings: AppSettings,
-                                groups: CallerGroups) -> StreamingResponse:
+                                caller: CurrentCaller) -> StreamingResponse:
     """SIA 2.0 with the client's columns, overlap codes and merge rows (TABLEDATA by default)."""
     q = sia.SiaQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
     )
-    chunks = await vl_sia.search(pool, q, groups=groups, timeout=settings.sync_timeout)
+    chunks = await vl_sia.search(pool, q, caller, timeout=settings.sync_timeout)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
@@ -139,7 +129,7 @@ class BasicAccounts:
                                              {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
                     await response(scope, receive, send)
                     return
-                scope.setdefault("state", {})["identity"] = Identity(user=account.user, groups=account.groups)
+                scope.setdefault("state", {})["identity"] = Caller(user=account.user, groups=account.groups)
             elif not header and self._query(scope["path"]):
                 challenges = f'Basic realm="{REALM}", charset="UTF-8", Bearer realm="{REALM}"'
                 response = votable_error("AuthorizationError: log in (Basic or Bearer) to query this base", 401,
