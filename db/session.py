@@ -49,7 +49,7 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
         first = sql.SQL("BEGIN READ ONLY" if read_only else "BEGIN")
     else:
         first = sql.SQL("SET TRANSACTION READ ONLY" if read_only else "SET TRANSACTION READ WRITE")
-    parts = [
+    parts: list[sql.Composable] = [
         first,
         sql.SQL("SET LOCAL client_encoding = 'UTF8'"),
         sql.SQL("SET LOCAL extra_float_digits = 1"),
@@ -70,7 +70,7 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
 def read_only_after(role: str | None) -> sql.Composed:
     """Make the open transaction read-only (allowed after writes: only the reverse is refused)
     and switch to ``role``: what follows loading upload tables."""
-    parts = [sql.SQL("SET TRANSACTION READ ONLY")]
+    parts: list[sql.Composable] = [sql.SQL("SET TRANSACTION READ ONLY")]
     if role is not None:
         parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     return sql.SQL("; ").join(parts)

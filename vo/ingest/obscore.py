@@ -69,7 +69,7 @@ def survey_slug(name: str, species: str, transition: str) -> str:
 
 @dataclass(frozen=True)
 class SurveyInfo:
-    """What the ingest needs to know of a survey (see ``vo.demo.surveys.Survey``)."""
+    """What the ingest needs to know of a survey (see ``demo.surveys.Survey``)."""
 
     name: str
     species: str

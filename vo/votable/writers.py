@@ -20,7 +20,7 @@ call :func:`vo.votable.allocator.tune_allocator` once at start-up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -222,7 +222,7 @@ class ResultWriter:
                 close()
 
     async def astream(self, batches: AsyncIterable[CopyBatch], *, maxrec: int | None = None,
-                      offload: bool = True) -> AsyncIterator[bytes]:
+                      offload: bool = True) -> AsyncGenerator[bytes, None]:
         """The asyncio variant of :meth:`stream`; ``offload`` encodes big batches in a worker
         thread (numpy releases the GIL) so the event loop stays responsive."""
         it = aiter(batches)
