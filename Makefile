@@ -49,7 +49,8 @@ db-stop:
 	$(BIN)/vlkb db stop
 
 lint: venv
-	$(BIN)/ruff check app vo db schemas tests bench
+	$(BIN)/ruff check app vo db schemas demo tests bench
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m bench

@@ -15,13 +15,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.auth import ANONYMOUS, Identity, TokenVerifier
+from app.auth import ANONYMOUS, Caller, TokenVerifier
 from app.errors import bearer_challenge
 from vo.errors import AuthError
 from vo.vosi import SSO_TOKEN
 
 __all__ = [
-    "AuthOffer", "CallerGroups", "CallerOwner", "CurrentIdentity", "Offer",
+    "AuthOffer", "CallerGroups", "CallerOwner", "CurrentCaller", "Offer",
     "auth_offer", "caller_groups", "caller_owner", "current_identity",
 ]
 
@@ -40,7 +40,7 @@ def _bearer(request: Request) -> str | None:
     return token
 
 
-async def current_identity(request: Request) -> Identity:
+async def current_identity(request: Request) -> Caller:
     """The caller's identity (cached on the request, so every dependency sees the same one)."""
     cached = getattr(request.state, "identity", None)
     if cached is not None:
@@ -56,15 +56,16 @@ async def current_identity(request: Request) -> Identity:
     return identity
 
 
-CurrentIdentity = Annotated[Identity, Depends(current_identity)]
+#: the caller, for the reads made on their behalf (:mod:`vo.caller`)
+CurrentCaller = Annotated[Caller, Depends(current_identity)]
 
 
-async def caller_groups(identity: CurrentIdentity) -> tuple[str, ...]:
+async def caller_groups(identity: CurrentCaller) -> tuple[str, ...]:
     """The caller's groups: the surveys of these groups (and public ones) are visible."""
     return identity.groups
 
 
-async def caller_owner(identity: CurrentIdentity) -> str | None:
+async def caller_owner(identity: CurrentCaller) -> str | None:
     """The caller's user name, owner of the jobs they create; None when anonymous."""
     return identity.user
 

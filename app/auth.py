@@ -1,7 +1,7 @@
 """Bearer tokens: who the caller is (user and groups), from an OIDC-issued JWT.
 
 :class:`TokenVerifier` checks a token's signature against the issuer's keys, then its
-issuer, audience and times, and reads the user and groups claims into an :class:`Identity`.
+issuer, audience and times, and reads the user and groups claims into an :class:`~vo.caller.Caller`.
 Keys come from a :class:`KeySource`: :class:`JwksKeys` follows the issuer's discovery
 document to its JWKS (cached; fetched again when a token names a key it has not seen, which
 is how a key rotation arrives), :class:`StaticKeys` holds the development issuer's one key.
@@ -16,7 +16,6 @@ import asyncio
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -32,10 +31,11 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
+from vo.caller import ANONYMOUS, Caller
 from vo.errors import AuthError, TransientError
 
 __all__ = [
-    "ANONYMOUS", "Identity", "JwksKeys", "KeySource", "StaticKeys", "TokenVerifier", "header_text", "read_groups",
+    "ANONYMOUS", "Caller", "JwksKeys", "KeySource", "StaticKeys", "TokenVerifier", "header_text", "read_groups",
 ]
 
 log = structlog.get_logger("vlkb.auth")
@@ -58,19 +58,6 @@ def header_text(name: str) -> str:
     return quote(name, safe=_HEADER_SAFE)
 
 
-@dataclass(frozen=True)
-class Identity:
-    """The caller: a user name (None: anonymous) and the groups whose surveys they may read."""
-
-    user: str | None = None
-    groups: tuple[str, ...] = ()
-
-    @property
-    def anonymous(self) -> bool:
-        return self.user is None
-
-
-ANONYMOUS = Identity()
 
 
 class KeySource(Protocol):
@@ -180,7 +167,7 @@ class TokenVerifier:
             exp={"essential": True},
         )
 
-    async def verify(self, token: str) -> Identity:
+    async def verify(self, token: str) -> Caller:
         """The identity ``token`` proves; AuthError (401) saying why when it proves none."""
         kid = _header_kid(token)
         keyset = await self._keys.keys(kid)
@@ -206,7 +193,7 @@ class TokenVerifier:
         groups = read_groups(claims, self._groups_claim)
         if any(_CONTROL.search(g) for g in groups):
             raise AuthError("the token's groups contain a name with control characters")
-        return Identity(user=user, groups=groups)
+        return Caller(user=user, groups=groups)
 
 
 def _header_kid(token: str) -> str | None:

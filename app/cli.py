@@ -152,7 +152,7 @@ def db_repair_pgsphere() -> None:
 
 
 def _load_demo(settings: Settings, url: str, scale: int, force: bool) -> None:
-    from vo.demo.load import demo_loaded, load_demo
+    from demo.load import demo_loaded, load_demo
 
     with psycopg.connect(url) as conn:
         if demo_loaded(conn) and not force:

@@ -1,6 +1,6 @@
 """The ViaLactea SED fit over the whole model grid: milliseconds per fit against one numpy pass.
 
-Builds the demo grid of 20,000 models in memory (``vo/demo/sedmodels.py``, as the service
+Builds the demo grid of 20,000 models in memory (``demo/sedmodels.py``, as the service
 holds it after its first request), then times :func:`vo.vialactea.sedfit.fit` (median of
 ``--repeat`` runs) for the cases below, and, as the baseline measured in the same run, one
 plain numpy pass over the same arrays: the chi-square of every model at the given distance
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from vo.demo.sedmodels import make_sed_models
+from demo.sedmodels import make_sed_models
 from vo.vialactea.sedfit import MODEL_BANDS, SedFitParams, SedGrid, answer_json, fit, load_grid
 
 #: Hi-GAL, MIPSGAL 24 um and IRAC 8 um, longest first as the client sends them

@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from db.ddl import QUERY_ROLE
-from db.query import stream_copy
+from db.query import astream_copy, stream_copy
 from vo.adql.output import OutputColumn
 from vo.votable.allocator import tune_allocator
-from vo.votable.writers import ResultWriter, astream_result, stream_result
+from vo.votable.writers import ResultWriter
 
 SCHEMA = "vlkb_bench"
 
@@ -99,7 +99,10 @@ def _copy_binary(conn: psycopg.Connection, query: str) -> int:
 
 
 def _writer(conn: psycopg.Connection, query: str, fmt: str, role: str | None) -> int:
-    return sum(len(chunk) for chunk in stream_result(conn, query, COLUMNS, fmt, role=role, timeout=None))
+    # the runner's own pipeline (vo.results), with the role chosen by the benchmark
+    writer = ResultWriter(fmt, COLUMNS)
+    batches = stream_copy(conn, query, writer.select_list, fmt=writer.copy_format, role=role, timeout=None)
+    return sum(len(chunk) for chunk in writer.stream(batches))
 
 
 def _reader(conn: psycopg.Connection, query: str, role: str | None) -> int:
@@ -111,7 +114,9 @@ def _async_writer(url: str, query: str, fmt: str, role: str | None) -> int:
     async def run() -> int:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:
             size = 0
-            async for chunk in astream_result(aconn, query, COLUMNS, fmt, role=role, timeout=None):
+            writer = ResultWriter(fmt, COLUMNS)
+            batches = astream_copy(aconn, query, writer.select_list, fmt=writer.copy_format, role=role, timeout=None)
+            async for chunk in writer.astream(batches):
                 size += len(chunk)
             return size
 

@@ -28,7 +28,7 @@ from astropy.table import Table
 from app.database import database_url
 from app.settings import Settings
 from db.ddl import QUERY_ROLE
-from db.query import setup_statement
+from db.session import setup_statement
 from db.upload import load_tables
 from vo.adql import translate
 from vo.tap import published_catalog

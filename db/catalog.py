@@ -1,4 +1,8 @@
-"""Read-only queries on the knowledge base used outside ADQL (landing page, checks)."""
+"""Read-only queries on the knowledge base used outside ADQL (the landing page).
+
+Each runs on a connection inside the caller's session (:mod:`db.session`), so row-level
+security decides which surveys are listed.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,11 @@ from psycopg.rows import dict_row
 __all__ = ["list_surveys"]
 
 
-async def list_surveys(conn: AsyncConnection, include_private: bool = False) -> list[dict]:
-    """Surveys with their dataset counts; public ones only unless ``include_private``."""
-    where = "" if include_private else "WHERE policy = 'PUBLIC'"
+async def list_surveys(conn: AsyncConnection) -> list[dict]:
+    """The surveys the session's caller may read, with their dataset counts."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT name, species, transition, description, dataset_count FROM datasets.surveys "
-            f"{where} ORDER BY name, species, transition"
+            "ORDER BY name, species, transition"
         )
         return await cur.fetchall()

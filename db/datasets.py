@@ -1,28 +1,22 @@
-"""Dataset files and survey access policies: which datasets a caller may see, and where they are.
+"""Dataset files: the published datasets a caller may read, and where their files are.
 
-SQL only, frozen records out. ``vlkb.datasets`` maps a publisher DID to its file;
-``vlkb.survey_policies`` says which groups may read a survey (an empty list: everyone, and
-a survey with no policy row is public too). Every lookup here takes the caller's ``groups``
-(empty for an anonymous caller) and answers as if the datasets the caller may not read did
-not exist, so "hidden" and "missing" look the same to the protocols above.
+SQL only, frozen records out. ``vlkb.datasets`` maps a publisher DID to its file. Every
+function here runs on a connection inside the caller's session (:mod:`db.session`): the
+row-level security of ``vlkb.datasets`` and ``ivoa.obscore`` answers as if the datasets the
+caller may not read did not exist, so "hidden" and "missing" look the same to the protocols
+above, and no visibility rule is written here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import class_row
 
-__all__ = ["Dataset", "dataset_by_key", "did_key", "visible_datasets", "visible_datasets_sync"]
-
-#: The SQL condition "the caller, in groups %(groups)s, may read survey ``{survey}``".
-_VISIBLE = (
-    "NOT EXISTS (SELECT 1 FROM vlkb.survey_policies p WHERE p.survey = {survey} "
-    "AND cardinality(p.groups) > 0 AND NOT (p.groups && %(groups)s::text[]))"
-)
+__all__ = ["Dataset", "dataset_by_key", "did_key", "find_datasets", "find_datasets_blocking"]
 
 #: The key of a DID in file and preview URLs: what follows the first "?" (the whole DID if none).
 _KEY_SQL = "substr(d.publisher_did, strpos(d.publisher_did, '?') + 1)"
@@ -72,41 +66,38 @@ class Dataset:
         return did_key(self.publisher_did)
 
 
-_SELECT = f"""
+_SELECT = """
 SELECT d.publisher_did, d.survey, d.path, d.size, o.dataproduct_type, o.em_min, o.em_max,
        o.t_min, o.t_max, o.pol_states, o.vel_min, o.vel_max, o.s_ra, o.s_dec, o.s_fov,
        vlkb_dali_polygon(o.s_region) AS s_region,
        vlkb_dali_polygon(o.s_region_galactic) AS s_region_galactic
 FROM vlkb.datasets d JOIN ivoa.obscore o ON o.obs_publisher_did = d.publisher_did
-WHERE {_VISIBLE.format(survey="d.survey")}
 """
 
 
-async def visible_datasets(conn: AsyncConnection, dids: Iterable[str], groups: Sequence[str]) -> dict[str, Dataset]:
-    """The datasets among ``dids`` that exist and a caller in ``groups`` may read, by DID."""
+async def find_datasets(conn: AsyncConnection, dids: Iterable[str]) -> dict[str, Dataset]:
+    """The datasets among ``dids`` that exist and the session's caller may read, by DID."""
     dids = list(dict.fromkeys(dids))
     if not dids:
         return {}
     async with conn.cursor(row_factory=class_row(Dataset)) as cur:
-        await cur.execute(_SELECT + " AND d.publisher_did = ANY(%(dids)s::text[])",
-                          {"groups": list(groups), "dids": dids})
+        await cur.execute(_SELECT + " WHERE d.publisher_did = ANY(%(dids)s::text[])", {"dids": dids})
         return {row.publisher_did: row for row in await cur.fetchall()}
 
 
-def visible_datasets_sync(conn: Connection, dids: Iterable[str], groups: Sequence[str]) -> dict[str, Dataset]:
-    """:func:`visible_datasets` over a blocking connection, for job runners (which run in threads)."""
+def find_datasets_blocking(conn: Connection, dids: Iterable[str]) -> dict[str, Dataset]:
+    """:func:`find_datasets` over a blocking connection, for job runners (which run in threads)."""
     dids = list(dict.fromkeys(dids))
     if not dids:
         return {}
     with conn.cursor(row_factory=class_row(Dataset)) as cur:
-        cur.execute(_SELECT + " AND d.publisher_did = ANY(%(dids)s::text[])", {"groups": list(groups), "dids": dids})
+        cur.execute(_SELECT + " WHERE d.publisher_did = ANY(%(dids)s::text[])", {"dids": dids})
         return {row.publisher_did: row for row in cur.fetchall()}
 
 
-async def dataset_by_key(conn: AsyncConnection, key: str, groups: Sequence[str]) -> Dataset | None:
+async def dataset_by_key(conn: AsyncConnection, key: str) -> Dataset | None:
     """The readable dataset whose DID key (:func:`did_key`) is ``key``; None if there is none."""
     async with conn.cursor(row_factory=class_row(Dataset)) as cur:
         # Two authorities could share a key: the first DID wins, always the same one.
-        await cur.execute(_SELECT + f" AND {_KEY_SQL} = %(key)s ORDER BY d.publisher_did LIMIT 1",
-                          {"groups": list(groups), "key": key})
+        await cur.execute(_SELECT + f" WHERE {_KEY_SQL} = %(key)s ORDER BY d.publisher_did LIMIT 1", {"key": key})
         return await cur.fetchone()

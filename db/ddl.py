@@ -131,26 +131,54 @@ def access_ddl(table: Table, enabled: bool = False, has_policy: bool = False) ->
     if not enabled:
         stmts.append(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(qname))
     if not has_policy:
-        # (SELECT ...) makes the hidden list an InitPlan: computed once per query, not per row.
-        # NOT coalesce(...) rather than "<> ALL": the planner cannot know the list, and for a
-        # column with one distinct value (a catalogue of one survey) it would estimate that
-        # "<> unknown" keeps no row, then pick nested loops that turn a spatial join into
-        # minutes; a generic boolean expression is estimated at one half instead.
-        stmts.append(sql.SQL(
-            "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {} "
-            "USING (NOT coalesce({} = ANY ((SELECT vlkb_hidden_surveys())::text[]), false))"
-        ).format(sql.Identifier(ACCESS_POLICY), qname, sql.Identifier(QUERY_ROLE),
-                 sql.Identifier(table.access_column)))
+        stmts.append(_policy(qname, table.access_column))
     return stmts
 
 
-def _access_state(conn: psycopg.Connection, table: Table) -> tuple[bool, bool]:
+def _policy(qname: sql.Composable, column: str) -> sql.Composed:
+    """The one access policy: the query role sees the rows whose survey ``column`` it may read."""
+    # (SELECT ...) makes the hidden list an InitPlan: computed once per query, not per row.
+    # NOT coalesce(...) rather than "<> ALL": the planner cannot know the list, and for a
+    # column with one distinct value (a catalogue of one survey) it would estimate that
+    # "<> unknown" keeps no row, then pick nested loops that turn a spatial join into
+    # minutes; a generic boolean expression is estimated at one half instead.
+    return sql.SQL(
+        "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {} "
+        "USING (NOT coalesce({} = ANY ((SELECT vlkb_hidden_surveys())::text[]), false))"
+    ).format(sql.Identifier(ACCESS_POLICY), qname, sql.Identifier(QUERY_ROLE), sql.Identifier(column))
+
+
+#: Internal tables that lookups made for a caller read (``db/datasets.py``), with their survey column.
+#: They are not published (no ADQL names them: the allow-list holds published tables only) but
+#: follow the same policy, so a lookup made in the caller's session needs no rule of its own.
+_INTERNAL_READABLE = (("vlkb", "datasets", "survey"),)
+
+
+def _internal_access(conn: psycopg.Connection) -> None:
+    """Row-level security, the access policy and read access for the query role on the internal
+    tables that caller-scoped lookups read."""
+    role = sql.Identifier(QUERY_ROLE)
+    for schema, name, column in _INTERNAL_READABLE:
+        qname = sql.Identifier(schema, name)
+        row = _access_state(conn, schema, name)
+        if row is None:
+            continue
+        if not row[0]:
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(qname))
+        if not row[1]:
+            conn.execute(_policy(qname, column))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(qname, role))
+
+
+def _access_state(conn: psycopg.Connection, schema: str, name: str) -> tuple[bool, bool] | None:
+    """Whether ``schema.name`` has row-level security on and the access policy; None: no such table."""
     row = conn.execute(
         "SELECT c.relrowsecurity, EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s)"
         " FROM pg_class c WHERE c.oid = to_regclass(%s)",
-        (ACCESS_POLICY, f'"{pg_schema(table.schema_name)}"."{table.name}"'),
+        (ACCESS_POLICY, f'"{schema}"."{name}"'),
     ).fetchone()
-    return (bool(row[0]), bool(row[1])) if row else (False, False)
+    return (bool(row[0]), bool(row[1])) if row else None
 
 
 #: The functions behind pgSphere's indexable operators (its operator classes' members) that are
@@ -234,9 +262,12 @@ def apply(conn: psycopg.Connection) -> None:
         for table in decl.tables:
             for stmt in table_ddl(table, *_current(conn, table)):
                 conn.execute(stmt)
-            for stmt in access_ddl(table, *_access_state(conn, table)):
+            state = _access_state(conn, pg_schema(table.schema_name), table.name) or (False, False)
+            for stmt in access_ddl(table, *state):
                 conn.execute(stmt)
         if has_role:
             role = sql.Identifier(QUERY_ROLE)
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
             conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
+    if has_role:
+        _internal_access(conn)

@@ -1,6 +1,6 @@
 """Dataset footprints and survey summaries as a caller sees them, for coverage MOCs and registry records.
 
-Every read runs in the caller's read-only transaction (:func:`db.query.setup_statement`: the query
+Every read runs in the caller's read-only transaction (:func:`db.session.setup_statement`: the query
 role with the caller's groups), so the row-level security of ``ivoa.obscore`` is the one rule of
 what a caller sees: a restricted survey's rows are simply absent for other callers. No
 visibility condition is written here. ``ingest_times`` is the exception: it reads the service's
@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from db.ddl import QUERY_ROLE
-from db.query import setup_statement
+from db.session import setup_statement
 
 __all__ = ["Footprint", "SurveySummary", "footprints", "ingest_times", "survey_summaries"]
 

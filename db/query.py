@@ -25,22 +25,21 @@ caller (``vo/votable``). It never commits anything.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import select
 import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import pq, sql
+from psycopg import pq
 
+from db.copybatch import CopyBatch, CopyFormat
 from db.ddl import QUERY_ROLE
+from db.session import read_only_after, setup_statement
 from db.upload import TempTable, aload_tables, load_tables
 
 __all__ = [
@@ -49,13 +48,11 @@ __all__ = [
     "CopyFormat",
     "astream_copy",
     "copy_statement",
-    "setup_statement",
     "stream_copy",
 ]
 
 log = logging.getLogger(__name__)
 
-CopyFormat = Literal["binary", "text", "csv"]
 
 #: The first 11 bytes of a ``COPY ... (FORMAT BINARY)`` stream.
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -67,29 +64,6 @@ _CLEANUP_TIMEOUT = 10.0
 _WAIT_R, _WAIT_W = 1, 2
 _COPY_OUT = pq.ExecStatus.COPY_OUT
 _FATAL = pq.ExecStatus.FATAL_ERROR
-
-
-@dataclass(frozen=True, slots=True)
-class CopyBatch:
-    """Consecutive whole rows of a ``COPY ... TO STDOUT`` stream.
-
-    ``data`` holds the rows exactly as PostgreSQL sent them (binary: field count, then
-    length and value of each field; text and CSV: one line per row, ``\\n`` included);
-    ``lengths[i]`` is the size in bytes of row ``i``.
-    """
-
-    data: bytes
-    lengths: np.ndarray
-
-    @property
-    def nrows(self) -> int:
-        """Number of rows in the batch."""
-        return len(self.lengths)
-
-    def head(self, nrows: int) -> CopyBatch:
-        """The first ``nrows`` rows."""
-        lengths = self.lengths[:nrows]
-        return CopyBatch(self.data[: int(lengths.sum())], lengths)
 
 
 def copy_statement(
@@ -116,48 +90,6 @@ def copy_statement(
         f"COPY (SELECT {exprs} FROM (\n{query}\n) AS q({', '.join(names)}){tail}) "
         f"TO STDOUT (FORMAT {fmt.upper()})"
     )
-
-
-def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000,
-                    groups: Sequence[str] = (), *, read_only: bool = True) -> sql.Composed:
-    """Start the read-only transaction and fix every setting the output formats depend on.
-
-    ``groups`` are the caller's groups: the row-level security policies of the published
-    tables read them from ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous.
-
-    ``extra_float_digits`` > 0 makes text output of floats the shortest exact form
-    (PostgreSQL 12+), so text formats give back exactly the stored values. From PostgreSQL
-    14 the backend also checks every second that the client is still there, so a long query
-    whose client went away stops instead of running to its timeout. ``read_only=False``
-    leaves the transaction writable, to create upload tables first (``db/upload.py``).
-    ``groups`` are the caller's groups: the row-level security policies of the published
-    tables read them from ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous.
-    """
-    parts = [
-        sql.SQL("BEGIN READ ONLY" if read_only else "BEGIN"),
-        sql.SQL("SET LOCAL client_encoding = 'UTF8'"),
-        sql.SQL("SET LOCAL extra_float_digits = 1"),
-        sql.SQL("SET LOCAL DateStyle = 'ISO, YMD'"),
-        sql.SQL("SET LOCAL TimeZone = 'UTC'"),
-        sql.SQL("SET LOCAL IntervalStyle = 'iso_8601'"),
-    ]
-    if server_version >= 140000:
-        parts.append(sql.SQL("SET LOCAL client_connection_check_interval = 1000"))
-    if timeout is not None:
-        parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
-    parts.append(sql.SQL("SET LOCAL \"vlkb.groups\" = {}").format(sql.Literal(json.dumps(list(groups)))))
-    if role is not None:
-        parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    return sql.SQL("; ").join(parts)
-
-
-def _read_only_after(role: str | None) -> sql.Composed:
-    """Make the open transaction read-only (allowed after writes: only the reverse is refused)
-    and switch to ``role``: what follows loading upload tables."""
-    parts = [sql.SQL("SET TRANSACTION READ ONLY")]
-    if role is not None:
-        parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    return sql.SQL("; ").join(parts)
 
 
 # -- the libpq conversation, written once as a generator of waits -------------------------------
@@ -384,7 +316,7 @@ def stream_copy(
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
     version = conn.info.server_version
-    setup = (_read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
+    setup = (read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     waiter = _Waiter(conn.pgconn)
     try:
@@ -475,7 +407,7 @@ async def astream_copy(
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
     version = conn.info.server_version
-    setup = (_read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
+    setup = (read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False

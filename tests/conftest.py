@@ -60,7 +60,7 @@ def vlkb_home() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def database(vlkb_home: Path) -> Iterator[Database]:
     """The embedded cluster, started, migrated and loaded with the demo data."""
-    from vo.demo.load import load_demo
+    from demo.load import load_demo
 
     cluster = EmbeddedCluster(home=vlkb_home)
     cluster.start()

@@ -21,16 +21,21 @@ No HTTP and no SQL here: the caller looks the datasets up and passes the base UR
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import structlog
 from lxml import etree
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from db.datasets import Dataset, did_key
-from vo.errors import UsageError
+from db.datasets import did_key
+from vo import storage
+from vo.caller import Caller, Dataset, dataset_by_key, datasets
+from vo.errors import NotFoundError, UsageError
 from vo.shapes import format_number
 from vo.sia import POL_STATES, POSSYS
 from vo.xmlns import NS, E, tostring
@@ -41,11 +46,15 @@ __all__ = [
     "SODA_ASYNC",
     "SODA_SYNC",
     "LinksQuery",
+    "dataset_file",
     "file_url",
+    "links",
     "links_document",
     "links_url",
     "preview_url",
 ]
+
+log = structlog.get_logger("vlkb.datalink")
 
 DATALINK_MEDIA = "application/x-votable+xml;content=datalink"
 STD_LINKS = "ivo://ivoa.net/std/DataLink#links-1.1"
@@ -262,3 +271,22 @@ def links_document(ids: Sequence[str], found: Mapping[str, Dataset], base: str) 
         nsmap={None: NS["vot"]},
     )
     return tostring(root)
+
+
+async def links(pool: AsyncConnectionPool, q: LinksQuery, caller: Caller, base: str) -> bytes:
+    """The links document of ``q.ids`` as ``caller`` may see them (absent ones get error rows)."""
+    return links_document(q.ids, await datasets(pool, q.ids, caller), base)
+
+
+async def dataset_file(pool: AsyncConnectionPool, key: str, caller: Caller) -> tuple[Dataset, storage.FileInfo]:
+    """The dataset of a file or preview URL's ``key`` that ``caller`` may read, and its file's
+    size; NotFoundError when it is absent or its file is gone (the latter logged: an operator's problem)."""
+    ds = await dataset_by_key(pool, key, caller)
+    if ds is None:
+        raise NotFoundError(f"{key}: no such dataset")
+    try:
+        info = await asyncio.to_thread(storage.file_info, ds.path)
+    except (OSError, ValueError, ImportError) as exc:  # gone, unreachable, or a protocol not installed
+        log.error("dataset file missing", did=ds.publisher_did, path=ds.path, error=str(exc))
+        raise NotFoundError(f"{key}: the file of this dataset is not available") from None
+    return ds, info

@@ -14,6 +14,7 @@ No HTTP and no SQL here: callers pass the file and the cache directory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import math
@@ -24,14 +25,21 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import structlog
 from astropy.visualization import AsinhStretch, PercentileInterval
 from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image, ImageDraw, ImageFont
+from psycopg_pool import AsyncConnectionPool
 
 from vo import storage
+from vo.caller import Caller
+from vo.datalink import dataset_file
+from vo.errors import FatalError
 from vo.ingest.datasets import read_header
 
-__all__ = ["PREVIEW_VERSION", "cached_preview", "forget_previews", "preview_dir", "render_preview"]
+__all__ = ["PREVIEW_VERSION", "cached_preview", "forget_previews", "preview_dir", "preview_file", "render_preview"]
+
+log = structlog.get_logger("vlkb.preview")
 
 #: Bump when the picture changes, so cached previews are made again.
 PREVIEW_VERSION = 1
@@ -195,3 +203,13 @@ def render_preview(path: Path | str) -> bytes:
     out = io.BytesIO()
     canvas.save(out, format="PNG")
     return out.getvalue()
+
+
+async def preview_file(pool: AsyncConnectionPool, key: str, caller: Caller, cache_dir: Path) -> Path:
+    """The PNG quick-look of the dataset of ``key`` (made on first request, then cached)."""
+    ds, _ = await dataset_file(pool, key, caller)
+    try:
+        return await asyncio.to_thread(cached_preview, ds.path, ds.publisher_did, cache_dir)
+    except Exception as exc:  # a file that cannot be drawn is our fault, not the caller's
+        log.error("preview failed", did=ds.publisher_did, exc_info=exc)
+        raise FatalError("cannot make a preview of this dataset") from None

@@ -31,11 +31,13 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import find_table
 from vo.adql.output import OutputColumn
+from vo.caller import Caller
 from vo.dali import parse_maxrec
 from vo.errors import UsageError
+from vo.results import QueryPlan, stream_select
 from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
 from vo.votable.columns import ResultColumn
-from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
+from vo.votable.writers import ResultFormat, resolve_format
 
 __all__ = [
     "DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "check_polygons", "obscore_columns",
@@ -338,33 +340,23 @@ async def check_polygons(conn: psycopg.AsyncConnection, q: SiaQuery) -> None:
                 raise UsageError(f"POS: invalid polygon {shape.to_text()!r}: {reason}") from None
 
 
-async def search(
-    pool: AsyncConnectionPool, q: SiaQuery, *, groups: Sequence[str], timeout: float
-) -> AsyncIterator[bytes]:
-    """Run ``q`` for a caller in ``groups`` and return the result stream, already started.
+async def search(pool: AsyncConnectionPool, q: SiaQuery, caller: Caller, *, timeout: float) -> AsyncIterator[bytes]:
+    """Run ``q`` for ``caller`` and return the result stream, already started.
 
     Parameter, polygon and first-row failures raise here, before the first byte.
     """
-    return await run_query(pool, q, build_sql(q), [col for col, _ in obscore_columns()],
-                           groups=groups, timeout=timeout)
+    return await run_query(pool, q, build_sql(q), [col for col, _ in obscore_columns()], caller, timeout=timeout)
 
 
 async def run_query(
-    pool: AsyncConnectionPool, q: SiaQuery, statement: str, columns: Sequence[ResultColumn], *,
-    groups: Sequence[str], timeout: float,
+    pool: AsyncConnectionPool, q: SiaQuery, statement: str, columns: Sequence[ResultColumn], caller: Caller, *,
+    timeout: float,
 ) -> AsyncIterator[bytes]:
-    """Run ``statement`` (made from ``q``) for a caller in ``groups``; the result stream, already started.
+    """Run ``statement`` (made from ``q``) for ``caller``; the result stream, already started.
 
     Shared by SIA and the ViaLactea client's SIA answer: polygons are judged by pgSphere and
     the first rows are read before the first byte, so those failures still set the HTTP status.
     """
     async with pool.connection() as conn:
         await check_polygons(conn, q)
-
-    async def body() -> AsyncIterator[bytes]:
-        async with pool.connection() as conn:
-            async for chunk in astream_result(conn, statement, columns, q.format, maxrec=q.maxrec,
-                                              timeout=timeout, groups=groups):
-                yield chunk
-
-    return await prime(body())
+    return await stream_select(pool, QueryPlan(statement, columns, q.format, q.maxrec), caller, timeout=timeout)

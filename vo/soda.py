@@ -18,15 +18,17 @@ repeat (one cut per pair) and ``MERGE`` asks for one merged file per region inst
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import structlog
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from db.datasets import Dataset
+from vo.caller import Caller, Dataset, datasets
 from vo.cutout import Cutout, CutRequest, plan, source
 from vo.cutout.merge import Merged, MergeInput
 from vo.cutout.merge import merge as merge_cuts
@@ -265,6 +267,42 @@ def _check_one_survey(datasets: Sequence[Dataset]) -> None:
     highs = [d.em_max for d in datasets if d.em_max is not None]
     if lows and highs and max(lows) > min(highs) * (1 + 1e-6):
         raise UsageError("ID: the datasets cover different bands or transitions; merge one species and transition")
+
+
+def open_cutout(ds: Dataset | None, q: SodaParams) -> Cutout:
+    """The one sequence from a lookup to a planned cut: absent (missing or not readable by the
+    caller) is a NotFoundError, so is a dataset whose file is gone; then the cut of ``q``."""
+    if ds is None:
+        raise NotFoundError(f"{q.id}: no such dataset")
+    require_file(ds)
+    return cutout(ds.path, ds.publisher_did, q)
+
+
+async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -> tuple[Dataset, Cutout]:
+    """Look ``q.id`` up for ``caller`` and plan its cut (header reads in a thread)."""
+    ds = (await datasets(pool, [q.id], caller)).get(q.id)
+    cut = await asyncio.to_thread(open_cutout, ds, q)
+    assert ds is not None  # open_cutout raised otherwise
+    return ds, cut
+
+
+def find_all(found: Mapping[str, Dataset], ids: Sequence[str]) -> list[Dataset]:
+    """The datasets of ``ids`` in order; NotFoundError naming the first one absent from ``found``."""
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFoundError(f"{missing[0]}: no such dataset")
+    return [found[i] for i in ids]
+
+
+async def merge_for(pool: AsyncConnectionPool, q: SodaJobParams, caller: Caller, *, max_voxels: int) -> Merged:
+    """Look ``q.ids`` up for ``caller`` (every one must be readable) and merge their cuts of
+    ``q``'s one region (in a thread: it reads and regrids pixels); a synchronous merge."""
+    if len(q.regions) > 1:
+        raise MultiValuedParamNotSupported("POS: a sync merge takes one region; use /soda/merge/async for several")
+    region = q.regions[0]
+    assert region is not None  # SodaJobParams requires a region to merge
+    chosen = find_all(await datasets(pool, q.ids, caller), q.ids)
+    return await asyncio.to_thread(merge, chosen, q, region, max_voxels=max_voxels)
 
 
 def require_file(ds: Dataset) -> None:

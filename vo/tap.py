@@ -7,23 +7,24 @@ not declared here, so the two cannot drift apart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import cache
 
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from vo.adql import Catalog, Translation, translate
+from vo.caller import Caller
 from vo.dali import parse_maxrec
 from vo.errors import UsageError
+from vo.results import QueryPlan, stream_select
 from vo.upload import UploadedTable, UploadRef, parse_upload, upload_catalog
 from vo.vosi import LanguageFeature, OutputFormat
-from vo.votable.writers import ResultFormat, astream_result, prime, resolve_format
+from vo.votable.writers import ResultFormat, resolve_format
 
 __all__ = [
-    "ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "UPLOAD_METHODS", "TapQuery", "published_catalog",
-    "run_sync",
+    "ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "UPLOAD_METHODS", "TapQuery", "plan_query",
+    "published_catalog", "run_sync",
 ]
 
 ADQL_VERSIONS = ("2.0", "2.1")
@@ -137,11 +138,24 @@ def published_catalog() -> Catalog:
     return Catalog.published()
 
 
+def plan_query(q: TapQuery, uploads: Sequence[UploadedTable] = ()) -> tuple[QueryPlan, Translation]:
+    """Translate ``q`` (ADQL, against the published tables and ``uploads``) into the plan the
+    results runner runs; the translation says which tables and columns it reads."""
+    translation = translate(q.query, upload_catalog(published_catalog(), uploads), maxrec=q.maxrec)
+    infos = {"QUERY": q.query, "LANG": q.lang}
+    if q.runid is not None:
+        infos["RUNID"] = q.runid
+    plan = QueryPlan(translation.sql, translation.columns, q.format, q.maxrec, infos,
+                     tables=tuple(u.temp_table() for u in uploads))
+    return plan, translation
+
+
 async def run_sync(
-    pool: AsyncConnectionPool, q: TapQuery, catalog: Catalog, *, timeout: float,
-    uploads: Sequence[UploadedTable] = (), groups: Sequence[str] = (), translation: Translation | None = None,
+    pool: AsyncConnectionPool, q: TapQuery, caller: Caller, *, timeout: float,
+    uploads: Sequence[UploadedTable] = (),
+    shape: Callable[[AsyncIterator[bytes], Translation], AsyncIterator[bytes]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Translate and run ``q`` for a caller in ``groups``; return its result stream, already started.
+    """Translate and run ``q`` for ``caller``; return its result stream, already started.
 
     What the caller may read is enforced by the database (row-level security, db/ddl.py), so
     no ADQL (joins, subqueries, aggregates) can see rows of a survey the caller may not read.
@@ -149,29 +163,10 @@ async def run_sync(
     Everything that can fail cheaply (parameters, ADQL, the allow-list, loading ``uploads``,
     the first rows) fails here, before the first byte, so the HTTP status can still say so; a
     later failure ends the document with a QUERY_STATUS=ERROR INFO (see ``vo.votable.writers``).
-    The uploaded tables live in the query's transaction only (``db/upload.py``).
-
-    Translation is CPU work proportional to the query's length, so it runs in a worker thread:
-    the event loop keeps answering other requests (health probes among them) meanwhile. A
-    caller that already translated ``q`` (against ``catalog``, without uploads) passes it as
-    ``translation``.
+    The uploaded tables live in the query's transaction only (``db/upload.py``). ``shape``
+    rewrites the stream knowing the translation (the ViaLactea client's TSV).
     """
-    if translation is None:
-        translation = await asyncio.to_thread(translate, q.query, upload_catalog(catalog, uploads), maxrec=q.maxrec)
-    tables = [u.temp_table() for u in uploads]
-    infos = {"QUERY": q.query, "LANG": q.lang}
-    if q.runid is not None:
-        infos["RUNID"] = q.runid
-
-    async def body() -> AsyncIterator[bytes]:
-        async with pool.connection() as conn:
-            # aclosing: an early stop (client gone) rolls back before the connection is pooled again
-            stream = astream_result(
-                conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec, infos=infos, timeout=timeout,
-                tables=tables, groups=groups,
-            )
-            async with aclosing(stream):
-                async for chunk in stream:
-                    yield chunk
-
-    return await prime(body())
+    # translation is CPU work proportional to the query's length: off the event loop
+    plan, translation = await asyncio.to_thread(plan_query, q, uploads)
+    chunks = await stream_select(pool, plan, caller, timeout=timeout)
+    return chunks if shape is None else shape(chunks, translation)

@@ -7,9 +7,10 @@ import html
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from app.access import CurrentCaller
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.routers.vosi import database_up
-from db.catalog import list_surveys
+from vo.caller import surveys as caller_surveys
 
 __all__ = ["router"]
 
@@ -24,11 +25,10 @@ async def get_health(pool: DbPool) -> JSONResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def get_home(settings: AppSettings, base: BaseUrl, pool: DbPool) -> HTMLResponse:
-    """A small page listing the services and the public surveys."""
+async def get_home(settings: AppSettings, base: BaseUrl, pool: DbPool, caller: CurrentCaller) -> HTMLResponse:
+    """A small page listing the services and the surveys the caller may read."""
     try:
-        async with pool.connection(timeout=5) as conn:
-            surveys = await list_surveys(conn)
+        surveys = await caller_surveys(pool, caller)
     except Exception:  # the page still renders without the database
         surveys = []
     esc = html.escape

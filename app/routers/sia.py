@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from app.access import CallerGroups, Offer
+from app.access import CurrentCaller, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from app.routers.vosi import _STARTED, XML, database_up
@@ -18,12 +18,12 @@ router = APIRouter(prefix="/sia", tags=["SIA"])
 
 @router.api_route("/query", methods=["GET", "POST"])
 async def sia_query(params: RequestParams, pool: DbPool, settings: AppSettings,
-                    groups: CallerGroups) -> StreamingResponse:
+                    caller: CurrentCaller) -> StreamingResponse:
     """Find images and cubes (SIA 2.0 section 2); the answer is an ObsCore VOTable."""
     q = sia.SiaQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
     )
-    chunks = await sia.search(pool, q, groups=groups, timeout=settings.sync_timeout)
+    chunks = await sia.search(pool, q, caller, timeout=settings.sync_timeout)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 

@@ -17,12 +17,13 @@ import structlog
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from app.access import CallerGroups
+from app.access import CurrentCaller
 from app.deps import AppSettings, DbPool
 from app.params import RequestParams
-from db.datasets import visible_datasets
 from vo import soda
-from vo.errors import MultiValuedParamNotSupported, NotFoundError
+from vo.caller import Dataset
+from vo.cutout import Cutout
+from vo.cutout.merge import Merged
 
 __all__ = ["merge_response", "router"]
 
@@ -31,16 +32,8 @@ router = APIRouter(prefix="/soda", tags=["SODA"])
 log = structlog.get_logger("vlkb.soda")
 
 
-@router.api_route("/sync", methods=["GET", "POST"])
-async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGroups) -> StreamingResponse:
-    """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
-    q = soda.SodaParams.from_params(params.values)
-    async with pool.connection() as conn:
-        ds = (await visible_datasets(conn, [q.id], groups)).get(q.id)
-    if ds is None:
-        raise NotFoundError(f"{q.id}: no such dataset")
-    await asyncio.to_thread(soda.require_file, ds)
-    cut = await asyncio.to_thread(soda.cutout, ds.path, ds.publisher_did, q)
+def cutout_response(ds: Dataset, cut: Cutout) -> StreamingResponse:
+    """A planned cut as a FITS download, streamed as the slab is read."""
     log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
     return StreamingResponse(
         cut.chunks(),
@@ -50,29 +43,24 @@ async def get_sync_cutout(params: RequestParams, pool: DbPool, groups: CallerGro
     )
 
 
-@router.api_route("/merge", methods=["GET", "POST"])
-async def get_sync_merge(params: RequestParams, pool: DbPool, groups: CallerGroups,
-                         settings: AppSettings) -> Response:
-    """Several datasets of one survey cut for one region and merged on a common grid (FITS)."""
-    q = soda.SodaJobParams.from_params(params.values, merge=True)
-    return await merge_response(q, pool, groups, settings)
-
-
-async def merge_response(q: soda.SodaJobParams, pool: DbPool, groups: tuple[str, ...],
-                         settings: AppSettings) -> Response:
-    """The merged FITS of ``q`` (one region), for ``/soda/merge`` and the ViaLactea client's merge rows."""
-    if len(q.regions) > 1:
-        raise MultiValuedParamNotSupported("POS: a sync merge takes one region; use /soda/merge/async for several")
-    async with pool.connection() as conn:
-        found = await visible_datasets(conn, q.ids, groups)
-    missing = [i for i in q.ids if i not in found]
-    if missing:
-        raise NotFoundError(f"{missing[0]}: no such dataset")
-    region = q.regions[0]
-    assert region is not None
-    merged = await asyncio.to_thread(soda.merge, [found[i] for i in q.ids], q, region,
-                                     max_voxels=settings.merge_max_voxels)
+async def merge_response(merged: Merged) -> Response:
+    """A merge as a FITS download (serialised in a thread; its size is bounded by merge_max_voxels)."""
     body = await asyncio.to_thread(merged.to_bytes)
     log.info("merge", dids=merged.used, shape=merged.data.shape)
     return Response(body, media_type="application/fits",
                     headers={"Content-Disposition": 'attachment; filename="merge.fits"'})
+
+
+@router.api_route("/sync", methods=["GET", "POST"])
+async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> StreamingResponse:
+    """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
+    q = soda.SodaParams.from_params(params.values)
+    return cutout_response(*await soda.cutout_for(pool, q, caller))
+
+
+@router.api_route("/merge", methods=["GET", "POST"])
+async def get_sync_merge(params: RequestParams, pool: DbPool, caller: CurrentCaller,
+                         settings: AppSettings) -> Response:
+    """Several datasets of one survey cut for one region and merged on a common grid (FITS)."""
+    q = soda.SodaJobParams.from_params(params.values, merge=True)
+    return await merge_response(await soda.merge_for(pool, q, caller, max_voxels=settings.merge_max_voxels))

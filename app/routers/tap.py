@@ -7,14 +7,14 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from app.access import CallerGroups
+from app.access import CurrentCaller
 from app.deps import AppSettings, DbPool
-from app.params import RequestParams
+from app.params import RawParams, RequestParams
 from app.settings import Settings
 from vo import tap
-from vo.upload import UploadLimits, read_uploads
+from vo.upload import UploadedTable, UploadLimits, read_uploads
 
-__all__ = ["router", "upload_limits"]
+__all__ = ["query_uploads", "router", "tap_query", "upload_limits"]
 
 router = APIRouter(prefix="/tap", tags=["TAP"])
 
@@ -24,19 +24,28 @@ def upload_limits(settings: Settings) -> UploadLimits:
     return UploadLimits(max_rows=settings.upload_max_rows, max_bytes=settings.upload_max_bytes)
 
 
-@router.api_route("/sync", methods=["GET", "POST"])
-async def tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
-                   groups: CallerGroups) -> StreamingResponse:
-    """Run an ADQL query and stream its result (TAP 1.1 section 2.3)."""
-    q = tap.TapQuery.from_params(
+def tap_query(params: RawParams, settings: Settings) -> tap.TapQuery:
+    """The TAP query of the request's parameters, with the settings' MAXREC default and limit."""
+    return tap.TapQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
         max_query_length=settings.adql_max_length,
     )
-    uploads = []
-    if q.uploads:
-        parts = await params.read_files({ref.part for ref in q.uploads})
-        # parsing and encoding are CPU work: off the event loop
-        uploads = await asyncio.to_thread(read_uploads, q.uploads, parts, upload_limits(settings))
-    chunks = await tap.run_sync(pool, q, tap.published_catalog(), timeout=settings.sync_timeout, uploads=uploads,
-                                groups=groups)
+
+
+async def query_uploads(params: RawParams, q: tap.TapQuery, settings: Settings) -> list[UploadedTable]:
+    """The tables UPLOAD names, read from the request's parts and checked."""
+    if not q.uploads:
+        return []
+    parts = await params.read_files({ref.part for ref in q.uploads})
+    # parsing and encoding are CPU work: off the event loop
+    return await asyncio.to_thread(read_uploads, q.uploads, parts, upload_limits(settings))
+
+
+@router.api_route("/sync", methods=["GET", "POST"])
+async def tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
+                   caller: CurrentCaller) -> StreamingResponse:
+    """Run an ADQL query and stream its result (TAP 1.1 section 2.3)."""
+    q = tap_query(params, settings)
+    uploads = await query_uploads(params, q, settings)
+    chunks = await tap.run_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads)
     return StreamingResponse(chunks, media_type=q.format.media_type)

@@ -12,14 +12,13 @@ the ID of a search's merge row (``did1;did2;...``), answered with the merge of t
 (the ``/soda/merge`` handler).
 Nothing here redirects: SIA and SODA answer directly (the client follows no redirects there).
 
-Identity is the service's own (bearer tokens through the global dependency, policies by
+The identity is the service's own (bearer tokens through the global dependency, policies by
 row-level security). :class:`BasicAccounts` adds the optional HTTP Basic account list of the
 TAP base (``VLKB_VIALACTEA_BASIC_ACCOUNTS``), giving the same identity model: user and groups.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
@@ -29,25 +28,24 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.access import CallerGroups, Offer
-from app.auth import Identity
+from app.access import CurrentCaller, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.errors import REALM, votable_error
 from app.params import RequestParams
-from app.routers import soda, tap, vosi
+from app.routers import soda, vosi
+from app.routers.tap import query_uploads, tap_query
 from app.routers.tap_async import keep_uploads
 from app.routers.uws import uws_router
 from app.routers.vialactea_jobs import mcutout_router
 from app.routers.vialactea_legacy import legacy_router
 from app.settings import Settings
-from db.datasets import visible_datasets
 from vo import sia
-from vo import soda as vo_soda
-from vo import tap as vo_tap
-from vo.adql import translate
+from vo.caller import Caller
+from vo.cutout.merge import Merged
 from vo.vialactea import sia as vl_sia
+from vo.vialactea import soda as vl_soda
+from vo.vialactea import tap as vl_tap
 from vo.vialactea.accounts import BasicAccount, parse_accounts, verify
-from vo.vialactea.tsv import catalogue_tsv, is_catalogue, is_tap_schema, tap_schema_tsv
 
 __all__ = ["BasicAccounts", "install", "vialactea_router"]
 
@@ -55,48 +53,31 @@ log = structlog.get_logger("vlkb.vialactea")
 
 
 async def vialactea_tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
-                             groups: CallerGroups) -> StreamingResponse:
+                             caller: CurrentCaller) -> StreamingResponse:
     """TAP sync; a TSV answer over catalogue tables only is made whitespace-split safe."""
-    q = vo_tap.TapQuery.from_params(
-        params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
-        max_query_length=settings.adql_max_length,
-    )
-    if q.format.name != "tsv" or q.uploads:
-        return await tap.tap_sync(params, pool, settings, groups)
-    catalog = vo_tap.published_catalog()
-    # says which tables are read; CPU work, so off the event loop (as in vo.tap.run_sync)
-    translation = await asyncio.to_thread(translate, q.query, catalog, maxrec=q.maxrec)
-    chunks = await vo_tap.run_sync(pool, q, catalog, timeout=settings.sync_timeout, groups=groups,
-                                   translation=translation)
-    if is_catalogue(translation.tables):
-        chunks = catalogue_tsv(chunks, translation.columns)
-    elif is_tap_schema(translation.tables):
-        chunks = tap_schema_tsv(chunks)
+    q = tap_query(params, settings)
+    uploads = await query_uploads(params, q, settings)
+    chunks = await vl_tap.run_client_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
 async def vialactea_siav2_query(params: RequestParams, pool: DbPool, settings: AppSettings,
-                                groups: CallerGroups) -> StreamingResponse:
+                                caller: CurrentCaller) -> StreamingResponse:
     """SIA 2.0 with the client's columns, overlap codes and merge rows (TABLEDATA by default)."""
     q = sia.SiaQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
     )
-    chunks = await vl_sia.search(pool, q, groups=groups, timeout=settings.sync_timeout)
+    chunks = await vl_sia.search(pool, q, caller, timeout=settings.sync_timeout)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
-async def vialactea_soda_sync(params: RequestParams, pool: DbPool, groups: CallerGroups,
+async def vialactea_soda_sync(params: RequestParams, pool: DbPool, caller: CurrentCaller,
                               settings: AppSettings) -> Response:
     """SODA sync cutout; the ID of a merge row (overlapSky 0: ``did1;did2;...``) gets the merged cut."""
-    ids = [v.strip() for v in params.values.get("ID", []) if v.strip()]
-    dids = vl_sia.merge_row_dids(ids[0]) if len(ids) == 1 else None
-    if dids is not None:
-        async with pool.connection() as conn:  # a DID with a ';' of its own stays a cutout
-            whole = await visible_datasets(conn, ids, groups)
-        if not whole:
-            q = vo_soda.SodaJobParams.from_params({**params.values, "ID": dids}, merge=True)
-            return await soda.merge_response(q, pool, groups, settings)
-    return await soda.get_sync_cutout(params, pool, groups)
+    answer = await vl_soda.client_cutout(pool, params.values, caller, max_voxels=settings.merge_max_voxels)
+    if isinstance(answer, Merged):
+        return await soda.merge_response(answer)
+    return soda.cutout_response(*answer)
 
 
 def vialactea_router(prefix: str) -> APIRouter:
@@ -161,7 +142,7 @@ class BasicAccounts:
                                              {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
                     await response(scope, receive, send)
                     return
-                scope.setdefault("state", {})["identity"] = Identity(user=account.user, groups=account.groups)
+                scope.setdefault("state", {})["identity"] = Caller(user=account.user, groups=account.groups)
             elif not header and self._query(scope["path"]):
                 challenges = f'Basic realm="{REALM}", charset="UTF-8", Bearer realm="{REALM}"'
                 response = votable_error("AuthorizationError: log in (Basic or Bearer) to query this base", 401,

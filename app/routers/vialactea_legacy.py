@@ -19,11 +19,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.access import CallerGroups, CallerOwner
+from app.access import CurrentCaller
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from app.routers.uws import Jobs, uws_router
-from db.datasets import visible_datasets
+from vo.caller import Caller
+from vo.caller import datasets as caller_datasets
 from vo.errors import NotFoundError, TransientError, UsageError, VlkbError
 from vo.uws.model import ACTIVE, Job, Phase
 from vo.uws.service import JobService
@@ -46,8 +47,9 @@ def _datasets(request: Request) -> str:
 DatasetsBase = Annotated[str, Depends(_datasets)]
 
 
-def _who(owner: str | None, groups: tuple[str, ...]) -> dict[str, str]:
-    return {"username": owner or "", "policy": "PRIVATE" if groups else "PUBLIC", "groupnames": " ".join(groups)}
+def _who(caller: Caller) -> dict[str, str]:
+    return {"username": caller.user or "", "policy": "PRIVATE" if caller.groups else "PUBLIC",
+            "groupnames": " ".join(caller.groups)}
 
 
 def _one(params: RequestParams, name: str) -> str | None:
@@ -55,12 +57,12 @@ def _one(params: RequestParams, name: str) -> str | None:
     return values[-1] if values else None
 
 
-async def get_vlkb_search(params: RequestParams, pool: DbPool, groups: CallerGroups, owner: CallerOwner,
+async def get_vlkb_search(params: RequestParams, pool: DbPool, caller: CurrentCaller,
                           base: BaseUrl, settings: AppSettings, datasets: DatasetsBase) -> Response:
     """Datasets meeting a cone or box (and velocity range), grouped by sub-survey, with overlap codes."""
     q = legacy.LegacyQuery.from_params(params.values)
-    rows = await legacy.search(pool, q, groups=groups, timeout=settings.sync_timeout)
-    return Response(legacy.search_xml(rows, q, _who(owner, groups), base + datasets), media_type=XML)
+    rows = await legacy.search(pool, q, caller, timeout=settings.sync_timeout)
+    return Response(legacy.search_xml(rows, q, _who(caller), base + datasets), media_type=XML)
 
 
 async def _finish(jobs: JobService, job: Job, datasets: str) -> Job:
@@ -95,24 +97,23 @@ def _flag(text: str | None) -> bool:
     return text is not None and text.lower() not in ("false", "0", "no")
 
 
-async def get_vlkb_cutout(params: RequestParams, pool: DbPool, jobs: Jobs, groups: CallerGroups,
-                          owner: CallerOwner, base: BaseUrl, datasets: DatasetsBase) -> Response:
+async def get_vlkb_cutout(params: RequestParams, pool: DbPool, jobs: Jobs,
+                         caller: CurrentCaller, base: BaseUrl, datasets: DatasetsBase) -> Response:
     """The cut of one dataset (``pubdid``) for the region; the XML gives the FITS file's URL."""
     q = legacy.LegacyQuery.from_params(params.values)
     did = _one(params, "PUBDID")
     if did is None:
         raise UsageError("pubdid: missing; give the publisher DID of the dataset to cut")
-    async with pool.connection() as conn:
-        if did not in await visible_datasets(conn, [did], groups):
-            raise NotFoundError(f"{did}: no such dataset")
-    job = await jobs.create(KIND, owner, q.soda_params([did]), groups=groups)
+    if did not in await caller_datasets(pool, [did], caller):
+        raise NotFoundError(f"{did}: no such dataset")
+    job = await jobs.create(KIND, caller.user, q.soda_params([did]), groups=caller.groups)
     job = await _finish(jobs, job, datasets)
-    return await _answer(jobs, job, q, _who(owner, groups), base, "cutout of one dataset", _flag(
+    return await _answer(jobs, job, q, _who(caller), base, "cutout of one dataset", _flag(
         _one(params, "NULLVALS")), datasets)
 
 
-async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs, groups: CallerGroups,
-                         owner: CallerOwner, base: BaseUrl, datasets: DatasetsBase) -> Response:
+async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs,
+                         caller: CurrentCaller, base: BaseUrl, datasets: DatasetsBase) -> Response:
     """The datasets ``pubdid=A;B;C`` of one sub-survey cut for the region and merged into one FITS file."""
     q = legacy.LegacyQuery.from_params(params.values)
     text = _one(params, "PUBDID")
@@ -121,16 +122,15 @@ async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs, groups
         raise UsageError("pubdid: missing; give the publisher DIDs to merge, separated by ';'")
     if q.surveyname is None or q.species is None or q.transition is None:
         raise UsageError("surveyname: a merge needs surveyname, species and transition")
-    async with pool.connection() as conn:
-        found = await visible_datasets(conn, dids, groups)
+    found = await caller_datasets(pool, dids, caller)
     for did in dids:
         if did not in found:
             raise NotFoundError(f"{did}: no such dataset")
         if found[did].survey != q.surveyname:
             raise UsageError(f"pubdid: {did} is not a dataset of {q.surveyname}")
-    job = await jobs.create(KIND, owner, q.soda_params(dids, merge=True), groups=groups)
+    job = await jobs.create(KIND, caller.user, q.soda_params(dids, merge=True), groups=caller.groups)
     job = await _finish(jobs, job, datasets)
-    return await _answer(jobs, job, q, _who(owner, groups), base, f"merge of {len(dids)} datasets", _flag(
+    return await _answer(jobs, job, q, _who(caller), base, f"merge of {len(dids)} datasets", _flag(
         _one(params, "NULLVALS")), datasets)
 
 

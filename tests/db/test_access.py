@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from db.ddl import ACCESS_POLICY, QUERY_ROLE, access_ddl
-from db.query import setup_statement
+from db.session import setup_statement
 from schemas import load_schemas
 
 PROTECTED = [t for d in load_schemas() for t in d.tables if t.access_column]

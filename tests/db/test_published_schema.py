@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 
 from db.ddl import QUERY_ROLE, pg_schema
@@ -69,14 +71,36 @@ def test_up_to_date_tables_get_no_ddl(conn: psycopg.Connection) -> None:
 
 
 def test_query_role_reads_published_schemas_only(conn: psycopg.Connection) -> None:
+    """The query role reads the published schemas; of the internal schema only the dataset files
+    table, and that under the same row-level security as the published tables."""
     conn.execute(f"SET ROLE {QUERY_ROLE}")
     assert conn.execute("SELECT count(*) FROM ivoa.obscore").fetchone()[0] >= 0
-    try:
-        conn.execute("SELECT count(*) FROM vlkb.datasets")
-    except psycopg.errors.InsufficientPrivilege:
-        conn.rollback()
-    else:
-        raise AssertionError("the query role can read the internal schema")
+    for internal in ("vlkb.jobs", "vlkb.job_results", "vlkb.survey_policies", "vlkb.alembic_version"):
+        try:
+            conn.execute(f"SELECT count(*) FROM {internal}")
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
+            conn.rollback()
+            conn.execute(f"SET ROLE {QUERY_ROLE}")
+        else:
+            raise AssertionError(f"the query role can read {internal}")
+
+
+def test_query_role_sees_dataset_files_of_readable_surveys_only(conn: psycopg.Connection) -> None:
+    restricted = conn.execute("SELECT survey, groups[1] FROM vlkb.survey_policies WHERE groups <> '{}' "
+                              "ORDER BY survey LIMIT 1").fetchone()
+    assert restricted is not None
+    survey, group = restricted
+    owner_count = conn.execute("SELECT count(*) FROM vlkb.datasets WHERE survey = %s", (survey,)).fetchone()[0]
+    total = conn.execute("SELECT count(*) FROM vlkb.datasets").fetchone()[0]
+    assert owner_count > 0
+    for groups, want_restricted in (([], 0), (["someone-else"], 0), ([group], owner_count)):
+        conn.execute("SELECT set_config('vlkb.groups', %s, false)", (json.dumps(groups),))
+        conn.execute(f"SET ROLE {QUERY_ROLE}")
+        got = conn.execute("SELECT count(*) FROM vlkb.datasets WHERE survey = %s", (survey,)).fetchone()[0]
+        seen = conn.execute("SELECT count(*) FROM vlkb.datasets").fetchone()[0]
+        conn.execute("RESET ROLE")
+        assert got == want_restricted, groups
+        assert seen == total - owner_count + want_restricted, groups
 
 
 def test_demo_has_enough_catalogue_rows_and_a_restricted_survey(conn: psycopg.Connection) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from lxml import etree
 
+from demo.sedmodels import BAND_WAVELENGTHS, make_sed_models
 from schemas import find_table
-from vo.demo.sedmodels import BAND_WAVELENGTHS, make_sed_models
 from vo.errors import UsageError
 from vo.vialactea.sedfit import (
     COLUMNS,

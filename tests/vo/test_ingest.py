@@ -14,11 +14,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 import schemas
-from vo.demo import DEFAULT_SEED
-from vo.demo.images import write_survey
-from vo.demo.sky import make_sky
-from vo.demo.structures import make_structures
-from vo.demo.surveys import DEMO_SURVEYS, Survey
+from demo import DEFAULT_SEED
+from demo.images import write_survey
+from demo.sky import make_sky
+from demo.structures import make_structures
+from demo.surveys import DEMO_SURVEYS, Survey
 from vo.ingest.datasets import describe_file, read_header
 from vo.ingest.obscore import DATALINK_FORMAT, IngestError, obscore_row
 

@@ -14,9 +14,9 @@ import fsspec
 import numpy as np
 import pytest
 
+from demo.surveys import DEMO_SURVEYS, Survey
 from tests.http_files import FileServer, serve_directory
 from vo import storage
-from vo.demo.surveys import DEMO_SURVEYS, Survey
 from vo.ingest.datasets import describe_file, read_image_header
 from vo.ingest.obscore import IngestError
 from vo.preview import render_preview

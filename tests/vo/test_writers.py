@@ -27,15 +27,18 @@ import psycopg
 import pytest
 from astropy.io.votable import parse
 from astropy.table import Table
+from psycopg_pool import AsyncConnectionPool
 from pyvo.dal import DALOverflowWarning, DALQueryError, DALResults
 
 from db.ddl import QUERY_ROLE
 from db.query import stream_copy
 from vo.adql.output import OutputColumn
+from vo.caller import ANONYMOUS
 from vo.errors import UsageError
+from vo.results import QueryPlan, stream_select, stream_select_blocking
 from vo.votable.allocator import tune_allocator
 from vo.votable.document import Base64Lines
-from vo.votable.writers import FORMATS, ResultWriter, astream_result, prime, resolve_format, stream_result
+from vo.votable.writers import FORMATS, ResultWriter, resolve_format
 
 SCHEMA = "vlkb_test_writers"
 
@@ -122,6 +125,13 @@ def expected(scratch: str) -> list[dict[str, Any]]:
         if r["ts"] is not None:
             r["ts"] = datetime.fromisoformat(r["ts"])
     return rows
+
+
+def stream_result(conn: psycopg.Connection, query: str, columns: list[Col], fmt: str = "votable", *,
+                  maxrec: int | None = None, infos: dict[str, str] | None = None, timeout: float = 60.0) -> Any:
+    """The results runner (vo.results) for an anonymous caller over ``conn``."""
+    plan = QueryPlan.of(query, columns, fmt, maxrec=maxrec, infos=infos)
+    return stream_select_blocking(conn, plan, ANONYMOUS, timeout=timeout)
 
 
 def _doc(conn: psycopg.Connection, fmt: str, query: str = QUERY, columns: list[Col] = COLUMNS,
@@ -535,18 +545,21 @@ def test_async_stream_is_identical_and_primes(conn: psycopg.Connection, scratch:
     sync = {fmt: _doc(conn, fmt) for fmt in ("votable", "votable/td", "csv", "json")}
 
     async def run() -> None:
-        async with await psycopg.AsyncConnection.connect(scratch, autocommit=True) as ac:
+        async with AsyncConnectionPool(scratch, min_size=1, max_size=1, open=False) as pool:
             for fmt, want in sync.items():
-                chunks = await prime(astream_result(ac, QUERY, COLUMNS, fmt))
+                chunks = await stream_select(pool, QueryPlan.of(QUERY, COLUMNS, fmt), ANONYMOUS, timeout=60)
                 assert b"".join([c async for c in chunks]) == want
             with pytest.raises(UsageError, match="division by zero"):
-                await prime(astream_result(ac, "SELECT 1 / 0", [Col("x", "int", "integer")]))
-            assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            chunks = await prime(astream_result(ac, "SELECT generate_series(1, 100000000)",
-                                                [Col("i", "int", "integer")]))
+                await stream_select(pool, QueryPlan.of("SELECT 1 / 0", [Col("x", "int", "integer")]), ANONYMOUS,
+                                    timeout=60)
+            async with pool.connection() as ac:
+                assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            chunks = await stream_select(pool, QueryPlan.of("SELECT generate_series(1, 100000000)",
+                                                            [Col("i", "int", "integer")]), ANONYMOUS, timeout=60)
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]
                 await anext(chunks)
-            assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            async with pool.connection() as ac:
+                assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
     asyncio.run(run())
 

@@ -383,7 +383,7 @@ def ingest_datasets(
 ) -> IngestReport:
     """Describe and upsert each FITS file of ``survey``; returns what was ingested, updated and skipped.
 
-    ``survey`` is a survey dataclass (e.g. ``vo.demo.surveys.Survey``) or a mapping with name,
+    ``survey`` is a survey dataclass (e.g. ``demo.surveys.Survey``) or a mapping with name,
     species, transition and optionally the other ``datasets.surveys`` fields and ``groups``
     (empty: public; absent or None: the policy the survey already has, public if it is new).
     ``paths`` are local paths or fsspec URLs; they are stored in

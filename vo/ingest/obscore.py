@@ -74,7 +74,7 @@ def survey_slug(name: str, species: str, transition: str) -> str:
 
 @dataclass(frozen=True)
 class SurveyInfo:
-    """What the ingest needs to know of a survey (see ``vo.demo.surveys.Survey``)."""
+    """What the ingest needs to know of a survey (see ``demo.surveys.Survey``)."""
 
     name: str
     #: None until known: ingest takes Continuum for 2D maps and refuses a cube without one

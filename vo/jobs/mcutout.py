@@ -9,7 +9,7 @@ hidden ID, no overlap) is reported and the others go on: the job COMPLETES whene
 document itself is valid, and the report says what each cut became. The archive holds every
 cut and, last, the report as ``report.json``.
 
-Datasets are looked up with the groups the job's owner had at creation (``ctx.groups``): an
+Datasets are looked up for the job's owner with the groups they had at creation (``ctx.caller``): an
 ID the owner may not read is reported exactly like a missing one.
 """
 
@@ -22,11 +22,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from db.datasets import Dataset, visible_datasets_sync
 from db.jobs import ResultRow
 from vo import soda
-from vo.cutout import source
-from vo.errors import NotFoundError, UsageError, VlkbError
+from vo.caller import Dataset, datasets_blocking
+from vo.errors import UsageError, VlkbError
 from vo.uws.context import RunContext
 from vo.vialactea.mcutout import failure, member_name, parse_entry, parse_request, success
 
@@ -84,12 +83,8 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
 
 
 def _cut(tar: tarfile.TarFile, index: int, q: soda.SodaParams, ds: Dataset | None, ctx: RunContext) -> str:
-    if ds is None:
-        raise NotFoundError(f"{q.id}: no such dataset")
-    if not source.exists(ds.path):
-        raise NotFoundError(f"{q.id}: the file of this dataset is not available")
-    cut = soda.cutout(ds.path, ds.publisher_did, q)
-    name = member_name(index, ds.publisher_did)
+    cut = soda.open_cutout(ds, q)
+    name = member_name(index, q.id)
     tar.addfile(_member(name, cut.size), io.BufferedReader(_ChunkReader(cut.chunks(), ctx)))
     return name
 
@@ -105,7 +100,7 @@ def run_mcutout(params: Mapping[str, list[str]], ctx: RunContext, *, max_cuts: i
             parsed.append(exc)
     ids = [q.id for q in parsed if isinstance(q, soda.SodaParams)]
     with ctx.connect() as conn:
-        found = visible_datasets_sync(conn, ids, ctx.groups)
+        found = datasets_blocking(conn, ids, ctx.caller)
     report: list[dict[str, Any]] = []
     with ctx.results.writer(ctx.job_id, ARCHIVE) as out, tarfile.open(fileobj=out, mode="w|gz") as tar:
         for index, (item, q) in enumerate(zip(items, parsed, strict=True)):

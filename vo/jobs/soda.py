@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from astropy.io.votable import from_table
 from astropy.table import Table
 
-from db.datasets import Dataset, visible_datasets_sync
 from db.jobs import ResultRow
 from vo import soda
+from vo.caller import Dataset, datasets_blocking
 from vo.errors import NotFoundError, VlkbError
 from vo.uws.context import RunContext
 
@@ -75,9 +75,8 @@ def _failed(result_ids: str, region: str, exc: VlkbError) -> CutEntry:
     return CutEntry("", result_ids, region, "ERROR", f"{exc.code}: {exc.message}", error=exc)
 
 
-def _write_cut(ctx: RunContext, result_id: str, ds: Dataset, q: soda.SodaParams) -> int:
-    soda.require_file(ds)
-    cut = soda.cutout(ds.path, ds.publisher_did, q)
+def _write_cut(ctx: RunContext, result_id: str, ds: Dataset | None, q: soda.SodaParams) -> int:
+    cut = soda.open_cutout(ds, q)
     with ctx.results.writer(ctx.job_id, result_id) as out:
         for chunk in cut.chunks():
             ctx.check()
@@ -91,11 +90,8 @@ def _cuts(q: soda.SodaJobParams, found: Mapping[str, Dataset], ctx: RunContext) 
         ctx.check()
         result_id = f"cut-{n:04d}.fits"
         region = one.region_text()
-        ds = found.get(one.id)
         try:
-            if ds is None:
-                raise NotFoundError(f"{one.id}: no such dataset")
-            size = _write_cut(ctx, result_id, ds, one)
+            size = _write_cut(ctx, result_id, found.get(one.id), one)
         except VlkbError as exc:
             entries.append(_failed(one.id, region, exc))
             continue
@@ -132,12 +128,12 @@ def run_soda(params: Mapping[str, list[str]], ctx: RunContext, *, max_cuts: int,
     """Run the job's cuts (or merges) into the results store; the manifest comes last.
 
     ``merge`` True forces merging (``/soda/merge/async``); None reads the ``MERGE`` parameter.
-    Datasets are looked up with the groups the job's owner had at creation (``ctx.groups``):
+    Datasets are looked up for the job's owner with the groups they had at creation (``ctx.caller``):
     an ID the owner may not read is reported as not found, like a missing one.
     """
     q = soda.SodaJobParams.from_params(dict(params), merge=merge, max_cuts=max_cuts)
     with ctx.connect() as conn:
-        found = visible_datasets_sync(conn, q.ids, ctx.groups)
+        found = datasets_blocking(conn, q.ids, ctx.caller)
     entries = _merges(q, found, ctx, max_voxels) if q.merge else _cuts(q, found, ctx)
     done = [e for e in entries if e.status == "OK"]
     if not done:

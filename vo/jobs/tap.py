@@ -13,12 +13,11 @@ import time
 from collections.abc import Mapping
 
 from db.jobs import ResultRow
-from vo.adql import translate
 from vo.errors import UsageError, VlkbError
-from vo.tap import TapQuery, published_catalog
-from vo.upload import UploadedTable, UploadLimits, read_uploads, stored_name, upload_catalog
+from vo.results import stream_select_blocking
+from vo.tap import TapQuery, plan_query
+from vo.upload import UploadedTable, UploadLimits, read_uploads, stored_name
 from vo.uws.context import RunContext
-from vo.votable.writers import stream_result
 
 __all__ = ["run_tap"]
 
@@ -34,16 +33,11 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
     q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit,
                              max_query_length=max_query_length)
     uploads = _stored_uploads(q, ctx, upload_limits)
-    translation = translate(q.query, upload_catalog(published_catalog(), uploads), maxrec=q.maxrec)
-    infos = {"QUERY": q.query, "LANG": q.lang}
-    if q.runid is not None:
-        infos["RUNID"] = q.runid
+    plan, _ = plan_query(q, uploads)
     started = time.monotonic()
     try:
         with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:
-            for chunk in stream_result(conn, translation.sql, translation.columns, q.format, maxrec=q.maxrec,
-                                       infos=infos, timeout=ctx.timeout, groups=ctx.groups,
-                                       tables=[u.temp_table() for u in uploads]):
+            for chunk in stream_select_blocking(conn, plan, ctx.caller, timeout=ctx.timeout):
                 out.write(chunk)
             # a cancel after the first rows ends the document with an ERROR INFO rather than raising
             ctx.check()

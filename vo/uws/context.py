@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from db.jobs import ResultRow
+from vo.caller import ANONYMOUS, Caller
 from vo.uws.results import ResultStore
 
 __all__ = ["JobAborted", "RunContext", "Runner"]
@@ -36,9 +37,9 @@ class RunContext:
     results: ResultStore
     #: seconds (the runner's statement_timeout); None: unlimited
     timeout: float | None
-    #: the job owner's groups when the job was created: what the job may read (pass them to every
-    #: query and dataset lookup)
-    groups: tuple[str, ...] = ()
+    #: the job's owner with the groups they had when the job was created: whom the job reads for
+    #: (pass it to every read, :mod:`vo.caller`)
+    caller: Caller = ANONYMOUS
     #: time.monotonic() when the execution duration runs out
     deadline: float | None = None
     cancelled: bool = False

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from db.jobs import JobStore
+from vo.caller import Caller
 from vo.errors import TransientError, VlkbError
 from vo.uws.context import JobAborted, RunContext, Runner
 from vo.uws.model import Job, Phase
@@ -108,7 +109,8 @@ class JobWorker:
 
     def context(self, job: Job) -> RunContext:
         timeout = float(job.execution_duration) if job.execution_duration > 0 else None
-        ctx = RunContext(job.job_id, self.conninfo, self.results, timeout, groups=tuple(job.owner_groups))
+        ctx = RunContext(job.job_id, self.conninfo, self.results, timeout,
+                         caller=Caller(job.owner, tuple(job.owner_groups)))
         self.running[job.job_id] = ctx
         return ctx
 

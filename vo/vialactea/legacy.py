@@ -14,7 +14,6 @@ No HTTP here; the SQL is run by the router in the caller's access transaction.
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from db.ddl import QUERY_ROLE
+from vo.caller import Caller, session
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Range, format_number, parse_number
 from vo.sia import overlap_code_sql, region_literal
@@ -288,20 +287,13 @@ def cut_xml(description: str, q: LegacyQuery, who: Mapping[str, str], cuts: Sequ
     return _bytes(root)
 
 
-async def search(pool: AsyncConnectionPool, q: LegacyQuery, *, groups: Sequence[str],
-                 timeout: float) -> list[SearchRow]:
-    """Run :func:`search_sql` read-only, as the query role, with the caller's ``groups`` (row-level
-    security hides the surveys they may not read, as in TAP and SIA)."""
+async def search(pool: AsyncConnectionPool, q: LegacyQuery, caller: Caller, *, timeout: float) -> list[SearchRow]:
+    """Run :func:`search_sql` in ``caller``'s session (row-level security hides the surveys they
+    may not read, as in TAP and SIA)."""
     statement = search_sql(q)
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SET TRANSACTION READ ONLY")
-        await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-            sql.Literal(max(1, round(timeout * 1000)))))
-        await conn.execute("SELECT set_config('vlkb.groups', %s, true)", (json.dumps(list(groups)),))
-        await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(QUERY_ROLE)))
-        async with conn.cursor(row_factory=class_row(SearchRow)) as cur:
-            await cur.execute(statement)
-            return await cur.fetchall()
+    async with session(pool, caller, timeout=timeout) as conn, conn.cursor(row_factory=class_row(SearchRow)) as cur:
+        await cur.execute(statement)
+        return await cur.fetchall()
 
 
 def cut_entries(store: ResultStore, result: JobResult) -> list[dict[str, str]]:

@@ -28,13 +28,14 @@ One region (POS) is required: the overlap codes and merge rows are relative to i
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from functools import cache
 
 from psycopg_pool import AsyncConnectionPool
 
 from vo.adql.output import OutputColumn
+from vo.caller import Caller
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range
 from vo.sia import SiaQuery, obscore_columns, overlap_code_sql, run_query, where_clause
@@ -179,9 +180,6 @@ def build_sql(q: SiaQuery) -> str:
     )
 
 
-async def search(
-    pool: AsyncConnectionPool, q: SiaQuery, *, groups: Sequence[str], timeout: float
-) -> AsyncIterator[bytes]:
-    """Run ``q`` for a caller in ``groups``; the result stream, already started (errors raise here)."""
-    return await run_query(pool, q, build_sql(q), [col for col, _ in client_columns()],
-                           groups=groups, timeout=timeout)
+async def search(pool: AsyncConnectionPool, q: SiaQuery, caller: Caller, *, timeout: float) -> AsyncIterator[bytes]:
+    """Run ``q`` for ``caller``; the result stream, already started (errors raise here)."""
+    return await run_query(pool, q, build_sql(q), [col for col, _ in client_columns()], caller, timeout=timeout)

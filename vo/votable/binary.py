@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from db.query import CopyBatch
+from db.copybatch import CopyBatch
 from vo.votable.columns import ColumnPlan
 from vo.votable.gather import (
     Doubles,

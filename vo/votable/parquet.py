@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from db.query import CopyBatch
+from db.copybatch import CopyBatch
 from vo.votable.columns import ColumnPlan
 
 __all__ = ["ParquetEncoder"]

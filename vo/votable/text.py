@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from db.query import CopyBatch
+from db.copybatch import CopyBatch
 from vo.votable.columns import ColumnPlan
 
 __all__ = ["CsvEncoder", "JsonEncoder", "TableDataEncoder", "TsvEncoder"]

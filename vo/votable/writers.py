@@ -12,40 +12,22 @@ CSV and TSV have no place for it, so the exception propagates and the response i
 MAXREC: the query is limited to MAXREC + 1 rows, MAXREC are written, and a VOTable then ends
 with ``QUERY_STATUS=OVERFLOW`` after the TABLE (DALI 1.1 section 4.4.1, TAP 1.1 section 2.9).
 
-Typical use, with a ``psycopg_pool.AsyncConnectionPool`` (the router wraps the result in a
-``StreamingResponse``; ``aclosing`` makes an early stop roll back before the connection
-goes back to the pool)::
-
-    async def body():
-        async with pool.connection() as conn, aclosing(
-            astream_result(conn, t.sql, t.columns, "votable", maxrec=m, infos=i)
-        ) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    chunks = await prime(body())       # raises VlkbError before any byte is sent
-
-The synchronous :func:`stream_result` does the same over a blocking connection (UWS workers,
-tests, benchmarks). A process serving results should call
-:func:`vo.votable.allocator.tune_allocator` once at start-up.
+The runner that feeds it batches from the database and maps database errors is
+:mod:`vo.results`; this module knows bytes, not databases. A process serving results should
+call :func:`vo.votable.allocator.tune_allocator` once at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import psycopg
 import structlog
-from psycopg import errors as pgerrors
 
-from db.ddl import QUERY_ROLE
-from db.query import CopyBatch, CopyFormat, astream_copy, stream_copy
-from db.upload import TempTable, UploadLoadError
-from vo.errors import FatalError, TransientError, UsageError, VlkbError
+from db.copybatch import CopyBatch, CopyFormat
+from vo.errors import FatalError, UsageError, VlkbError
 from vo.votable.binary import BinaryEncoder
 from vo.votable.columns import ColumnPlan, Family, ResultColumn, plan_columns, select_list
 from vo.votable.document import Base64Lines, VOTableSkeleton
@@ -56,11 +38,7 @@ __all__ = [
     "FORMATS",
     "ResultFormat",
     "ResultWriter",
-    "astream_result",
-    "prime",
-    "query_error",
     "resolve_format",
-    "stream_result",
 ]
 
 log = structlog.get_logger(__name__)
@@ -113,28 +91,9 @@ def resolve_format(value: str) -> ResultFormat:
         raise UsageError(f"RESPONSEFORMAT: unsupported output format {value!r}") from None
 
 
-def query_error(exc: BaseException) -> VlkbError:
-    """The error to report for an exception raised while running or writing a query.
-
-    Messages are for the user: PostgreSQL's primary message for errors the query caused
-    (SQLSTATE classes 22 data, 42 syntax/access, 54 limits), a fixed text otherwise.
-    """
-    if isinstance(exc, VlkbError):
-        return exc
-    if isinstance(exc, UploadLoadError):
-        return UsageError(f"UPLOAD {exc.label}: {exc.message}")
-    if isinstance(exc, pgerrors.QueryCanceled):
-        return UsageError("the query ran longer than the time limit and was cancelled: "
-                          "narrow it, or run it as an asynchronous job")
-    if isinstance(exc, psycopg.Error):
-        state = exc.sqlstate or ""
-        primary = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-        # data, syntax/access, limits, read-only, unsupported feature, raised by a function
-        if state.startswith(("22", "42", "54", "25", "0A", "38", "39", "P0001")):
-            return UsageError(f"query failed: {primary}")
-        if isinstance(exc, psycopg.OperationalError) or state.startswith(("08", "53", "57P")):
-            return TransientError("the database is unavailable, try again later")
-    return FatalError("internal error while running the query")
+def _classify(exc: BaseException) -> VlkbError:
+    """The error of a failure while writing, when the runner gives no classifier of its own."""
+    return exc if isinstance(exc, VlkbError) else FatalError("internal error while writing the result")
 
 
 def _log_failure(err: VlkbError, exc: BaseException) -> None:
@@ -154,7 +113,10 @@ class ResultWriter:
     """
 
     def __init__(self, fmt: str | ResultFormat, columns: Sequence[ResultColumn], *,
-                 infos: Mapping[str, str] | None = None) -> None:
+                 infos: Mapping[str, str] | None = None,
+                 classify: Callable[[BaseException], VlkbError] = _classify) -> None:
+        #: turns an exception of the batch source into the error to report (vo.results.query_error)
+        self.classify = classify
         self.format = fmt if isinstance(fmt, ResultFormat) else resolve_format(fmt)
         self.plans: list[ColumnPlan] = plan_columns(columns)
         self.media_type = self.format.media_type
@@ -235,7 +197,7 @@ class ResultWriter:
             try:
                 batch = next(it, None)
             except Exception as exc:
-                raise query_error(exc) from exc
+                raise self.classify(exc) from exc
             yield self.head()
             seen, overflow = 0, False
             try:
@@ -247,7 +209,7 @@ class ResultWriter:
                         break
                     batch = next(it, None)
             except Exception as exc:
-                err = query_error(exc)
+                err = self.classify(exc)
                 _log_failure(err, exc)
                 if not self.in_band_errors:
                     raise err from exc
@@ -260,7 +222,7 @@ class ResultWriter:
                 close()
 
     async def astream(self, batches: AsyncIterable[CopyBatch], *, maxrec: int | None = None,
-                      offload: bool = True) -> AsyncIterator[bytes]:
+                      offload: bool = True) -> AsyncGenerator[bytes, None]:
         """The asyncio variant of :meth:`stream`; ``offload`` encodes big batches in a worker
         thread (numpy releases the GIL) so the event loop stays responsive."""
         it = aiter(batches)
@@ -268,7 +230,7 @@ class ResultWriter:
             try:
                 batch = await anext(it, None)
             except Exception as exc:
-                raise query_error(exc) from exc
+                raise self.classify(exc) from exc
             yield self.head()
             seen, overflow = 0, False
             try:
@@ -283,7 +245,7 @@ class ResultWriter:
                         break
                     batch = await anext(it, None)
             except Exception as exc:
-                err = query_error(exc)
+                err = self.classify(exc)
                 _log_failure(err, exc)
                 if not self.in_band_errors:
                     raise err from exc
@@ -301,56 +263,3 @@ def _cut(batch: CopyBatch, seen: int, maxrec: int | None) -> tuple[CopyBatch, in
     if maxrec is not None and seen + batch.nrows > maxrec:
         return batch.head(max(0, maxrec - seen)), maxrec, True
     return batch, seen + batch.nrows, False
-
-
-def _limit(maxrec: int | None) -> int | None:
-    return None if maxrec is None else max(0, maxrec) + 1
-
-
-def stream_result(
-    conn: psycopg.Connection, query: str, columns: Sequence[ResultColumn], fmt: str | ResultFormat = "votable",
-    *, maxrec: int | None = None, infos: Mapping[str, str] | None = None, role: str | None = QUERY_ROLE,
-    timeout: float | None = 60.0, tables: Sequence[TempTable] = (), groups: Sequence[str] = (),
-) -> Iterator[bytes]:
-    """Run ``query`` on ``conn`` (see ``db.query.stream_copy``, which also loads ``tables``)
-    for a caller in ``groups`` and stream it in ``fmt``."""
-    writer = ResultWriter(fmt, columns, infos=infos)
-    batches = stream_copy(conn, query, writer.select_list, fmt=writer.copy_format, limit=_limit(maxrec),
-                          role=role, timeout=timeout, tables=tables, groups=groups)
-    return writer.stream(batches, maxrec=maxrec)
-
-
-def astream_result(
-    conn: psycopg.AsyncConnection, query: str, columns: Sequence[ResultColumn],
-    fmt: str | ResultFormat = "votable", *, maxrec: int | None = None, infos: Mapping[str, str] | None = None,
-    role: str | None = QUERY_ROLE, timeout: float | None = 60.0, tables: Sequence[TempTable] = (),
-    groups: Sequence[str] = (),
-) -> AsyncIterator[bytes]:
-    """The asyncio variant of :func:`stream_result`, over a pooled ``AsyncConnection``."""
-    writer = ResultWriter(fmt, columns, infos=infos)
-    batches = astream_copy(conn, query, writer.select_list, fmt=writer.copy_format, limit=_limit(maxrec),
-                           role=role, timeout=timeout, tables=tables, groups=groups)
-    return writer.astream(batches, maxrec=maxrec)
-
-
-async def prime(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Wait for the first chunk, so errors before any output raise here; then all chunks.
-
-    The returned iterator closes ``chunks`` when it is closed or exhausted.
-    """
-    try:
-        first = await anext(chunks)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await chunks.aclose()  # type: ignore[attr-defined]
-        raise
-
-    async def replay() -> AsyncIterator[bytes]:
-        try:
-            yield first
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-
-    return replay()

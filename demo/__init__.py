@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vo.demo.images import write_survey
-from vo.demo.sedmodels import make_sed_models
-from vo.demo.sky import make_sky
-from vo.demo.structures import make_structures
-from vo.demo.surveys import DEMO_SURVEYS, Layout, Survey
+from demo.images import write_survey
+from demo.sedmodels import make_sed_models
+from demo.sky import make_sky
+from demo.structures import make_structures
+from demo.surveys import DEMO_SURVEYS, Layout, Survey
 
 __all__ = ["DEFAULT_SEED", "DemoData", "Layout", "Survey", "generate"]
 

@@ -1,6 +1,6 @@
 """The demo sky: star-forming clumps, their per-band catalogues and the band-merged SED table.
 
-Clumps are drawn once (fixed seed) in the region of :mod:`vo.demo.region`, a third of them
+Clumps are drawn once (fixed seed) in the region of :mod:`demo.region`, a third of them
 along the filaments. Each clump is a sum of grey bodies (a cold envelope, and for protostellar
 clumps a warm and a hot component): ``S_nu = M kappa_nu B_nu(T) / d**2`` with
 ``kappa_nu = 0.1 (nu / 1 THz)**beta cm2/g``. Some clumps have a close companion in the same
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vo.demo.physics import ARCSEC, C_CGS, KPC_CM, LSUN, MSUN, greybody
-from vo.demo.region import B_MAX, B_MIN, L_MAX, L_MIN, rng_for, to_icrs, wrap360
-from vo.demo.structures import Structures
-from vo.demo.surveys import DEMO_SURVEYS
+from demo.physics import ARCSEC, C_CGS, KPC_CM, LSUN, MSUN, greybody
+from demo.region import B_MAX, B_MIN, L_MAX, L_MIN, rng_for, to_icrs, wrap360
+from demo.structures import Structures
+from demo.surveys import DEMO_SURVEYS
 
 __all__ = ["BANDS", "Band", "Sky", "make_sky"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vo.demo.physics import greybody, greybody_luminosity
+from demo.physics import greybody, greybody_luminosity
 
 __all__ = ["BAND_WAVELENGTHS", "make_sed_models"]
 

@@ -14,8 +14,8 @@ from psycopg import sql
 
 from db.ddl import pg_schema
 from db.load import copy_columns
+from demo import DEFAULT_SEED, generate
 from schemas import find_table
-from vo.demo import DEFAULT_SEED, generate
 from vo.ingest.datasets import ingest_datasets
 
 __all__ = ["demo_loaded", "load_demo"]

@@ -1,6 +1,6 @@
 """FITS writers of the demo: 2D continuum images and 3D line cubes with real WCS.
 
-Each survey of :data:`vo.demo.surveys.DEMO_SURVEYS` gets a few overlapping tiles around
+Each survey of :data:`demo.surveys.DEMO_SURVEYS` gets a few overlapping tiles around
 l = 0 (some crossing it) with a Galactic WCS (CAR, TAN or SIN), beam keywords and its
 spectral coverage in the header (``WAVELENG``/``WAVEMIN``/``WAVEMAX`` in metres for infrared
 maps, ``FREQ``/``BANDWID`` in Hz for radio maps, a ``VRAD`` axis with ``RESTFRQ`` for cubes).
@@ -26,10 +26,10 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from vo.demo.region import rng_for, wrap360
-from vo.demo.sky import Sky
-from vo.demo.structures import Structures
-from vo.demo.surveys import Layout, Survey
+from demo.region import rng_for, wrap360
+from demo.sky import Sky
+from demo.structures import Structures
+from demo.surveys import Layout, Survey
 
 __all__ = ["Blobs", "draw_blobs", "tile_header", "write_survey"]
 

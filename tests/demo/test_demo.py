@@ -16,11 +16,11 @@ from astropy.wcs.utils import proj_plane_pixel_area
 
 import schemas
 from db.load import _encode
-from vo.demo import DEFAULT_SEED, DemoData, generate
-from vo.demo.sedmodels import BAND_WAVELENGTHS
-from vo.demo.sky import make_sky
-from vo.demo.structures import make_structures
-from vo.demo.surveys import DEMO_SURVEYS
+from demo import DEFAULT_SEED, DemoData, generate
+from demo.sedmodels import BAND_WAVELENGTHS
+from demo.sky import make_sky
+from demo.structures import make_structures
+from demo.surveys import DEMO_SURVEYS
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vo.demo.region import B_MAX, B_MIN, L_MAX, L_MIN, legacy_contour, rng_for, spoly_text, wrap360
+from demo.region import B_MAX, B_MIN, L_MAX, L_MIN, legacy_contour, rng_for, spoly_text, wrap360
 
 __all__ = ["Structures", "make_structures"]
 

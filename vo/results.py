@@ -1,0 +1,131 @@
+"""The one results runner: a query plan and a caller in, a streamed document out.
+
+TAP sync, TAP async, SIA and the ViaLactea answers all run their SQL here. A
+:class:`QueryPlan` says what to run (trusted SQL made by vlkb from the request, its result
+columns, the output format, MAXREC, the INFOs to write, uploaded tables to load first); the
+runner opens the caller's session (:mod:`db.session`, through ``db.query``'s COPY streaming),
+feeds the batches to a :class:`~vo.votable.writers.ResultWriter` and maps database errors to
+the user's errors (:func:`query_error`). The writers only encode batches.
+
+:func:`stream_select` starts the stream before it returns, so a query that fails to start (or in
+its first rows) raises a :class:`~vo.errors.VlkbError` while the HTTP status can still say so
+(STYLE section 5); an early stop (client gone) rolls back before the connection is pooled again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg_pool import AsyncConnectionPool
+
+from db.query import astream_copy, stream_copy
+from db.upload import TempTable, UploadLoadError
+from vo.caller import Caller
+from vo.errors import FatalError, TransientError, UsageError, VlkbError
+from vo.votable.columns import ResultColumn
+from vo.votable.writers import ResultFormat, ResultWriter, resolve_format
+
+__all__ = ["QueryPlan", "prime", "query_error", "stream_select", "stream_select_blocking"]
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """What to run and how to write it: ``sql`` is trusted (made by vlkb, never by a user)."""
+
+    sql: str
+    columns: Sequence[ResultColumn]
+    format: ResultFormat
+    maxrec: int | None = None
+    infos: Mapping[str, str] | None = None
+    #: uploaded tables, created and filled in the query's transaction first (``db/upload.py``)
+    tables: Sequence[TempTable] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, sql: str, columns: Sequence[ResultColumn], fmt: str | ResultFormat = "votable", **kw: object
+           ) -> QueryPlan:
+        """A plan with ``fmt`` given by name or MIME type."""
+        return cls(sql, columns, fmt if isinstance(fmt, ResultFormat) else resolve_format(fmt), **kw)  # type: ignore[arg-type]
+
+
+def query_error(exc: BaseException) -> VlkbError:
+    """The error to report for an exception raised while running or writing a query.
+
+    Messages are for the user: PostgreSQL's primary message for errors the query caused
+    (SQLSTATE classes 22 data, 42 syntax/access, 54 limits), a fixed text otherwise.
+    """
+    if isinstance(exc, VlkbError):
+        return exc
+    if isinstance(exc, UploadLoadError):
+        return UsageError(f"UPLOAD {exc.label}: {exc.message}")
+    if isinstance(exc, pgerrors.QueryCanceled):
+        return UsageError("the query ran longer than the time limit and was cancelled: "
+                          "narrow it, or run it as an asynchronous job")
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        primary = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        # data, syntax/access, limits, read-only, unsupported feature, raised by a function
+        if state.startswith(("22", "42", "54", "25", "0A", "38", "39", "P0001")):
+            return UsageError(f"query failed: {primary}")
+        if isinstance(exc, psycopg.OperationalError) or state.startswith(("08", "53", "57P")):
+            return TransientError("the database is unavailable, try again later")
+    return FatalError("internal error while running the query")
+
+
+def _limit(maxrec: int | None) -> int | None:
+    """The rows to ask the database for: MAXREC + 1, so an overflow can be told."""
+    return None if maxrec is None else max(0, maxrec) + 1
+
+
+def stream_select_blocking(conn: psycopg.Connection, plan: QueryPlan, caller: Caller, *,
+                           timeout: float | None) -> Iterator[bytes]:
+    """Run ``plan`` for ``caller`` over a blocking connection (job runners, tests, benchmarks)."""
+    writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
+    batches = stream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format, limit=_limit(plan.maxrec),
+                          timeout=timeout, tables=plan.tables, groups=caller.groups)
+    return writer.stream(batches, maxrec=plan.maxrec)
+
+
+async def stream_select(pool: AsyncConnectionPool, plan: QueryPlan, caller: Caller, *,
+                        timeout: float | None) -> AsyncIterator[bytes]:
+    """Run ``plan`` for ``caller``; the result stream, already started (early failures raise here)."""
+    writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.connection() as conn:
+            batches = astream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format,
+                                   limit=_limit(plan.maxrec), timeout=timeout, tables=plan.tables,
+                                   groups=caller.groups)
+            # aclosing: an early stop (client gone) rolls back before the connection is pooled again
+            async with aclosing(writer.astream(batches, maxrec=plan.maxrec)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    return await prime(body())
+
+
+async def prime(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Wait for the first chunk, so errors before any output raise here; then all chunks.
+
+    The returned iterator closes ``chunks`` when it is closed or exhausted.
+    """
+    try:
+        first = await anext(chunks)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await chunks.aclose()  # type: ignore[attr-defined]
+        raise
+
+    async def replay() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    return replay()
