@@ -35,6 +35,7 @@ from vo.shapes import Circle, Interval, Range, format_number, parse_number
 from vo.sia import overlap_code_sql, region_literal
 from vo.uws.model import JobResult
 from vo.uws.results import ResultStore
+from vo.xmlns import xml_safe
 
 __all__ = [
     "cut_entries", "null_percent",
@@ -206,9 +207,10 @@ def search_sql(q: LegacyQuery) -> sql.Composed:
 
 # -- XML -------------------------------------------------------------------------------------------
 def _el(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    el = etree.SubElement(parent, tag, attrs)
+    # xml_safe: the request is echoed, and a control character in it would make lxml refuse the text
+    el = etree.SubElement(parent, tag, {k: xml_safe(v) for k, v in attrs.items()})
     if text is not None:
-        el.text = text
+        el.text = xml_safe(text)
     return el
 
 
