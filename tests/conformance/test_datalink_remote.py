@@ -26,8 +26,9 @@ def test_http_datasets_through_datalink(database, server, tmp_path: Path) -> Non
     with serve_directory(tmp_path) as remote:
         urls = [remote.url_of(f.name) for f in files]
         try:
-            proc = run_vlkb("ingest", "datasets", "--survey", SURVEY, "--transition", "mixed", *urls,
-                            remote.url_of("missing.fits"),
+            # a cube among the files: the species must be given (issue 13.5)
+            proc = run_vlkb("ingest", "datasets", "--survey", SURVEY, "--species", "13CO", "--transition", "mixed",
+                            *urls, remote.url_of("missing.fits"),
                             VLKB_HOME=str(database.home), VLKB_DB_PORT=str(database.port))
             assert proc.returncode == 0, proc.stderr
             assert "2 ingested, 0 updated, 1 skipped" in proc.stdout, proc.stdout
