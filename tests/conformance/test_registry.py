@@ -292,3 +292,10 @@ def test_a_survey_made_restricted_becomes_a_deleted_record(oai: httpx.Client, da
     after = {h.findtext(f"{{{OAI}}}identifier"): h
              for h in _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor")[0]}
     assert after[ident].get("status") is None
+
+
+def test_an_oversized_post_is_refused(oai: httpx.Client) -> None:
+    resp = oai.post("/oai", content=b"verb=Identify&x=" + b"a" * 100_000,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 413
+    assert b'name="QUERY_STATUS" value="ERROR"' in resp.content
