@@ -18,6 +18,7 @@ import pyvo
 from lxml import etree
 from mocpy import MOC
 
+from db.policies import set_policy
 from schemas import published_tables
 from tests.conftest import Server, running_server
 from tests.xsd import assert_valid
@@ -266,3 +267,35 @@ def test_token_of_another_verb_or_a_changed_list_is_refused(oai: httpx.Client) -
     assert _q(other, "o:error/@code") == ["badResumptionToken"]
     same = _valid(oai.get("/oai", params={"verb": "ListIdentifiers", "resumptionToken": token}).content)
     assert not _q(same, "o:error")
+
+
+def test_a_survey_made_restricted_becomes_a_deleted_record(oai: httpx.Client, database) -> None:
+    ident = f"ivo://{AUTH}/vlkb/surveys/mipsgal"
+    before = {h.findtext(f"{{{OAI}}}identifier"): h
+              for h in _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor")[0]}
+    assert before[ident].get("status") is None
+    try:
+        with psycopg.connect(database.url) as c:
+            set_policy(c, "MIPSGAL", ["survey-team"])
+        headers = {h.findtext(f"{{{OAI}}}identifier"): h
+                   for h in _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor")[0]}
+        assert set(headers) == set(before)
+        assert headers[ident].get("status") == "deleted"
+        assert headers[ident].findtext(f"{{{OAI}}}datestamp") >= before[ident].findtext(f"{{{OAI}}}datestamp")
+        got = _valid(oai.get("/oai", params={"verb": "GetRecord", "identifier": ident,
+                                             "metadataPrefix": "ivo_vor"}).content)
+        assert not _q(got, "o:GetRecord/o:record/o:metadata")
+        assert oai.get("/moc/MIPSGAL").status_code == 404
+    finally:
+        with psycopg.connect(database.url) as c:
+            set_policy(c, "MIPSGAL", [])
+    after = {h.findtext(f"{{{OAI}}}identifier"): h
+             for h in _harvest(oai, "ListIdentifiers", metadataPrefix="ivo_vor")[0]}
+    assert after[ident].get("status") is None
+
+
+def test_an_oversized_post_is_refused(oai: httpx.Client) -> None:
+    resp = oai.post("/oai", content=b"verb=Identify&x=" + b"a" * 100_000,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 413
+    assert b'name="QUERY_STATUS" value="ERROR"' in resp.content

@@ -58,3 +58,19 @@ def test_record_dates_follow_content(tmp_path: Path) -> None:
     assert book.stamp({"ivo://x/a": content_digest(rec)}, t1) == {"ivo://x/a": (t0, t0)}
     rec.find("title").text = "b"
     assert DatestampBook(tmp_path / "d.json").stamp({"ivo://x/a": content_digest(rec)}, t1) == {"ivo://x/a": (t0, t1)}
+
+
+def test_records_that_go_away_are_deleted_records(tmp_path: Path) -> None:
+    book = DatestampBook(tmp_path / "d.json")
+    t0, t1, t2 = (datetime(2024, m, 1, tzinfo=UTC) for m in (1, 2, 3))
+    book.stamp({"ivo://x/a": "1", "ivo://x/b": "2"}, t0)
+    book.stamp({"ivo://x/a": "1"}, t1)
+    assert book.deleted() == {"ivo://x/b": t1}
+    book.stamp({"ivo://x/a": "1"}, t2)
+    assert book.deleted() == {"ivo://x/b": t1}  # gone once, at t1
+    records = [_rec("ivo://x/a", t0), *(Record(i, w, None) for i, w in book.deleted().items())]
+    root = _ask(records, verb="ListRecords", metadataPrefix="oai_dc")
+    assert root.xpath("//o:header[@status='deleted']/o:identifier/text()", namespaces=OAI) == ["ivo://x/b"]
+    assert len(root.xpath("//o:record/o:metadata", namespaces=OAI)) == 1
+    assert book.stamp({"ivo://x/a": "1", "ivo://x/b": "2"}, t2)["ivo://x/b"] == (t0, t2)  # back again
+    assert book.deleted() == {}

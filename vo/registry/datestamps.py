@@ -4,7 +4,9 @@ An OAI-PMH datestamp must change when a record changes (OAI-PMH 2.0 section 2.7.
 incremental harvesters never see the change. What goes into a record comes from settings, the
 published schemas and the ingested data, none of which keeps a history; so the book remembers,
 per identifier, a digest of the record's content with the time it was first and last seen to
-change. A restart with unchanged content keeps the dates. No HTTP and no SQL here.
+change. A restart with unchanged content keeps the dates, and a record that is no longer
+published is remembered as deleted (OAI-PMH ``deletedRecord`` ``transient``: the book is a
+file under VLKB_HOME, not a promise kept forever). No HTTP and no SQL here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pathlib import Path
 
 from lxml import etree
 
-__all__ = ["DatestampBook", "content_digest"]
+__all__ = ["DELETED", "DatestampBook", "content_digest"]
+
+#: the digest of a record that is no longer published
+DELETED = "deleted"
 
 
 def content_digest(resource: etree._Element) -> str:
@@ -48,11 +53,16 @@ class DatestampBook:
 
     def stamp(self, digests: dict[str, str], now: datetime | None = None) -> dict[str, tuple[datetime, datetime]]:
         """(created, updated) of every identifier in ``digests`` (identifier -> content digest):
-        unchanged content keeps its dates, new or changed content is stamped ``now``."""
+        unchanged content keeps its dates, new or changed content is stamped ``now``. An identifier
+        of the book missing from ``digests`` is marked deleted at ``now`` (see :meth:`deleted`)."""
         now = (now or datetime.now(UTC)).replace(microsecond=0)
         with self._lock:
             book = self._load()
             changed = False
+            for ident, entry in book.items():
+                if ident not in digests and len(entry) == 3 and entry[0] != DELETED:
+                    book[ident] = [DELETED, entry[1], now.isoformat()]
+                    changed = True
             out: dict[str, tuple[datetime, datetime]] = {}
             for ident, digest in digests.items():
                 entry = book.get(ident)
@@ -67,6 +77,12 @@ class DatestampBook:
             if changed:
                 self._save(book)
         return out
+
+    def deleted(self) -> dict[str, datetime]:
+        """Identifiers published once and gone since (a survey made restricted, a changed
+        authority), with the time they went away: OAI-PMH deleted records."""
+        return {ident: datetime.fromisoformat(entry[2]) for ident, entry in self._load().items()
+                if len(entry) == 3 and entry[0] == DELETED}
 
     def _save(self, book: dict[str, list[str]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

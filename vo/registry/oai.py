@@ -55,12 +55,17 @@ class OaiError(Exception):
 
 @dataclass(frozen=True)
 class Record:
-    """One resource record: its identifier, datestamp, sets and ``ri:Resource`` element."""
+    """One resource record: its identifier, datestamp, sets and ``ri:Resource`` element; a deleted
+    record (section 2.5.1) has no element and its datestamp is when it went away."""
 
     identifier: str
     datestamp: datetime
-    resource: etree._Element
+    resource: etree._Element | None
     sets: tuple[str, ...] = (IVO_MANAGED,)
+
+    @property
+    def deleted(self) -> bool:
+        return self.resource is None
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,12 @@ def dublin_core(resource: etree._Element) -> etree._Element:
 
 def _header(rec: Record) -> etree._Element:
     return E("oai:header", E("oai:identifier", rec.identifier), E("oai:datestamp", _stamp(rec.datestamp)),
-             *[E("oai:setSpec", s) for s in rec.sets])
+             *[E("oai:setSpec", s) for s in rec.sets], attrib={"status": "deleted" if rec.deleted else None})
 
 
 def _metadata(rec: Record, prefix: str) -> etree._Element:
+    if rec.resource is None:  # section 2.5.1: a deleted record is its header alone
+        return E("oai:record", _header(rec))
     body = dublin_core(rec.resource) if prefix == "oai_dc" else etree.fromstring(etree.tostring(rec.resource))
     return E("oai:record", _header(rec), E("oai:metadata", body))
 
@@ -244,7 +251,7 @@ def respond(args: Mapping[str, Sequence[str]], *, base_url: str, records: Sequen
             body = E("oai:Identify",
                      E("oai:repositoryName", identify.name), E("oai:baseURL", base_url),
                      E("oai:protocolVersion", "2.0"), E("oai:adminEmail", identify.admin_email),
-                     E("oai:earliestDatestamp", _stamp(earliest)), E("oai:deletedRecord", "no"),
+                     E("oai:earliestDatestamp", _stamp(earliest)), E("oai:deletedRecord", "transient"),
                      E("oai:granularity", "YYYY-MM-DDThh:mm:ssZ"),
                      # RI 1.1 section 3.1.1: Identify carries the registry's own record
                      E("oai:description", etree.fromstring(etree.tostring(identify.registry))))

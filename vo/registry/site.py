@@ -126,5 +126,6 @@ async def published_records(
         ident = el.findtext("identifier")
         created, updated = dates[ident]
         records.append(Record(ident, updated, _dated(el, created, updated)))
+    records += [Record(ident, when, None) for ident, when in book.deleted().items()]
     return Published(records, IdentifyInfo(site.title + " publishing registry",
                                            site.curation.contact_email or "", registry))
