@@ -4,8 +4,8 @@
 ``app.state.verifier`` (an external OIDC issuer, or the embedded default's development
 issuer); no header means anonymous. A token that fails is a 401 with a Bearer challenge,
 never a silent downgrade to anonymous (the client would not learn why data is missing).
-Routers take ``CallerGroups`` (what the caller may read; ``db.datasets`` and the database's
-row-level security apply it) and ``CallerOwner`` (whose jobs they are).
+Routers take ``CurrentCaller``: its groups say what the caller may read (the database's row-level
+security applies them, through ``vo.caller``) and its user owns the jobs it creates.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from vo.errors import AuthError
 from vo.vosi import SSO_TOKEN
 
 __all__ = [
-    "AuthOffer", "CallerGroups", "CallerOwner", "CurrentCaller", "Offer",
-    "auth_offer", "caller_groups", "caller_owner", "current_identity",
+    "AuthOffer", "CurrentCaller", "Offer", "auth_offer", "current_identity",
 ]
 
 
@@ -58,20 +57,6 @@ async def current_identity(request: Request) -> Caller:
 
 #: the caller, for the reads made on their behalf (:mod:`vo.caller`)
 CurrentCaller = Annotated[Caller, Depends(current_identity)]
-
-
-async def caller_groups(identity: CurrentCaller) -> tuple[str, ...]:
-    """The caller's groups: the surveys of these groups (and public ones) are visible."""
-    return identity.groups
-
-
-async def caller_owner(identity: CurrentCaller) -> str | None:
-    """The caller's user name, owner of the jobs they create; None when anonymous."""
-    return identity.user
-
-
-CallerGroups = Annotated[tuple[str, ...], Depends(caller_groups)]
-CallerOwner = Annotated[str | None, Depends(caller_owner)]
 
 
 @dataclass(frozen=True)

@@ -180,15 +180,19 @@ def _refresh_mocs(settings: Settings, url: str, survey: str) -> int:
     """Rebuild the coverage MOCs of ``survey`` (``/moc``) after an ingest, as its readers see them."""
     import asyncio
 
+    from psycopg_pool import AsyncConnectionPool
+
     from db.policies import list_policies
+    from vo.caller import Caller
     from vo.moc import MocCache, refresh
 
     with psycopg.connect(url) as conn:
         groups = next((p.groups for p in list_policies(conn) if p.survey == survey), [])
 
     async def run() -> int:
-        async with await psycopg.AsyncConnection.connect(url) as conn:
-            return await refresh(conn, MocCache(settings.moc_cache_dir), survey, groups, settings.moc_order)
+        async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False) as pool:
+            return await refresh(pool, MocCache(settings.moc_cache_dir), survey, Caller(groups=tuple(groups)),
+                                 settings.moc_order)
 
     return asyncio.run(run())
 

@@ -30,9 +30,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
+from vo.dali import refuse_nul
 from vo.errors import RequestTimeoutError, TooLargeError, UnsupportedEncodingError, UsageError
 
-__all__ = ["FORM_SLACK", "RawParams", "RequestParams", "checked_path", "refuse_nul", "request_params"]
+__all__ = ["FORM_SLACK", "RawParams", "RequestParams", "checked_path", "request_params"]
 
 #: bytes allowed in a form body besides the uploaded tables (QUERY and the other fields)
 FORM_SLACK = 1 << 20
@@ -61,12 +62,6 @@ class RawParams:
 def _too_large(limit: int) -> TooLargeError:
     return TooLargeError(f"the request body is larger than this service accepts ({limit} bytes: "
                          "VLKB_UPLOAD_MAX_BYTES for uploaded tables, plus 1 MiB for the other parameters)")
-
-
-def refuse_nul(name: str, value: str) -> None:
-    """UsageError when ``value`` (of the parameter ``name``) holds a NUL, which PostgreSQL text cannot store."""
-    if "\x00" in value:
-        raise UsageError(f"{name}: the value contains a NUL character")
 
 
 def _add(raw: RawParams, key: str, value: str) -> None:

@@ -1,25 +1,19 @@
 """Dataset footprints and survey summaries as a caller sees them, for coverage MOCs and registry records.
 
-Every read runs in the caller's read-only transaction (:func:`db.session.setup_statement`: the query
-role with the caller's groups), so the row-level security of ``ivoa.obscore`` is the one rule of
-what a caller sees: a restricted survey's rows are simply absent for other callers. No
-visibility condition is written here. ``ingest_times`` is the exception: it reads the service's
-own ``vlkb.datasets`` (not published) for datestamps, and only for surveys the caller could see.
+Each function takes a connection already in the caller's session (``vo.caller.session``: the
+query role with the caller's groups), so the row-level security of ``ivoa.obscore`` is the one
+rule of what a caller sees: a restricted survey's rows are simply absent for other callers. No
+visibility condition, role or group is set here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from db.ddl import QUERY_ROLE
-from db.session import setup_statement
-
-__all__ = ["Footprint", "SurveySummary", "footprints", "ingest_times", "survey_summaries"]
+__all__ = ["Footprint", "SurveySummary", "footprints", "survey_summaries"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +46,8 @@ class SurveySummary:
     em_max: float | None
 
 
-async def _begin(conn: AsyncConnection, groups: Sequence[str], timeout: float) -> None:
-    await conn.execute(setup_statement(QUERY_ROLE, timeout, conn.info.server_version, groups))
-
-
-async def footprints(conn: AsyncConnection, groups: Sequence[str], *, survey: str | None = None,
-                     did: str | None = None, timeout: float = 60.0) -> list[Footprint]:
-    """The footprints a caller in ``groups`` may see, of one survey (``survey``) or one dataset (``did``).
+async def footprints(conn: AsyncConnection, *, survey: str | None = None, did: str | None = None) -> list[Footprint]:
+    """The footprints the session's caller may see, of one survey (``survey``) or one dataset (``did``).
 
     Ordered by DID, so a digest of the answer is stable.
     """
@@ -75,18 +64,13 @@ async def footprints(conn: AsyncConnection, groups: Sequence[str], *, survey: st
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY obs_publisher_did"
     )
-    try:
-        await _begin(conn, groups, timeout)
-        async with conn.cursor(row_factory=class_row(Footprint)) as cur:
-            await cur.execute(query, args)
-            return await cur.fetchall()
-    finally:
-        await conn.rollback()
+    async with conn.cursor(row_factory=class_row(Footprint)) as cur:
+        await cur.execute(query, args)
+        return await cur.fetchall()
 
 
-async def survey_summaries(conn: AsyncConnection, groups: Sequence[str],
-                           timeout: float = 60.0) -> list[SurveySummary]:
-    """One row per survey band a caller in ``groups`` may see, with its ObsCore coverage and the
+async def survey_summaries(conn: AsyncConnection) -> list[SurveySummary]:
+    """One row per survey band the session's caller may see, with its ObsCore coverage and the
     survey's metadata from ``datasets.surveys``."""
     query = """
         SELECT o.obs_collection AS survey, coalesce(o.obs_title, '') AS band, count(*)::int AS datasets,
@@ -99,24 +83,6 @@ async def survey_summaries(conn: AsyncConnection, groups: Sequence[str],
         GROUP BY o.obs_collection, o.obs_title
         ORDER BY o.obs_collection, o.obs_title
     """
-    try:
-        await _begin(conn, groups, timeout)
-        async with conn.cursor(row_factory=class_row(SurveySummary)) as cur:
-            await cur.execute(query)
-            return await cur.fetchall()
-    finally:
-        await conn.rollback()
-
-
-async def ingest_times(conn: AsyncConnection, surveys: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
-    """(first, last) ingest time of each of ``surveys`` (names the caller already saw): the
-    created/updated dates of registry records."""
-    if not surveys:
-        return {}
-    try:
-        cur = await conn.execute(
-            "SELECT survey, min(ingested_at), max(ingested_at) FROM vlkb.datasets "
-            "WHERE survey = ANY(%s::text[]) GROUP BY survey", (list(surveys),))
-        return {name: (first, last) for name, first, last in await cur.fetchall()}
-    finally:
-        await conn.rollback()
+    async with conn.cursor(row_factory=class_row(SurveySummary)) as cur:
+        await cur.execute(query)
+        return await cur.fetchall()

@@ -35,9 +35,10 @@ from pydantic import BaseModel, ConfigDict
 from db.datasets import did_key
 from vo import storage
 from vo.caller import Caller, Dataset, dataset_by_key, datasets
+from vo.dali import POSSYS, DaliParams
 from vo.errors import NotFoundError, UsageError
 from vo.shapes import format_number
-from vo.sia import POL_STATES, POSSYS
+from vo.sia import POL_STATES
 from vo.xmlns import NS, E, tostring
 
 __all__ = [
@@ -78,20 +79,15 @@ class LinksQuery(BaseModel):
     @classmethod
     def from_params(cls, raw: dict[str, list[str]]) -> LinksQuery:
         """Validate the parameters; every problem is a UsageError naming the parameter."""
-        ids = []
-        for value in raw.get("ID", []):
-            if "\x00" in value:
-                raise UsageError("ID: the value contains a NUL character")
-            if value.strip():
-                ids.append(value.strip())
-        ids = list(dict.fromkeys(ids))
+        p = DaliParams(raw)
+        ids = list(dict.fromkeys(p.repeated("ID")))
         if not ids:
             raise UsageError("ID: missing; give the publisher DID of at least one dataset")
         if len(ids) > MAX_IDS:
             raise UsageError(f"ID: at most {MAX_IDS} IDs per request, got {len(ids)}")
-        for fmt in raw.get("RESPONSEFORMAT", []):
-            if "".join(fmt.split()).lower() not in _FORMATS:
-                raise UsageError(f"RESPONSEFORMAT: unsupported format {fmt!r}; use {DATALINK_MEDIA}")
+        fmt = p.single("RESPONSEFORMAT")
+        if fmt is not None and "".join(fmt.split()).lower() not in _FORMATS:
+            raise UsageError(f"RESPONSEFORMAT: unsupported format {fmt!r}; use {DATALINK_MEDIA}")
         return cls(ids=tuple(ids))
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 from mocpy import MOC
-from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from db.footprints import Footprint, footprints, survey_summaries
+from vo.caller import Caller, session
 from vo.errors import NotFoundError, UsageError
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
 
 #: Registry records carry a coarse MOC (VODataService 1.2 section 3.5 suggests about order 6).
 RECORD_ORDER = 6
+#: the statement timeout of reading footprints, seconds
+_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,12 @@ class MocCache:
         return moc
 
 
+async def _footprints(pool: AsyncConnectionPool, caller: Caller, *, survey: str | None = None,
+                      did: str | None = None) -> list[Footprint]:
+    async with session(pool, caller, timeout=_TIMEOUT) as conn:
+        return await footprints(conn, survey=survey, did=did)
+
+
 def _regions(rows: Sequence[Footprint]) -> list[tuple[str, Sequence[float] | None]]:
     return [(r.did, r.s_region) for r in rows]
 
@@ -186,12 +195,12 @@ def _scope(survey: str, band: str | None) -> str:
     return f"survey\n{survey}" + (f"\n{band.lower()}" if band is not None else "")
 
 
-async def survey_moc(conn: AsyncConnection, cache: MocCache, groups: Sequence[str], survey: str,
+async def survey_moc(pool: AsyncConnectionPool, cache: MocCache, caller: Caller, survey: str,
                      band: str | None, order: int) -> MOC:
-    """The MOC of ``survey`` (all its bands, or the band whose :func:`band_key` is ``band``) as a
-    caller in ``groups`` sees it. A survey or band with no dataset the caller may read is missing
+    """The MOC of ``survey`` (all its bands, or the band whose :func:`band_key` is ``band``) as
+    ``caller`` sees it. A survey or band with no dataset the caller may read is missing
     (NotFoundError), so a restricted survey looks the same as an unknown one."""
-    rows = await footprints(conn, groups, survey=survey)
+    rows = await _footprints(pool, caller, survey=survey)
     if not rows:
         raise NotFoundError(f"no survey named {survey!r}")
     if band is not None:
@@ -201,10 +210,10 @@ async def survey_moc(conn: AsyncConnection, cache: MocCache, groups: Sequence[st
     return await asyncio.to_thread(cache.moc, _scope(survey, band), order, _regions(rows))
 
 
-async def refresh(conn: AsyncConnection, cache: MocCache, survey: str, groups: Sequence[str], order: int) -> int:
-    """Build the MOCs of ``survey`` and of each of its bands as a caller in ``groups`` (its readers)
+async def refresh(pool: AsyncConnectionPool, cache: MocCache, survey: str, caller: Caller, order: int) -> int:
+    """Build the MOCs of ``survey`` and of each of its bands as ``caller`` (one of its readers)
     sees them, so the first request after an ingest finds them ready; returns how many there are."""
-    rows = await footprints(conn, groups, survey=survey)
+    rows = await _footprints(pool, caller, survey=survey)
     if not rows:
         return 0
     by_band: dict[str, list[Footprint]] = {}
@@ -216,18 +225,20 @@ async def refresh(conn: AsyncConnection, cache: MocCache, survey: str, groups: S
     return 1 + len(by_band)
 
 
-async def dataset_moc(conn: AsyncConnection, groups: Sequence[str], did: str, order: int) -> MOC:
+async def dataset_moc(pool: AsyncConnectionPool, caller: Caller, did: str, order: int) -> MOC:
     """The MOC of one dataset's footprint (not cached: one polygon is quick to rasterise)."""
-    rows = await footprints(conn, groups, did=did)
+    rows = await _footprints(pool, caller, did=did)
     if not rows or rows[0].s_region is None:
         raise NotFoundError(f"no dataset {did!r} with a footprint")
     return await asyncio.to_thread(build, [rows[0].s_region], order)
 
 
-async def survey_bands(conn: AsyncConnection, groups: Sequence[str]) -> dict[str, list[str]]:
-    """Every survey a caller in ``groups`` may read, with the keys of its bands."""
+async def survey_bands(pool: AsyncConnectionPool, caller: Caller) -> dict[str, list[str]]:
+    """Every survey ``caller`` may read, with the keys of its bands."""
+    async with session(pool, caller, timeout=_TIMEOUT) as conn:
+        summaries = await survey_summaries(conn)
     out: dict[str, list[str]] = {}
-    for r in await survey_summaries(conn, groups):
+    for r in summaries:
         keys = out.setdefault(r.survey, [])
         if band_key(r.band) not in keys:
             keys.append(band_key(r.band))

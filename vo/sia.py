@@ -1,7 +1,7 @@
 """SIA 2.0 queries: the parameters (:class:`SiaQuery`) and the SQL they become over ``ivoa.obscore``.
 
 Rules (SIA 2.0 section 2.1): values of one parameter are OR-ed, different parameters are
-AND-ed, unknown parameters are ignored, and an empty value counts as absent. Numeric
+AND-ed; unknown parameters are ignored and a blank value counts as absent (:mod:`vo.dali`). Numeric
 constraints are DALI intervals (:class:`vo.shapes.Interval`); a dataset matches an interval
 parameter when its own range (BAND: em_min..em_max, TIME: t_min..t_max) overlaps it, or its
 single value (FOV, SPATRES, EXPTIME, TIMERES, SPECRP) lies inside it. POS shapes are in ICRS
@@ -32,19 +32,17 @@ from pydantic import BaseModel, ConfigDict
 from schemas import find_table
 from vo.adql.output import OutputColumn
 from vo.caller import Caller
-from vo.dali import parse_maxrec
+from vo.dali import POSSYS, DaliParams
 from vo.errors import UsageError
 from vo.results import QueryPlan, stream_select
 from vo.shapes import Circle, Interval, Polygon, Range, Shape, parse_shape
 from vo.votable.columns import ResultColumn
-from vo.votable.writers import ResultFormat, resolve_format
+from vo.votable.writers import ResultFormat
 
 __all__ = [
     "DPTYPES", "POL_STATES", "POSSYS", "SiaQuery", "build_sql", "check_polygons", "obscore_columns",
-    "overlap_code_sql", "region_literal", "search", "where_clause",
+    "overlap_code_sql", "parse_pol", "region_literal", "search", "where_clause",
 ]
-
-POSSYS = ("ICRS", "GALACTIC")
 
 #: ObsCore 1.1 polarization states (pol_states vocabulary).
 POL_STATES = ("I", "Q", "U", "V", "RR", "LL", "RL", "LR", "XX", "YY", "XY", "YX", "POLI", "POLA")
@@ -99,47 +97,28 @@ class SiaQuery(BaseModel):
     @classmethod
     def from_params(cls, raw: dict[str, list[str]], *, maxrec_default: int, maxrec_limit: int) -> SiaQuery:
         """Validate the parameters; every problem is a UsageError naming the parameter."""
-
-        def values(name: str) -> list[str]:
-            out = []
-            for value in raw.get(name, []):
-                if "\x00" in value:
-                    raise UsageError(f"{name}: the value contains a NUL character")
-                if value.strip():
-                    out.append(value.strip())
-            return out
+        p = DaliParams(raw)
 
         def many(name: str, parse: Callable[[str, str], object]) -> tuple:
-            return tuple(parse(v, name) for v in values(name))
+            return tuple(parse(v, name) for v in p.repeated(name))
 
-        def single(name: str) -> str | None:
-            found = values(name)
-            if len(set(found)) > 1:
-                raise UsageError(f"{name}: given {len(found)} different values, expected one")
-            return found[0] if found else None
-
-        possys = (single("POSSYS") or "ICRS").upper()
-        if possys not in POSSYS:
-            raise UsageError(f"POSSYS: unknown coordinate system {possys!r}; expected ICRS or GALACTIC")
         fields: dict[str, object] = {
             "pos": many("POS", parse_shape),
-            "possys": possys,
+            "possys": p.possys(),
             "band": many("BAND", _parse_positive),
             "time": many("TIME", Interval.parse),
-            "pol": many("POL", _parse_pol),
+            "pol": many("POL", parse_pol),
             "calib": many("CALIB", _parse_calib),
-            "targets": tuple(values("TARGET")),
-            "formats": tuple(values("FORMAT")),
+            "targets": tuple(p.repeated("TARGET")),
+            "formats": tuple(p.repeated("FORMAT")),
         }
         for name, (field, _) in _SINGLE_VALUED.items():
             fields[field] = many(name, _parse_positive)
         for name, (field, _) in _STRINGS.items():
-            fields[field] = tuple(values(name))
+            fields[field] = tuple(p.repeated(name))
         fields["dptypes"] = tuple(_parse_dptype(v, "DPTYPE") for v in fields["dptypes"])
-        maxrec = parse_maxrec(single("MAXREC"), default=maxrec_default, limit=maxrec_limit)
         # TABLEDATA unless asked otherwise: the ViaLactea client reads TR/TD (vialactea-client.md 1.A.1).
-        fmt = resolve_format(single("RESPONSEFORMAT") or "votable/td")
-        return cls(**fields, maxrec=maxrec, format=fmt)
+        return cls(**fields, maxrec=p.maxrec(maxrec_default, maxrec_limit), format=p.response_format("votable/td"))
 
 
 def _parse_positive(text: str, name: str) -> Interval:
@@ -162,7 +141,7 @@ def _parse_dptype(text: str, name: str) -> str:
     return kind
 
 
-def _parse_pol(text: str, name: str) -> str:
+def parse_pol(text: str, name: str) -> str:
     state = text.upper()
     if state not in POL_STATES:
         raise UsageError(f"{name}: unknown polarization state {text!r}; expected one of {' '.join(POL_STATES)}")

@@ -32,9 +32,10 @@ from vo.caller import Caller, Dataset, datasets
 from vo.cutout import Cutout, CutRequest, plan, source
 from vo.cutout.merge import Merged, MergeInput
 from vo.cutout.merge import merge as merge_cuts
+from vo.dali import DaliParams
 from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
 from vo.shapes import Circle, Interval, Polygon, Range, parse_shape
-from vo.sia import POL_STATES, POSSYS
+from vo.sia import parse_pol
 
 __all__ = [
     "SodaJobParams", "SodaParams", "cutout", "filename", "merge", "parse_pixels", "require_file", "service_version",
@@ -88,40 +89,39 @@ def parse_pixels(text: str) -> tuple[tuple[int | None, int | None], ...]:
     return tuple(_pixel_range(part) for group in groups for part in group.split(","))
 
 
-class _Reader:
-    """Values of a case-folded parameter dict, checked for NUL characters, blanks dropped."""
+def _reader(raw: dict[str, list[str]]) -> DaliParams:
+    # SODA 1.0 section 3.2: a repeated single-valued parameter is MultiValuedParamNotSupported
+    return DaliParams(raw, repeat_error=MultiValuedParamNotSupported)
 
-    def __init__(self, raw: dict[str, list[str]], what: str) -> None:
-        self.raw = raw
-        self.what = what
 
-    def values(self, name: str) -> list[str]:
-        vals = [v for v in self.raw.get(name, []) if v.strip()]
-        for v in vals:
-            if "\x00" in v:
-                raise UsageError(f"{name}: the value contains a NUL character")
-        return vals
+_SHAPE_PARSERS = {"POS": parse_shape, "CIRCLE": Circle.parse, "POLYGON": Polygon.parse}
 
-    def single(self, name: str) -> str | None:
-        vals = self.values(name)
-        if len(vals) > 1:
-            raise MultiValuedParamNotSupported(f"{name}: given {len(vals)} times; {self.what} takes one")
-        return vals[0] if vals else None
 
-    def shapes(self) -> list[tuple[str, str]]:
-        """Every spatial constraint as ``(parameter, text)``, POS first."""
-        return [(name, text) for name in ("POS", "CIRCLE", "POLYGON") for text in self.values(name)]
+def _shapes(p: DaliParams) -> list[tuple[str, str]]:
+    """Every spatial constraint as ``(parameter, text)``, POS first."""
+    return [(name, text) for name in _SHAPE_PARSERS for text in p.repeated(name)]
 
-    def constraints(self) -> dict[str, object]:
-        """The non-spatial constraints shared by every SODA request: POSSYS, BAND, TIME, POL, PIXELS, VELO."""
-        possys = (self.single("POSSYS") or "ICRS").strip().upper()
-        if possys not in POSSYS:
-            raise UsageError(f"POSSYS: unknown coordinate system {possys!r}; expected ICRS or GALACTIC")
-        pol = tuple(dict.fromkeys(s.strip().upper() for v in self.values("POL") for s in v.split()))
-        for state in pol:
-            if state not in POL_STATES:
-                raise UsageError(f"POL: unknown polarization state {state!r}; expected one of {' '.join(POL_STATES)}")
-        band, time, velo, pixels = (self.single(n) for n in ("BAND", "TIME", "VELO", "PIXELS"))
+
+def _region(name: str, text: str) -> Circle | Range | Polygon:
+    return _SHAPE_PARSERS[name](text, name)
+
+
+class _Constraints(BaseModel):
+    """The non-spatial constraints shared by every SODA request: POSSYS, BAND, TIME, POL, PIXELS, VELO."""
+
+    model_config = ConfigDict(frozen=True)
+    possys: str = "ICRS"
+    band: Interval | None = None
+    time: Interval | None = None
+    pol: tuple[str, ...] = ()
+    pixels: tuple[tuple[int | None, int | None], ...] = ()
+    velo: Interval | None = None
+
+    @staticmethod
+    def _read(p: DaliParams) -> dict[str, object]:
+        possys = p.possys()
+        pol = tuple(dict.fromkeys(parse_pol(s, "POL") for v in p.repeated("POL") for s in v.split()))
+        band, time, velo, pixels = (p.single(n) for n in ("BAND", "TIME", "VELO", "PIXELS"))
         return {
             "possys": possys,
             "band": Interval.parse(band, "BAND") if band else None,
@@ -131,69 +131,49 @@ class _Reader:
             "velo": Interval.parse(velo, "VELO") if velo else None,
         }
 
+    def _text(self, region: Circle | Range | Polygon | None) -> str:
+        parts = [] if region is None else [f"{region.to_text()} {self.possys}"]
+        for name, iv in (("BAND", self.band), ("TIME", self.time), ("VELO", self.velo)):
+            if iv is not None:
+                parts.append(f"{name} {iv.to_text()}")
+        if self.pol:
+            parts.append("POL " + " ".join(self.pol))
+        if self.pixels:
+            parts.append("PIXELS " + " ".join(
+                f"[{'*' if lo is None else lo}:{'*' if hi is None else hi}]" for lo, hi in self.pixels))
+        return "; ".join(parts) or "whole dataset"
 
-_SHAPE_PARSERS = {"POS": parse_shape, "CIRCLE": Circle.parse, "POLYGON": Polygon.parse}
-
-
-def _region(name: str, text: str) -> Circle | Range | Polygon:
-    return _SHAPE_PARSERS[name](text, name)
-
-
-def _constraints_text(possys: str, region: Circle | Range | Polygon | None, band: Interval | None,
-                      time: Interval | None, velo: Interval | None, pol: tuple[str, ...],
-                      pixels: tuple[tuple[int | None, int | None], ...]) -> str:
-    parts = []
-    if region is not None:
-        parts.append(f"{region.to_text()} {possys}")
-    for name, iv in (("BAND", band), ("TIME", time), ("VELO", velo)):
-        if iv is not None:
-            parts.append(f"{name} {iv.to_text()}")
-    if pol:
-        parts.append("POL " + " ".join(pol))
-    if pixels:
-        parts.append("PIXELS " + " ".join(
-            f"[{'*' if lo is None else lo}:{'*' if hi is None else hi}]" for lo, hi in pixels))
-    return "; ".join(parts) or "whole dataset"
+    def _cut(self, region: Circle | Range | Polygon | None) -> CutRequest:
+        return CutRequest(region=region, frame=self.possys.lower(), band=self.band, velo=self.velo,
+                          time=self.time, pol=self.pol, pixels=self.pixels)
 
 
-class SodaParams(BaseModel):
+class SodaParams(_Constraints):
     """One synchronous SODA request (SODA 1.0 section 3)."""
 
-    model_config = ConfigDict(frozen=True)
     id: str
     region: Circle | Range | Polygon | None = None
-    possys: str = "ICRS"
-    band: Interval | None = None
-    time: Interval | None = None
-    pol: tuple[str, ...] = ()
-    pixels: tuple[tuple[int | None, int | None], ...] = ()
-    velo: Interval | None = None
 
     @classmethod
     def from_params(cls, raw: dict[str, list[str]]) -> SodaParams:
         """Validate the parameters; every problem is a UsageError naming the parameter."""
-        r = _Reader(raw, "a sync cutout")
-        if not r.values("ID"):
-            raise UsageError("ID: missing; give the publisher DID of the dataset to cut")
-        ident = r.single("ID")
-        assert ident is not None
-        shapes = r.shapes()
+        p = _reader(raw)
+        ident = p.required("ID", "give the publisher DID of the dataset to cut")
+        shapes = _shapes(p)
         if len(shapes) > 1:
             raise MultiValuedParamNotSupported(
                 f"{' and '.join(dict.fromkeys(n for n, _ in shapes))}: give one spatial constraint per sync cutout")
-        region = _region(*shapes[0]) if shapes else None
-        return cls(id=ident.strip(), region=region, **r.constraints())  # type: ignore[arg-type]
+        return cls(id=ident, region=_region(*shapes[0]) if shapes else None, **cls._read(p))  # type: ignore[arg-type]
 
     def region_text(self) -> str:
         """The request's constraints as text, for the provenance keywords."""
-        return _constraints_text(self.possys, self.region, self.band, self.time, self.velo, self.pol, self.pixels)
+        return self._text(self.region)
 
     def cut_request(self) -> CutRequest:
-        return CutRequest(region=self.region, frame=self.possys.lower(), band=self.band, velo=self.velo,
-                          time=self.time, pol=self.pol, pixels=self.pixels)
+        return self._cut(self.region)
 
 
-class SodaJobParams(BaseModel):
+class SodaJobParams(_Constraints):
     """An asynchronous SODA request (SODA 1.0 section 3, over UWS): several IDs, several regions.
 
     Each (ID, region) pair is one cut; with ``merge`` every region instead gives one merged
@@ -201,50 +181,37 @@ class SodaJobParams(BaseModel):
     with ``merge`` always on.
     """
 
-    model_config = ConfigDict(frozen=True)
     ids: tuple[str, ...]
     regions: tuple[Circle | Range | Polygon | None, ...] = (None,)
-    possys: str = "ICRS"
-    band: Interval | None = None
-    time: Interval | None = None
-    pol: tuple[str, ...] = ()
-    pixels: tuple[tuple[int | None, int | None], ...] = ()
-    velo: Interval | None = None
     merge: bool = False
 
     @classmethod
     def from_params(cls, raw: dict[str, list[str]], *, merge: bool | None = None,
                     max_cuts: int | None = None) -> SodaJobParams:
         """Validate the parameters; ``merge`` forces the MERGE option (``/soda/merge``)."""
-        r = _Reader(raw, "this request")
-        ids = tuple(dict.fromkeys(v.strip() for v in r.values("ID")))
+        p = _reader(raw)
+        ids = tuple(dict.fromkeys(p.repeated("ID")))
         if not ids:
             raise UsageError("ID: missing; give the publisher DID of each dataset to cut")
-        regions: tuple[Circle | Range | Polygon | None, ...] = tuple(_region(n, t) for n, t in r.shapes()) or (None,)
-        if merge is None:
-            text = (r.single("MERGE") or "false").strip().lower()
-            if text not in ("true", "false", "1", "0", "yes", "no"):
-                raise UsageError(f"MERGE: expected true or false, got {text!r}")
-            merge = text in ("true", "1", "yes")
+        regions: tuple[Circle | Range | Polygon | None, ...] = tuple(_region(n, t) for n, t in _shapes(p)) or (None,)
+        merge = p.flag("MERGE") if merge is None else merge
         if merge and regions == (None,):
             raise UsageError("POS: a merge needs a region (POS, CIRCLE or POLYGON)")
         cuts = len(regions) if merge else len(ids) * len(regions)
         if max_cuts is not None and cuts > max_cuts:
             raise UsageError(f"ID: {cuts} cuts requested; at most {max_cuts} per job")
-        return cls(ids=ids, regions=regions, merge=merge, **r.constraints())  # type: ignore[arg-type]
+        return cls(ids=ids, regions=regions, merge=merge, **cls._read(p))  # type: ignore[arg-type]
 
     def cuts(self) -> list[SodaParams]:
         """One sync request per (ID, region), IDs slowest."""
-        common = {"possys": self.possys, "band": self.band, "time": self.time, "pol": self.pol,
-                  "pixels": self.pixels, "velo": self.velo}
+        common = {name: getattr(self, name) for name in _Constraints.model_fields}
         return [SodaParams(id=i, region=reg, **common) for i in self.ids for reg in self.regions]
 
     def region_text(self, region: Circle | Range | Polygon | None) -> str:
-        return _constraints_text(self.possys, region, self.band, self.time, self.velo, self.pol, self.pixels)
+        return self._text(region)
 
     def cut_request(self, region: Circle | Range | Polygon | None) -> CutRequest:
-        return CutRequest(region=region, frame=self.possys.lower(), band=self.band, velo=self.velo,
-                          time=self.time, pol=self.pol, pixels=self.pixels)
+        return self._cut(region)
 
 
 def cutout(path: str | Path, did: str, q: SodaParams) -> Cutout:

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict
 
 from vo.adql import Catalog, Translation, translate
 from vo.caller import Caller
-from vo.dali import parse_maxrec
+from vo.dali import DaliParams
 from vo.errors import UsageError
 from vo.results import QueryPlan, stream_select
 from vo.upload import UploadedTable, UploadRef, parse_upload, upload_catalog
 from vo.vosi import LanguageFeature, OutputFormat
-from vo.votable.writers import ResultFormat, resolve_format
+from vo.votable.writers import ResultFormat
 
 __all__ = [
     "ADQL_FEATURES", "ADQL_VERSIONS", "OUTPUT_FORMATS", "UPLOAD_METHODS", "TapQuery", "plan_query",
@@ -72,16 +72,6 @@ UPLOAD_METHODS = ("ivo://ivoa.net/std/TAPRegExt#upload-inline",)
 _LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 
 
-def _single(raw: dict[str, list[str]], name: str) -> str | None:
-    values = raw.get(name)
-    if not values:
-        return None
-    distinct = {v for v in values}
-    if len(distinct) > 1:
-        raise UsageError(f"{name}: given {len(values)} different values, expected one")
-    return values[0]
-
-
 class TapQuery(BaseModel):
     """A TAP 1.1 query request (section 2.3), parsed from case-folded parameters."""
 
@@ -102,33 +92,26 @@ class TapQuery(BaseModel):
         ``max_query_length`` bounds QUERY (characters) before anything parses it: translation
         costs CPU in proportion to the text, so the bound is what keeps one request cheap.
         """
-        request = _single(raw, "REQUEST")
+        p = DaliParams(raw)
+        request = p.single("REQUEST")
         if request is not None and request.lower() != "doquery":
             raise UsageError(f"REQUEST: expected doQuery, got {request!r}")
-        lang = _single(raw, "LANG")
-        if lang is None:
-            raise UsageError("LANG: missing; this service accepts ADQL (ADQL-2.0, ADQL-2.1)")
+        lang = p.required("LANG", "this service accepts ADQL (ADQL-2.0, ADQL-2.1)")
         if lang.upper() not in _LANGS:
             raise UsageError(f"LANG: unsupported query language {lang!r}; use ADQL")
-        query = _single(raw, "QUERY")
-        if query is None or not query.strip():
-            raise UsageError("QUERY: missing or empty")
+        query = p.required("QUERY", "give the ADQL query")
         if max_query_length is not None and len(query) > max_query_length:
             raise UsageError(
                 f"QUERY: {len(query)} characters, more than this service accepts ({max_query_length});"
                 " send long lists of values as an UPLOAD table and join it"
             )
-        version = _single(raw, "VERSION")
+        version = p.single("VERSION")
         if version is not None and version not in ("1.0", "1.1"):
             raise UsageError(f"VERSION: unsupported TAP version {version!r}; use 1.0 or 1.1")
-        maxrec = parse_maxrec(_single(raw, "MAXREC"), default=maxrec_default, limit=maxrec_limit)
-        fmt_value = _single(raw, "RESPONSEFORMAT")
-        if fmt_value is None:
-            fmt_value = _single(raw, "FORMAT")
         return cls(
-            query=query, lang=lang.upper(), maxrec=maxrec,
-            format=resolve_format(fmt_value or "votable"), runid=_single(raw, "RUNID"),
-            uploads=parse_upload(raw.get("UPLOAD", [])),
+            query=query, lang=lang.upper(), maxrec=p.maxrec(maxrec_default, maxrec_limit),
+            format=p.response_format("votable", legacy="FORMAT"), runid=p.single("RUNID"),
+            uploads=parse_upload(p.repeated("UPLOAD")),
         )
 
 

@@ -10,26 +10,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.access import CallerGroups
+from app.access import CurrentCaller
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RawParams, RequestParams
 from vo import moc
-from vo.errors import UsageError
+from vo.dali import DaliParams
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/moc", tags=["MOC"])
 
 
-def _single(params: RawParams, name: str) -> str | None:
-    values = params.values.get(name, [])
-    if len(values) > 1:
-        raise UsageError(f"{name}: given {len(values)} times, expected once")
-    return values[0] if values else None
-
-
 def _answer(request: Request, params: RawParams, coverage: moc.MOC, name: str) -> Response:
-    fmt = moc.pick_format(_single(params, "FORMAT"), request.headers.get("accept"))
+    fmt = moc.pick_format(DaliParams(params.values).single("FORMAT"), request.headers.get("accept"))
     ext = {"fits": "fits", "ascii": "txt", "json": "json"}[fmt.name]
     return Response(moc.encode(coverage, fmt), media_type=fmt.media_type,
                     headers={"Content-Disposition": f'inline; filename="{name}.moc.{ext}"', "Vary": "Accept"})
@@ -41,14 +34,13 @@ def _file_name(*parts: str) -> str:
 
 @router.get("")
 async def get_moc_index(request: Request, params: RequestParams, pool: DbPool, settings: AppSettings,
-                        base: BaseUrl, groups: CallerGroups) -> Response:
+                        base: BaseUrl, caller: CurrentCaller) -> Response:
     """With ``ID``: the MOC of that dataset. Without: the surveys and bands the caller can see, with their MOC URLs."""
-    did = _single(params, "ID")
-    async with pool.connection() as conn:
-        if did is not None:
-            coverage = await moc.dataset_moc(conn, groups, did, settings.moc_order)
-            return _answer(request, params, coverage, "dataset")
-        bands = await moc.survey_bands(conn, groups)
+    did = DaliParams(params.values).single("ID")
+    if did is not None:
+        coverage = await moc.dataset_moc(pool, caller, did, settings.moc_order)
+        return _answer(request, params, coverage, "dataset")
+    bands = await moc.survey_bands(pool, caller)
     return JSONResponse({
         name: {"moc": f"{base}/moc/{name}", "bands": {b: f"{base}/moc/{name}/{b}" for b in keys}}
         for name, keys in bands.items()
@@ -57,19 +49,17 @@ async def get_moc_index(request: Request, params: RequestParams, pool: DbPool, s
 
 @router.get("/{survey}")
 async def get_survey_moc(request: Request, survey: str, params: RequestParams, pool: DbPool, settings: AppSettings,
-                         groups: CallerGroups) -> Response:
+                         caller: CurrentCaller) -> Response:
     """The MOC of every dataset of ``survey`` the caller may read, all bands together."""
-    async with pool.connection() as conn:
-        coverage = await moc.survey_moc(conn, moc.MocCache(settings.moc_cache_dir), groups, survey, None,
-                                        settings.moc_order)
+    coverage = await moc.survey_moc(pool, moc.MocCache(settings.moc_cache_dir), caller, survey, None,
+                                    settings.moc_order)
     return _answer(request, params, coverage, _file_name(survey))
 
 
 @router.get("/{survey}/{band}")
 async def get_band_moc(request: Request, survey: str, band: str, params: RequestParams, pool: DbPool,
-                       settings: AppSettings, groups: CallerGroups) -> Response:
+                       settings: AppSettings, caller: CurrentCaller) -> Response:
     """The MOC of one band of ``survey`` (``70um``, ``13co-1-0``: see ``/moc``)."""
-    async with pool.connection() as conn:
-        coverage = await moc.survey_moc(conn, moc.MocCache(settings.moc_cache_dir), groups, survey, band,
-                                        settings.moc_order)
+    coverage = await moc.survey_moc(pool, moc.MocCache(settings.moc_cache_dir), caller, survey, band,
+                                    settings.moc_order)
     return _answer(request, params, coverage, _file_name(survey, band))

@@ -85,13 +85,12 @@ async def get_oai(request: Request, settings: AppSettings, base: BaseUrl, pool: 
         vosi.Capability(STD_SODA_ASYNC, "/soda/async"),
         vosi.Capability(STD_LINKS, "/datalink/links"),
     ], security=offer.security))
-    async with pool.connection() as conn:
-        published = await published_records(
-            conn, site_of(settings, base), capabilities=[*tap, *sia, *others],
-            tableset=vosi.tableset(load_schemas()), cache=MocCache(settings.moc_cache_dir),
-            moc_order=settings.moc_order, book=DatestampBook(settings.home / "registry" / "datestamps.json"),
-            oai_path=OAI_PATH, page_size=settings.oai_page_size, tap_url=base + "/tap", sia_url=base + "/sia/query",
-        )
+    published = await published_records(
+        pool, site_of(settings, base), capabilities=[*tap, *sia, *others],
+        tableset=vosi.tableset(load_schemas()), cache=MocCache(settings.moc_cache_dir),
+        moc_order=settings.moc_order, book=DatestampBook(settings.home / "registry" / "datestamps.json"),
+        oai_path=OAI_PATH, page_size=settings.oai_page_size, tap_url=base + "/tap", sia_url=base + "/sia/query",
+    )
     body = respond(args, base_url=base + OAI_PATH, records=published.records, identify=published.identify,
                    page_size=settings.oai_page_size)
     return Response(body, media_type="text/xml")

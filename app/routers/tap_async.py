@@ -14,6 +14,7 @@ from app.params import RawParams
 from app.routers.tap import upload_limits
 from app.routers.uws import uws_router
 from app.settings import Settings
+from vo.dali import DaliParams
 from vo.upload import parse_upload, read_uploads, stored_name
 
 __all__ = ["keep_uploads", "router"]
@@ -21,7 +22,7 @@ __all__ = ["keep_uploads", "router"]
 
 async def keep_uploads(params: RawParams, settings: Settings) -> Mapping[str, bytes]:
     """The uploaded tables UPLOAD names, checked (limits, VOTable, columns), by stored name."""
-    refs = parse_upload(params.values.get("UPLOAD", []))
+    refs = parse_upload(DaliParams(params.values).repeated("UPLOAD"))
     if not refs:
         return {}
     parts = await params.read_files({ref.part for ref in refs})

@@ -17,24 +17,22 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
-from app.access import CallerGroups, CallerOwner
+from app.access import CurrentCaller
 from app.deps import AppSettings, BaseUrl
 from app.params import RawParams, RequestParams
 from app.settings import Settings
-from vo.errors import UsageError
-from vo.shapes import parse_number
+from vo.caller import Caller
 from vo.uws import xml
 from vo.uws.model import Job, JobResult, Phase
 from vo.uws.results import ResultStore
-from vo.uws.service import JobService, parse_time
+from vo.uws.service import JobService, UwsParams
 from vo.votable.errors import error_document
 
 __all__ = ["KeepFiles", "uws_router"]
 
 XML = "application/xml"
 TEXT = "text/plain"
-#: control parameters of the job list and job resources, never stored with the job
-_CONTROL = {"PHASE", "ACTION", "WAIT"}
+
 
 def _service(request: Request) -> JobService:
     return request.app.state.jobs
@@ -46,12 +44,6 @@ def _service(request: Request) -> JobService:
 KeepFiles = Callable[[RawParams, Settings], Awaitable[Mapping[str, bytes]]]
 
 Jobs = Annotated[JobService, Depends(_service)]
-Owner = CallerOwner
-
-
-def _one(values: dict[str, list[str]], name: str) -> str | None:
-    got = values.get(name)
-    return got[-1] if got else None
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -76,34 +68,25 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
     async def keep(params: RawParams, settings: Settings) -> Mapping[str, bytes]:
         return {} if keep_files is None else await keep_files(params, settings)
 
-    async def load(jobs: JobService, job_id: str, owner: str | None) -> Job:
-        return await jobs.get(kind, job_id, owner)
+    async def load(jobs: JobService, job_id: str, caller: Caller) -> Job:
+        return await jobs.get(kind, job_id, caller.user)
 
     def job_url(base: str, job_id: str) -> str:
         return f"{base}{prefix}/{job_id}"
 
     @router.get("", name=f"{kind}_list_jobs")
-    async def list_jobs(params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
-        v = params.values
-        after = _one(v, "AFTER")
-        last = _one(v, "LAST")
-        try:
-            last_n = None if last is None else int(last)
-        except ValueError:
-            raise UsageError(f"LAST: not an integer: {last!r}") from None
-        found = await jobs.list(kind, owner, phases=[p.upper() for p in v.get("PHASE", [])],
-                                after=None if after is None else parse_time(after, "AFTER"), last=last_n)
+    async def list_jobs(params: RequestParams, jobs: Jobs, caller: CurrentCaller, base: BaseUrl) -> Response:
+        p = UwsParams(params.values)
+        found = await jobs.list(kind, caller.user, phases=p.phases(), after=p.after(), last=p.last())
         return Response(xml.jobs_xml(found, base + prefix), media_type=XML)
 
     @router.post("", name=f"{kind}_create_job")
-    async def create_job(params: RequestParams, jobs: Jobs, owner: Owner, groups: CallerGroups, base: BaseUrl,
+    async def create_job(params: RequestParams, jobs: Jobs, caller: CurrentCaller, base: BaseUrl,
                          settings: AppSettings) -> Response:
-        phase = (_one(params.values, "PHASE") or "").upper()
-        if phase not in ("", "RUN"):
-            raise UsageError(f"PHASE: only RUN may be given at creation, got {phase!r}")
+        p = UwsParams(params.values)
+        phase, run_id = p.command("RUN"), p.single("RUNID")
         files = await keep(params, settings)
-        stored = {k: v for k, v in params.values.items() if k not in _CONTROL}
-        job = await jobs.create(kind, owner, stored, run_id=_one(stored, "RUNID"), groups=groups)
+        job = await jobs.create(kind, caller.user, p.job_parameters(), run_id=run_id, groups=caller.groups)
         if files:
             try:
                 await asyncio.to_thread(_store_files, jobs.results, job.job_id, files)
@@ -115,116 +98,106 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         return _see_other(job_url(base, job.job_id))
 
     @router.get("/{job_id}", name=f"{kind}_get_job")
-    async def get_job(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
-        job = await load(jobs, job_id, owner)
-        wait = _one(params.values, "WAIT")
+    async def get_job(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller, base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, caller)
+        wait = UwsParams(params.values).wait()
         if wait is not None:
-            seconds = parse_number(wait.strip(), "WAIT", infinite=True)  # +Inf: the longest wait
-            phase = _one(params.values, "PHASE")
-            job = await jobs.wait(job, seconds, phase.upper() if phase else None)
+            job = await jobs.wait(job, *wait)
         results = await jobs.job_results(job)
         return Response(xml.job_xml(job, results, job_url(base, job.job_id)), media_type=XML)
 
     @router.post("/{job_id}", name=f"{kind}_post_job")
-    async def post_job(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
-        job = await load(jobs, job_id, owner)
-        action = (_one(params.values, "ACTION") or "").upper()
-        if action == "DELETE":
+    async def post_job(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
+                       base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, caller)
+        p = UwsParams(params.values)
+        if p.action() == "DELETE":
             await jobs.delete(job)
             return _see_other(base + prefix)
-        if action:
-            raise UsageError(f"ACTION: only DELETE is supported, got {action!r}")
-        phase = _one(params.values, "PHASE")
-        if phase is not None:
-            await _change_phase(jobs, job, phase)
+        await _change_phase(jobs, job, p.command("RUN", "ABORT"))
         return _see_other(job_url(base, job.job_id))
 
     @router.delete("/{job_id}", name=f"{kind}_delete_job")
-    async def delete_job(job_id: str, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
-        await jobs.delete(await load(jobs, job_id, owner))
+    async def delete_job(job_id: str, jobs: Jobs, caller: CurrentCaller, base: BaseUrl) -> Response:
+        await jobs.delete(await load(jobs, job_id, caller))
         return _see_other(base + prefix)
 
     @router.get("/{job_id}/phase", name=f"{kind}_get_job_phase")
-    async def get_job_phase(job_id: str, jobs: Jobs, owner: Owner) -> Response:
-        return Response((await load(jobs, job_id, owner)).phase, media_type=TEXT)
+    async def get_job_phase(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        return Response((await load(jobs, job_id, caller)).phase, media_type=TEXT)
 
     @router.post("/{job_id}/phase", name=f"{kind}_post_job_phase")
-    async def post_job_phase(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+    async def post_job_phase(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
                              base: BaseUrl) -> Response:
-        job = await load(jobs, job_id, owner)
-        await _change_phase(jobs, job, _one(params.values, "PHASE") or "")
+        job = await load(jobs, job_id, caller)
+        p = UwsParams(params.values)
+        p.required("PHASE", "expected RUN or ABORT")
+        await _change_phase(jobs, job, p.command("RUN", "ABORT"))
         return _see_other(job_url(base, job_id))
 
     @router.get("/{job_id}/executionduration", name=f"{kind}_get_job_executionduration")
-    async def get_job_executionduration(job_id: str, jobs: Jobs, owner: Owner) -> Response:
-        return Response(str((await load(jobs, job_id, owner)).execution_duration), media_type=TEXT)
+    async def get_job_executionduration(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        return Response(str((await load(jobs, job_id, caller)).execution_duration), media_type=TEXT)
 
     @router.post("/{job_id}/executionduration", name=f"{kind}_post_job_executionduration")
-    async def post_job_executionduration(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+    async def post_job_executionduration(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
                                          base: BaseUrl) -> Response:
-        job = await load(jobs, job_id, owner)
-        value = _one(params.values, "EXECUTIONDURATION")
-        if value is None:
-            raise UsageError("EXECUTIONDURATION: missing")
-        await jobs.set_execution_duration(job, value)
+        job = await load(jobs, job_id, caller)
+        await jobs.set_execution_duration(job, UwsParams(params.values).execution_duration())
         return _see_other(job_url(base, job_id))
 
     @router.get("/{job_id}/destruction", name=f"{kind}_get_job_destruction")
-    async def get_job_destruction(job_id: str, jobs: Jobs, owner: Owner) -> Response:
-        job = await load(jobs, job_id, owner)
+    async def get_job_destruction(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        job = await load(jobs, job_id, caller)
         return Response(xml.isotime(job.destruction) if job.destruction else "", media_type=TEXT)
 
     @router.post("/{job_id}/destruction", name=f"{kind}_post_job_destruction")
-    async def post_job_destruction(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+    async def post_job_destruction(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
                                    base: BaseUrl) -> Response:
-        job = await load(jobs, job_id, owner)
-        value = _one(params.values, "DESTRUCTION")
-        if value is None:
-            raise UsageError("DESTRUCTION: missing")
-        await jobs.set_destruction(job, value)
+        job = await load(jobs, job_id, caller)
+        await jobs.set_destruction(job, UwsParams(params.values).destruction())
         return _see_other(job_url(base, job_id))
 
     @router.get("/{job_id}/quote", name=f"{kind}_get_job_quote")
-    async def get_job_quote(job_id: str, jobs: Jobs, owner: Owner) -> Response:
-        job = await load(jobs, job_id, owner)
+    async def get_job_quote(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        job = await load(jobs, job_id, caller)
         return Response(xml.isotime(job.quote) if job.quote else "", media_type=TEXT)
 
     @router.get("/{job_id}/owner", name=f"{kind}_get_job_owner")
-    async def get_job_owner(job_id: str, jobs: Jobs, owner: Owner) -> Response:
-        return Response((await load(jobs, job_id, owner)).owner or "", media_type=TEXT)
+    async def get_job_owner(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        return Response((await load(jobs, job_id, caller)).owner or "", media_type=TEXT)
 
     @router.get("/{job_id}/error", name=f"{kind}_get_job_error")
-    async def get_job_error(job_id: str, jobs: Jobs, owner: Owner) -> Response:
+    async def get_job_error(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
         # TAP 1.1 section 2.11: the error document is a VOTable with QUERY_STATUS=ERROR
-        job = await load(jobs, job_id, owner)
+        job = await load(jobs, job_id, caller)
         if job.phase != Phase.ERROR:
             return Response("", media_type=TEXT)
         return Response(error_document(xml.error_text(job)), media_type="application/x-votable+xml")
 
     @router.get("/{job_id}/parameters", name=f"{kind}_get_job_parameters")
-    async def get_job_parameters(job_id: str, jobs: Jobs, owner: Owner) -> Response:
-        return Response(xml.parameters_xml(await load(jobs, job_id, owner)), media_type=XML)
+    async def get_job_parameters(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        return Response(xml.parameters_xml(await load(jobs, job_id, caller)), media_type=XML)
 
     @router.post("/{job_id}/parameters", name=f"{kind}_post_job_parameters")
-    async def post_job_parameters(job_id: str, params: RequestParams, jobs: Jobs, owner: Owner,
+    async def post_job_parameters(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
                                   base: BaseUrl, settings: AppSettings) -> Response:
-        job = await load(jobs, job_id, owner)
-        updates = {k: v for k, v in params.values.items() if k not in _CONTROL}
+        job = await load(jobs, job_id, caller)
         files = await keep(params, settings)
-        await jobs.set_parameters(job, updates)
+        await jobs.set_parameters(job, UwsParams(params.values).job_parameters())
         if files:
             await asyncio.to_thread(_store_files, jobs.results, job.job_id, files)
         return _see_other(job_url(base, job_id))
 
     @router.get("/{job_id}/results", name=f"{kind}_get_job_results")
-    async def get_job_results(job_id: str, jobs: Jobs, owner: Owner, base: BaseUrl) -> Response:
-        job = await load(jobs, job_id, owner)
+    async def get_job_results(job_id: str, jobs: Jobs, caller: CurrentCaller, base: BaseUrl) -> Response:
+        job = await load(jobs, job_id, caller)
         results = await jobs.job_results(job)
         return Response(xml.results_xml(results, job_url(base, job_id)), media_type=XML)
 
     @router.get("/{job_id}/results/{result_id}", name=f"{kind}_get_job_result")
-    async def get_job_result(job_id: str, result_id: str, jobs: Jobs, owner: Owner) -> Response:
-        job = await load(jobs, job_id, owner)
+    async def get_job_result(job_id: str, result_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+        job = await load(jobs, job_id, caller)
         result = await jobs.result(job, result_id)
         return result_response(jobs.results, result)
 
@@ -242,10 +215,9 @@ def result_response(store: ResultStore, result: JobResult) -> Response:
                              headers=headers)
 
 
-async def _change_phase(jobs: JobService, job: Job, phase: str) -> Job:
-    value = phase.strip().upper()
-    if value == "RUN":
+async def _change_phase(jobs: JobService, job: Job, phase: str | None) -> Job:
+    if phase == "RUN":
         return await jobs.run(job)
-    if value == "ABORT":
+    if phase == "ABORT":
         return await jobs.abort(job)
-    raise UsageError(f"PHASE: expected RUN or ABORT, got {phase!r}")
+    return job

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from app.params import RawParams
 from app.routers.uws import uws_router
 from app.settings import Settings
+from vo.dali import DaliParams
 from vo.jobs.mcutout import REQUEST
 from vo.vialactea.mcutout import parse_request
 
@@ -33,8 +34,8 @@ async def keep_request(params: RawParams, settings: Settings) -> Mapping[str, by
     parts = {name.lower(): name for name in params.files}
     if PART in parts:
         data = (await params.read_files({parts[PART]}))[parts[PART]]
-    elif params.values.get("MCUTOUT"):
-        data = params.values["MCUTOUT"][-1].encode()
+    elif (field := DaliParams(params.values).single("MCUTOUT")) is not None:
+        data = field.encode()
     else:
         return {}
     parse_request(data, max_cuts=settings.soda_max_cuts)

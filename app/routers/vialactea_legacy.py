@@ -25,6 +25,7 @@ from app.params import RequestParams
 from app.routers.uws import Jobs, uws_router
 from vo.caller import Caller
 from vo.caller import datasets as caller_datasets
+from vo.dali import DaliParams
 from vo.errors import NotFoundError, TransientError, UsageError, VlkbError
 from vo.uws.model import ACTIVE, Job, Phase
 from vo.uws.service import JobService
@@ -50,11 +51,6 @@ DatasetsBase = Annotated[str, Depends(_datasets)]
 def _who(caller: Caller) -> dict[str, str]:
     return {"username": caller.user or "", "policy": "PRIVATE" if caller.groups else "PUBLIC",
             "groupnames": " ".join(caller.groups)}
-
-
-def _one(params: RequestParams, name: str) -> str | None:
-    values = [v.strip() for v in params.values.get(name, []) if v.strip()]
-    return values[-1] if values else None
 
 
 async def get_vlkb_search(params: RequestParams, pool: DbPool, caller: CurrentCaller,
@@ -93,31 +89,26 @@ async def _answer(jobs: JobService, job: Job, q: legacy.LegacyQuery, who: dict[s
     return Response(legacy.cut_xml(description, q, who, cuts, url, percent), media_type=XML)
 
 
-def _flag(text: str | None) -> bool:
-    return text is not None and text.lower() not in ("false", "0", "no")
-
-
 async def get_vlkb_cutout(params: RequestParams, pool: DbPool, jobs: Jobs,
                          caller: CurrentCaller, base: BaseUrl, datasets: DatasetsBase) -> Response:
     """The cut of one dataset (``pubdid``) for the region; the XML gives the FITS file's URL."""
     q = legacy.LegacyQuery.from_params(params.values)
-    did = _one(params, "PUBDID")
-    if did is None:
-        raise UsageError("pubdid: missing; give the publisher DID of the dataset to cut")
+    p = DaliParams(params.values)
+    did, nullvals = p.required("pubdid", "give the publisher DID of the dataset to cut"), p.flag("nullvals")
     if did not in await caller_datasets(pool, [did], caller):
         raise NotFoundError(f"{did}: no such dataset")
     job = await jobs.create(KIND, caller.user, q.soda_params([did]), groups=caller.groups)
     job = await _finish(jobs, job, datasets)
-    return await _answer(jobs, job, q, _who(caller), base, "cutout of one dataset", _flag(
-        _one(params, "NULLVALS")), datasets)
+    return await _answer(jobs, job, q, _who(caller), base, "cutout of one dataset", nullvals, datasets)
 
 
 async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs,
                          caller: CurrentCaller, base: BaseUrl, datasets: DatasetsBase) -> Response:
     """The datasets ``pubdid=A;B;C`` of one sub-survey cut for the region and merged into one FITS file."""
     q = legacy.LegacyQuery.from_params(params.values)
-    text = _one(params, "PUBDID")
-    dids = [d.strip() for d in (text or "").split(";") if d.strip()]
+    p = DaliParams(params.values)
+    dids = [d.strip() for d in (p.single("pubdid") or "").split(";") if d.strip()]
+    nullvals = p.flag("nullvals")
     if not dids:
         raise UsageError("pubdid: missing; give the publisher DIDs to merge, separated by ';'")
     if q.surveyname is None or q.species is None or q.transition is None:
@@ -130,8 +121,7 @@ async def get_vlkb_merge(params: RequestParams, pool: DbPool, jobs: Jobs,
             raise UsageError(f"pubdid: {did} is not a dataset of {q.surveyname}")
     job = await jobs.create(KIND, caller.user, q.soda_params(dids, merge=True), groups=caller.groups)
     job = await _finish(jobs, job, datasets)
-    return await _answer(jobs, job, q, _who(caller), base, f"merge of {len(dids)} datasets", _flag(
-        _one(params, "NULLVALS")), datasets)
+    return await _answer(jobs, job, q, _who(caller), base, f"merge of {len(dids)} datasets", nullvals, datasets)
 
 
 def legacy_router(datasets: str) -> APIRouter:

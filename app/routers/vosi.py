@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.access import AuthOffer, Offer
 from app.deps import AppSettings, BaseUrl, DbPool
+from app.params import RequestParams
 from app.pool import BusyError
 from app.settings import Settings
 from schemas import find_table, load_schemas
 from vo import tap, vosi
+from vo.dali import DaliParams
 from vo.errors import NotFoundError, UsageError
 
 __all__ = ["database_up", "router", "tap_capabilities"]
@@ -80,7 +82,8 @@ def tap_capabilities(settings: Settings, base: str, offer: AuthOffer, path: str)
 
 
 @router.get("/tables")
-async def get_tables(detail: str | None = Query(None)) -> Response:
+async def get_tables(params: RequestParams) -> Response:
+    detail = DaliParams(params.values).single("DETAIL")  # VOSI 1.1 tables: min or max
     if detail not in (None, "min", "max"):
         raise UsageError(f"DETAIL: expected min or max, got {detail!r}")
     return Response(vosi.tableset(load_schemas(), detail=detail != "min"), media_type=XML)

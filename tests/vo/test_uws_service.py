@@ -136,13 +136,10 @@ def test_owner_checks_and_list(database, tmp_path: Path) -> None:
         assert (await service.get(KIND, anon.job_id, "bob")).job_id == anon.job_id
         assert [j.job_id for j in await service.list(KIND, "alice")] == [mine.job_id]
         assert await service.list(KIND, None) == []
-        assert await service.list(KIND, "alice", phases=["COMPLETED"]) == []
+        assert await service.list(KIND, "alice", phases=[Phase.COMPLETED]) == []
         assert len(await service.list(KIND, "alice", last=0)) == 0
-        with pytest.raises(UsageError):
-            await service.list(KIND, "alice", phases=["NOPE"])
-        with pytest.raises(UsageError):
-            await service.set_execution_duration(mine, "ten")
-        updated = await service.set_execution_duration(mine, "5")
+        # PHASE=NOPE and EXECUTIONDURATION=ten are refused by the reader (tests/vo/test_dali_params.py)
+        updated = await service.set_execution_duration(mine, 5)
         assert updated.execution_duration == 5
         # WAIT on a PENDING job with a timeout returns after it
         waited = await service.wait(updated, 0.2)

@@ -25,6 +25,7 @@ from typing import Any
 from db.jobs import ResultRow
 from vo import soda
 from vo.caller import Dataset, datasets_blocking
+from vo.dali import DaliParams
 from vo.errors import UsageError, VlkbError
 from vo.uws.context import RunContext
 from vo.vialactea.mcutout import failure, member_name, parse_entry, parse_request, success
@@ -67,8 +68,8 @@ def _request(params: Mapping[str, list[str]], ctx: RunContext, max_cuts: int) ->
     location = ctx.results.location(ctx.job_id, REQUEST)
     if ctx.results.exists(location):
         data = b"".join(ctx.results.read(location))
-    elif params.get("MCUTOUT"):
-        data = params["MCUTOUT"][-1].encode()
+    elif (field := DaliParams(params).single("MCUTOUT")) is not None:
+        data = field.encode()
     else:
         raise UsageError("mcutout: missing; send the JSON array of cutouts as the multipart part 'mcutout'")
     return parse_request(data, max_cuts=max_cuts)

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from lxml import etree
 from mocpy import MOC
-from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from db.footprints import SurveySummary, survey_summaries
+from vo.caller import ANONYMOUS, session
 from vo.moc import RECORD_ORDER, MocCache, survey_moc
 from vo.registry.datestamps import DatestampBook, content_digest
 from vo.registry.oai import IdentifyInfo, Record
@@ -35,7 +36,6 @@ __all__ = ["STD_SODA_ASYNC", "STD_SODA_SYNC", "Published", "published_records"]
 
 STD_SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
 STD_SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"
-_ANONYMOUS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,13 @@ def _unique(values: Sequence[str | None]) -> tuple[str, ...]:
 
 
 async def published_records(
-    conn: AsyncConnection, site: Site, *, capabilities: Sequence[etree._Element], tableset: bytes,
+    pool: AsyncConnectionPool, site: Site, *, capabilities: Sequence[etree._Element], tableset: bytes,
     cache: MocCache, moc_order: int, book: DatestampBook, oai_path: str, page_size: int,
     tap_url: str, sia_url: str,
 ) -> Published:
     """All records of the site as an anonymous harvester sees them."""
-    summaries = await survey_summaries(conn, _ANONYMOUS)
+    async with session(pool, ANONYMOUS, timeout=60.0) as conn:
+        summaries = await survey_summaries(conn)
     by_survey: dict[str, list[SurveySummary]] = {}
     for row in summaries:
         by_survey.setdefault(row.survey, []).append(row)
@@ -100,7 +101,7 @@ async def published_records(
     surveys: list[etree._Element] = []
     for name, rows in by_survey.items():
         rows.sort(key=lambda r: (r.em_min is None, r.em_min or 0.0, r.band))  # bands by wavelength
-        moc = await survey_moc(conn, cache, _ANONYMOUS, name, None, moc_order)
+        moc = await survey_moc(pool, cache, ANONYMOUS, name, None, moc_order)
         total = total.union(moc)
         info = SurveyInfo(
             name=name,

@@ -1,7 +1,11 @@
 """UWS 1.1 rules: job creation, listing, phase transitions, destruction, WAIT and owner checks.
 
-The service takes plain values (owner, parameters) and returns records; SQL is in
-``db/jobs.py`` and execution in ``vo/uws/executor.py``. Jobs belong to their owner: another
+:class:`UwsParams` is the one reader of the control parameters (section 2.2: PHASE, ACTION, WAIT,
+LAST, AFTER, DESTRUCTION, EXECUTIONDURATION, RUNID) with the rules of :mod:`vo.dali`; only the job
+list's PHASE filter repeats (section 2.2.1.1: the union of those phases), and phase names and
+ACTION ignore case. PHASE, ACTION and WAIT never become job parameters. The service takes the
+values read (owner, parameters) and returns records; SQL is in ``db/jobs.py`` and execution in
+``vo/uws/executor.py``. Jobs belong to their owner: another
 caller gets 404 for them. Anonymous jobs (owner None) are reachable by whoever has the URL
 and are listed to no one (UWS 1.1 section 2.2.1.1 lets a service filter the list by owner).
 """
@@ -17,12 +21,14 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from db.jobs import JobStore
+from vo.dali import DaliParams
 from vo.errors import NotFoundError, UsageError
+from vo.shapes import parse_number
 from vo.uws.executor import Executor
 from vo.uws.model import ACTIVE, Job, JobResult, Phase
 from vo.uws.results import ResultStore
 
-__all__ = ["JobService", "parse_time"]
+__all__ = ["CONTROL", "JobService", "UwsParams", "parse_time"]
 
 log = structlog.get_logger("vlkb.uws")
 
@@ -33,6 +39,8 @@ _MAX_LAST = 2**31 - 1
 #: EXECUTIONDURATION above this (68 years) is unlimited in practice; capped to the integer column
 _MAX_DURATION = 2**31 - 1
 _POLL = 0.1
+#: control parameters of the job list and job resources, never stored with the job
+CONTROL = frozenset({"PHASE", "ACTION", "WAIT"})
 
 
 def parse_time(text: str, name: str) -> datetime:
@@ -42,6 +50,66 @@ def parse_time(text: str, name: str) -> datetime:
     except ValueError:
         raise UsageError(f"{name}: not an ISO 8601 time: {text!r}") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _phase(text: str) -> Phase:
+    if text.upper() not in Phase.__members__:
+        raise UsageError(f"PHASE: unknown phase {text!r}")
+    return Phase(text.upper())
+
+
+class UwsParams(DaliParams):
+    """The control parameters of one UWS request."""
+
+    def job_parameters(self) -> dict[str, list[str]]:
+        """Every parameter but the control ones, values as sent: what a job keeps."""
+        return {k: v for k, v in self.raw.items() if k not in CONTROL}
+
+    def phases(self) -> list[Phase]:
+        """The job list's PHASE filter (repeatable)."""
+        return [_phase(v) for v in self.repeated("PHASE")]
+
+    def after(self) -> datetime | None:
+        """The job list's AFTER filter: jobs created after this time."""
+        text = self.single("AFTER")
+        return None if text is None else parse_time(text, "AFTER")
+
+    def last(self) -> int | None:
+        """The job list's LAST filter: at most this many of the most recent jobs."""
+        return self.natural("LAST")
+
+    def wait(self) -> tuple[float, Phase | None] | None:
+        """WAIT seconds (-1 or +Inf: the longest wait) and the PHASE it waits in; None when absent."""
+        text = self.single("WAIT")
+        if text is None:
+            return None
+        phase = self.single("PHASE")
+        return parse_number(text, "WAIT", infinite=True), None if phase is None else _phase(phase)
+
+    def command(self, *allowed: str) -> str | None:
+        """A phase change (PHASE=RUN or ABORT, upper-cased) among ``allowed``; None when absent."""
+        value = self.single("PHASE")
+        if value is not None and value.upper() not in allowed:
+            raise UsageError(f"PHASE: expected {' or '.join(allowed)}, got {value!r}")
+        return None if value is None else value.upper()
+
+    def action(self) -> str | None:
+        """ACTION: only DELETE (section 2.2.3); None when absent."""
+        value = self.single("ACTION")
+        if value is not None and value.upper() != "DELETE":
+            raise UsageError(f"ACTION: only DELETE is supported, got {value!r}")
+        return None if value is None else value.upper()
+
+    def execution_duration(self) -> int:
+        """EXECUTIONDURATION, seconds (0: unlimited)."""
+        seconds = self.natural("EXECUTIONDURATION")
+        if seconds is None:
+            raise UsageError("EXECUTIONDURATION: missing; give the run time allowed, in seconds")
+        return seconds
+
+    def destruction(self) -> datetime:
+        """DESTRUCTION: when the job may be destroyed."""
+        return parse_time(self.required("DESTRUCTION", "give an ISO 8601 time"), "DESTRUCTION")
 
 
 class JobService:
@@ -68,22 +136,17 @@ class JobService:
         log.info("job created", job_id=job.job_id, kind=kind, owner=owner)
         return job
 
-    async def list(self, kind: str, owner: str | None, *, phases: Sequence[str] = (),
+    async def list(self, kind: str, owner: str | None, *, phases: Sequence[Phase] = (),
                    after: datetime | None = None, last: int | None = None) -> list[Job]:
         """``owner``'s jobs (UWS 1.1 section 2.2.1.1 filters PHASE, AFTER, LAST); none for anonymous."""
-        for p in phases:
-            if p not in Phase.__members__:
-                raise UsageError(f"PHASE: unknown phase {p!r}")
-        if last is not None and last < 0:
-            raise UsageError(f"LAST: must not be negative, got {last}")
         if owner is None:
             return []
         if last is not None:
             last = min(last, _MAX_LAST)
         if not phases:
             # ARCHIVED jobs are left out of the list unless asked for (section 2.2.1.1)
-            phases = [p.value for p in Phase if p is not Phase.ARCHIVED]
-        return await self.store.list(kind, owner, phases=phases, after=after, last=last)
+            phases = [p for p in Phase if p is not Phase.ARCHIVED]
+        return await self.store.list(kind, owner, phases=[str(p) for p in phases], after=after, last=last)
 
     async def get(self, kind: str, job_id: str, owner: str | None) -> Job:
         """The job, if it is of ``kind`` and ``owner`` may see it; else NotFoundError."""
@@ -132,19 +195,12 @@ class JobService:
         await asyncio.to_thread(self.results.delete, job.job_id)
         log.info("job deleted", job_id=job.job_id)
 
-    async def set_destruction(self, job: Job, text: str) -> Job:
-        when = parse_time(text, "DESTRUCTION")
+    async def set_destruction(self, job: Job, when: datetime) -> Job:
         # the service keeps jobs no longer than its own limit (UWS 1.1 section 2.2.3.3)
         when = min(when, datetime.now(UTC) + self.destruction)
         return await self.store.update(job.job_id, destruction=when) or job
 
-    async def set_execution_duration(self, job: Job, text: str) -> Job:
-        try:
-            seconds = int(text.strip())
-        except ValueError:
-            raise UsageError(f"EXECUTIONDURATION: not an integer: {text!r}") from None
-        if seconds < 0:
-            raise UsageError(f"EXECUTIONDURATION: must not be negative, got {seconds}")
+    async def set_execution_duration(self, job: Job, seconds: int) -> Job:
         # 0 means unlimited in UWS; the service's limit still applies
         if self.execution_duration > 0:
             seconds = self.execution_duration if seconds == 0 else min(seconds, self.execution_duration)
@@ -158,11 +214,9 @@ class JobService:
         merged = {**job.parameters, **updates}
         return await self.store.update_parameters(job.job_id, merged) or job
 
-    async def wait(self, job: Job, timeout: float, phase: str | None = None) -> Job:
+    async def wait(self, job: Job, timeout: float, phase: Phase | None = None) -> Job:
         """WAIT (UWS 1.1 section 2.2.1.1): block while the job is in an active phase (or in
         ``phase`` when given) and unchanged, at most ``timeout`` seconds (capped, -1: the cap)."""
-        if phase is not None and phase not in Phase.__members__:
-            raise UsageError(f"PHASE: unknown phase {phase!r}")
         limit = MAX_WAIT if timeout < 0 else min(timeout, MAX_WAIT)
         start_phase = job.phase
         if start_phase not in ACTIVE or (phase is not None and phase != start_phase):

@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from vo.caller import Caller, session
+from vo.dali import DaliParams
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Range, format_number, parse_number
 from vo.sia import overlap_code_sql, region_literal
@@ -78,12 +79,10 @@ class LegacyQuery(BaseModel):
     def from_params(cls, raw: Mapping[str, list[str]]) -> LegacyQuery:
         """Validate the (case-folded) parameters; each problem is a UsageError naming the parameter."""
 
-        def one(name: str) -> str | None:
-            values = [v for v in raw.get(name.upper(), []) if v.strip()]
-            return values[-1].strip() if values else None
+        p = DaliParams(raw)
 
         def number(name: str, bound: float | None = None) -> float | None:
-            text = one(name)
+            text = p.single(name)
             return None if text is None else parse_number(text, name, lo=None if bound is None else -bound,
                                                            hi=bound)
 
@@ -104,7 +103,7 @@ class LegacyQuery(BaseModel):
         if vl is not None and vu is not None and vl > vu:
             raise UsageError(f"vl: {format_number(vl)} is greater than vu {format_number(vu)}")
         q = cls(l=lon, b=lat, r=r, dl=None if r is not None else dl, db=None if r is not None else db, vl=vl, vu=vu,
-                surveyname=one("surveyname"), species=one("species"), transition=one("transition"))
+                surveyname=p.single("surveyname"), species=p.single("species"), transition=p.single("transition"))
         q.region()  # the shape checks the numbers (latitude, longitude range)
         return q
 

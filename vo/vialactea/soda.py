@@ -16,6 +16,7 @@ from vo import soda
 from vo.caller import Caller, Dataset, datasets
 from vo.cutout import Cutout
 from vo.cutout.merge import Merged
+from vo.dali import DaliParams
 from vo.vialactea.sia import merge_row_dids
 
 __all__ = ["client_cutout"]
@@ -24,7 +25,7 @@ __all__ = ["client_cutout"]
 async def client_cutout(pool: AsyncConnectionPool, raw: Mapping[str, list[str]], caller: Caller, *,
                         max_voxels: int) -> tuple[Dataset, Cutout] | Merged:
     """The cut the client asked for: a merge for a merge row's ID, else the dataset's cutout."""
-    ids = [v.strip() for v in raw.get("ID", []) if v.strip()]
+    ids = DaliParams(raw).repeated("ID")
     dids = merge_row_dids(ids[0]) if len(ids) == 1 else None
     # a DID with a ';' of its own (a dataset the caller may read) stays a cutout
     if dids is not None and not await datasets(pool, ids, caller):
