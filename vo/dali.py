@@ -5,7 +5,8 @@ their parameters through :class:`DaliParams`, so one rule holds everywhere (docs
 
 - names are case-insensitive (DALI 1.1 section 3.1); values are kept as sent, only enumerated
   keywords (POSSYS, LANG, REQUEST, RESPONSEFORMAT names, UWS phases, booleans) ignore case;
-- values are read without surrounding whitespace, and a blank value counts as absent;
+- values are read without surrounding whitespace (TAP's QUERY excepted: it is kept as sent, and
+  its length bound counts every character sent), and a blank value counts as absent;
 - a NUL character in a value is a UsageError naming the parameter (``app.params`` refuses it on
   entry; this refuses it again in values that come another way, such as stored job parameters);
 - a single-valued parameter given more than once (blank values aside, even twice the same value)
@@ -47,23 +48,23 @@ class DaliParams:
             self.raw.setdefault(name.upper(), []).extend(values)
         self.repeat_error = repeat_error
 
-    def repeated(self, name: str) -> list[str]:
-        """Every value of ``name``, in order, stripped, blanks dropped."""
+    def repeated(self, name: str, *, strip: bool = True) -> list[str]:
+        """Every value of ``name``, in order, blanks dropped; stripped unless ``strip`` is false."""
         values = self.raw.get(name.upper(), [])
         for value in values:
             refuse_nul(name, value)
-        return [v.strip() for v in values if v.strip()]
+        return [v.strip() if strip else v for v in values if v.strip()]
 
-    def single(self, name: str) -> str | None:
+    def single(self, name: str, *, strip: bool = True) -> str | None:
         """The one value of ``name``; None when absent."""
-        values = self.repeated(name)
+        values = self.repeated(name, strip=strip)
         if len(values) > 1:
             raise self.repeat_error(f"{name}: given {len(values)} values; it takes one")
         return values[0] if values else None
 
-    def required(self, name: str, hint: str) -> str:
+    def required(self, name: str, hint: str, *, strip: bool = True) -> str:
         """The one value of ``name``; ``NAME: missing; hint`` when absent."""
-        value = self.single(name)
+        value = self.single(name, strip=strip)
         if value is None:
             raise UsageError(f"{name}: missing; {hint}")
         return value

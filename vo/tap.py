@@ -99,7 +99,7 @@ class TapQuery(BaseModel):
         lang = p.required("LANG", "this service accepts ADQL (ADQL-2.0, ADQL-2.1)")
         if lang.upper() not in _LANGS:
             raise UsageError(f"LANG: unsupported query language {lang!r}; use ADQL")
-        query = p.required("QUERY", "give the ADQL query")
+        query = p.required("QUERY", "give the ADQL query", strip=False)  # as sent: the length bound counts it all
         if max_query_length is not None and len(query) > max_query_length:
             raise UsageError(
                 f"QUERY: {len(query)} characters, more than this service accepts ({max_query_length});"

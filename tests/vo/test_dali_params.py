@@ -38,6 +38,8 @@ class Row:
     repeat_error: type[UsageError] = UsageError
     #: the protocol's own error for a repeatable parameter given twice the same value, if it has one
     twice: str | None = None
+    #: the value is kept as sent, surrounding whitespace included (TAP's QUERY)
+    exact: bool = False
 
     def raw(self, values: list[str] | None, name: str | None = None) -> Raw:
         """``base`` with this parameter given ``values`` (None: left out), under ``name``."""
@@ -85,7 +87,7 @@ ROWS = [
     # TAP 1.1 section 2.3 (sync, and async when the job runs)
     Row("TAP", tap, "REQUEST", ("doQuery", "doquery"), TAP_BASE),
     Row("TAP", tap, "LANG", ("ADQL", "ADQL-2.1"), TAP_BASE),
-    Row("TAP", tap, "QUERY", ("SELECT 1", "SELECT 2"), TAP_BASE),
+    Row("TAP", tap, "QUERY", ("SELECT 1", "SELECT 2"), TAP_BASE, exact=True),
     Row("TAP", tap, "VERSION", ("1.0", "1.1"), TAP_BASE),
     Row("TAP", tap, "MAXREC", ("5", "0"), TAP_BASE),
     Row("TAP", tap, "RESPONSEFORMAT", ("csv", "tsv"), TAP_BASE),
@@ -107,9 +109,9 @@ ROWS = [
     # SODA 1.0 section 3 (sync): one of each, MultiValuedParamNotSupported otherwise; POL repeats
     *(Row("SODA sync", SodaParams.from_params, name, values, SODA, repeat_error=MULTI) for name, values in [
         ("ID", (DID, "ivo://vlkb.test/vlkb?c/d.fits")), ("POS", ("CIRCLE 1 1 0.1", "RANGE 0 1 0 1")),
-        ("CIRCLE", ("1 1 0.1", "2 2 0.1")), ("POLYGON", ("0 0 1 0 0 1", "0 0 2 0 0 2")), ("POSSYS", ("ICRS", "GALACTIC")),
-        ("BAND", ("1e-6 2e-6", "3e-6 4e-6")), ("TIME", ("1 2", "3 4")), ("VELO", ("-5 5", "0 10")),
-        ("PIXELS", ("[1:2]", "[2:3] [*]")),
+        ("CIRCLE", ("1 1 0.1", "2 2 0.1")), ("POLYGON", ("0 0 1 0 0 1", "0 0 2 0 0 2")),
+        ("POSSYS", ("ICRS", "GALACTIC")), ("BAND", ("1e-6 2e-6", "3e-6 4e-6")), ("TIME", ("1 2", "3 4")),
+        ("VELO", ("-5 5", "0 10")), ("PIXELS", ("[1:2]", "[2:3] [*]")),
     ]),
     Row("SODA sync", SodaParams.from_params, "POL", ("I", "Q U"), SODA, repeatable=True),
     # SODA async and /soda/merge: ID and the regions repeat (one cut per pair)
@@ -207,7 +209,16 @@ def test_name_case_and_surrounding_whitespace_do_not_matter(row: Row) -> None:
     expected = outcome(row.parse, row.raw([value]))
     for name in (row.name.lower(), row.name.upper(), row.name.swapcase(), row.name.capitalize()):
         assert outcome(row.parse, row.raw([value], name)) == expected, name
-    assert outcome(row.parse, row.raw([f"  {value}\n"])) == expected
+    padded = outcome(row.parse, row.raw([f"  {value}\n"]))
+    assert (padded != expected) if row.exact else (padded == expected)
+
+
+def test_query_is_kept_as_sent() -> None:
+    """TAP's QUERY keeps its whitespace: VLKB_ADQL_MAX_LENGTH bounds what was sent."""
+    assert tap({**TAP_BASE, "QUERY": [" SELECT 1\n"]}).query == " SELECT 1\n"
+    with pytest.raises(UsageError, match="^QUERY: 12 characters"):
+        TapQuery.from_params({**TAP_BASE, "QUERY": ["SELECT 1    "]}, maxrec_default=1, maxrec_limit=1,
+                             max_query_length=10)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
