@@ -64,8 +64,13 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
 )
 
 
-#: TAPRegExt section 2.5: only inline uploads (``param:``); the service fetches no URL
-UPLOAD_METHODS = ("ivo://ivoa.net/std/TAPRegExt#upload-inline",)
+#: TAPRegExt section 2.5: inline uploads (``param:``) and uploads by http/https URL, which the
+#: service fetches through the guarded fetch of ``vo/upload_fetch.py`` (TAP 1.1 requires both)
+UPLOAD_METHODS = (
+    "ivo://ivoa.net/std/TAPRegExt#upload-inline",
+    "ivo://ivoa.net/std/TAPRegExt#upload-http",
+    "ivo://ivoa.net/std/TAPRegExt#upload-https",
+)
 
 _LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 
