@@ -48,7 +48,11 @@ ADQL_FEATURES: tuple[LanguageFeature, ...] = (
 )
 
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
-    OutputFormat("application/x-votable+xml", ("votable", "votable/b2", "binary2"), "ivo://ivoa.net/std/TAPRegExt#output-votable-binary2"),
+    OutputFormat(
+        "application/x-votable+xml;serialization=BINARY2", ("votable", "votable/b2", "binary2",
+                                                             "application/x-votable+xml"),
+        "ivo://ivoa.net/std/TAPRegExt#output-votable-binary2",
+    ),
     OutputFormat(
         "application/x-votable+xml;serialization=TABLEDATA", ("votable/td", "votabletd"),
         "ivo://ivoa.net/std/TAPRegExt#output-votable-td",
