@@ -248,10 +248,11 @@ def _unit_text(field: votable.tree.Field) -> str | None:
 def column_of(label: str, field: votable.tree.Field) -> Column:
     """The column a FIELD becomes (UsageError for what the service cannot store).
 
-    Scalars keep their type (unsignedByte widens to short, bit to boolean); char and
-    unicodeChar become text, fixed sizes kept; xtype timestamp becomes timestamp; DALI
-    point, circle and polygon on double/float arrays become pgSphere values, usable in
-    geometry functions. Other arrays and complex numbers are refused.
+    Scalars keep their type (unsignedByte widens to short, bit to boolean); char becomes
+    ``char`` (text published as VOTable char, while its values are ASCII) and unicodeChar
+    ``text``, fixed sizes kept; xtype timestamp becomes timestamp; DALI point, circle and
+    polygon on double/float arrays become pgSphere values, usable in geometry functions.
+    Other arrays and complex numbers are refused.
     """
     name = field.name or field.ID or ""
     if not _printable(name):
@@ -279,7 +280,8 @@ def column_of(label: str, field: votable.tree.Field) -> Column:
         if xtype in ("timestamp", "adql:timestamp"):
             kind = "timestamp"
         else:
-            kind = "text"
+            # char stays char (ASCII, checked with the values in _copy_text), as taplint's W-UPL-TMDA asks
+            kind = "char" if datatype == "char" else "text"
             fixed_text = "1" if arraysize is None else (None if arraysize == "*" else arraysize)
     elif datatype in _SCALARS:
         if arraysize not in (None, "1"):
@@ -381,18 +383,23 @@ def _geometry(label: str, name: str, col: np.ma.MaskedArray, kind: str) -> list[
 def _encoder(kind: str) -> Callable[[str, str, np.ma.MaskedArray], Sequence[str]]:
     if kind in ("point", "circle", "polygon"):
         return lambda label, name, col: _geometry(label, name, col, kind)
-    if kind in ("text", "timestamp"):
+    if kind in ("text", "char", "timestamp"):
         return lambda label, name, col: _strings(col, kind)
     return lambda label, name, col: _numbers(col, kind)
 
 
-def _copy_text(label: str, columns: Sequence[Column], array: np.ma.MaskedArray) -> bytes:
+def _copy_text(label: str, columns: list[Column], array: np.ma.MaskedArray) -> bytes:
+    """The rows as COPY text; a ``char`` column holding other than ASCII becomes ``text`` in
+    ``columns`` (VOTable 1.4 section 2.1: char is ASCII; astropy reads what it is given)."""
     if len(array) == 0:
         return b""
     cells = [
         _encoder(c.type)(label, c.name, np.ma.asarray(array[key]))
         for c, key in zip(columns, array.dtype.names, strict=True)
     ]
+    for k, col in enumerate(columns):
+        if col.type == "char" and not all(text.isascii() for text in cells[k]):
+            columns[k] = col.model_copy(update={"type": "text"})
     return ("\n".join(map("\t".join, zip(*cells, strict=True))) + "\n").encode("utf-8")
 
 
@@ -444,10 +451,11 @@ def read_upload(ref: UploadRef, data: bytes, index: int, *, max_rows: int | None
             raise UsageError(f"UPLOAD {label}: columns {other} and {col.name} have the same name in ADQL, "
                              "which ignores case")
         lowered[col.name.lower()] = col.name
+    copy_text = _copy_text(label, columns, vo_table.array)  # may retype char columns as text
     table = Table(name=ref.name, description=f"table uploaded as {label}", columns=columns,
                   schema_name=UPLOAD_SCHEMA)
     return UploadedTable(ref=ref, table=table, sql_name=f"tap_upload_{index}", nrows=nrows,
-                         copy_text=_copy_text(label, columns, vo_table.array))
+                         copy_text=copy_text)
 
 
 def _content(ref: UploadRef, parts: Mapping[str, bytes], fetched: Mapping[str, bytes]) -> bytes:

@@ -379,3 +379,30 @@ def test_wide_upload_refused_while_the_service_answers(server: Server, endpoint:
                     timeout=120)
     assert ok.status_code == 200, ok.text[:300]
     assert len(read_result(ok.content).columns) == 1000
+
+
+@pytest.mark.parametrize("fmt", ["votable", "votable/b", "votable/td"])
+def test_char_columns_keep_their_datatype(http: httpx.Client, fmt: str) -> None:
+    """An uploaded char column comes back as char while its values are ASCII (taplint W-UPL-TMDA),
+    fixed sizes kept; non-ASCII char text (which VOTable 1.4 forbids, and astropy reads) becomes
+    unicodeChar rather than losing characters."""
+    names = ["alpha", "b", "", "gamma ray"]
+    rows = "".join(f"<TR><TD>{k}</TD><TD>{n}</TD><TD>{c}</TD><TD>{o}</TD></TR>" for k, n, c, o in
+                   zip(range(4), names, ["ab", "cd", "ef", "gh"], ["café", "x", "y", "z"], strict=True))
+    body = ('<?xml version="1.0" encoding="utf-8"?><VOTABLE version="1.4" '
+            'xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE><FIELD name="k" datatype="int"/>'
+            '<FIELD name="name" datatype="char" arraysize="*"/><FIELD name="code" datatype="char" arraysize="2"/>'
+            '<FIELD name="odd" datatype="char" arraysize="*"/>'
+            f"<DATA><TABLEDATA>{rows}</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>").encode()
+    resp = http.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT k, name, code, odd, UPPER(name) AS up "
+                                        "FROM TAP_UPLOAD.t ORDER BY k", "UPLOAD": "t,param:p",
+                                        "RESPONSEFORMAT": fmt}, files={"p": ("t.xml", body)})
+    assert resp.status_code == 200, resp.text[:500]
+    table = votable.parse_single_table(io.BytesIO(resp.content))
+    types = {f.name: (f.datatype, f.arraysize) for f in table.fields}
+    assert types["name"] == ("char", "*") and types["code"] == ("char", "2")
+    assert types["odd"][0] == "unicodeChar" and types["up"][0] == "unicodeChar"
+    got = table.to_table()
+    assert [str(v) for v in got["name"].filled("")] == names
+    assert list(got["code"]) == ["ab", "cd", "ef", "gh"]
+    assert str(got["odd"][0]) == "café" and [str(v) for v in got["up"].filled("")] == [n.upper() for n in names]
