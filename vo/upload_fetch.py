@@ -214,7 +214,7 @@ async def afetch_urls(items: Iterable[tuple[str, str]], max_bytes: int, policy: 
                       timeout: float | None = None) -> dict[str, bytes]:
     """``{url: body}`` for (label, url) items, one after the other, all within ``max_bytes``."""
     out: dict[str, bytes] = {}
-    left = max_bytes
+    left = max(max_bytes, 0)  # inline tables may have used it all: then any body is too large
     for label, url in items:
         if url in out:
             continue
