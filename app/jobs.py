@@ -20,6 +20,7 @@ from vo.jobs.mcutout import run_mcutout
 from vo.jobs.soda import run_soda
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
+from vo.upload_fetch import FetchPolicy
 from vo.uws.context import Runner
 from vo.uws.executor import Executor, LocalExecutor
 from vo.uws.results import ResultStore
@@ -32,7 +33,9 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
     """The runner of each job kind."""
     return {
         "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
-                       upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes),
+                       upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes,
+                                                  settings.upload_max_columns),
+                       fetch_policy=FetchPolicy(tuple(settings.upload_url_allow_hosts), settings.upload_url_timeout),
                        max_query_length=settings.adql_max_length),
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,

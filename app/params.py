@@ -47,6 +47,8 @@ class RawParams:
 
     values: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, UploadFile] = field(default_factory=dict)
+    #: (name as sent, value) in order, for protocols whose names are case-sensitive (OAI-PMH)
+    items: list[tuple[str, str]] = field(default_factory=list)
 
     async def read_files(self, names: set[str] | None = None) -> dict[str, bytes]:
         """The content of the uploaded parts (those in ``names`` when given); the body they
@@ -69,6 +71,7 @@ def _add(raw: RawParams, key: str, value: str) -> None:
         raise UsageError("a parameter name contains a NUL character")
     refuse_nul(key, value)
     raw.values.setdefault(key.upper(), []).append(value)
+    raw.items.append((key, value))
 
 
 async def checked_path(request: Request) -> None:

@@ -161,6 +161,19 @@ class Settings(BaseSettings):
     upload_max_rows: int = Field(
         100_000, description="TAP UPLOAD: most rows one request may upload, all tables together."
     )
+    upload_max_columns: int = Field(
+        1000, ge=1, le=1600, description="TAP UPLOAD: most columns (FIELDs) of one uploaded table, counted before "
+        "the VOTable is parsed (PostgreSQL allows 1600).",
+    )
+    upload_url_allow_hosts: list[str] = Field(
+        [], description="TAP UPLOAD by URL: hosts the service may fetch from even though they are loopback, "
+        "private or link-local (refused otherwise, also after a redirect): host names (exact), addresses or "
+        "networks (CIDR). JSON list, e.g. `[\"127.0.0.1\", \"tables.example.org\", \"10.1.0.0/16\"]`.",
+    )
+    upload_url_timeout: float = Field(
+        30.0, gt=0, description="TAP UPLOAD by URL: seconds the fetch of one URL may take, redirects included "
+        "(its size counts in VLKB_UPLOAD_MAX_BYTES).",
+    )
     executor: Literal["local", "celery"] = Field(
         "local",
         description="How async jobs run: `local`, threads inside `vlkb serve` (no other service), or `celery`, "

@@ -57,6 +57,8 @@ TYPES: dict[str, TypeInfo] = {
     "double": TypeInfo(pg="double precision", datatype="double"),
     "boolean": TypeInfo(pg="boolean", datatype="boolean"),
     "text": TypeInfo(pg="text", datatype="unicodeChar", arraysize="*"),
+    # ASCII-only text, kept as VOTable char (uploaded char columns whose values are all ASCII)
+    "char": TypeInfo(pg="text", datatype="char", arraysize="*"),
     "timestamp": TypeInfo(pg="timestamp", datatype="char", arraysize="*", xtype="timestamp"),
     "point": TypeInfo(pg="spoint", datatype="double", arraysize="2", xtype="point"),
     "circle": TypeInfo(pg="scircle", datatype="double", arraysize="3", xtype="circle"),
@@ -71,7 +73,7 @@ class Column(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str
     type: Literal[
-        "short", "int", "long", "float", "double", "boolean", "text", "timestamp",
+        "short", "int", "long", "float", "double", "boolean", "text", "char", "timestamp",
         "point", "circle", "polygon", "path",
     ]
     description: str

@@ -250,10 +250,11 @@ EXAMPLES: tuple[Example, ...] = (
         "vialactea-band-box",
         "A band catalogue as the ViaLactea client asks for it",
         "The query the ViaLactea visual-analytics client sends to load a band layer: every "
-        "column of a band table in an inclusive glon/glat box. vlkb_compactsources is the "
-        "client's name for the compactsources schema and is accepted as an alias.",
+        "column of a band table in an inclusive glon/glat box. The client spells the schema "
+        "vlkb_compactsources, which is accepted as an alias (it is listed in TAP_SCHEMA on the "
+        "client's own TAP base only, so the example uses the published name).",
         _adql("""
-            SELECT * FROM vlkb_compactsources.band70um
+            SELECT * FROM compactsources.band70um
             WHERE (glon>=0.2 AND glon<=0.4) AND (glat>=-0.1 AND glat<=0.1)
         """),
         ("compactsources.band70um",),

@@ -50,7 +50,11 @@ ADQL_FEATURES: tuple[LanguageFeature, ...] = (
 )
 
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
-    OutputFormat("application/x-votable+xml", ("votable", "votable/b2", "binary2"), "ivo://ivoa.net/std/TAPRegExt#output-votable-binary2"),
+    OutputFormat(
+        "application/x-votable+xml;serialization=BINARY2", ("votable", "votable/b2", "binary2",
+                                                             "application/x-votable+xml"),
+        "ivo://ivoa.net/std/TAPRegExt#output-votable-binary2",
+    ),
     OutputFormat(
         "application/x-votable+xml;serialization=TABLEDATA", ("votable/td", "votabletd"),
         "ivo://ivoa.net/std/TAPRegExt#output-votable-td",
@@ -66,8 +70,13 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
 )
 
 
-#: TAPRegExt section 2.5: only inline uploads (``param:``); the service fetches no URL
-UPLOAD_METHODS = ("ivo://ivoa.net/std/TAPRegExt#upload-inline",)
+#: TAPRegExt section 2.5: inline uploads (``param:``) and uploads by http/https URL, which the
+#: service fetches through the guarded fetch of ``vo/upload_fetch.py`` (TAP 1.1 requires both)
+UPLOAD_METHODS = (
+    "ivo://ivoa.net/std/TAPRegExt#upload-inline",
+    "ivo://ivoa.net/std/TAPRegExt#upload-http",
+    "ivo://ivoa.net/std/TAPRegExt#upload-https",
+)
 
 _LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 

@@ -2,10 +2,12 @@
 VOTables, the typing of their columns, and the catalog that makes them readable as
 ``TAP_UPLOAD.name``.
 
-Only inline uploads are accepted: ``UPLOAD=name,param:part`` with the VOTable sent as part
-``part`` of the same multipart request (DALI 1.1 section 3.4.5). A URL is refused, because
-the service fetches no URL a user names. Limits on bytes and rows hold for all the tables of
-one request together; the bytes are checked before anything is parsed.
+Two kinds of upload are accepted (TAPRegExt upload-inline, upload-http and upload-https):
+``UPLOAD=name,param:part`` with the VOTable sent as part ``part`` of the same multipart
+request (DALI 1.1 section 3.4.5), and ``UPLOAD=name,https://...`` (or ``http://``), which the
+service fetches itself through the guarded fetch of ``vo/upload_fetch.py``. Limits on bytes,
+rows and columns hold for all the tables of one request together; the bytes and the columns
+are checked before anything is parsed.
 
 Reading is defensive, since the bytes come from anyone: no DTD or entity (no entity
 expansion, no markup hidden in entities), no data by reference (``STREAM href``), no
@@ -43,11 +45,13 @@ __all__ = [
     "UploadedTable",
     "check_bytes",
     "column_of",
+    "inline_bytes",
     "parse_upload",
     "read_upload",
     "read_uploads",
     "stored_name",
     "upload_catalog",
+    "url_items",
 ]
 
 #: the ADQL schema of uploaded tables (TAP 1.1 section 2.5.1)
@@ -66,15 +70,18 @@ class UploadLimits:
 
     max_rows: int
     max_bytes: int
+    #: FIELDs of one table (counted before the VOTable is parsed); PostgreSQL allows 1600
+    max_columns: int | None = None
 
 
 @dataclass(frozen=True)
 class UploadRef:
-    """One ``name,param:part`` entry of UPLOAD: the ADQL table name (delimiting quotes removed)
-    and the request part that holds the VOTable."""
+    """One entry of UPLOAD: the ADQL table name (delimiting quotes removed) and where the
+    VOTable is: ``part`` of the request (``name,param:part``) or ``url`` (``name,https://...``)."""
 
     name: str
-    part: str
+    part: str = ""
+    url: str | None = None
 
     @property
     def label(self) -> str:
@@ -105,10 +112,11 @@ def _table_name(text: str) -> str:
 
 
 def parse_upload(values: Sequence[str]) -> tuple[UploadRef, ...]:
-    """The tables named by UPLOAD values (``a,param:p1;b,param:p2``, the parameter may repeat).
+    """The tables named by UPLOAD values (``a,param:p1;b,https://host/t.xml``; the parameter may repeat).
 
     Raises UsageError for malformed entries, repeated table names and any URI other than
-    ``param:`` (TAP 1.1 section 2.5.1 allows URLs; this service refuses to fetch them).
+    ``param:``, ``http:`` and ``https:`` (TAP 1.1 section 2.5.1; TAPRegExt upload methods).
+    A URL is only checked for its form here: the fetch decides what it may reach.
     """
     refs: list[UploadRef] = []
     for value in values:
@@ -118,18 +126,25 @@ def parse_upload(values: Sequence[str]) -> tuple[UploadRef, ...]:
                 continue
             name_text, sep, uri = item.partition(",")
             if not sep:
-                raise UsageError(f"UPLOAD: expected name,param:part (e.g. mine,param:table1), got {item!r}")
+                raise UsageError(f"UPLOAD: expected name,param:part or name,https://... (e.g. mine,param:table1), "
+                                 f"got {item!r}")
             name = _table_name(name_text.strip())
             uri = uri.strip()
-            scheme, colon, part = uri.partition(":")
-            if not colon or scheme.lower() != "param":
+            scheme, colon, rest = uri.partition(":")
+            scheme = scheme.lower()
+            if colon and scheme in ("http", "https"):
+                if not rest.startswith("//") or len(rest) <= 2:
+                    raise UsageError(f"UPLOAD {name}: {uri!r} is not a valid {scheme} URL")
+                refs.append(UploadRef(name, url=uri))
+                continue
+            if not colon or scheme != "param":
                 raise UsageError(
-                    f"UPLOAD {name}: only inline uploads are accepted (param:PART, with the VOTable sent as part "
-                    f"PART of the same multipart POST); this service does not fetch URLs such as {uri!r}"
+                    f"UPLOAD {name}: {uri!r} is neither param:PART (the VOTable sent as part PART of the same "
+                    "multipart POST) nor an http or https URL; other URI schemes are not fetched"
                 )
-            if not part:
+            if not rest:
                 raise UsageError(f"UPLOAD {name}: param: must name the request part that holds the table")
-            refs.append(UploadRef(name, part))
+            refs.append(UploadRef(name, rest))
     seen: set[str] = set()
     for ref in refs:
         key = ref.name if not _REGULAR.match(ref.name) else ref.name.lower()
@@ -152,6 +167,21 @@ _FITS = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?FITS\b")
 _HREF = re.compile(rb"\bhref\s*=")
 _ENCODING = re.compile(rb"""\bencoding\s*=\s*["']\s*([^"'\s]*)\s*["']""")
 _BOM = b"\xef\xbb\xbf"
+#: a FIELD start tag (FIELDref does not match: no word boundary inside it)
+_FIELD = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?FIELD\b")
+
+
+def _check_columns(label: str, data: bytes, max_columns: int | None) -> None:
+    """Refuse a table wider than ``max_columns`` before astropy builds a column per FIELD.
+
+    Counts FIELD tags in the whole document: a bound on the first table's, cheap and linear.
+    """
+    if max_columns is None:
+        return
+    for count, _ in enumerate(_FIELD.finditer(data), start=1):
+        if count > max_columns:
+            raise TooLargeError(f"UPLOAD {label}: more than {max_columns} columns (FIELDs); this service "
+                                f"accepts at most {max_columns} columns per uploaded table")
 
 
 def _check_safe(label: str, data: bytes) -> None:
@@ -177,8 +207,9 @@ def _check_safe(label: str, data: bytes) -> None:
                              "is not accepted; use base64")
 
 
-def _parse(label: str, data: bytes) -> votable.tree.TableElement:
+def _parse(label: str, data: bytes, max_columns: int | None = None) -> votable.tree.TableElement:
     _check_safe(label, data)
+    _check_columns(label, data, max_columns)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -201,6 +232,7 @@ _SCALARS = {
     "long": "long", "float": "float", "double": "double",
 }
 _GEOMETRY_SIZE = {"point": "2", "circle": "3"}
+_ARRAYSIZE = re.compile(r"(?:[1-9][0-9]*x)*(?:[1-9][0-9]*\*?|\*)\Z")
 
 
 def _unit_text(field: votable.tree.Field) -> str | None:
@@ -216,10 +248,11 @@ def _unit_text(field: votable.tree.Field) -> str | None:
 def column_of(label: str, field: votable.tree.Field) -> Column:
     """The column a FIELD becomes (UsageError for what the service cannot store).
 
-    Scalars keep their type (unsignedByte widens to short, bit to boolean); char and
-    unicodeChar become text, fixed sizes kept; xtype timestamp becomes timestamp; DALI
-    point, circle and polygon on double/float arrays become pgSphere values, usable in
-    geometry functions. Other arrays and complex numbers are refused.
+    Scalars keep their type (unsignedByte widens to short, bit to boolean); char becomes
+    ``char`` (text published as VOTable char, while its values are ASCII) and unicodeChar
+    ``text``, fixed sizes kept; xtype timestamp becomes timestamp; DALI point, circle and
+    polygon on double/float arrays become pgSphere values, usable in geometry functions.
+    Other arrays and complex numbers are refused.
     """
     name = field.name or field.ID or ""
     if not _printable(name):
@@ -229,6 +262,10 @@ def column_of(label: str, field: votable.tree.Field) -> Column:
     arraysize = field.arraysize or None
     xtype = (field.xtype or "").lower()
     where = f"UPLOAD {label}: column {name}"
+    if arraysize is not None and not _ARRAYSIZE.match(arraysize):
+        # VOTable 1.4 section 2.2: each dimension is a positive integer, the last may be n* or *
+        raise UsageError(f"{where}: arraysize {arraysize!r} is not valid (expected n, n*, * or AxB..., "
+                         "with positive integers n)")
     fixed_text: str | None = None
     if xtype in ("point", "circle", "polygon") and datatype in ("double", "float"):
         want = _GEOMETRY_SIZE.get(xtype)
@@ -243,7 +280,8 @@ def column_of(label: str, field: votable.tree.Field) -> Column:
         if xtype in ("timestamp", "adql:timestamp"):
             kind = "timestamp"
         else:
-            kind = "text"
+            # char stays char (ASCII, checked with the values in _copy_text), as taplint's W-UPL-TMDA asks
+            kind = "char" if datatype == "char" else "text"
             fixed_text = "1" if arraysize is None else (None if arraysize == "*" else arraysize)
     elif datatype in _SCALARS:
         if arraysize not in (None, "1"):
@@ -275,8 +313,10 @@ def _row_mask(col: np.ma.MaskedArray) -> np.ndarray:
 
 
 def _numbers(col: np.ma.MaskedArray, kind: str) -> np.ndarray:
-    data = np.ma.getdata(col)
     mask = _row_mask(col)
+    data = np.ma.getdata(col)
+    if data.ndim > 1:  # arraysize="1" on a number: astropy reads one-element arrays
+        data = data.reshape(len(data))
     if kind == "boolean":
         out = np.where(data.astype(bool), "t", "f").astype(object)
     elif kind in ("float", "double"):
@@ -343,18 +383,23 @@ def _geometry(label: str, name: str, col: np.ma.MaskedArray, kind: str) -> list[
 def _encoder(kind: str) -> Callable[[str, str, np.ma.MaskedArray], Sequence[str]]:
     if kind in ("point", "circle", "polygon"):
         return lambda label, name, col: _geometry(label, name, col, kind)
-    if kind in ("text", "timestamp"):
+    if kind in ("text", "char", "timestamp"):
         return lambda label, name, col: _strings(col, kind)
     return lambda label, name, col: _numbers(col, kind)
 
 
-def _copy_text(label: str, columns: Sequence[Column], array: np.ma.MaskedArray) -> bytes:
+def _copy_text(label: str, columns: list[Column], array: np.ma.MaskedArray) -> bytes:
+    """The rows as COPY text; a ``char`` column holding other than ASCII becomes ``text`` in
+    ``columns`` (VOTable 1.4 section 2.1: char is ASCII; astropy reads what it is given)."""
     if len(array) == 0:
         return b""
     cells = [
         _encoder(c.type)(label, c.name, np.ma.asarray(array[key]))
         for c, key in zip(columns, array.dtype.names, strict=True)
     ]
+    for k, col in enumerate(columns):
+        if col.type == "char" and not all(text.isascii() for text in cells[k]):
+            columns[k] = col.model_copy(update={"type": "text"})
     return ("\n".join(map("\t".join, zip(*cells, strict=True))) + "\n").encode("utf-8")
 
 
@@ -385,14 +430,14 @@ class UploadedTable:
 
 
 def read_upload(ref: UploadRef, data: bytes, index: int, *, max_rows: int | None = None,
-                row_limit: int | None = None) -> UploadedTable:
+                row_limit: int | None = None, max_columns: int | None = None) -> UploadedTable:
     """Parse and type one uploaded VOTable (its first TABLE).
 
     ``max_rows`` is what the table may hold, ``row_limit`` the limit of the whole request
-    (for the message; default ``max_rows``).
+    (for the message; default ``max_rows``); ``max_columns`` bounds its FIELDs.
     """
     label = ref.label
-    vo_table = _parse(label, data)
+    vo_table = _parse(label, data, max_columns)
     nrows = len(vo_table.array)
     if max_rows is not None and nrows > max_rows:
         limit = max_rows if row_limit is None else row_limit
@@ -406,34 +451,58 @@ def read_upload(ref: UploadRef, data: bytes, index: int, *, max_rows: int | None
             raise UsageError(f"UPLOAD {label}: columns {other} and {col.name} have the same name in ADQL, "
                              "which ignores case")
         lowered[col.name.lower()] = col.name
+    copy_text = _copy_text(label, columns, vo_table.array)  # may retype char columns as text
     table = Table(name=ref.name, description=f"table uploaded as {label}", columns=columns,
                   schema_name=UPLOAD_SCHEMA)
     return UploadedTable(ref=ref, table=table, sql_name=f"tap_upload_{index}", nrows=nrows,
-                         copy_text=_copy_text(label, columns, vo_table.array))
+                         copy_text=copy_text)
 
 
-def check_bytes(refs: Sequence[UploadRef], parts: Mapping[str, bytes], max_bytes: int | None) -> None:
+def _content(ref: UploadRef, parts: Mapping[str, bytes], fetched: Mapping[str, bytes]) -> bytes:
+    if ref.url is not None:
+        data = fetched.get(ref.url)
+        if data is None:  # a caller bug: URLs are fetched before the tables are read
+            raise RuntimeError(f"UPLOAD {ref.label}: {ref.url} was not fetched")
+        return data
+    data = parts.get(ref.part)
+    if data is None:
+        raise UsageError(f"UPLOAD {ref.label}: the request has no part named {ref.part!r} "
+                         "(send the VOTable in a multipart POST, as that part)")
+    return data
+
+
+def inline_bytes(refs: Sequence[UploadRef], parts: Mapping[str, bytes]) -> int:
+    """Bytes of the inline tables of ``refs`` (what is left of the limit goes to URL uploads)."""
+    return sum(len(parts.get(ref.part, b"")) for ref in refs if ref.url is None)
+
+
+def url_items(refs: Sequence[UploadRef]) -> list[tuple[str, str]]:
+    """(label, url) of the tables uploaded by URL, in ``refs`` order: what to fetch."""
+    return [(ref.label, ref.url) for ref in refs if ref.url is not None]
+
+
+def check_bytes(refs: Sequence[UploadRef], parts: Mapping[str, bytes], max_bytes: int | None,
+                fetched: Mapping[str, bytes] | None = None) -> None:
     """Every referenced part is there, and together they are within ``max_bytes``."""
-    total = 0
-    for ref in refs:
-        data = parts.get(ref.part)
-        if data is None:
-            raise UsageError(f"UPLOAD {ref.label}: the request has no part named {ref.part!r} "
-                             "(send the VOTable in a multipart POST, as that part)")
-        total += len(data)
+    total = sum(len(_content(ref, parts, fetched or {})) for ref in refs)
     if max_bytes is not None and total > max_bytes:
         raise TooLargeError(f"UPLOAD: {total} bytes uploaded, more than the {max_bytes} this service accepts")
 
 
-def read_uploads(refs: Sequence[UploadRef], parts: Mapping[str, bytes],
-                 limits: UploadLimits | None) -> list[UploadedTable]:
-    """Check the limits, then read every uploaded table (in ``refs`` order)."""
-    check_bytes(refs, parts, None if limits is None else limits.max_bytes)
+def read_uploads(refs: Sequence[UploadRef], parts: Mapping[str, bytes], limits: UploadLimits | None,
+                 fetched: Mapping[str, bytes] | None = None) -> list[UploadedTable]:
+    """Check the limits, then read every uploaded table (in ``refs`` order).
+
+    ``parts`` holds the inline tables by part name, ``fetched`` those uploaded by URL, by URL.
+    """
+    fetched = fetched or {}
+    check_bytes(refs, parts, None if limits is None else limits.max_bytes, fetched)
     tables = []
     rows_left = None if limits is None else limits.max_rows
     for i, ref in enumerate(refs):
-        table = read_upload(ref, parts[ref.part], i, max_rows=rows_left,
-                            row_limit=None if limits is None else limits.max_rows)
+        table = read_upload(ref, _content(ref, parts, fetched), i, max_rows=rows_left,
+                            row_limit=None if limits is None else limits.max_rows,
+                            max_columns=None if limits is None else limits.max_columns)
         if rows_left is not None:
             rows_left -= table.nrows
         tables.append(table)

@@ -7,13 +7,12 @@ registry never describes another service than the one running.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.access import Offer
 from app.deps import AppSettings, BaseUrl, DbPool
+from app.params import RawParams, RequestParams
 from app.routers.sia import get_sia_capabilities
 from app.routers.vosi import tap_capabilities
 from app.settings import Settings
@@ -55,28 +54,23 @@ def site_of(settings: Settings, base: str) -> Site:
     )
 
 
-async def _arguments(request: Request) -> dict[str, list[str]]:
-    """OAI-PMH arguments (section 3.1.1: GET query or urlencoded POST body), names kept as sent:
-    the protocol's names are case-sensitive (so not the case-folded ``app.params`` reader)."""
-    items = request.query_params.multi_items()
-    if request.method == "POST":
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_BODY:
-                raise TooLargeError(f"an OAI-PMH request body is at most {_MAX_BODY} bytes")
-        items = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+def _arguments(params: RawParams) -> dict[str, list[str]]:
+    """OAI-PMH arguments (section 3.1.1: GET query or urlencoded POST body) with their names as
+    sent: the protocol's names are case-sensitive. Read by the one request reader (bounded, timed,
+    NUL refused), then held to the protocol's size: arguments are short."""
+    if sum(len(k) + len(v) for k, v in params.items) > _MAX_BODY:
+        raise TooLargeError(f"OAI-PMH arguments are at most {_MAX_BODY} bytes")
     args: dict[str, list[str]] = {}
-    for key, value in items:
+    for key, value in params.items:
         args.setdefault(key, []).append(value)
     return args
 
 
 @router.api_route(OAI_PATH, methods=["GET", "POST"])
-async def get_oai(request: Request, settings: AppSettings, base: BaseUrl, pool: DbPool, offer: Offer) -> Response:
+async def get_oai(params: RequestParams, settings: AppSettings, base: BaseUrl, pool: DbPool, offer: Offer) -> Response:
     """Answer one OAI-PMH 2.0 request (Identify, ListMetadataFormats, ListSets, GetRecord,
     ListIdentifiers, ListRecords) with the records of this site."""
-    args = await _arguments(request)
+    args = _arguments(params)
     tap = capability_elements(tap_capabilities(settings, base, offer, "/tap").body)
     sia = [sia_capability(c, max_records=settings.maxrec_limit)
            for c in capability_elements((await get_sia_capabilities(base, offer)).body)]

@@ -1,4 +1,4 @@
-"""TAP 1.1 synchronous queries: ``/tap/sync`` (GET and POST, with inline UPLOAD)."""
+"""TAP 1.1 synchronous queries: ``/tap/sync`` (GET and POST, with UPLOAD inline or by URL)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,23 @@ from app.deps import AppSettings, DbPool
 from app.params import RawParams, RequestParams
 from app.settings import Settings
 from vo import tap
-from vo.upload import UploadedTable, UploadLimits, read_uploads
+from vo.upload import UploadedTable, UploadLimits, inline_bytes, read_uploads, url_items
+from vo.upload_fetch import FetchPolicy, afetch_urls
 
-__all__ = ["query_uploads", "router", "tap_query", "upload_limits"]
+__all__ = ["fetch_policy", "query_uploads", "router", "tap_query", "upload_limits"]
 
 router = APIRouter(prefix="/tap", tags=["TAP"])
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
     """The UPLOAD limits of the settings."""
-    return UploadLimits(max_rows=settings.upload_max_rows, max_bytes=settings.upload_max_bytes)
+    return UploadLimits(max_rows=settings.upload_max_rows, max_bytes=settings.upload_max_bytes,
+                        max_columns=settings.upload_max_columns)
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    """What an upload by URL may reach, and how long it may take."""
+    return FetchPolicy(allow_hosts=tuple(settings.upload_url_allow_hosts), timeout=settings.upload_url_timeout)
 
 
 def tap_query(params: RawParams, settings: Settings) -> tap.TapQuery:
@@ -33,12 +40,16 @@ def tap_query(params: RawParams, settings: Settings) -> tap.TapQuery:
 
 
 async def query_uploads(params: RawParams, q: tap.TapQuery, settings: Settings) -> list[UploadedTable]:
-    """The tables UPLOAD names, read from the request's parts and checked."""
+    """The tables UPLOAD names, read from the request's parts or fetched by URL, and checked."""
     if not q.uploads:
         return []
-    parts = await params.read_files({ref.part for ref in q.uploads})
+    limits = upload_limits(settings)
+    parts = await params.read_files({ref.part for ref in q.uploads if ref.url is None})
+    # the fetch is asynchronous I/O; what the URLs bring shares the byte limit with the parts
+    fetched = await afetch_urls(url_items(q.uploads), limits.max_bytes - inline_bytes(q.uploads, parts),
+                                fetch_policy(settings))
     # parsing and encoding are CPU work: off the event loop
-    return await asyncio.to_thread(read_uploads, q.uploads, parts, upload_limits(settings))
+    return await asyncio.to_thread(read_uploads, q.uploads, parts, limits, fetched)
 
 
 @router.api_route("/sync", methods=["GET", "POST"])

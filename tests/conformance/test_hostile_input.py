@@ -125,6 +125,11 @@ ROWS: list[Row] = [
     Row("GET", "/vlkb/datasets/vlkb_merge", {**_LEGACY, "pubdid": f"{CUBE};{CUBE2}", "surveyname": "CHaMP",
                                               "species": "13CO", "transition": "1-0"}, ("l", "b", "r", "vl", "vu")),
     *(Row("GET", p + "/{name}") for p in ("/tap/tables", "/vlkb/tables")),
+    Row("GET", "/moc", {"ID": CUBE, "FORMAT": "json"}),
+    Row("GET", "/moc/{survey}", {"FORMAT": "ascii"}),
+    Row("GET", "/moc/{survey}/{band}", {"FORMAT": "fits"}),
+    *(Row(m, "/oai", {"verb": "ListRecords", "metadataPrefix": "ivo_vor", "set": "ivo_managed"})
+      for m in ("GET", "POST")),
 ]
 #: routes that read no parameter a client sends (documents about the service)
 NO_PARAMETERS = {"/", "/health", "/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
@@ -183,7 +188,8 @@ def _fill(path: str, jobs: dict[str, str], hostile: str | None = None, *, method
             return quote(hostile, safe="")
         if name == "job_id":
             return jobs[prefix if method == "POST" else "GET " + prefix]
-        return {"key": quote(CUBE.split("?", 1)[1], safe="/"), "name": "ivoa.obscore", "result_id": "none"}[name]
+        return {"key": quote(CUBE.split("?", 1)[1], safe="/"), "name": "ivoa.obscore", "result_id": "none",
+                "survey": "CHaMP", "band": "13co-1-0"}[name]
 
     out = path
     for m in re.finditer(r"\{(\w+)\}", path):

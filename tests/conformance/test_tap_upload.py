@@ -5,6 +5,7 @@ runs with small limits for the 413 cases)."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
 
@@ -191,12 +192,15 @@ def test_failed_load_leaves_the_pool_clean(http: httpx.Client, conn) -> None:
 # -- bad input ---------------------------------------------------------------------------------
 
 GOOD = vot(Table({"a": np.arange(3, dtype=np.int32)}))
+#: a one-column VOTable: the FIELD's attributes, then the TABLEDATA cells of one row
+VOT_FIELD = ('<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE>'
+             '<TABLE><FIELD name="a" {}/><DATA><TABLEDATA><TR><TD>{}</TD></TR></TABLEDATA></DATA></TABLE>'
+             "</RESOURCE></VOTABLE>")
 
 BAD_UPLOADS = [
     # (UPLOAD value, files, status, text the error carries)
-    ("t,http://example.org/t.xml", {}, 400, "does not fetch URLs"),
-    ("t,https://example.org/t.xml", {}, 400, "does not fetch URLs"),
-    ("t,ftp://example.org/t.xml", {}, 400, "does not fetch URLs"),
+    # uploads by URL: tests/conformance/test_tap_upload_url.py
+    ("t,ftp://example.org/t.xml", {}, 400, "other URI schemes are not fetched"),
     ("t,param:missing", {"p": GOOD}, 400, "no part named 'missing'"),
     ("t,param:p", {"p": b"this is not XML"}, 400, "not a VOTable"),
     ("t,param:p", {"p": b"<VOTABLE><RESOURCE><TABLE>"}, 400, "not a readable VOTable"),
@@ -208,6 +212,11 @@ BAD_UPLOADS = [
     ("1t,param:p", {"p": GOOD}, 400, "not a valid table name"),
     ("select,param:p", {"p": GOOD}, 400, "reserved word"),
     ("t,param:p;T,param:p", {"p": GOOD}, 400, "uploaded twice"),
+    # arraysize 0 is no VOTable arraysize (VOTable 1.4 section 2.2): refused, sync and at job creation
+    ("t,param:p", {"p": VOT_FIELD.format('datatype="char" arraysize="0"', "").encode()}, 400,
+     "arraysize '0' is not valid"),
+    ("t,param:p", {"p": VOT_FIELD.format('datatype="double" arraysize="0"', "").encode()}, 400,
+     "arraysize '0' is not valid"),
 ]
 
 
@@ -293,10 +302,13 @@ def test_byte_limit_of_the_body(small_server: str, endpoint: str, chunked: bool)
     assert value == "ERROR" and "request body is larger than this service accepts" in message, message
 
 
+UPLOAD_METHODS = [f"ivo://ivoa.net/std/TAPRegExt#upload-{m}" for m in ("inline", "http", "https")]
+
+
 def test_uploads_declared_in_capabilities(http: httpx.Client) -> None:
     svc_caps = etree.fromstring(http.get("/tap/capabilities").content)
     methods = [m.get("ivo-id") for m in svc_caps.iter("uploadMethod")]
-    assert methods == ["ivo://ivoa.net/std/TAPRegExt#upload-inline"]
+    assert methods == UPLOAD_METHODS
     limit = next(svc_caps.iter("uploadLimit"))
     assert limit.find("hard").get("unit") == "byte" and int(limit.find("hard").text) > 0
     assert limit.find("default").get("unit") == "row" and int(limit.find("default").text) > 0
@@ -305,6 +317,92 @@ def test_uploads_declared_in_capabilities(http: httpx.Client) -> None:
 def test_upload_limit_seen_by_pyvo(server: Server, small_server: str) -> None:
     for url, limit in ((server.url, Settings.model_fields["upload_max_bytes"].default), (small_server, MAX_BYTES)):
         svc = pyvo.dal.TAPService(url + "/tap")
-        assert [m.ivo_id for m in svc.upload_methods] == ["ivo://ivoa.net/std/TAPRegExt#upload-inline"]
+        assert [m.ivo_id for m in svc.upload_methods] == UPLOAD_METHODS
         hard = svc.get_tap_capability().uploadlimit.hard
         assert (hard.unit, hard.content) == ("byte", limit)
+
+
+@pytest.mark.parametrize("field, cell", [('datatype="double" arraysize="1"', "2.5"),
+                                         ('datatype="int" arraysize="1"', "7")])
+@pytest.mark.parametrize("endpoint", ["/tap/sync", "/tap/async"])
+def test_arraysize_one_is_a_scalar(http: httpx.Client, endpoint: str, field: str, cell: str) -> None:
+    data = {"LANG": "ADQL", "QUERY": "SELECT a FROM TAP_UPLOAD.t", "UPLOAD": "t,param:p", "PHASE": "RUN"}
+    resp = http.post(endpoint, data=data, files={"p": ("t.xml", VOT_FIELD.format(field, cell).encode())})
+    if endpoint == "/tap/async":
+        assert resp.status_code == 303, resp.text[:500]
+        job = resp.headers["location"]
+        deadline = time.monotonic() + 30
+        while http.get(job + "/phase").text not in ("ERROR", "COMPLETED") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        resp = http.get(job + "/results/result")
+        http.delete(job)
+    assert resp.status_code == 200, resp.text[:500]
+    assert float(read_result(resp.content)["a"][0]) == float(cell)
+
+
+def _wide(columns: int) -> bytes:
+    """A one-row VOTable of ``columns`` int columns, written directly (astropy is slow to write it)."""
+    fields = "".join(f'<FIELD name="c{i}" datatype="int"/>' for i in range(columns))
+    cells = "<TD>1</TD>" * columns
+    return ('<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE>'
+            f"<TABLE>{fields}<DATA><TABLEDATA><TR>{cells}</TR></TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>"
+            ).encode()
+
+
+@pytest.mark.parametrize("endpoint", ["/tap/sync", "/tap/async"])
+def test_wide_upload_refused_while_the_service_answers(server: Server, endpoint: str) -> None:
+    """20,000 columns (once ~100 s of frozen event loop) are refused before parsing; /health answers
+    meanwhile (margin: 30 s per /health, and no bound on the refusal but that it completes)."""
+    body = _wide(20_000)
+    result: dict[str, httpx.Response] = {}
+
+    def post() -> None:
+        result["r"] = httpx.post(server.url + endpoint, data={
+            "LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t", "UPLOAD": "t,param:p",
+        }, files={"p": ("t.xml", body)}, timeout=120)
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    try:
+        while worker.is_alive():
+            assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+            time.sleep(0.1)
+    finally:
+        worker.join()
+    resp = result["r"]
+    assert resp.status_code == 413, resp.text[:300]
+    value, message = status_of(resp.content)
+    assert value == "ERROR" and "more than 1000 columns" in message, message
+    # the widest table allowed still works, with every column in the result
+    ok = httpx.post(server.url + "/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t",
+                                                    "UPLOAD": "t,param:p"}, files={"p": ("t.xml", _wide(1000))},
+                    timeout=120)
+    assert ok.status_code == 200, ok.text[:300]
+    assert len(read_result(ok.content).columns) == 1000
+
+
+@pytest.mark.parametrize("fmt", ["votable", "votable/b", "votable/td"])
+def test_char_columns_keep_their_datatype(http: httpx.Client, fmt: str) -> None:
+    """An uploaded char column comes back as char while its values are ASCII (taplint W-UPL-TMDA),
+    fixed sizes kept; non-ASCII char text (which VOTable 1.4 forbids, and astropy reads) becomes
+    unicodeChar rather than losing characters."""
+    names = ["alpha", "b", "", "gamma ray"]
+    rows = "".join(f"<TR><TD>{k}</TD><TD>{n}</TD><TD>{c}</TD><TD>{o}</TD></TR>" for k, n, c, o in
+                   zip(range(4), names, ["ab", "cd", "ef", "gh"], ["café", "x", "y", "z"], strict=True))
+    body = ('<?xml version="1.0" encoding="utf-8"?><VOTABLE version="1.4" '
+            'xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE><FIELD name="k" datatype="int"/>'
+            '<FIELD name="name" datatype="char" arraysize="*"/><FIELD name="code" datatype="char" arraysize="2"/>'
+            '<FIELD name="odd" datatype="char" arraysize="*"/>'
+            f"<DATA><TABLEDATA>{rows}</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>").encode()
+    resp = http.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT k, name, code, odd, UPPER(name) AS up "
+                                        "FROM TAP_UPLOAD.t ORDER BY k", "UPLOAD": "t,param:p",
+                                        "RESPONSEFORMAT": fmt}, files={"p": ("t.xml", body)})
+    assert resp.status_code == 200, resp.text[:500]
+    table = votable.parse_single_table(io.BytesIO(resp.content))
+    types = {f.name: (f.datatype, f.arraysize) for f in table.fields}
+    assert types["name"] == ("char", "*") and types["code"] == ("char", "2")
+    assert types["odd"][0] == "unicodeChar" and types["up"][0] == "unicodeChar"
+    got = table.to_table()
+    assert [str(v) for v in got["name"].filled("")] == names
+    assert list(got["code"]) == ["ab", "cd", "ef", "gh"]
+    assert str(got["odd"][0]) == "café" and [str(v) for v in got["up"].filled("")] == [n.upper() for n in names]

@@ -2,11 +2,9 @@
 
 Stages: metadata (TMV TME TMS TMC), capabilities (CPV CAP), availability (AVV), sync queries
 (QGE QPO), async queries and UWS (QAS UWS), result metadata (MDQ), ObsCore (OBS), examples
-(EXA) and table uploads (UPL). The warnings left are in the issue notes.
-
-One error is expected, by decision: E-CAP-MUPM says TAPRegExt wants upload-http declared
-beside upload-inline, but the service fetches no URL a user names (issue 5, point 6), so it
-declares, and accepts, inline uploads only.
+(EXA) and table uploads (UPL). No report is accepted by decision any more: uploads by URL
+are declared (upload-http, upload-https) and served through the guarded fetch
+(architecture decision 11). The warnings left are in the issue notes.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from tests.auth_proxy import TokenProxy
 
 STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS EXA UPL"
 #: reports accepted by decision (see the module docstring): code prefix and a text it must carry
-EXPECTED = {"E-CAP-MUPM": "TAPRegExt#upload-http"}
+EXPECTED: dict[str, str] = {}
 
 
 def expected(line: str) -> bool:

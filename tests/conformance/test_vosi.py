@@ -51,9 +51,29 @@ def test_capabilities_valid_and_complete(http: httpx.Client, server) -> None:
     forms = {f.findtext("form") for f in tap.iter("feature")}
     assert {"CONTAINS", "INTERSECTS", "POINT", "CIRCLE", "POLYGON"} <= forms
     mimes = {m.text for m in tap.iter("mime")}
-    assert "application/x-votable+xml" in mimes and "text/csv;header=present" in mimes
+    assert "application/x-votable+xml;serialization=BINARY2" in mimes and "text/csv;header=present" in mimes
     access = {a.text for a in root.iter("accessURL")}
     assert server.url + "/tap" in access
+
+
+def test_declared_output_formats_are_what_is_served(http: httpx.Client, server) -> None:
+    """Each outputFormat's mime, asked for by that mime or by an alias, comes back with exactly that
+    Content-Type (DALI 1.1 section 3.3.1: a VOTable's media type names its serialization)."""
+    root = etree.fromstring(http.get("/tap/capabilities").content)
+    tap = next(c for c in root.iter("capability") if c.get("standardID") == "ivo://ivoa.net/std/TAP")
+    query = "SELECT TOP 3 table_name FROM TAP_SCHEMA.tables ORDER BY table_name"
+    for fmt in tap.iter("outputFormat"):
+        mime = fmt.findtext("mime")
+        for asked in [mime, *(a.text for a in fmt.iter("alias"))]:
+            resp = http.get("/tap/sync", params={"LANG": "ADQL", "QUERY": query, "RESPONSEFORMAT": asked})
+            # Starlette adds "; charset=utf-8" to text/* types, a parameter of its own
+            served = resp.headers["content-type"].removesuffix("; charset=utf-8")
+            assert resp.status_code == 200 and served == mime, (asked, resp.headers)
+    votables = [f.findtext("mime") for f in tap.iter("outputFormat") if "votable" in f.findtext("mime")]
+    assert "application/x-votable+xml;serialization=BINARY2" in votables
+    svc = pyvo.dal.TAPService(server.url + "/tap")
+    for mime in votables:
+        assert len(svc.run_sync(query, responseformat=mime).to_table()) == 3
 
 
 def test_tableset_lists_every_declared_table(http: httpx.Client) -> None:

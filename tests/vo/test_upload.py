@@ -60,11 +60,11 @@ def test_parse_upload_several_forms() -> None:
 
 
 @pytest.mark.parametrize("value, fragment", [
-    ("t,http://example.org/t.xml", "does not fetch URLs"),
-    ("t,https://example.org/t.xml", "does not fetch URLs"),
-    ("t,ftp://example.org/t.xml", "does not fetch URLs"),
-    ("t,file:///etc/passwd", "does not fetch URLs"),
-    ("t,table1", "does not fetch URLs"),
+    ("t,ftp://example.org/t.xml", "other URI schemes are not fetched"),
+    ("t,file:///etc/passwd", "other URI schemes are not fetched"),
+    ("t,table1", "neither param:PART"),
+    ("t,http:example.org", "not a valid http URL"),
+    ("t,https://", "not a valid https URL"),
     ("t,param:", "must name the request part"),
     ("justaname", "expected name,param:part"),
     ("1abc,param:p", "not a valid table name"),
@@ -77,6 +77,12 @@ def test_parse_upload_several_forms() -> None:
 def test_parse_upload_refusals(value: str, fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
         parse_upload([value])
+
+
+def test_parse_upload_urls() -> None:
+    refs = parse_upload(["a,https://example.org/t.xml?x=1;b,HTTP://example.org:8080/u;c,param:p"])
+    assert refs == (UploadRef("a", url="https://example.org/t.xml?x=1"), UploadRef("b", url="HTTP://example.org:8080/u"),
+                    UploadRef("c", "p"))
 
 
 def test_stored_name_is_a_safe_file_name() -> None:
@@ -144,6 +150,10 @@ GOOD = vot_bytes(Table({"a": [1, 2]}))
     (_doc('<FIELD name="a" datatype="doubleComplex"/>'), "datatype doubleComplex"),
     (_doc('<FIELD name="a" datatype="double" arraysize="3" xtype="point"/>'), "needs arraysize 2"),
     (_doc('<FIELD name="a" datatype="char" arraysize="3x2"/>'), "3x2"),
+    (_doc('<FIELD name="a" datatype="char" arraysize="0"/>'), "arraysize '0' is not valid"),
+    (_doc('<FIELD name="a" datatype="double" arraysize="0"/>'), "arraysize '0' is not valid"),
+    (_doc('<FIELD name="a" datatype="int" arraysize="-1"/>'), "Invalid arraysize attribute '-1'"),
+    (_doc('<FIELD name="a" datatype="int" arraysize="2x0"/>'), "arraysize '2x0' is not valid"),
     (_doc('<FIELD name="a" datatype="int"/><FIELD name="A" datatype="int"/>'), "same name"),
     (_doc('<FIELD name="a&quot;b" datatype="int"/>'), "column name"),
     (_doc(""), "no FIELD"),
@@ -164,3 +174,25 @@ def test_limits_hold_for_all_tables_together() -> None:
         read_uploads(refs, parts, UploadLimits(max_rows=100, max_bytes=size - 1))
     with pytest.raises(UsageError, match="no part named 'q'"):
         read_uploads(refs, {"p": parts["p"]}, None)
+
+
+def test_arraysize_one_on_numbers_is_a_scalar() -> None:
+    """arraysize="1" is a one-element array, which VOTable readers treat as the scalar."""
+    data = _doc('<FIELD name="d" datatype="double" arraysize="1"/><FIELD name="i" datatype="int" arraysize="1"/>',
+                "<TABLEDATA><TR><TD>1.5</TD><TD>7</TD></TR><TR><TD></TD><TD>8</TD></TR></TABLEDATA>")
+    up = read_upload(UploadRef("t", "p"), data, 0)
+    assert [c.type for c in up.table.columns] == ["double", "int"]
+    assert up.copy_text.decode().splitlines() == ["1.5\t7", "\\N\t8"]
+
+
+def test_column_limit_is_checked_before_parsing() -> None:
+    fields = "".join(f'<FIELD name="c{i}" datatype="int"/>' for i in range(50))
+    data = _doc(fields, "<TABLEDATA><TR>" + "<TD>1</TD>" * 50 + "</TR></TABLEDATA>")
+    assert len(read_uploads(parse_upload(["t,param:p"]), {"p": data},
+                            UploadLimits(max_rows=10, max_bytes=10**6, max_columns=50))[0].table.columns) == 50
+    with pytest.raises(TooLargeError, match="more than 49 columns"):
+        read_uploads(parse_upload(["t,param:p"]), {"p": data}, UploadLimits(max_rows=10, max_bytes=10**6,
+                                                                            max_columns=49))
+    # counted before astropy reads anything: a truncated document still gets the column message
+    with pytest.raises(TooLargeError, match="more than 49 columns"):
+        read_upload(UploadRef("t", "p"), data[:-60], 0, max_columns=49)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import sqlglot
 from sqlglot import exp
@@ -108,12 +109,21 @@ class TableInfo:
         """``schema.table`` as declared."""
         return self.decl.qualified_name
 
+    @cached_property
+    def _by_name(self) -> tuple[dict[str, ColumnInfo], dict[str, ColumnInfo]]:
+        """(exact name, lower-cased name) -> the first such column: one lookup per reference,
+        so ``SELECT *`` over a wide (uploaded) table costs linear, not quadratic, work."""
+        exact: dict[str, ColumnInfo] = {}
+        folded: dict[str, ColumnInfo] = {}
+        for col in self.columns:
+            exact.setdefault(col.name, col)
+            folded.setdefault(col.name.lower(), col)
+        return exact, folded
+
     def column(self, name: str, quoted: bool = False) -> ColumnInfo | None:
         """The column called ``name``: exactly if ``quoted``, else case-insensitively."""
-        for col in self.columns:
-            if (col.name == name) if quoted else (col.name.lower() == name.lower()):
-                return col
-        return None
+        exact, folded = self._by_name
+        return exact.get(name) if quoted else folded.get(name.lower())
 
     def suggest(self, name: str) -> str | None:
         """The declared column name closest to ``name``, if any is close."""

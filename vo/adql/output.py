@@ -36,6 +36,8 @@ class OutputColumn:
     utype: str | None
     description: str | None
     pgtype: str
+    #: text known to hold ASCII only (a ``char`` column referenced as is): published as ``char``
+    ascii: bool = False
 
     @classmethod
     def of(
@@ -85,5 +87,5 @@ def describe(name: str, value: Value, pg: str) -> OutputColumn:
             arraysize = meta.arraysize
     return OutputColumn(
         name=name, datatype=datatype, arraysize=arraysize, xtype=xtype, unit=meta.unit, ucd=meta.ucd,
-        utype=meta.utype, description=meta.description, pgtype=pgtype,
+        utype=meta.utype, description=meta.description, pgtype=pgtype, ascii=meta.ascii and pgtype == "text",
     )

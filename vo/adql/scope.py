@@ -101,7 +101,7 @@ def column_value(table: TableInfo, ref: str, col_name: str) -> Value:
     assert info is not None
     decl = info.decl
     meta = Meta(unit=decl.unit, ucd=decl.ucd, utype=decl.utype, description=decl.description,
-                arraysize=decl.arraysize)
+                arraysize=decl.arraysize, ascii=decl.type == "char")
     return Value(
         node=exp.column(decl.name, table=ref, quoted=True), pg=decl.info.pg, frame=info.frame, meta=meta,
         name=decl.name, origin=Origin(table=table, column=info, qualifier=ref), exact=True,

@@ -9,6 +9,8 @@ and :class:`~vo.adql.expressions.ExpressionTranslator` (values). Names are resol
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlglot import exp
 
 from vo.adql.expressions import check_args, int_literal, snippet
@@ -95,8 +97,10 @@ class Translator(FromTranslator):
             else:
                 typ = unify([a.value, b.value], f"{kind} column {a.name}")
             exact = typ == a.value.pg == b.value.pg and a.value.exact and b.value.exact
+            # ASCII (char) only when both branches are
+            meta = replace(a.value.meta, ascii=a.value.meta.ascii and b.value.meta.ascii)
             outputs.append(Output(a.name, a.value.with_(pg=typ, exact=exact, origin=None, shape=None,
-                                                        predicate=False, constant=False)))
+                                                        predicate=False, constant=False, meta=meta)))
         new = type(node)(this=_branch(left.node), expression=_branch(right.node), distinct=node.args.get("distinct"))
         q = Query(node=new, outputs=outputs, leaves=[*left.leaves, *right.leaves])
         order = node.args.get("order")

@@ -70,6 +70,8 @@ class Meta:
     description: str | None = None
     #: VOTable arraysize when the type's own is not right (fixed-length text, CHAR(n))
     arraysize: str | None = None
+    #: the value is a declared ``char`` (ASCII) column as is, so the result may say ``char``
+    ascii: bool = False
 
 
 NO_META = Meta()

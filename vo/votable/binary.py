@@ -21,7 +21,8 @@ How a batch is processed:
    value in one 2-D array, whose padding one boolean compress then squeezes out; when the
    padding would be too big (long, uneven text), rows are scattered to their offsets instead.
 
-Text becomes UTF-16 (``unicodeChar``): for ASCII that is a zero byte before each byte.
+Text becomes UTF-16 (``unicodeChar``): for ASCII that is a zero byte before each byte; text
+known to be ASCII (``char``, uploaded char columns) is written as its bytes.
 Timestamps become ISO 8601 ``char`` text (DALI ``xtype="timestamp"``); ``±infinity`` is NULL.
 """
 
@@ -49,6 +50,11 @@ from vo.votable.gather import (
 )
 
 __all__ = ["BinaryEncoder"]
+
+
+def _char_bytes(plan: ColumnPlan) -> int:
+    """Bytes per character of a text column: 1 for ``char`` (ASCII), 2 for ``unicodeChar``."""
+    return 1 if plan.datatype == "char" else 2
 
 _EPOCH_2000_US = 946_684_800_000_000  # PostgreSQL timestamps count microseconds from 2000-01-01
 _TS_INFINITY = (np.iinfo(np.int64).max, np.iinfo(np.int64).min)
@@ -146,7 +152,7 @@ class BinaryEncoder:
     def _out_width(p: ColumnPlan) -> int:
         """Bytes of the column in F: the value, or the int32 element count of variable content."""
         if p.kind == "text":
-            return 2 * p.count if p.count else 4
+            return _char_bytes(p) * p.count if p.count else 4
         if p.kind == "double[]":
             return 8 * p.count if p.count else 4
         if p.kind == "timestamp":
@@ -259,6 +265,7 @@ class BinaryEncoder:
 
     def _text(self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, plan: ColumnPlan,
               parts: dict[int, np.ndarray], j: int) -> Var | None:
+        step = _char_bytes(plan)
         units = length.copy()
         extra: dict[int, bytes] = {}
         rows, block = non_ascii_rows(buf, off, length)
@@ -267,21 +274,24 @@ class BinaryEncoder:
         rows = np.union1d(rows, np.flatnonzero(off + longest > len(buf)))
         for row in rows.tolist():
             start = int(off[row])
-            enc = bytes(buf[start : start + int(length[row])]).decode("utf-8").encode("utf-16-be")
+            text = bytes(buf[start : start + int(length[row])]).decode("utf-8")
+            # char is ASCII (VOTable 1.4 section 2.1); only ASCII-checked columns are char, so a
+            # replacement here is a defence, not a path data takes
+            enc = text.encode("utf-16-be") if step == 2 else text.encode("ascii", errors="replace")
             if plan.count:
-                enc = enc[: 2 * plan.count]
+                enc = enc[: step * plan.count]
             extra[row] = enc
-            units[row] = len(enc) // 2
+            units[row] = len(enc) // step
         if plan.count is None:
             parts[j] = be32(units)
-            return Text(buf, off, length, extra, block)
-        # fixed-length unicodeChar: the characters, then zero padding, inside F
+            return Text(buf, off, length, extra, block, step)
+        # fixed-length text: the characters, then zero padding, inside F
         n = plan.count
-        fixed = Text(buf, off, np.minimum(length, n), extra, block)
-        chars = np.zeros((len(off), max(fixed.width, 2 * n)), np.uint8)
+        fixed = Text(buf, off, np.minimum(length, n), extra, block, step)
+        chars = np.zeros((len(off), max(fixed.width, step * n)), np.uint8)
         fixed.fill(chars)
         keep = np.arange(chars.shape[1]) < fixed.sizes[:, None]
-        parts[j] = np.where(keep, chars, 0)[:, : 2 * n]
+        parts[j] = np.where(keep, chars, 0)[:, : step * n]
         return None
 
     def _doubles(self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, null: np.ndarray,

@@ -8,7 +8,9 @@ wire format is exactly what the decoders expect), and the VOTable FIELD attribut
 Text is published as ``unicodeChar``: VOTable 1.4 (section 2.1) restricts ``char`` to ASCII
 and astropy refuses other bytes in binary ``char`` fields, while ``unicodeChar`` (UTF-16 in
 the binary serialisations) carries any text. The declarations (``schemas.TYPES``) publish text
-columns as ``unicodeChar`` too, so TAP_SCHEMA and results agree (taplint MDQ).
+columns as ``unicodeChar`` too, so TAP_SCHEMA and results agree (taplint MDQ). The exception
+is a column whose values are known to be ASCII (``ascii`` true: an uploaded ``char`` column,
+type ``char``), which stays ``char``.
 Timestamps are ASCII and stay ``char`` with ``xtype="timestamp"`` (DALI 1.1 section 3.3.3).
 
 Nothing here touches the database or XML.
@@ -41,6 +43,7 @@ class ResultColumn(Protocol):
     #: what the SQL yields: smallint, integer, bigint, real, double precision, boolean, text,
     #: timestamp, float8[]
     pgtype: str
+    # optional ``ascii: bool``: text known to hold ASCII only, written as ``char`` (getattr)
 
 
 #: kind -> (PostgreSQL cast target, width of the binary value or None when variable)
@@ -141,7 +144,8 @@ def plan_columns(columns: Sequence[ResultColumn]) -> list[ColumnPlan]:
         pg, width = _PG[kind]
         datatype, arraysize, count = col.datatype, col.arraysize, None
         if kind == "text":
-            datatype = "unicodeChar"
+            # char only where the column is known to be ASCII (an uploaded char column)
+            datatype = "char" if getattr(col, "ascii", False) else "unicodeChar"
             arraysize = arraysize or "*"
             count = _fixed_count(arraysize)
         elif kind == "timestamp":

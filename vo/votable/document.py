@@ -57,7 +57,8 @@ def _field(plan: ColumnPlan, serialization: Serialization) -> etree._Element:
             "name": col.name,
             "ID": plan.field_id,
             "datatype": plan.datatype,
-            "arraysize": plan.arraysize,
+            # one character: no arraysize (VOTable 1.3 Erratum 3 deprecates arraysize="1")
+            "arraysize": None if plan.kind == "text" and plan.arraysize == "1" else plan.arraysize,
             "unit": col.unit or None,
             "ucd": col.ucd or None,
             "utype": col.utype or None,

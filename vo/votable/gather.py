@@ -91,27 +91,31 @@ class Var:
 
 
 class Text(Var):
-    """ASCII text at ``buf[off[i] : off[i] + count[i]]`` as UTF-16 (a zero byte before each byte)."""
+    """ASCII text at ``buf[off[i] : off[i] + count[i]]`` as UTF-16 (a zero byte before each byte),
+    or as the bytes themselves when ``step`` is 1 (VOTable ``char``)."""
 
     def __init__(self, buf: np.ndarray, off: np.ndarray, count: np.ndarray, extra: dict[int, bytes],
-                 block: np.ndarray | None = None) -> None:
-        super().__init__(count * 2, extra)
-        self.buf, self.off, self.count, self.block = buf, off, count, block
+                 block: np.ndarray | None = None, step: int = 2) -> None:
+        super().__init__(count * step, extra)
+        self.buf, self.off, self.count, self.block, self.step = buf, off, count, block, step
 
     def fill(self, region: np.ndarray) -> None:
-        n = self.width // 2
+        step = self.step
+        n = self.width // step
         if n:
-            region[:, 0::2] = 0
+            if step == 2:
+                region[:, 0::2] = 0
             # reading n bytes from each start runs into the next fields: garbage past the size
             if self.block is not None and self.block.shape[1] >= n:
-                region[:, 1::2] = self.block[:, :n]
+                region[:, step - 1 :: step] = self.block[:, :n]
             else:
-                region[:, 1::2] = windows(self.buf, n)[np.minimum(self.off, len(self.buf) - n)]
+                region[:, step - 1 :: step] = windows(self.buf, n)[np.minimum(self.off, len(self.buf) - n)]
         self._extra_rows(region)
 
     def write(self, out: np.ndarray, dst: np.ndarray) -> None:
         count = self._plain(self.count)
-        idx = ranges(dst + 1, count, 2)  # each ASCII byte lands after a zero byte already in ``out``
+        # UTF-16: each ASCII byte lands after a zero byte already in ``out``
+        idx = ranges(dst + self.step - 1, count, self.step)
         if len(idx):
             out[idx] = self.buf[ranges(self.off, count)]
         self._extra_rows(None, out, dst)

@@ -59,7 +59,9 @@ class ResultFormat:
 FORMATS: dict[str, ResultFormat] = {
     f.name: f
     for f in (
-        ResultFormat("votable", "application/x-votable+xml", "binary", "binary"),
+        # DALI 1.1 section 3.3.1 lets the media type name the serialization; BINARY2 is not every
+        # reader's default, so it is said, as for the other two
+        ResultFormat("votable", "application/x-votable+xml;serialization=BINARY2", "binary", "binary"),
         ResultFormat("votable/td", "application/x-votable+xml;serialization=TABLEDATA", "tabledata", "text"),
         ResultFormat("votable/b", "application/x-votable+xml;serialization=BINARY", "binary", "binary"),
         ResultFormat("csv", "text/csv;header=present", "csv", "csv"),
