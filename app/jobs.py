@@ -33,7 +33,7 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
     return {
         "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
                        upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes),
-                       max_query_length=settings.adql_max_length),
+                       max_query_length=settings.adql_max_length, base_url=settings.public_url),
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),

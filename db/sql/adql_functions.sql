@@ -120,3 +120,18 @@ AS $$ SELECT CASE WHEN p <@ g THEN 0.0 ELSE vlkb_arcs_distance(p, vlkb_dali_poly
 CREATE OR REPLACE FUNCTION vlkb_distance(p spoint, g spath) RETURNS float8
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT vlkb_arcs_distance(p, vlkb_dali_path(g), false) $$;
+
+-- An absolute URL from a reference stored relative to the service's public base URL
+-- (ivoa.obscore access_url and preview: 'datalink/links?ID=...'), so the answers follow
+-- VLKB_BASE_URL without re-ingest. The base is the caller's session setting vlkb.base_url
+-- (db/session.py); a value that is already absolute (has a scheme) is left alone, and so is
+-- every value when no base is set. STABLE, not IMMUTABLE: the answer depends on a setting.
+CREATE OR REPLACE FUNCTION vlkb_public_url(ref text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+  SELECT CASE
+    WHEN ref ~ '^[A-Za-z][A-Za-z0-9+.-]*:' THEN ref
+    WHEN coalesce(current_setting('vlkb.base_url', true), '') = '' THEN ref
+    ELSE rtrim(current_setting('vlkb.base_url', true), '/') || '/' || ltrim(ref, '/')
+  END
+$$;
