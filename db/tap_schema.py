@@ -28,7 +28,7 @@ def column_rows(table: Table) -> list[tuple]:
             c.description, c.utype, c.unit, c.ucd, int(c.name.lower() in indexed), int(c.principal),
             int(c.std), i + 1,
         )
-        for i, c in enumerate(table.columns)
+        for i, c in enumerate(table.published_columns)
     ]
 
 
