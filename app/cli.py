@@ -158,9 +158,7 @@ def _load_demo(settings: Settings, url: str, scale: int, force: bool) -> None:
         if demo_loaded(conn) and not force:
             typer.echo("demo data already loaded (use --force to reload)")
             return
-        report = load_demo(
-            conn, settings.data_dir, scale=scale, authority=settings.authority, base_url=settings.public_url
-        )
+        report = load_demo(conn, settings.data_dir, scale=scale, authority=settings.authority)
     typer.echo(report)
 
 
@@ -229,8 +227,7 @@ def ingest_datasets(
         url = _ensure_database(settings)
         try:
             with psycopg.connect(url) as conn, file_progress(len(files), f"ingest {survey}") as advance:
-                report = ingest(conn, info, files, authority=settings.authority, base_url=settings.public_url,
-                                on_file=advance)
+                report = ingest(conn, info, files, authority=settings.authority, on_file=advance)
         except MissingOptionError as exc:
             raise _fail(str(exc)) from None
         for old, _ in report.replaced:

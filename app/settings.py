@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port the HTTP server listens on.")
     base_url: str | None = Field(
         None,
-        description="Public base URL of the service (https://vo.example.org). Used in access URLs "
-        "written at ingest and in capabilities; unset: http://HOST:PORT.",
+        description="Public base URL of the service (https://vo.example.org). Every URL an answer gives "
+        "(ObsCore access_url and preview, DataLink links, capabilities, job locations) starts with it; "
+        "changing it needs no re-ingest. Unset: the request's host when it is an allowed one, else "
+        "http://HOST:PORT (async TAP jobs always use this base or http://HOST:PORT).",
     )
     allowed_hosts: list[str] = Field(
         [],

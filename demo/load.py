@@ -30,7 +30,7 @@ def demo_loaded(conn: psycopg.Connection) -> bool:
 
 
 def load_demo(
-    conn: psycopg.Connection, data_dir: Path, *, scale: int = 1, authority: str, base_url: str,
+    conn: psycopg.Connection, data_dir: Path, *, scale: int = 1, authority: str,
     seed: int = DEFAULT_SEED,
 ) -> str:
     """Generate the demo under ``data_dir`` and load it; returns a short report.
@@ -43,7 +43,7 @@ def load_demo(
     t1 = time.monotonic()
     lines = []
     for survey in demo.surveys:
-        report = ingest_datasets(conn, survey, demo.files[survey], authority=authority, base_url=base_url)
+        report = ingest_datasets(conn, survey, demo.files[survey], authority=authority)
         if report.failed:
             raise RuntimeError("demo ingest failed: " + report.summary())
         lines.append(report.summary())
