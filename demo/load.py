@@ -23,10 +23,11 @@ __all__ = ["demo_loaded", "load_demo"]
 
 def demo_loaded(conn: psycopg.Connection) -> bool:
     """True when datasets and catalogue rows are present (the demo or real data)."""
-    datasets = conn.execute("SELECT EXISTS (SELECT 1 FROM ivoa.obscore)").fetchone()[0]
-    sources = conn.execute("SELECT EXISTS (SELECT 1 FROM compactsources.band70um)").fetchone()[0]
+    # SELECT EXISTS always answers one row
+    datasets = conn.execute("SELECT EXISTS (SELECT 1 FROM ivoa.obscore)").fetchone()
+    sources = conn.execute("SELECT EXISTS (SELECT 1 FROM compactsources.band70um)").fetchone()
     conn.rollback()
-    return bool(datasets and sources)
+    return bool(datasets and datasets[0] and sources and sources[0])
 
 
 def load_demo(

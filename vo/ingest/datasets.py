@@ -250,10 +250,13 @@ def _upsert(conn: psycopg.Connection, qualified: str, row: dict[str, Any], key: 
 
 
 def _upsert_survey(conn: psycopg.Connection, info: SurveyInfo) -> None:
-    count = conn.execute(
+    assert info.groups is not None  # ingest() reads the survey's current policy when none is given
+    counted = conn.execute(
         "SELECT count(*) FROM ivoa.obscore WHERE obs_collection = %s AND obs_title = %s",
         (info.name, info.obs_title),
-    ).fetchone()[0]
+    ).fetchone()
+    assert counted is not None  # count(*) always answers one row
+    count = counted[0]
     _upsert(conn, "datasets.surveys", {
         "name": info.name, "species": info.species, "transition": info.transition,
         "description": info.description, "rest_frequency": info.rest_frequency,
@@ -398,8 +401,8 @@ def ingest_datasets(
     """
     info = survey_info(survey)
     if info.groups is None:  # keep the survey's policy
-        found = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
-        info = replace(info, groups=tuple(found[0]) if found else ())
+        policy = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
+        info = replace(info, groups=tuple(policy[0]) if policy else ())
     species_given = bool(info.species)
     report = IngestReport(survey=info.name if not info.complete else f"{info.name} ({info.obs_title})")
     writer = _Writer(conn, info.name)
