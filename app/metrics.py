@@ -23,6 +23,7 @@ intends: a process has one set of counters, whatever number of apps it builds.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -88,18 +89,23 @@ class RequestMetrics:
             return
         start = time.perf_counter()
         status = 500  # what the server answers if the app fails before starting its answer
+        started = False
         sent = 0
 
         async def counting_send(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, receive, counting_send)
+        except asyncio.CancelledError:
+            if not started:
+                status = 499  # the client left before an answer began (app/lifecycle.py cancelled the work)
+            raise
         finally:
             seconds = time.perf_counter() - start
             route, method = _route(scope), scope["method"]
