@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -158,9 +159,7 @@ def _load_demo(settings: Settings, url: str, scale: int, force: bool) -> None:
         if demo_loaded(conn) and not force:
             typer.echo("demo data already loaded (use --force to reload)")
             return
-        report = load_demo(
-            conn, settings.data_dir, scale=scale, authority=settings.authority, base_url=settings.public_url
-        )
+        report = load_demo(conn, settings.data_dir, scale=scale, authority=settings.authority)
     typer.echo(report)
 
 
@@ -233,8 +232,7 @@ def ingest_datasets(
         url = _ensure_database(settings)
         try:
             with psycopg.connect(url) as conn, file_progress(len(files), f"ingest {survey}") as advance:
-                report = ingest(conn, info, files, authority=settings.authority, base_url=settings.public_url,
-                                on_file=advance)
+                report = ingest(conn, info, files, authority=settings.authority, on_file=advance)
         except MissingOptionError as exc:
             raise _fail(str(exc)) from None
         for old, _ in report.replaced:
@@ -364,9 +362,21 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _metrics_dir(settings: Settings) -> None:
+    """Give prometheus_client's multiprocess mode an empty directory (app/metrics.py), unless the operator
+    named one: it must be set before prometheus_client is imported, and emptied between runs."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    where = settings.home / "run" / "metrics"
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(where)
+
+
 def _serve(settings: Settings, demo: bool) -> None:
     import uvicorn
 
+    _metrics_dir(settings)
     from app.main import create_app
 
     if not _port_free(settings.host, settings.port):
@@ -380,7 +390,7 @@ def _serve(settings: Settings, demo: bool) -> None:
                 _load_demo(settings, url, settings.demo_scale, force=False)
         typer.echo(f"serving {settings.public_url}/ (Ctrl-C to stop)")
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, access_log=False)  # app/metrics.py logs each request once
     finally:
         if started_here:
             with _operator_errors():

@@ -9,13 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from app.quotas import caller_settings
 from app.settings import Settings
 
 __all__ = ["DbPool", "AppSettings", "base_url"]
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def _pool(request: Request) -> AsyncConnectionPool:
@@ -65,6 +62,7 @@ def base_url(request: Request) -> str:
     return settings.public_url
 
 
-AppSettings = Annotated[Settings, Depends(_settings)]
+#: the settings as they apply to the caller (its quota class's MAXREC, upload and duration limits)
+AppSettings = Annotated[Settings, Depends(caller_settings)]
 DbPool = Annotated[AsyncConnectionPool, Depends(_pool)]
 BaseUrl = Annotated[str, Depends(base_url)]

@@ -36,7 +36,7 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
                        upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes,
                                                   settings.upload_max_columns),
                        fetch_policy=FetchPolicy(tuple(settings.upload_url_allow_hosts), settings.upload_url_timeout),
-                       max_query_length=settings.adql_max_length),
+                       max_query_length=settings.adql_max_length, base_url=settings.public_url),
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 __all__ = ["configure_logging", "mark_logged"]
 
@@ -59,7 +60,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
         return record
 
 
-def _record_context(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _record_context(logger: Any, name: str, event: EventDict) -> EventDict:
     """Merge the context captured by :class:`_QueueHandler` into a stdlib record's event."""
     record = event.get("_record")
     context = getattr(record, "vlkb_context", None)
@@ -79,13 +80,13 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     """Route stdlib and structlog records through one renderer at ``level``, rendered and written
     by a listener thread."""
     global _listener
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Any
+    renderer: list[Processor]
     if json:
         # the traceback as one plain string field, not the exception's repr
         renderer = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]

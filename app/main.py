@@ -24,8 +24,10 @@ from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.lifecycle import RequestLifecycle
 from app.logging import configure_logging
+from app.metrics import RequestMetrics, get_metrics
 from app.params import checked_path
 from app.pool import ServicePool
+from app.quotas import job_quota, query_quota
 from app.routers import (
     datalink,
     examples,
@@ -140,8 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers["X-VO-Authenticated"] = header_text(identity.user)
         return response
 
+    app.add_middleware(RequestMetrics)  # counts and logs each request once its answer is complete
     # outermost of ours: it sees the client leave whatever the inner layers are doing
     app.add_middleware(RequestLifecycle)
+    app.add_api_route("/metrics", get_metrics, include_in_schema=False)  # Prometheus (app/metrics.py)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def get_openapi() -> JSONResponse:
@@ -153,13 +157,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(home.router)
     app.include_router(vosi.router)
-    app.include_router(tap.router)
-    app.include_router(tap_async.router)
+    app.include_router(tap.router, dependencies=[Depends(query_quota)])
+    app.include_router(tap_async.router, dependencies=[Depends(job_quota)])
     app.include_router(examples.router)
-    app.include_router(sia.router)
+    app.include_router(sia.router, dependencies=[Depends(query_quota)])
     app.include_router(datalink.router)
-    app.include_router(soda.router)
-    app.include_router(soda_async.router)
+    app.include_router(soda.router, dependencies=[Depends(query_quota)])
+    app.include_router(soda_async.router, dependencies=[Depends(job_quota)])
     app.include_router(sedfit.router)
     app.include_router(oai.router)
     app.include_router(moc.router)

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
+from starlette.types import Message, Receive
 
 from vo.dali import refuse_nul
 from vo.errors import RequestTimeoutError, TooLargeError, UnsupportedEncodingError, UsageError
@@ -37,9 +38,6 @@ __all__ = ["FORM_SLACK", "RawParams", "RequestParams", "checked_path", "request_
 
 #: bytes allowed in a form body besides the uploaded tables (QUERY and the other fields)
 FORM_SLACK = 1 << 20
-
-_Receive = Callable[[], Awaitable[dict[str, Any]]]
-
 
 @dataclass
 class RawParams:
@@ -88,7 +86,7 @@ class _Deadline:
         self.end = time.monotonic() + total
         self.idle = idle
 
-    async def receive(self, receive: _Receive) -> dict[str, Any]:
+    async def receive(self, receive: Receive) -> Message:
         wait = min(self.idle, self.end - time.monotonic())
         try:
             if wait <= 0:
@@ -100,7 +98,7 @@ class _Deadline:
                 "the connection is closed") from None
 
 
-async def _drain(receive: _Receive, budget: int, deadline: _Deadline) -> None:
+async def _drain(receive: Receive, budget: int, deadline: _Deadline) -> None:
     """Read and drop what is left of the body, at most ``budget`` bytes, within the deadline."""
     while budget > 0:
         try:
@@ -114,12 +112,12 @@ async def _drain(receive: _Receive, budget: int, deadline: _Deadline) -> None:
             return
 
 
-def _bounded(receive: _Receive, limit: int, deadline: _Deadline) -> _Receive:
+def _bounded(receive: Receive, limit: int, deadline: _Deadline) -> Receive:
     """``receive`` that raises TooLargeError once the body passes ``limit`` bytes, and
     RequestTimeoutError when the next piece comes too late."""
     seen = 0
 
-    async def bounded() -> dict[str, Any]:
+    async def bounded() -> Message:
         nonlocal seen
         message = await deadline.receive(receive)
         if message["type"] == "http.request":
@@ -160,11 +158,11 @@ async def request_params(request: Request) -> AsyncIterator[RawParams]:
                 raise
             except Exception as exc:  # malformed bodies are the client's fault
                 raise UsageError(f"cannot read the request body: {exc}") from None
-            for key, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    raw.files[key] = value
+            for key, part in form.multi_items():
+                if isinstance(part, UploadFile):
+                    raw.files[key] = part
                 else:
-                    _add(raw, key, value)
+                    _add(raw, key, part)
     try:
         yield raw
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
+from app.metrics import POOL_IN_USE, POOL_WAITING
 from vo.errors import TransientError
 
 __all__ = ["BusyError", "ServicePool", "UNAVAILABLE"]
@@ -57,6 +58,7 @@ class ServicePool(AsyncConnectionPool):
         return BusyError(f"the service is busy ({why}); retry in {self.retry_after} s", self.retry_after)
 
     async def getconn(self, timeout: float | None = None) -> AsyncConnection[Any]:
+        POOL_WAITING.inc()
         try:
             conn = await super().getconn(timeout)
         except TooManyRequests:
@@ -67,9 +69,13 @@ class ServicePool(AsyncConnectionPool):
                 raise self._busy(f"all {self.max_size} database connections stayed in use for "
                                  f"{self.timeout if timeout is None else timeout:g} s") from None
             raise TransientError(UNAVAILABLE) from exc
+        finally:
+            POOL_WAITING.dec()
         self.in_use += 1
+        POOL_IN_USE.inc()
         return conn
 
     async def putconn(self, conn: AsyncConnection[Any]) -> None:
         self.in_use -= 1
+        POOL_IN_USE.dec()
         await super().putconn(conn)

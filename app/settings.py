@@ -9,10 +9,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "settings_markdown"]
+__all__ = ["QuotaLimits", "Settings", "settings_markdown"]
+
+
+class QuotaLimits(BaseModel):
+    """The limits of one identity class (``VLKB_QUOTA_*``, JSON objects); a missing key means no limit of
+    its own (the service-wide setting applies). Enforced by ``app/quotas.py``, per client: an authenticated
+    user, or an anonymous client's address."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sync_concurrent: int | None = Field(None, ge=1, description="synchronous queries running at once")
+    queries_per_window: int | None = Field(None, ge=1, description="queries and job creations per VLKB_QUOTA_WINDOW")
+    jobs_active: int | None = Field(None, ge=1, description="async jobs QUEUED or EXECUTING at once")
+    maxrec: int | None = Field(None, ge=0, description="hard MAXREC (lowers VLKB_MAXREC_LIMIT)")
+    upload_bytes: int | None = Field(None, ge=0, description="upload bytes (lowers VLKB_UPLOAD_MAX_BYTES)")
+    execution_duration: int | None = Field(None, ge=1, description="async execution duration, s "
+                                           "(lowers VLKB_EXECUTION_DURATION)")
+
+
+_QUOTA_KEYS = "keys: " + ", ".join(f"`{k}` ({f.description})" for k, f in QuotaLimits.model_fields.items())
 
 
 class Settings(BaseSettings):
@@ -43,8 +62,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port the HTTP server listens on.")
     base_url: str | None = Field(
         None,
-        description="Public base URL of the service (https://vo.example.org). Used in access URLs "
-        "written at ingest and in capabilities; unset: http://HOST:PORT.",
+        description="Public base URL of the service (https://vo.example.org). Every URL an answer gives "
+        "(ObsCore access_url and preview, DataLink links, capabilities, job locations) starts with it; "
+        "changing it needs no re-ingest. Unset: the request's host when it is an allowed one, else "
+        "http://HOST:PORT (async TAP jobs always use this base or http://HOST:PORT).",
     )
     allowed_hosts: list[str] = Field(
         [],
@@ -243,6 +264,24 @@ class Settings(BaseSettings):
         "(bearer tokens work everywhere).",
     )
 
+    quota_anonymous: QuotaLimits = Field(
+        QuotaLimits(),
+        description="Limits of each anonymous client (by address), a JSON object, e.g. "
+        "`{\"sync_concurrent\": 2, \"queries_per_window\": 60, \"jobs_active\": 2}`; " + _QUOTA_KEYS
+        + ". Over a limit: 429 with Retry-After (docs/operations.md, Quotas).",
+    )
+    quota_authenticated: QuotaLimits = Field(
+        QuotaLimits(), description="Limits of each authenticated user not in a group of VLKB_QUOTA_GROUPS "
+        "(same keys as VLKB_QUOTA_ANONYMOUS).",
+    )
+    quota_groups: dict[str, QuotaLimits] = Field(
+        {}, description="Limits of the users of named groups, a JSON object of group name to limits (same keys): "
+        "they replace VLKB_QUOTA_AUTHENTICATED; a user in several gets the most generous value of each key.",
+    )
+    quota_window: float = Field(
+        60.0, gt=0, description="The window of `queries_per_window`, seconds (a sliding window).",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -293,5 +332,7 @@ def settings_markdown() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "unset" if default is None else f"`{default}`"
+        if isinstance(default, BaseModel):
+            shown = f"`{default.model_dump_json(exclude_none=True)}`"
         lines.append(f"| `VLKB_{name.upper()}` | {shown} | {field.description} |")
     return "\n".join(lines) + "\n"

@@ -65,10 +65,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         with psycopg.connect(args.url) as conn:
             survey = {"name": SURVEY, "species": "Continuum", "transition": "70 um"}
             t0 = time.perf_counter()
-            report = ingest_datasets(conn, survey, paths, authority="bench.local", base_url="http://bench")
+            report = ingest_datasets(conn, survey, paths, authority="bench.local")
             took = time.perf_counter() - t0
             t0 = time.perf_counter()
-            again = ingest_datasets(conn, survey, paths, authority="bench.local", base_url="http://bench")
+            again = ingest_datasets(conn, survey, paths, authority="bench.local")
             took_again = time.perf_counter() - t0
             for sql in ("DELETE FROM ivoa.obscore WHERE obs_collection = %s",
                         "DELETE FROM vlkb.datasets WHERE survey = %s",

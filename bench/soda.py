@@ -100,7 +100,7 @@ def _prepare(home: Path) -> tuple[EmbeddedCluster, dict[str, list[str]], dict[st
             survey = {"name": f"BENCH-{name}", "species": "13CO" if cube else "Continuum",
                       "transition": "1-0" if cube else "160 um", "rest_frequency": REST if cube else None,
                       "velocity_unit": "m/s" if cube else None, "dataproduct_type": "cube" if cube else "image"}
-            ingest_datasets(conn, survey, paths, authority=AUTHORITY, base_url="http://127.0.0.1")
+            ingest_datasets(conn, survey, paths, authority=AUTHORITY)
             conn.commit()
             dids[name] = [r[0] for r in conn.execute(
                 "SELECT publisher_did FROM vlkb.datasets WHERE path = ANY(%s) ORDER BY path",

@@ -8,6 +8,7 @@ leaves exactly one winner (STYLE section 6).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,6 +99,7 @@ class JobStore:
     async def get(self, job_id: str) -> JobRow | None:
         return await self._one(f"SELECT {_COLUMNS} FROM vlkb.jobs WHERE job_id = %s", (job_id,))
 
+    # this method hides the type ``list`` in the class body: later annotations say ``builtins.list``
     async def list(self, kind: str, owner: str, *, phases: Sequence[str] = (), after: datetime | None = None,
                    last: int | None = None) -> list[JobRow]:
         """``owner``'s jobs of ``kind``, oldest first; ``last``: only the newest ``last`` of them."""
@@ -195,7 +197,7 @@ class JobStore:
             (execution_duration, job_id),
         )
 
-    async def update_parameters(self, job_id: str, parameters: dict[str, list[str]]) -> JobRow | None:
+    async def update_parameters(self, job_id: str, parameters: dict[str, builtins.list[str]]) -> JobRow | None:
         """Replace the parameters of a PENDING job."""
         return await self._one(
             f"UPDATE vlkb.jobs SET parameters = %s WHERE job_id = %s AND phase = 'PENDING' RETURNING {_COLUMNS}",
@@ -207,7 +209,7 @@ class JobStore:
             cur = await conn.execute("DELETE FROM vlkb.jobs WHERE job_id = %s", (job_id,))
             return cur.rowcount > 0
 
-    async def expired(self) -> list[str]:
+    async def expired(self) -> builtins.list[str]:
         """Delete the jobs past their destruction time; their ids."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -215,7 +217,7 @@ class JobStore:
             )
             return [r[0] for r in await cur.fetchall()]
 
-    async def results(self, job_id: str) -> list[ResultRow]:
+    async def results(self, job_id: str) -> builtins.list[ResultRow]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=class_row(ResultRow)) as cur:
             await cur.execute(
                 "SELECT job_id, result_id, location, mime_type, size FROM vlkb.job_results"
@@ -224,7 +226,7 @@ class JobStore:
             )
             return await cur.fetchall()
 
-    async def executing(self) -> list[JobRow]:
+    async def executing(self) -> builtins.list[JobRow]:
         """Every EXECUTING job, whoever runs it (for the reaper)."""
         return await self._many(f"SELECT {_COLUMNS} FROM vlkb.jobs WHERE phase = 'EXECUTING'", ())
 

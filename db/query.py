@@ -300,6 +300,7 @@ def stream_copy(
     groups: Sequence[str] = (),
     batch_bytes: int = 1 << 19,
     tables: Sequence[TempTable] = (),
+    base_url: str | None = None,
 ) -> Iterator[CopyBatch]:
     """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
 
@@ -307,6 +308,7 @@ def stream_copy(
     must be idle (no transaction open). The transaction is read-only, runs as ``role``
     (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds
     and sees what a caller in ``groups`` may read (row-level security, anonymous by default),
+    with ``base_url`` as the public base URL of stored relative URLs (:mod:`db.session`),
     and is rolled back when the generator ends, fails or is closed early; if that cleanup
     itself fails, the connection is closed. Database errors are psycopg exceptions.
     ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
@@ -316,13 +318,15 @@ def stream_copy(
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
     version = conn.info.server_version
-    setup = (read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
+    setup = (read_only_after(role) if tables
+             else setup_statement(role, timeout, version, groups, base_url=base_url)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     waiter = _Waiter(conn.pgconn)
     try:
         if tables:
             # sent as is: psycopg's execute() would open its own transaction first
-            writable = setup_statement(None, timeout, version, groups, read_only=False).as_bytes(conn)
+            writable = setup_statement(None, timeout, version, groups, read_only=False,
+                                       base_url=base_url).as_bytes(conn)
             _run_sync(_exec_gen(conn.pgconn, writable), conn.pgconn)
             load_tables(conn, tables, grant_to=role)
         for item in gen:
@@ -395,6 +399,7 @@ async def astream_copy(
     groups: Sequence[str] = (),
     batch_bytes: int = 1 << 19,
     tables: Sequence[TempTable] = (),
+    base_url: str | None = None,
 ) -> AsyncIterator[CopyBatch]:
     """The asyncio variant of :func:`stream_copy`, for a pooled ``AsyncConnection``.
 
@@ -407,13 +412,15 @@ async def astream_copy(
     statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
     state = {"copying": False}
     version = conn.info.server_version
-    setup = (read_only_after(role) if tables else setup_statement(role, timeout, version, groups)).as_bytes(conn)
+    setup = (read_only_after(role) if tables
+             else setup_statement(role, timeout, version, groups, base_url=base_url)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False
     try:
         if tables:
-            writable = setup_statement(None, timeout, version, groups, read_only=False).as_bytes(conn)
+            writable = setup_statement(None, timeout, version, groups, read_only=False,
+                                       base_url=base_url).as_bytes(conn)
             await _run_async(_exec_gen(pgconn, writable), pgconn)
             await aload_tables(conn, tables, grant_to=role)
         for item in gen:

@@ -31,11 +31,15 @@ LOOKUP_TIMEOUT = 30.0
 
 
 def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000,
-                    groups: Sequence[str] = (), *, read_only: bool = True, begin: bool = True) -> sql.Composed:
+                    groups: Sequence[str] = (), *, read_only: bool = True, begin: bool = True,
+                    base_url: str | None = None) -> sql.Composed:
     """Start the caller's transaction and fix every setting the output formats depend on.
 
     ``groups`` are the caller's groups: the row-level security policies read them from
-    ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous.
+    ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous. ``base_url`` is the public
+    base URL the answer names the service by: ``vlkb_public_url`` (``db/sql/adql_functions.sql``)
+    reads it from ``vlkb.base_url`` to make the stored relative URLs absolute; None leaves them
+    relative.
 
     ``extra_float_digits`` > 0 makes text output of floats the shortest exact form
     (PostgreSQL 12+), so text formats give back exactly the stored values. From PostgreSQL
@@ -62,6 +66,8 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
     if timeout is not None:
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
     parts.append(sql.SQL("SET LOCAL \"vlkb.groups\" = {}").format(sql.Literal(json.dumps(list(groups)))))
+    if base_url:
+        parts.append(sql.SQL("SET LOCAL \"vlkb.base_url\" = {}").format(sql.Literal(base_url)))
     if role is not None:
         parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     return sql.SQL("; ").join(parts)

@@ -13,16 +13,13 @@ from schemas import Table, load_schemas
 __all__ = ["refresh", "column_rows"]
 
 
-def _indexed(table: Table) -> set[str]:
-    cols = {c.lower() for idx in table.indexes for c in idx.columns[:1]}
-    if table.primary_key:
-        cols.add(table.primary_key[0].lower())
-    return cols
-
-
 def column_rows(table: Table) -> list[tuple]:
-    """The ``TAP_SCHEMA.columns`` rows of one table, in declaration order."""
-    indexed = _indexed(table)
+    """The ``TAP_SCHEMA.columns`` rows of one table's published columns, in declaration order.
+
+    Internal columns (the point columns behind the spatial indexes) are not listed; the
+    published columns they are computed from are flagged as indexed.
+    """
+    indexed = table.indexed_columns()
     return [
         (
             table.qualified_name, c.adql_name, c.info.datatype, c.votable_arraysize, c.info.xtype,
@@ -31,7 +28,7 @@ def column_rows(table: Table) -> list[tuple]:
             c.description, c.utype, c.unit, c.ucd, int(c.name.lower() in indexed), int(c.principal),
             int(c.std), i + 1,
         )
-        for i, c in enumerate(table.columns)
+        for i, c in enumerate(table.published_columns)
     ]
 
 

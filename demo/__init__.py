@@ -8,6 +8,7 @@ No database access here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class DemoData:
 
     surveys: tuple[Survey, ...]
     files: dict[Survey, list[Path]]
-    tables: dict[str, dict[str, np.ndarray | list]]
+    tables: dict[str, Mapping[str, np.ndarray | list]]
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table."""
@@ -55,5 +56,7 @@ def generate(data_dir: Path, *, scale: int = 1, seed: int = DEFAULT_SEED) -> Dem
     structures = make_structures(seed, scale)
     sky = make_sky(seed, scale, structures)
     files = {survey: write_survey(data_dir, survey, layout, sky, structures, seed) for survey, layout in DEMO_SURVEYS}
-    tables = {**sky.tables, **structures.tables, "compactsources.sed_models": make_sed_models()}
+    tables: dict[str, Mapping[str, np.ndarray | list]] = {
+        **sky.tables, **structures.tables, "compactsources.sed_models": make_sed_models(),
+    }
     return DemoData(surveys=tuple(s for s, _ in DEMO_SURVEYS), files=files, tables=tables)

@@ -193,6 +193,7 @@ def _draw_part(flat: np.ndarray, shape: tuple[int, int], r: int, x: np.ndarray, 
     if velocity is None:
         flat += np.bincount(pix, weights=val[ok], minlength=flat.size).astype(flat.dtype)
         return
+    assert b.vel is not None and b.dv is not None  # blobs drawn into a cube carry velocities and line widths
     nchan = len(velocity)
     dv0 = velocity[1] - velocity[0]
     sig = b.dv / _FWHM

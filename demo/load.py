@@ -23,14 +23,15 @@ __all__ = ["demo_loaded", "load_demo"]
 
 def demo_loaded(conn: psycopg.Connection) -> bool:
     """True when datasets and catalogue rows are present (the demo or real data)."""
-    datasets = conn.execute("SELECT EXISTS (SELECT 1 FROM ivoa.obscore)").fetchone()[0]
-    sources = conn.execute("SELECT EXISTS (SELECT 1 FROM compactsources.band70um)").fetchone()[0]
+    # SELECT EXISTS always answers one row
+    datasets = conn.execute("SELECT EXISTS (SELECT 1 FROM ivoa.obscore)").fetchone()
+    sources = conn.execute("SELECT EXISTS (SELECT 1 FROM compactsources.band70um)").fetchone()
     conn.rollback()
-    return bool(datasets and sources)
+    return bool(datasets and datasets[0] and sources and sources[0])
 
 
 def load_demo(
-    conn: psycopg.Connection, data_dir: Path, *, scale: int = 1, authority: str, base_url: str,
+    conn: psycopg.Connection, data_dir: Path, *, scale: int = 1, authority: str,
     seed: int = DEFAULT_SEED,
 ) -> str:
     """Generate the demo under ``data_dir`` and load it; returns a short report.
@@ -43,7 +44,7 @@ def load_demo(
     t1 = time.monotonic()
     lines = []
     for survey in demo.surveys:
-        report = ingest_datasets(conn, survey, demo.files[survey], authority=authority, base_url=base_url)
+        report = ingest_datasets(conn, survey, demo.files[survey], authority=authority)
         if report.failed:
             raise RuntimeError("demo ingest failed: " + report.summary())
         lines.append(report.summary())

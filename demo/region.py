@@ -8,12 +8,14 @@ stored in [0, 360) while the geometry is computed on the signed longitude ``l - 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "B_MAX",
     "B_MIN",
+    "Columns",
     "L_MAX",
     "L_MIN",
     "legacy_contour",
@@ -27,6 +29,9 @@ __all__ = [
 L_MIN, L_MAX = -1.5, 1.5
 #: Galactic latitude range of the demo (degrees).
 B_MIN, B_MAX = -1.0, 1.0
+
+#: A demo table by columns: a numpy array, or a list of str (or None), per column name.
+Columns = dict[str, np.ndarray | list[Any]]
 
 
 def rng_for(seed: int, *name: str | int) -> np.random.Generator:

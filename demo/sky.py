@@ -15,17 +15,22 @@ Everything is vectorised; the only loops are over bands.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from demo.physics import ARCSEC, C_CGS, KPC_CM, LSUN, MSUN, greybody
-from demo.region import B_MAX, B_MIN, L_MAX, L_MIN, rng_for, to_icrs, wrap360
+from demo.region import B_MAX, B_MIN, L_MAX, L_MIN, Columns, rng_for, to_icrs, wrap360
 from demo.structures import Structures
 from demo.surveys import DEMO_SURVEYS
 
 __all__ = ["BANDS", "Band", "Sky", "make_sky"]
 
 _ARCSEC = ARCSEC
+
+#: One band's detections: numpy columns, and ``designation`` a list of str (typed loosely: a
+#: TypedDict of a dozen float columns would say little more)
+Detections = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class Sky:
     mass: np.ndarray
     tdust: np.ndarray
     protostellar: np.ndarray
-    tables: dict[str, dict[str, object]]
+    tables: dict[str, Columns]
 
 
 def _fmt_gal(prefix: str, lon: np.ndarray, b: np.ndarray, digits: int) -> list[str]:
@@ -234,7 +239,7 @@ def _stars(seed: int, scale: int, band: Band) -> dict[str, np.ndarray]:
     }
 
 
-def _band_table(band: Band, det: dict[str, np.ndarray]) -> dict[str, object]:
+def _band_table(band: Band, det: Detections) -> Columns:
     ra, dec = to_icrs(wrap360(det["lon"]), det["b"])
     tile = [f"l{int(x) % 360:03d}" for x in np.rint(det["lon"]).tolist()]
     return {
@@ -253,15 +258,15 @@ def make_sky(seed: int, scale: int, structures: Structures) -> Sky:
     c = _clumps(seed, scale, structures)
     n = len(c["lon"])
     is_root = c["intree"] == 1
-    tables: dict[str, dict[str, object]] = {}
+    tables: dict[str, Columns] = {}
     # per band: which clump each detection is, or -1
     det_of: dict[str, np.ndarray] = {}
-    dets: dict[str, dict[str, np.ndarray]] = {}
+    dets: dict[str, Detections] = {}
     for band in BANDS + _ANCILLARY:
         rng = rng_for(seed, "measure", band.key)
         # companions are blended with their root at 250 um and longer
         allowed = is_root | (band.wavelength < 200)
-        det = _measure(rng, band, c, allowed)
+        det: Detections = _measure(rng, band, c, allowed)
         det["designation"] = _designations(band, det["lon"], det["b"])
         keep = _first_unique(det["designation"])
         det = {k: (np.asarray(v)[keep] if k != "designation" else [d for d, x in zip(v, keep, strict=True) if x])
@@ -273,7 +278,7 @@ def make_sky(seed: int, scale: int, structures: Structures) -> Sky:
         if band in BANDS:
             rows = det
             if band.key == "24":
-                stars = _stars(seed, scale, band)
+                stars: Detections = _stars(seed, scale, band)
                 stars["designation"] = _designations(band, stars["lon"], stars["b"])
                 rows = {k: (np.concatenate([det[k], stars[k]]) if k != "designation"
                             else det[k] + stars[k]) for k in det}
@@ -289,8 +294,8 @@ def make_sky(seed: int, scale: int, structures: Structures) -> Sky:
     )
 
 
-def _sed_view(seed: int, c: dict[str, np.ndarray], dets: dict[str, dict[str, np.ndarray]],
-              det_of: dict[str, np.ndarray]) -> tuple[dict[str, object], dict[str, object]]:
+def _sed_view(seed: int, c: dict[str, np.ndarray], dets: dict[str, Detections],
+              det_of: dict[str, np.ndarray]) -> tuple[Columns, Columns]:
     rng = rng_for(seed, "sed_view")
     n = len(c["lon"])
     tree = c["tree"]
@@ -300,7 +305,7 @@ def _sed_view(seed: int, c: dict[str, np.ndarray], dets: dict[str, dict[str, np.
     src = {k: root_of if k in long_keys else np.arange(n) for k in long_keys + short_keys}
     higal = sum((det_of[k][src[k]] >= 0).astype(int) for k in ("500", "350", "250", "160", "70"))
     rows = np.flatnonzero(higal >= 2)
-    cols: dict[str, object] = {}
+    cols: Columns = {}
     for key in long_keys + short_keys:
         d = dets[key]
         j = det_of[key][src[key][rows]]
@@ -359,7 +364,7 @@ def _luminosity(c: dict[str, np.ndarray]) -> np.ndarray:
     return 4 * np.pi * (c["dist"] * KPC_CM) ** 2 * integral / LSUN
 
 
-def _props(rng: np.random.Generator, c: dict[str, np.ndarray], cols: dict[str, object]) -> dict[str, object]:
+def _props(rng: np.random.Generator, c: dict[str, np.ndarray], cols: Columns) -> Columns:
     dist = np.asarray(cols["distance"])
     nfar = sum((np.asarray(cols[f"designation{k}"]) != "missing").astype(int) for k in ("500", "350", "250", "160"))
     sel = (dist > 0) & (nfar >= 3)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from demo.region import B_MAX, B_MIN, L_MAX, L_MIN, legacy_contour, rng_for, spoly_text, wrap360
+from demo.region import B_MAX, B_MIN, L_MAX, L_MIN, Columns, legacy_contour, rng_for, spoly_text, wrap360
 
 __all__ = ["Structures", "make_structures"]
 
@@ -33,7 +33,7 @@ class Structures:
     velocity at each point (km/s); ``rings`` the bubbles' outlines with their strength.
     """
 
-    tables: dict[str, dict[str, object]] = field(default_factory=dict)
+    tables: dict[str, Columns] = field(default_factory=dict)
     ridges: list[tuple[np.ndarray, np.ndarray, float, float, np.ndarray]] = field(default_factory=list)
     rings: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
 
@@ -138,9 +138,9 @@ def make_structures(seed: int, scale: int = 1) -> Structures:
             bx, by = _curve(rng, x[k], y[k], a, length * rng.uniform(0.15, 0.4), _BRANCH_POINTS, 0.05)
             if _inside(bx, by):
                 lines.append((bx, by, "B"))
-        ribbons = [_ribbon(lx, ly, half * 0.6) for lx, ly, _ in lines]
-        news = [_ribbon(lx, ly, half * 0.45) for lx, ly, _ in lines]
-        if any(r is None for r in ribbons) or any(r is None for r in news):
+        ribbons = [r for lx, ly, _ in lines if (r := _ribbon(lx, ly, half * 0.6)) is not None]
+        news = [r for lx, ly, _ in lines if (r := _ribbon(lx, ly, half * 0.45)) is not None]
+        if len(ribbons) < len(lines) or len(news) < len(lines):  # an outline that is not simple
             continue
         idfil += 1
         strength = float(np.exp(rng.normal(0.0, 0.4)))
@@ -180,7 +180,7 @@ def make_structures(seed: int, scale: int = 1) -> Structures:
     return out
 
 
-def _bubbles(seed: int, scale: int, out: Structures) -> dict[str, object]:
+def _bubbles(seed: int, scale: int, out: Structures) -> Columns:
     rng = rng_for(seed, "bubbles")
     bub: dict[str, list] = {k: [] for k in ("idbubble", "glon_cen", "glat_cen", "contour", "contour_poly",
                                              "radius", "survey")}
@@ -203,5 +203,5 @@ def _bubbles(seed: int, scale: int, out: Structures) -> dict[str, object]:
     return _arrays(bub)
 
 
-def _arrays(cols: dict[str, list]) -> dict[str, object]:
+def _arrays(cols: dict[str, list]) -> Columns:
     return {k: (np.asarray(v) if v and not isinstance(v[0], str) else list(v)) for k, v in cols.items()}

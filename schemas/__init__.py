@@ -13,6 +13,7 @@ PostgreSQL type and to the VOTable ``datatype``/``arraysize``/``xtype`` that TAP
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Literal
@@ -88,6 +89,14 @@ class Column(BaseModel):
     generated: str | None = None
     #: Fixed length for ``text`` columns whose values all have the same length (VOTable arraysize).
     arraysize: str | None = None
+    #: False for an internal column: created and indexed like any other, but absent from
+    #: TAP_SCHEMA, VOSI, ``SELECT *`` and the ADQL names (e.g. the pgSphere points behind the
+    #: cone-search indexes, reached through ``POINT(ra, dec)``: see :meth:`Table.indexed_columns`).
+    published: bool = True
+    #: ``relative``: the column stores a reference relative to the service's public base URL
+    #: (``datalink/links?ID=...``), made absolute when answering (``vlkb_public_url`` in
+    #: ``db/sql/adql_functions.sql``), so moving the service to another host name needs no re-ingest.
+    url: Literal["relative"] | None = None
 
     @property
     def info(self) -> TypeInfo:
@@ -150,6 +159,33 @@ class Table(BaseModel):
         """``schema.table``, as TAP_SCHEMA and ADQL name it."""
         return f"{self.schema_name}.{self.name}"
 
+    @property
+    def published_columns(self) -> list[Column]:
+        """The columns TAP_SCHEMA, VOSI, ``SELECT *`` and ADQL know: all but the internal ones."""
+        return [c for c in self.columns if c.published]
+
+    def indexed_columns(self) -> set[str]:
+        """Lower-case names of the published columns an index serves, as TAP_SCHEMA and VOSI flag them.
+
+        An index counts for the first column it is on, and the primary key for its first column.
+        An index on an internal generated column counts for the published columns it is computed
+        from: the GiST index on ``spoint(radians(ra), radians(dec))`` serves ADQL conditions on
+        ``POINT(ra, dec)``, which the translator rewrites to that column.
+        """
+        first = {idx.columns[0].lower() for idx in self.indexes if idx.columns}
+        if self.primary_key:
+            first.add(self.primary_key[0].lower())
+        out: set[str] = set()
+        for col in self.columns:
+            if col.name.lower() not in first:
+                continue
+            if col.published:
+                out.add(col.name.lower())
+            elif col.generated:
+                words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", col.generated)}
+                out |= {c.name.lower() for c in self.published_columns if c.name.lower() in words}
+        return out
+
     def column(self, name: str) -> Column:
         """The column called ``name`` (case-insensitive); KeyError if none."""
         for col in self.columns:
@@ -170,6 +206,10 @@ class Table(BaseModel):
         for c in self.primary_key:
             if c.lower() not in names:
                 raise ValueError(f"table {self.name}: primary key on unknown column {c}")
+        published = {c.name.lower() for c in self.columns if c.published}
+        for c in self.primary_key:
+            if c.lower() not in published:
+                raise ValueError(f"table {self.name}: primary key on internal column {c}")
         if self.access_column is not None and self.access_column.lower() not in names:
             raise ValueError(f"table {self.name}: access_column {self.access_column} is not a column")
         return self
@@ -228,8 +268,12 @@ def schemas_markdown() -> str:
         "",
         "Generated from `schemas/*.yaml` by `vlkb schema-doc`; a test keeps it current. The same",
         "declarations fill `TAP_SCHEMA` and `/tap/tables`. Geometry columns are pgSphere values",
-        "published with DALI xtypes (point, circle, polygon); `pos` and `s_region` are ICRS, `pos_gal`,",
-        "`s_region_galactic`, `contour_poly` and `spine` Galactic.",
+        "published with DALI xtypes (polygon); `s_region` is ICRS, `s_region_galactic`, `contour_poly`",
+        "and `spine` Galactic. Positions are published as plain longitude/latitude columns; cone",
+        "searches on them (`CONTAINS(POINT('ICRS', ra, dec), CIRCLE(...))`, or with",
+        "`POINT('GALACTIC', glon, glat)`) use spatial indexes on internal point columns, which are",
+        "not listed here. URL columns (`access_url`, `preview`) are made from the service's public",
+        "base URL when a query is answered.",
         "",
     ]
     for decl in load_schemas():
@@ -237,7 +281,7 @@ def schemas_markdown() -> str:
         for t in decl.tables:
             out += [f"### `{t.qualified_name}`", "", t.description.strip(), "",
                     "| column | type | unit | UCD | description |", "| --- | --- | --- | --- | --- |"]
-            for c in t.columns:
+            for c in t.published_columns:
                 desc = " ".join(c.description.split()).replace("|", "\\|")
                 out.append(f"| `{c.adql_name}` | {c.type} | {c.unit or ''} | {c.ucd or ''} | {desc} |")
             out.append("")

@@ -68,7 +68,7 @@ def database(vlkb_home: Path) -> Iterator[Database]:
         url = cluster.url()
         migrate(url)
         with psycopg.connect(url) as conn:
-            load_demo(conn, vlkb_home / "data", scale=1, authority="vlkb.test", base_url="http://127.0.0.1")
+            load_demo(conn, vlkb_home / "data", scale=1, authority="vlkb.test")
         yield Database(url=url, home=vlkb_home, port=cluster.current_port())
     finally:
         cluster.stop()

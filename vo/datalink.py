@@ -53,6 +53,9 @@ __all__ = [
     "links_document",
     "links_url",
     "preview_url",
+    "preview_ref",
+    "links_ref",
+    "public_url",
 ]
 
 log = structlog.get_logger("vlkb.datalink")
@@ -91,9 +94,26 @@ class LinksQuery(BaseModel):
         return cls(ids=tuple(ids))
 
 
+def links_ref(did: str) -> str:
+    """The links document of dataset ``did`` relative to the service's base URL: what ObsCore
+    ``access_url`` stores (made absolute when answering, ``vlkb_public_url``)."""
+    return f"datalink/links?ID={quote(did, safe='')}"
+
+
+def preview_ref(did: str) -> str:
+    """The PNG preview of dataset ``did`` relative to the base URL: what ObsCore ``preview`` stores."""
+    return f"datalink/preview/{quote(did_key(did), safe='/')}"
+
+
+def public_url(base: str, ref: str) -> str:
+    """``ref`` (relative to the service) under the public base URL ``base``; the Python twin of
+    ``vlkb_public_url`` (db/sql/adql_functions.sql)."""
+    return f"{base.rstrip('/')}/{ref.lstrip('/')}"
+
+
 def links_url(base: str, did: str) -> str:
     """The links document of dataset ``did`` (ObsCore ``access_url``)."""
-    return f"{base.rstrip('/')}/datalink/links?ID={quote(did, safe='')}"
+    return public_url(base, links_ref(did))
 
 
 def file_url(base: str, did: str) -> str:
@@ -103,7 +123,7 @@ def file_url(base: str, did: str) -> str:
 
 def preview_url(base: str, did: str) -> str:
     """Where the PNG preview of dataset ``did`` is served (``#preview``, ObsCore ``preview``)."""
-    return f"{base.rstrip('/')}/datalink/preview/{quote(did_key(did), safe='/')}"
+    return public_url(base, preview_ref(did))
 
 
 # -- the document ----------------------------------------------------------------------------------

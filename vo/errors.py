@@ -12,6 +12,7 @@ __all__ = [
     "FatalError",
     "MultiValuedParamNotSupported",
     "NotFoundError",
+    "QuotaError",
     "RequestTimeoutError",
     "TooLargeError",
     "TransientError",
@@ -67,6 +68,18 @@ class UnsupportedEncodingError(UsageError):
 
     status = 415
     headers = (("Accept-Encoding", "identity"),)
+
+
+class QuotaError(VlkbError):
+    """The caller is over one of its quotas (RFC 6585 section 4: 429, with ``Retry-After`` saying when to
+    try again, RFC 9110 section 10.2.3). Nothing is wrong with the request itself."""
+
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = (("Retry-After", str(max(1, retry_after))),)
 
 
 class NotFoundError(VlkbError):

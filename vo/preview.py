@@ -128,7 +128,7 @@ def _plane(path: Path | str) -> tuple[np.ndarray, str, bool]:
     cut: list[slice | int] = [0] * naxis
     cut[naxis - 1 - lon] = slice(None, None, step)
     cut[naxis - 1 - lat] = slice(None, None, step)
-    if cube:
+    if cube and spec is not None:  # (a cube has a spectral axis: said again for the type checker)
         cut[naxis - 1 - spec] = slice(None, None, max(1, math.ceil(sizes[spec] / MAX_CHANNELS)))
     # astropy's section reads a step along the fastest (last numpy) axis one value at a time:
     # read whole rows and take every step-th value here.

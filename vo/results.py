@@ -2,7 +2,8 @@
 
 TAP sync, TAP async, SIA and the ViaLactea answers all run their SQL here. A
 :class:`QueryPlan` says what to run (trusted SQL made by vlkb from the request, its result
-columns, the output format, MAXREC, the INFOs to write, uploaded tables to load first); the
+columns, the output format, MAXREC, the INFOs to write, uploaded tables to load first, the
+public base URL stored relative URLs are completed with); the
 runner opens the caller's session (:mod:`db.session`, through ``db.query``'s COPY streaming),
 feeds the batches to a :class:`~vo.votable.writers.ResultWriter` and maps database errors to
 the user's errors (:func:`query_error`). The writers only encode batches.
@@ -44,6 +45,10 @@ class QueryPlan:
     infos: Mapping[str, str] | None = None
     #: uploaded tables, created and filled in the query's transaction first (``db/upload.py``)
     tables: Sequence[TempTable] = field(default_factory=tuple)
+    #: the public base URL the answer names the service by: stored relative URLs (ObsCore
+    #: ``access_url``, ``preview``) are made absolute with it in the query's session; None
+    #: leaves them relative
+    base_url: str | None = None
 
     @classmethod
     def of(cls, sql: str, columns: Sequence[ResultColumn], fmt: str | ResultFormat = "votable", **kw: object
@@ -86,7 +91,7 @@ def stream_select_blocking(conn: psycopg.Connection, plan: QueryPlan, caller: Ca
     """Run ``plan`` for ``caller`` over a blocking connection (job runners, tests, benchmarks)."""
     writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
     batches = stream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format, limit=_limit(plan.maxrec),
-                          timeout=timeout, tables=plan.tables, groups=caller.groups)
+                          timeout=timeout, tables=plan.tables, groups=caller.groups, base_url=plan.base_url)
     return writer.stream(batches, maxrec=plan.maxrec)
 
 
@@ -99,7 +104,7 @@ async def stream_select(pool: AsyncConnectionPool, plan: QueryPlan, caller: Call
         async with pool.connection() as conn:
             batches = astream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format,
                                    limit=_limit(plan.maxrec), timeout=timeout, tables=plan.tables,
-                                   groups=caller.groups)
+                                   groups=caller.groups, base_url=plan.base_url)
             # aclosing: an early stop (client gone) rolls back before the connection is pooled again
             async with aclosing(writer.astream(batches, maxrec=plan.maxrec)) as chunks:
                 async for chunk in chunks:

@@ -171,6 +171,8 @@ def obscore_columns() -> tuple[tuple[OutputColumn, str], ...]:
         ref = f'o."{col.name}"'
         if col.type in _DALI:
             expr, pgtype = f"{_DALI[col.type]}({ref})", "float8[]"
+        elif col.url == "relative":  # absolute with the session's public base URL (db/session.py)
+            expr, pgtype = f"vlkb_public_url({ref})", info.pg
         else:
             expr, pgtype = ref, info.pg
         out.append((OutputColumn(
@@ -319,17 +321,20 @@ async def check_polygons(conn: psycopg.AsyncConnection, q: SiaQuery) -> None:
                 raise UsageError(f"POS: invalid polygon {shape.to_text()!r}: {reason}") from None
 
 
-async def search(pool: AsyncConnectionPool, q: SiaQuery, caller: Caller, *, timeout: float) -> AsyncIterator[bytes]:
+async def search(pool: AsyncConnectionPool, q: SiaQuery, caller: Caller, *, timeout: float,
+                 base_url: str | None = None) -> AsyncIterator[bytes]:
     """Run ``q`` for ``caller`` and return the result stream, already started.
 
-    Parameter, polygon and first-row failures raise here, before the first byte.
+    Parameter, polygon and first-row failures raise here, before the first byte. ``base_url``
+    is the public base URL ``access_url`` and ``preview`` start with (the request's).
     """
-    return await run_query(pool, q, build_sql(q), [col for col, _ in obscore_columns()], caller, timeout=timeout)
+    return await run_query(pool, q, build_sql(q), [col for col, _ in obscore_columns()], caller, timeout=timeout,
+                           base_url=base_url)
 
 
 async def run_query(
     pool: AsyncConnectionPool, q: SiaQuery, statement: str, columns: Sequence[ResultColumn], caller: Caller, *,
-    timeout: float,
+    timeout: float, base_url: str | None = None,
 ) -> AsyncIterator[bytes]:
     """Run ``statement`` (made from ``q``) for ``caller``; the result stream, already started.
 
@@ -338,4 +343,5 @@ async def run_query(
     """
     async with pool.connection() as conn:
         await check_polygons(conn, q)
-    return await stream_select(pool, QueryPlan(statement, columns, q.format, q.maxrec), caller, timeout=timeout)
+    plan = QueryPlan(statement, columns, q.format, q.maxrec, base_url=base_url)
+    return await stream_select(pool, plan, caller, timeout=timeout)

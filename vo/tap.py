@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from functools import cache
+from functools import cache, partial
 
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
@@ -130,15 +130,17 @@ def published_catalog() -> Catalog:
     return Catalog.published()
 
 
-def plan_query(q: TapQuery, uploads: Sequence[UploadedTable] = ()) -> tuple[QueryPlan, Translation]:
+def plan_query(q: TapQuery, uploads: Sequence[UploadedTable] = (), *,
+               base_url: str | None = None) -> tuple[QueryPlan, Translation]:
     """Translate ``q`` (ADQL, against the published tables and ``uploads``) into the plan the
-    results runner runs; the translation says which tables and columns it reads."""
+    results runner runs; the translation says which tables and columns it reads. ``base_url``
+    is the public base URL the answer's URLs (ObsCore ``access_url``, ``preview``) start with."""
     translation = translate(q.query, upload_catalog(published_catalog(), uploads), maxrec=q.maxrec)
     infos = {"QUERY": q.query, "LANG": q.lang}
     if q.runid is not None:
         infos["RUNID"] = q.runid
     plan = QueryPlan(translation.sql, translation.columns, q.format, q.maxrec, infos,
-                     tables=tuple(u.temp_table() for u in uploads))
+                     tables=tuple(u.temp_table() for u in uploads), base_url=base_url)
     return plan, translation
 
 
@@ -146,6 +148,7 @@ async def run_sync(
     pool: AsyncConnectionPool, q: TapQuery, caller: Caller, *, timeout: float,
     uploads: Sequence[UploadedTable] = (),
     shape: Callable[[AsyncIterator[bytes], Translation], AsyncIterator[bytes]] | None = None,
+    base_url: str | None = None,
 ) -> AsyncIterator[bytes]:
     """Translate and run ``q`` for ``caller``; return its result stream, already started.
 
@@ -156,9 +159,10 @@ async def run_sync(
     the first rows) fails here, before the first byte, so the HTTP status can still say so; a
     later failure ends the document with a QUERY_STATUS=ERROR INFO (see ``vo.votable.writers``).
     The uploaded tables live in the query's transaction only (``db/upload.py``). ``shape``
-    rewrites the stream knowing the translation (the ViaLactea client's TSV).
+    rewrites the stream knowing the translation (the ViaLactea client's TSV). ``base_url``:
+    see :func:`plan_query` (the request's public base URL).
     """
     # translation is CPU work proportional to the query's length: off the event loop
-    plan, translation = await asyncio.to_thread(plan_query, q, uploads)
+    plan, translation = await asyncio.to_thread(partial(plan_query, q, uploads, base_url=base_url))
     chunks = await stream_select(pool, plan, caller, timeout=timeout)
     return chunks if shape is None else shape(chunks, translation)

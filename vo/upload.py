@@ -26,8 +26,9 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from astropy.io import votable
@@ -309,7 +310,10 @@ def _text(value: object) -> str:
 
 def _row_mask(col: np.ma.MaskedArray) -> np.ndarray:
     mask = np.ma.getmaskarray(col)
-    return mask.reshape(len(mask), -1).any(axis=1) if mask.ndim > 1 else mask
+    if mask.ndim > 1:
+        # numpy's stubs type any(axis=...) as "a bool or an array"; over axis 1 of a 2-d array it is an array
+        return cast(np.ndarray, mask.reshape(len(mask), -1).any(axis=1))
+    return mask
 
 
 def _numbers(col: np.ma.MaskedArray, kind: str) -> np.ndarray:
@@ -343,7 +347,7 @@ def _strings(col: np.ma.MaskedArray, kind: str) -> list[str]:
     return out
 
 
-def _deg(values: Sequence[float]) -> list[str] | None:
+def _deg(values: Iterable[float]) -> list[str] | None:
     floats = [float(v) for v in values]
     if any(not math.isfinite(v) for v in floats):
         return None
@@ -359,7 +363,7 @@ def _geometry(label: str, name: str, col: np.ma.MaskedArray, kind: str) -> list[
         if masked or value is None:
             out.append(_NULL)
             continue
-        flat = np.ma.filled(np.ma.asarray(value, dtype=float), np.nan).ravel()
+        flat: np.ndarray = np.ma.filled(np.ma.asarray(value, dtype=float), np.nan).ravel()
         d = _deg(flat)
         if d is None or flat.size == 0:
             out.append(_NULL)
@@ -380,7 +384,7 @@ def _geometry(label: str, name: str, col: np.ma.MaskedArray, kind: str) -> list[
     return out
 
 
-def _encoder(kind: str) -> Callable[[str, str, np.ma.MaskedArray], Sequence[str]]:
+def _encoder(kind: str) -> Callable[[str, str, np.ma.MaskedArray], Collection[str]]:
     if kind in ("point", "circle", "polygon"):
         return lambda label, name, col: _geometry(label, name, col, kind)
     if kind in ("text", "char", "timestamp"):
@@ -393,9 +397,11 @@ def _copy_text(label: str, columns: list[Column], array: np.ma.MaskedArray) -> b
     ``columns`` (VOTable 1.4 section 2.1: char is ASCII; astropy reads what it is given)."""
     if len(array) == 0:
         return b""
+    names = array.dtype.names
+    assert names is not None  # a VOTable's rows are a structured array, one named field per FIELD
     cells = [
         _encoder(c.type)(label, c.name, np.ma.asarray(array[key]))
-        for c, key in zip(columns, array.dtype.names, strict=True)
+        for c, key in zip(columns, names, strict=True)
     ]
     for k, col in enumerate(columns):
         if col.type == "char" and not all(text.isascii() for text in cells[k]):

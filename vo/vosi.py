@@ -251,16 +251,14 @@ def _column_element(col: Column, indexed: bool) -> etree._Element:
 
 def table_element(table: Table, *, detail: bool = True, root: bool = False) -> etree._Element:
     """A VODataService ``table`` (a root ``vosi:table`` when ``root``)."""
-    indexed = {c.lower() for idx in table.indexes for c in idx.columns[:1]} | {
-        c.lower() for c in table.primary_key[:1]
-    }
+    indexed = table.indexed_columns()
     children: list[etree._Element | None] = [
         E("name", table.qualified_name),
         E("description", table.description),
         E("utype", table.utype) if table.utype else None,
     ]
     if detail:
-        children += [_column_element(c, c.name.lower() in indexed) for c in table.columns]
+        children += [_column_element(c, c.name.lower() in indexed) for c in table.published_columns]
         for fk in table.foreign_keys:
             children.append(
                 E(

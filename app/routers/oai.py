@@ -7,6 +7,9 @@ registry never describes another service than the one running.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -54,6 +57,13 @@ def site_of(settings: Settings, base: str) -> Site:
     )
 
 
+def _book_path(settings: Settings) -> Path:
+    """Where the datestamps of this authority's records are kept: one book per authority, so a
+    service moved to another authority is a new registry (no records of the old one, deleted or not)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", settings.authority)
+    return settings.home / "registry" / safe / "datestamps.json"
+
+
 def _arguments(params: RawParams) -> dict[str, list[str]]:
     """OAI-PMH arguments (section 3.1.1: GET query or urlencoded POST body) with their names as
     sent: the protocol's names are case-sensitive. Read by the one request reader (bounded, timed,
@@ -82,7 +92,7 @@ async def get_oai(params: RequestParams, settings: AppSettings, base: BaseUrl, p
     published = await published_records(
         pool, site_of(settings, base), capabilities=[*tap, *sia, *others],
         tableset=vosi.tableset(load_schemas()), cache=MocCache(settings.moc_cache_dir),
-        moc_order=settings.moc_order, book=DatestampBook(settings.home / "registry" / "datestamps.json"),
+        moc_order=settings.moc_order, book=DatestampBook(_book_path(settings)),
         oai_path=OAI_PATH, page_size=settings.oai_page_size, tap_url=base + "/tap", sia_url=base + "/sia/query",
     )
     body = respond(args, base_url=base + OAI_PATH, records=published.records, identify=published.identify,

@@ -18,12 +18,12 @@ router = APIRouter(prefix="/sia", tags=["SIA"])
 
 @router.api_route("/query", methods=["GET", "POST"])
 async def sia_query(params: RequestParams, pool: DbPool, settings: AppSettings,
-                    caller: CurrentCaller) -> StreamingResponse:
+                    caller: CurrentCaller, base: BaseUrl) -> StreamingResponse:
     """Find images and cubes (SIA 2.0 section 2); the answer is an ObsCore VOTable."""
     q = sia.SiaQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
     )
-    chunks = await sia.search(pool, q, caller, timeout=settings.sync_timeout)
+    chunks = await sia.search(pool, q, caller, timeout=settings.sync_timeout, base_url=base)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 

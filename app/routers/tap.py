@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from app.access import CurrentCaller
-from app.deps import AppSettings, DbPool
+from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RawParams, RequestParams
 from app.settings import Settings
 from vo import tap
@@ -54,9 +54,9 @@ async def query_uploads(params: RawParams, q: tap.TapQuery, settings: Settings) 
 
 @router.api_route("/sync", methods=["GET", "POST"])
 async def tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
-                   caller: CurrentCaller) -> StreamingResponse:
+                   caller: CurrentCaller, base: BaseUrl) -> StreamingResponse:
     """Run an ADQL query and stream its result (TAP 1.1 section 2.3)."""
     q = tap_query(params, settings)
     uploads = await query_uploads(params, q, settings)
-    chunks = await tap.run_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads)
+    chunks = await tap.run_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads, base_url=base)
     return StreamingResponse(chunks, media_type=q.format.media_type)

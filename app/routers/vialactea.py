@@ -53,21 +53,22 @@ log = structlog.get_logger("vlkb.vialactea")
 
 
 async def vialactea_tap_sync(params: RequestParams, pool: DbPool, settings: AppSettings,
-                             caller: CurrentCaller) -> StreamingResponse:
+                             caller: CurrentCaller, base: BaseUrl) -> StreamingResponse:
     """TAP sync; a TSV answer over catalogue tables only is made whitespace-split safe."""
     q = tap_query(params, settings)
     uploads = await query_uploads(params, q, settings)
-    chunks = await vl_tap.run_client_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads)
+    chunks = await vl_tap.run_client_sync(pool, q, caller, timeout=settings.sync_timeout, uploads=uploads,
+                                          base_url=base)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
 async def vialactea_siav2_query(params: RequestParams, pool: DbPool, settings: AppSettings,
-                                caller: CurrentCaller) -> StreamingResponse:
+                                caller: CurrentCaller, base: BaseUrl) -> StreamingResponse:
     """SIA 2.0 with the client's columns, overlap codes and merge rows (TABLEDATA by default)."""
     q = sia.SiaQuery.from_params(
         params.values, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit
     )
-    chunks = await vl_sia.search(pool, q, caller, timeout=settings.sync_timeout)
+    chunks = await vl_sia.search(pool, q, caller, timeout=settings.sync_timeout, base_url=base)
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 

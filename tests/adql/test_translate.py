@@ -38,7 +38,8 @@ def test_icrs_point_over_ra_dec_becomes_pos(cat: Catalog) -> None:
 
 
 def test_point_without_frame_is_rewritten_too(cat: Catalog) -> None:
-    s = sql("SELECT designation FROM compactsources.band70um WHERE CONTAINS(POINT(glon, glat), CIRCLE(1, 2, 3)) = 1",
+    s = sql("SELECT designation FROM compactsources.band70um"
+            " WHERE CONTAINS(POINT(glon, glat), CIRCLE(1, 2, 3)) = 1",
             cat)
     assert '"pos_gal" <@' in s
 
@@ -59,10 +60,12 @@ def test_point_over_swapped_or_mixed_columns_is_not_rewritten(cat: Catalog) -> N
 
 
 def test_constant_side_is_rotated_not_the_column(cat: Catalog) -> None:
-    s = sql("SELECT designation FROM compactsources.band70um WHERE CONTAINS(pos_gal, CIRCLE('ICRS', 1, 2, 3)) = 1",
+    s = sql("SELECT designation FROM compactsources.band70um"
+            " WHERE CONTAINS(POINT('GALACTIC', glon, glat), CIRCLE('ICRS', 1, 2, 3)) = 1",
             cat)
     assert '("band70um"."pos_gal" <@ (SCIRCLE(SPOINT(RADIANS(1), RADIANS(2)), RADIANS(3)) + STRANS(' in s
-    s = sql("SELECT designation FROM compactsources.band70um WHERE CONTAINS(pos, CIRCLE('GALACTIC', 1, 2, 3)) = 1",
+    s = sql("SELECT designation FROM compactsources.band70um"
+            " WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('GALACTIC', 1, 2, 3)) = 1",
             cat)
     assert '("band70um"."pos" <@ (SCIRCLE(SPOINT(RADIANS(1), RADIANS(2)), RADIANS(3)) - STRANS(' in s
 
@@ -89,7 +92,9 @@ def test_distance_join_keeps_the_indexed_point_on_the_left(cat: Catalog) -> None
 
 
 def test_contains_equals_zero_is_negated(cat: Catalog) -> None:
-    s = sql("SELECT designation FROM compactsources.band70um WHERE CONTAINS(pos, CIRCLE('ICRS', 1, 2, 3)) = 0", cat)
+    s = sql("SELECT designation FROM compactsources.band70um"
+            " WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 1, 2, 3)) = 0",
+            cat)
     assert 'WHERE NOT (("band70um"."pos" <@' in s
 
 
@@ -223,7 +228,7 @@ def test_upload_table_added_at_run_time(cat: Catalog) -> None:
     ]).model_copy(update={"schema_name": "TAP_UPLOAD"})
     with_upload = cat.with_table(upload, sql_schema="pg_temp", sql_name="upload_1")
     tr = translate("SELECT m.ra, b.designation FROM TAP_UPLOAD.mine AS m JOIN compactsources.band70um AS b"
-                   " ON CONTAINS(b.pos, CIRCLE('ICRS', m.ra, m.dec, 0.01)) = 1", with_upload)
+                   " ON CONTAINS(POINT('ICRS', b.ra, b.dec), CIRCLE('ICRS', m.ra, m.dec, 0.01)) = 1", with_upload)
     assert '"pg_temp"."upload_1" AS "m"' in tr.sql
     assert tr.tables == ["TAP_UPLOAD.mine", "compactsources.band70um"]
     with pytest.raises(UsageError, match="does not exist"):

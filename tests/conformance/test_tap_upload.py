@@ -94,9 +94,9 @@ XMATCH_QUERIES = {
         "SELECT u.uid, s.designation FROM compactsources.band70um AS s, TAP_UPLOAD.targets AS u "
         "WHERE DISTANCE(POINT(u.ra, u.dec), POINT(s.ra, s.dec)) < 5.0/3600"
     ),
-    "point column": (
+    "point column": (  # the uploaded DALI point column as the centre
         "SELECT u.uid, s.designation FROM TAP_UPLOAD.targets AS u JOIN compactsources.band70um AS s "
-        "ON 1 = CONTAINS(s.pos, CIRCLE(u.pos, 5.0/3600))"
+        "ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE(u.pos, 5.0/3600))"
     ),
 }
 

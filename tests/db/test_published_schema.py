@@ -48,10 +48,27 @@ def test_tap_schema_matches_declarations(conn: psycopg.Connection) -> None:
     ).fetchall()
     for table in published_tables():
         mine = [c for c in cols if c[0] == table.qualified_name]
-        assert [c[1] for c in mine] == [c.adql_name for c in table.columns]
-        for row, col in zip(mine, table.columns, strict=True):
+        assert [c[1] for c in mine] == [c.adql_name for c in table.published_columns]
+        for row, col in zip(mine, table.published_columns, strict=True):
             assert row[2:7] == (col.info.datatype, col.votable_arraysize, col.info.xtype, col.unit, col.ucd)
     assert all(d.strip() for _, d in tables.items())
+
+
+def test_internal_point_columns_exist_indexed_but_unpublished(conn: psycopg.Connection) -> None:
+    """pos / pos_gal are created and GiST-indexed (above) but absent from TAP_SCHEMA; the coordinate
+    columns they are computed from are flagged as indexed instead."""
+    listed = {(t, c) for t, c in conn.execute("SELECT table_name, column_name FROM tap_schema.columns").fetchall()}
+    indexed = {(t, c) for t, c in conn.execute(
+        "SELECT table_name, column_name FROM tap_schema.columns WHERE indexed = 1").fetchall()}
+    internal = [(t, c) for t in published_tables() for c in t.columns if not c.published]
+    assert {c.name for _, c in internal} == {"pos", "pos_gal"}
+    for table, col in internal:
+        assert (table.qualified_name, col.name) not in listed
+        assert col.generated is not None
+        sources = [name for name in ("ra", "dec", "glon", "glat", "glonft", "glatft", "glon_cen", "glat_cen")
+                   if f"radians({name})" in col.generated]
+        assert len(sources) == 2 and all((table.qualified_name, s) in indexed for s in sources), (table.name, col)
+    assert ("compactsources.band70um", "ra") in indexed and ("compactsources.band70um", "flux") not in indexed
 
 
 def test_migrate_is_idempotent(database, conn: psycopg.Connection) -> None:

@@ -10,8 +10,10 @@ import httpx
 import psycopg
 import pytest
 import pyvo
+from astropy.table import Table
 from astropy.utils.exceptions import AstropyDeprecationWarning
 
+from schemas import published_tables
 from tests.conftest import Server
 from tests.vialactea.client import available, split_catalogue, split_tabs
 
@@ -183,6 +185,28 @@ def test_pyvo_on_the_tap_base(server: Server) -> None:
     assert len(table) == 5
 
 
+#: the catalogue tables the client reads through pyvo (every compact-source table, sed_view_final included)
+CLIENT_TABLES = [t.qualified_name for t in published_tables() if t.schema_name == "compactsources"]
+
+
+@pytest.mark.parametrize("table", CLIENT_TABLES)
+def test_pyvo_select_star_writes_as_ascii_tab(server: Server, database, table: str, tmp_path) -> None:
+    """Issue 13.4: Utils/pyvo_tap.py writes what ``search`` gives as ``ascii.tab``. That fails on a
+    two-value column (astropy cannot write it as text), so ``SELECT *`` of every catalogue table
+    must have none: positions are plain numbers (the point columns behind the indexes are internal)."""
+    service = pyvo.dal.TAPService(server.url + "/vlkb")
+    schema, name = table.split(".")
+    result = service.search(f"SELECT TOP 20 * FROM vlkb_{schema}.{name}").to_table()
+    with psycopg.connect(database.url) as conn:
+        n = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]
+    assert len(result) == min(20, n) > 0
+    assert not {"pos", "pos_gal"} & set(result.colnames)
+    out = tmp_path / f"{name}.tsv"
+    result.write(out, format="ascii.tab")
+    back = Table.read(out, format="ascii.tab")
+    assert back.colnames == result.colnames and len(back) == len(result)
+
+
 def test_datalink_accepts_must_include_soda(server: Server) -> None:
     """Contract D: Utils/pyvo_datalink.py adds must_include_soda=True and keeps service_def soda-sync."""
     from tests.vialactea.client import parse_search
@@ -190,7 +214,8 @@ def test_datalink_accepts_must_include_soda(server: Server) -> None:
     rows = parse_search(httpx.get(server.url + "/vlkb/datasets/siav2/query", timeout=30,
                                   params={"POS": "CIRCLE 0.5 0.2 0.02", "POSSYS": "GALACTIC"}).content)
     row = next(r for r in rows if r.overlap_sky)
-    url = row.values["access_url"].replace("http://127.0.0.1", server.url)
+    url = row.values["access_url"]
+    assert url.startswith(server.url + "/datalink/links?ID=")  # made from the request's base, not stored
     resp = httpx.get(url + "&must_include_soda=True", timeout=30)
     assert resp.status_code == 200
     links = pyvo.dal.adhoc.DatalinkResults.from_result_url(url + "&must_include_soda=True")

@@ -23,7 +23,6 @@ from vo.ingest.datasets import describe_file, read_header
 from vo.ingest.obscore import DATALINK_FORMAT, IngestError, obscore_row
 
 AUTH = "vlkb.test"
-BASE = "http://127.0.0.1:8000/vlkb"
 C = 299_792_458.0
 SLUGS = ("hi-gal-70um", "mipsgal-24um", "askap-emu-912mhz", "meerkat-private-1284mhz",
          "champ-13co-1-0", "champ-c18o-1-0")
@@ -42,7 +41,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[Survey, list[Path]]:
 
 def _rows(files: dict[Survey, list[Path]], slug: str) -> list[tuple[Path, dict]]:
     survey = next(s for s in files if s.slug == slug)
-    return [(p, describe_file(p, survey, authority=AUTH, base_url=BASE)) for p in files[survey]]
+    return [(p, describe_file(p, survey, authority=AUTH)) for p in files[survey]]
 
 
 def _vertices(spoly: str) -> np.ndarray:
@@ -92,7 +91,9 @@ def test_row_has_every_declared_column_and_the_contract_values(files) -> None:
     assert list(row) == declared
     did = f"ivo://{AUTH}/vlkb?hi-gal-70um/{path.name}"
     assert row["obs_publisher_did"] == did
-    assert row["access_url"] == f"{BASE}/datalink/links?ID=ivo%3A%2F%2Fvlkb.test%2Fvlkb%3Fhi-gal-70um%2F{path.name}"
+    # relative to the service: answers prefix the public base URL (docs/ingest.md)
+    assert row["access_url"] == f"datalink/links?ID=ivo%3A%2F%2Fvlkb.test%2Fvlkb%3Fhi-gal-70um%2F{path.name}"
+    assert row["preview"] == f"datalink/preview/hi-gal-70um/{path.name}"
     assert row["access_format"] == DATALINK_FORMAT
     assert row["access_estsize"] == -(-path.stat().st_size // 1024)
     assert (row["obs_collection"], row["obs_title"]) == ("Hi-GAL", "Continuum | 70 um")
@@ -151,7 +152,7 @@ def _header(crval1: float, proj: str = "TAN", nx: int = 200, ny: int = 100) -> f
 @pytest.mark.parametrize("proj", ["TAN", "CAR", "SIN"])
 def test_footprint_across_l0(proj: str) -> None:
     survey = {"name": "Test", "species": "Continuum", "transition": "250 um"}
-    row = obscore_row(_header(0.0, proj), path="t.fits", survey=survey, authority=AUTH, base_url=BASE, file_size=1)
+    row = obscore_row(_header(0.0, proj), path="t.fits", survey=survey, authority=AUTH, file_size=1)
     gal = _vertices(row["s_region_galactic"])
     assert sorted(np.round(gal[:, 0], 6)) == pytest.approx([1.0, 1.0, 359.0, 359.0], abs=1e-3)
     assert sorted(np.round(gal[:, 1], 6)) == pytest.approx([-0.5, -0.5, 0.5, 0.5], abs=1e-3)
@@ -173,11 +174,11 @@ def test_missing_description_is_an_error() -> None:
     for key in ("CTYPE1", "CTYPE2"):
         del no_wcs[key]
     with pytest.raises(IngestError, match="no celestial WCS"):
-        obscore_row(no_wcs, path="a.fits", survey=survey, authority=AUTH, base_url=BASE, file_size=1)
+        obscore_row(no_wcs, path="a.fits", survey=survey, authority=AUTH, file_size=1)
     no_band = _header(10.0)
     del no_band["WAVELENG"]
     with pytest.raises(IngestError, match="no spectral coverage"):
-        obscore_row(no_band, path="a.fits", survey=survey, authority=AUTH, base_url=BASE, file_size=1)
+        obscore_row(no_band, path="a.fits", survey=survey, authority=AUTH, file_size=1)
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -203,7 +204,7 @@ def test_bad_files_have_clear_reasons(files, tmp_path: Path) -> None:
     }
     for path, reason in cases.items():
         with pytest.raises(IngestError, match=re.escape(reason)):
-            describe_file(path, survey, authority=AUTH, base_url=BASE)
+            describe_file(path, survey, authority=AUTH)
 
 
 def test_image_in_an_extension_and_header_only(tmp_path: Path) -> None:
@@ -212,5 +213,5 @@ def test_image_in_an_extension_and_header_only(tmp_path: Path) -> None:
     fits.HDUList([fits.PrimaryHDU(), image]).writeto(path)
     header, index = read_header(path)
     assert index == 1 and header["CTYPE1"] == "GLON-TAN"
-    row = describe_file(path, {"name": "T", "species": "Continuum", "transition": "t"}, authority=AUTH, base_url=BASE)
+    row = describe_file(path, {"name": "T", "species": "Continuum", "transition": "t"}, authority=AUTH)
     assert row["obs_publisher_did"] == f"ivo://{AUTH}/vlkb?t-t/ext.fits"

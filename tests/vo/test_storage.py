@@ -22,7 +22,6 @@ from vo.ingest.obscore import IngestError
 from vo.preview import render_preview
 
 AUTH = "vlkb.test"
-BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +54,8 @@ def test_http_rows_equal_local_rows_and_read_only_headers(survey_files, http_roo
     assert any(f.name.startswith("champ") for f in files) and any(f.name.startswith("hi-gal") for f in files)
     for f in files:
         survey = _survey_of(survey_files, f.name)
-        local = describe_file(f, survey, authority=AUTH, base_url=BASE)
-        remote = describe_file(server.url_of(f.name), survey, authority=AUTH, base_url=BASE)
+        local = describe_file(f, survey, authority=AUTH)
+        remote = describe_file(server.url_of(f.name), survey, authority=AUTH)
         assert remote == local
         size = f.stat().st_size
         assert size > 4 * storage.BLOCK_SIZE, "files must be larger than a read-ahead block for this test"
@@ -99,8 +98,8 @@ def test_memory_filesystem_and_globs(survey_files) -> None:
         found = storage.expand(f"memory://{prefix}/*.fits")
         assert found == [f"memory://{prefix}/{f.name}" for f in local]
         for url, f in zip(found, local, strict=True):
-            assert describe_file(url, image, authority=AUTH, base_url=BASE) == describe_file(
-                f, image, authority=AUTH, base_url=BASE)
+            assert describe_file(url, image, authority=AUTH) == describe_file(
+                f, image, authority=AUTH)
             assert storage.file_info(url).size == f.stat().st_size
             assert b"".join(storage.iter_chunks(url, chunk=4096)) == f.read_bytes()
     finally:

@@ -4,6 +4,10 @@ A :class:`Catalog` is built from the declarations in ``schemas/`` (plus tables a
 time, such as ``TAP_UPLOAD`` tables) and a map of schema aliases. It is immutable: adding
 a table returns a new catalog. Nothing here touches the database.
 
+Internal columns (``published: false``: the pgSphere points behind the cone-search indexes)
+are not readable names; ``POINT(lon, lat)`` over the columns one is generated from is
+rewritten to it (:attr:`TableInfo.points`), and naming it gets a hint to write that.
+
 Sky frames of geometry columns are a declared fact read from each column's UCD
 (``pos.galactic.*`` is GALACTIC, ``pos.eq.*`` is ICRS). UCDs that say no frame (ObsCore's
 ``s_region`` is ``pos.outline;obs.field``) fall back to :data:`FRAME_BY_NAME`.
@@ -101,7 +105,8 @@ class TableInfo:
     sql_schema: str
     sql_name: str
     columns: tuple[ColumnInfo, ...]
-    #: (lon column, lat column) in lower case -> generated spoint column fed by them
+    #: (lon column, lat column) in lower case -> generated spoint column fed by them (internal
+    #: columns included: ``POINT(lon, lat)`` is rewritten to them, so their GiST index serves it)
     points: Mapping[tuple[str, str], ColumnInfo] = field(default_factory=dict)
 
     @property
@@ -124,6 +129,15 @@ class TableInfo:
         """The column called ``name``: exactly if ``quoted``, else case-insensitively."""
         exact, folded = self._by_name
         return exact.get(name) if quoted else folded.get(name.lower())
+
+    def internal_hint(self, name: str, qualifier: str | None = None) -> str | None:
+        """What to write instead of the internal point column ``name``: ``POINT('ICRS', ra, dec)``."""
+        prefix = f"{qualifier}." if qualifier else ""
+        for (lon, lat), col in self.points.items():
+            if not col.decl.published and col.name.lower() == name.lower():
+                frame = f"'{col.frame}', " if col.frame else ""
+                return f"POINT({frame}{prefix}{lon}, {prefix}{lat})"
+        return None
 
     def suggest(self, name: str) -> str | None:
         """The declared column name closest to ``name``, if any is close."""
@@ -157,12 +171,13 @@ def _point_sources(generated: str) -> tuple[str, str] | None:
 
 def _table_info(table: Table, sql_schema: str | None = None, sql_name: str | None = None,
                 default_frame: str | None = None) -> TableInfo:
-    cols = tuple(
+    every = tuple(
         ColumnInfo(decl=c, frame=column_frame(c) or (default_frame if c.type in _GEOMETRY else None))
         for c in table.columns
     )
+    cols = tuple(c for c in every if c.decl.published)
     points: dict[tuple[str, str], ColumnInfo] = {}
-    for col in cols:
+    for col in every:
         if col.decl.type == "point" and col.decl.generated:
             src = _point_sources(col.decl.generated)
             if src and all(any(c.name.lower() == s for c in cols) for s in src):

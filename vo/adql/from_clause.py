@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from vo.adql.expressions import ExpressionTranslator, check_args, snippet
 from vo.adql.parse import position
-from vo.adql.scope import Cte, Entry, Output, Scope, Source, column_value, same_name
+from vo.adql.scope import Cte, Entry, Output, Scope, Source, column_node, column_value, same_name
 from vo.adql.values import Value, unify
 from vo.errors import UsageError
 
@@ -114,7 +114,10 @@ class FromTranslator(ExpressionTranslator):
             else:
                 base = lv
             declared = lhits[0].name
-            value = base.with_(node=exp.column(declared, quoted=True), origin=None)
+            merged_column: exp.Expression = exp.column(declared, quoted=True)
+            if base.origin is not None:  # a relative URL column stays absolute once merged
+                merged_column = column_node(base.origin.column.decl, merged_column)
+            value = base.with_(node=merged_column, origin=None)
             entry = Entry(declared, value)
             covered = {id(s) for s in left_sources if s.find(declared, True) or s.find(name, quoted)} | right_ids
             previous = scope.merged.get(declared.lower())

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from schemas import Column
 from vo.adql.catalog import TableInfo
 from vo.adql.parse import position
-from vo.adql.values import Meta, Origin, Value
+from vo.adql.values import Meta, Origin, Value, func
 from vo.errors import UsageError
 
-__all__ = ["Cte", "Entry", "Output", "Query", "Scope", "Source", "column_value", "same_name"]
+__all__ = [
+    "PUBLIC_URL", "Cte", "Entry", "Output", "Query", "Scope", "Source", "column_node", "column_value", "same_name",
+]
 
 
 def same_name(declared: str, written: str, quoted: bool) -> bool:
@@ -95,6 +98,18 @@ class Source:
         return None
 
 
+#: The SQL function that makes a stored relative reference absolute with the session's public
+#: base URL (``db/sql/adql_functions.sql``; the base is set by ``db.session.setup_statement``).
+PUBLIC_URL = "vlkb_public_url"
+
+
+def column_node(decl: Column, column: exp.Expression) -> exp.Expression:
+    """What a reference to the declared column ``decl`` reads: the column itself, or for a column
+    of relative URLs (``url: relative``) the absolute URL, so SELECT, WHERE and ORDER BY all see
+    what a client gets."""
+    return func(PUBLIC_URL, column) if decl.url == "relative" else column
+
+
 def column_value(table: TableInfo, ref: str, col_name: str) -> Value:
     """The value of a reference to a declared column of a base table."""
     info = table.column(col_name, quoted=True)
@@ -103,7 +118,8 @@ def column_value(table: TableInfo, ref: str, col_name: str) -> Value:
     meta = Meta(unit=decl.unit, ucd=decl.ucd, utype=decl.utype, description=decl.description,
                 arraysize=decl.arraysize, ascii=decl.type == "char")
     return Value(
-        node=exp.column(decl.name, table=ref, quoted=True), pg=decl.info.pg, frame=info.frame, meta=meta,
+        node=column_node(decl, exp.column(decl.name, table=ref, quoted=True)), pg=decl.info.pg, frame=info.frame,
+        meta=meta,
         name=decl.name, origin=Origin(table=table, column=info, qualifier=ref), exact=True,
     )
 
@@ -162,7 +178,7 @@ class Scope:
             )
             entry = source.find(name, quoted)
             if entry is None:
-                raise UsageError(self._unknown(name, [source], node))
+                raise UsageError(self._unknown(name, [source], node, table_id.name))
             return self.fresh(entry)
         scope: Scope | None = self
         while scope is not None:
@@ -197,8 +213,15 @@ class Scope:
         return entry.value.with_(node=entry.value.node.copy())
 
     @staticmethod
-    def _unknown(name: str, sources: list[Source], node: exp.Expression) -> str:
+    def _unknown(name: str, sources: list[Source], node: exp.Expression, qualifier: str | None = None) -> str:
         labels = ", ".join(s.label for s in sources) or "the FROM clause"
+        for s in sources:
+            ref = qualifier or (s.alias or s.ref if len(sources) > 1 else None)
+            hint = s.table.internal_hint(name, ref) if s.table is not None else None
+            if hint is not None:
+                # the point columns behind the spatial indexes are internal (docs/tap.md)
+                return (f"column {name} does not exist in {labels}{position(node)}: positions are published as"
+                        f" longitude and latitude columns; write {hint}, which uses the same spatial index")
         names = {e.name.lower(): e.name for s in sources for e in s.entries}
         close = difflib.get_close_matches(name.lower(), list(names), n=1, cutoff=0.6)
         hint = f"; did you mean {names[close[0]]}?" if close else ""

@@ -112,8 +112,8 @@ def _samples(region: Circle | Range | Polygon) -> tuple[np.ndarray, np.ndarray, 
     t = np.linspace(0, 1, _SAMPLES)[:, None]
     edges = [(1 - t) * a + t * b for a, b in zip(verts, np.roll(verts, -1, axis=0), strict=True)]
     lon, lat = _lonlat(np.concatenate(edges))
-    clon, clat = _lonlat(verts.mean(axis=0))
-    return lon, lat, float(clon), float(clat), float(_sep(clon, clat, lon, lat).max())
+    mid_lon, mid_lat = _lonlat(verts.mean(axis=0))
+    return lon, lat, float(mid_lon), float(mid_lat), float(_sep(mid_lon, mid_lat, lon, lat).max())
 
 
 def _sky_box(wcs: WCS, shape: Sequence[int], region: Circle | Range | Polygon,
@@ -283,6 +283,6 @@ def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None) -> t
             narrow(stokes[0], *_stokes_box(wcs, stokes[0], shape[stokes[0]], req.pol))
     if len(req.pixels) > naxis:
         raise UsageError(f"PIXELS: {len(req.pixels)} ranges given for a dataset of {naxis} axes")
-    for axis, (lo, hi) in enumerate(req.pixels):
-        narrow(axis, 0 if lo is None else lo - 1, shape[axis] if hi is None else hi)
+    for axis, (first, last) in enumerate(req.pixels):  # 1-based inclusive, None for "*"
+        narrow(axis, 0 if first is None else first - 1, shape[axis] if last is None else last)
     return tuple(box)

@@ -85,7 +85,7 @@ class Cutout:
             for group in self._groups():
                 part = read_raw(hdul, self.hdu, group, self.path)
                 # one copy (the slab's rows gathered), handed out as a buffer, not copied again by tobytes()
-                yield memoryview(np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">"))).cast("B")
+                yield np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">")).data.cast("B")
                 del part
         pad = -self.data_bytes % _BLOCK
         if pad:
@@ -135,7 +135,7 @@ def fitting_comment(value: str, comment: str) -> str:
     return comment[:room] if room > 0 else ""
 
 
-def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], provenance: dict[str, str],
+def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], provenance: dict[str, tuple[str, str]],
                 history: str) -> fits.Header:
     out = fits.Header()
     out["SIMPLE"] = (True, "conforms to FITS standard")

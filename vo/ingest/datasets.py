@@ -216,11 +216,11 @@ def read_header(loc: str | Path) -> tuple[fits.Header, int]:
     return found.header, found.index
 
 
-def describe_file(loc: str | Path, survey: Any, *, authority: str, base_url: str) -> dict[str, Any]:
+def describe_file(loc: str | Path, survey: Any, *, authority: str) -> dict[str, Any]:
     """The ``ivoa.obscore`` row of one file, from its header only; :class:`IngestError` if it has none."""
     found = read_image_header(loc)
     return obscore_row(found.header, raw=found.raw, path=str(loc), survey=survey, authority=authority,
-                       base_url=base_url, file_size=found.size)
+                       file_size=found.size)
 
 
 # -- upserts ---------------------------------------------------------------------------------------
@@ -250,10 +250,13 @@ def _upsert(conn: psycopg.Connection, qualified: str, row: dict[str, Any], key: 
 
 
 def _upsert_survey(conn: psycopg.Connection, info: SurveyInfo) -> None:
-    count = conn.execute(
+    assert info.groups is not None  # ingest() reads the survey's current policy when none is given
+    counted = conn.execute(
         "SELECT count(*) FROM ivoa.obscore WHERE obs_collection = %s AND obs_title = %s",
         (info.name, info.obs_title),
-    ).fetchone()[0]
+    ).fetchone()
+    assert counted is not None  # count(*) always answers one row
+    count = counted[0]
     _upsert(conn, "datasets.surveys", {
         "name": info.name, "species": info.species, "transition": info.transition,
         "description": info.description, "rest_frequency": info.rest_frequency,
@@ -344,7 +347,7 @@ class _Writer:
         return out
 
 
-def _complete(info: SurveyInfo, found: ImageHeader, loc: str, *, authority: str, base_url: str) -> SurveyInfo:
+def _complete(info: SurveyInfo, found: ImageHeader, loc: str, *, authority: str) -> SurveyInfo:
     """``info`` with its species and transition, or :class:`MissingOptionError` naming the option.
 
     A 2D map without a species is Continuum; a cube without one is refused (a line survey must
@@ -352,7 +355,7 @@ def _complete(info: SurveyInfo, found: ImageHeader, loc: str, *, authority: str,
     """
     probe = replace(info, species=info.species or "Continuum", transition=info.transition or "unknown")
     row = obscore_row(found.header, raw=found.raw, path=loc, survey=probe, authority=authority,
-                      base_url=base_url, file_size=found.size)
+                      file_size=found.size)
     name = storage.name_of(loc)
     cube = row["dataproduct_type"] == "cube"
     if cube and not info.species:
@@ -377,7 +380,6 @@ def ingest_datasets(
     paths: Iterable[Path | str],
     *,
     authority: str,
-    base_url: str,
     on_file: Callable[[str, Outcome, str | None], None] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> IngestReport:
@@ -399,8 +401,8 @@ def ingest_datasets(
     """
     info = survey_info(survey)
     if info.groups is None:  # keep the survey's policy
-        found = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
-        info = replace(info, groups=tuple(found[0]) if found else ())
+        policy = conn.execute("SELECT groups FROM vlkb.survey_policies WHERE survey = %s", (info.name,)).fetchone()
+        info = replace(info, groups=tuple(policy[0]) if policy else ())
     species_given = bool(info.species)
     report = IngestReport(survey=info.name if not info.complete else f"{info.name} ({info.obs_title})")
     writer = _Writer(conn, info.name)
@@ -428,13 +430,13 @@ def ingest_datasets(
         try:
             found = read_image_header(loc)
             if not info.complete:
-                info = _complete(info, found, loc, authority=authority, base_url=base_url)
+                info = _complete(info, found, loc, authority=authority)
                 report.survey = f"{info.name} ({info.obs_title})"
             did = publisher_did(authority, info.slug, storage.name_of(loc))
             if did in first_of:
                 raise IngestError(f"same dataset ID as {first_of[did]}: file names must be unique within a survey")
             row = obscore_row(found.header, raw=found.raw, path=loc, survey=info, authority=authority,
-                              base_url=base_url, file_size=found.size)
+                              file_size=found.size)
             if not species_given and row["dataproduct_type"] == "cube":
                 raise MissingOptionError("species", f"{storage.name_of(loc)} is a spectral cube: give its species "
                                          "with --species (e.g. --species 13CO); Continuum is for 2D maps")

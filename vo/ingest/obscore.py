@@ -38,7 +38,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from schemas import find_table
 from vo import storage
-from vo.datalink import DATALINK_MEDIA, links_url, preview_url
+from vo.datalink import DATALINK_MEDIA, links_ref, preview_ref
 
 __all__ = [
     "BAND_KEYWORDS",
@@ -465,7 +465,6 @@ def obscore_row(
     path: Path | str,
     survey: Any,
     authority: str,
-    base_url: str,
     file_size: int,
 ) -> dict[str, Any]:
     """The ``ivoa.obscore`` row of the FITS file at ``path`` whose image header is ``header``.
@@ -474,7 +473,9 @@ def obscore_row(
     ``path`` a local path or an fsspec URL (its last segment names the dataset); ``raw``, the
     header's bytes when the caller has them, makes the WCS cheaper to build. Returns every
     column ``schemas/ivoa.yaml`` declares (generated ones excepted); raises :class:`IngestError`
-    when the header cannot be described (no sky WCS, no spectral coverage).
+    when the header cannot be described (no sky WCS, no spectral coverage). ``access_url`` and
+    ``preview`` are stored relative to the service (``datalink/links?ID=...``): answers make
+    them absolute with the public base URL of the moment, so a new host name needs no re-ingest.
     """
     info = survey_info(survey)
     name = storage.name_of(str(path))
@@ -507,7 +508,7 @@ def obscore_row(
         publisher_id=f"ivo://{authority}/vlkb",
         bib_reference=info.reference,
         data_rights="secure" if info.groups else "public",
-        access_url=links_url(base_url, did),
+        access_url=links_ref(did),
         access_format=DATALINK_FORMAT,
         access_estsize=int(math.ceil(file_size / 1024)),
         target_name=(str(header["OBJECT"]).strip() or None) if header.get("OBJECT") else None,
@@ -529,7 +530,7 @@ def obscore_row(
         facility_name=info.facility or (str(header.get("TELESCOP")).strip() if header.get("TELESCOP") else None),
         instrument_name=info.instrument or (str(header.get("INSTRUME")).strip() if header.get("INSTRUME") else None),
         proposal_id=None,
-        preview=preview_url(base_url, did),
+        preview=preview_ref(did),
     )
     row.setdefault("vel_min", None)
     row.setdefault("vel_max", None)

@@ -43,10 +43,10 @@ class _ChunkReader(io.RawIOBase):
     """A raw file over an iterator of byte chunks; buffered, it is what ``TarFile.addfile`` reads
     (which wants every ``read(n)`` whole)."""
 
-    def __init__(self, chunks: Iterator[bytes], ctx: RunContext) -> None:
+    def __init__(self, chunks: Iterator[bytes | memoryview], ctx: RunContext) -> None:
         self._chunks = chunks
         self._ctx = ctx
-        self._buf = b""
+        self._buf: bytes | memoryview = b""
 
     def readable(self) -> bool:
         return True

@@ -27,17 +27,20 @@ __all__ = ["run_tap"]
 
 def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default: int,
             maxrec_limit: int, upload_limits: UploadLimits | None = None,
-            fetch_policy: FetchPolicy | None = None, max_query_length: int | None = None) -> list[ResultRow]:
+            fetch_policy: FetchPolicy | None = None, max_query_length: int | None = None,
+            base_url: str | None = None) -> list[ResultRow]:
     """Run the job's query into ``<results>/<job_id>/result``.
 
     ``upload_limits`` apply again to the stored uploads (they were checked at creation) and to
     those fetched by URL under ``fetch_policy`` (default: no address the policy forbids);
-    ``max_query_length`` bounds QUERY as for synchronous queries.
+    ``max_query_length`` bounds QUERY as for synchronous queries. ``base_url`` is the public base
+    URL the result's URLs start with: the configured one (``VLKB_BASE_URL``), since a job runs
+    later and maybe on another machine, and its result is read by whoever holds its URL.
     """
     q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit,
                              max_query_length=max_query_length)
     uploads = _stored_uploads(q, ctx, upload_limits, fetch_policy or FetchPolicy())
-    plan, _ = plan_query(q, uploads)
+    plan, _ = plan_query(q, uploads, base_url=base_url)
     started = time.monotonic()
     try:
         with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:

@@ -212,6 +212,7 @@ def parse_searchd(query: str) -> SedFitParams:
     seen: dict[str, float] = {}
     for w in waves:
         band = wavelength_band(w)
+        assert band is not None  # the wavelengths without a model band were left out above
         if band in seen:
             raise UsageError(f"SED fit: wavelengths {seen[band]:g} and {w:g} um fall on the same model band")
         seen[band] = w
@@ -337,8 +338,9 @@ class SedFit:
     distance: np.ndarray
 
 
-def _jy_per_model_unit(distance: np.ndarray | float) -> np.ndarray | float:
-    """Jy at ``distance`` pc per mJy at 1 kpc: the contract's 1000 / d**2, then mJy to Jy."""
+def _jy_per_model_unit(distance: np.ndarray | float) -> np.ndarray:
+    """Jy at ``distance`` pc per mJy at 1 kpc: the contract's 1000 / d**2, then mJy to Jy (an
+    array, of no dimension for one distance)."""
     return 1e-3 * (1000.0 / np.asarray(distance)) ** 2
 
 

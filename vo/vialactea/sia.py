@@ -180,6 +180,9 @@ def build_sql(q: SiaQuery) -> str:
     )
 
 
-async def search(pool: AsyncConnectionPool, q: SiaQuery, caller: Caller, *, timeout: float) -> AsyncIterator[bytes]:
-    """Run ``q`` for ``caller``; the result stream, already started (errors raise here)."""
-    return await run_query(pool, q, build_sql(q), [col for col, _ in client_columns()], caller, timeout=timeout)
+async def search(pool: AsyncConnectionPool, q: SiaQuery, caller: Caller, *, timeout: float,
+                 base_url: str | None = None) -> AsyncIterator[bytes]:
+    """Run ``q`` for ``caller``; the result stream, already started (errors raise here). ``access_url``
+    and ``preview`` start with ``base_url`` (the request's public base URL)."""
+    return await run_query(pool, q, build_sql(q), [col for col, _ in client_columns()], caller, timeout=timeout,
+                           base_url=base_url)

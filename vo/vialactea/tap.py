@@ -29,7 +29,8 @@ def _client_tsv(chunks: AsyncIterator[bytes], translation: Translation) -> Async
 
 
 async def run_client_sync(pool: AsyncConnectionPool, q: tap.TapQuery, caller: Caller, *, timeout: float,
-                          uploads: Sequence[UploadedTable] = ()) -> AsyncIterator[bytes]:
+                          uploads: Sequence[UploadedTable] = (), base_url: str | None = None
+                          ) -> AsyncIterator[bytes]:
     """:func:`vo.tap.run_sync`, with the client's TSV where it applies."""
     shape = _client_tsv if q.format.name == "tsv" and not uploads else None
-    return await tap.run_sync(pool, q, caller, timeout=timeout, uploads=uploads, shape=shape)
+    return await tap.run_sync(pool, q, caller, timeout=timeout, uploads=uploads, shape=shape, base_url=base_url)

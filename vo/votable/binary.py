@@ -206,7 +206,7 @@ class BinaryEncoder:
             if var is not None:
                 contents[j] = var
         bitmap = np.packbits(nulls, axis=1) if self.binary2 and nulls.any() else None
-        return memoryview(self._assemble(raw, parts, bitmap, contents))
+        return self._assemble(raw, parts, bitmap, contents).data  # the array's buffer, not a copy
 
     def _fixed_values(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, sentinel_at: int,
                       nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

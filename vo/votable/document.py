@@ -127,7 +127,7 @@ class Base64Lines:
         lines[:, 76] = 10
         return lines.tobytes()
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes | memoryview) -> bytes:
         view = memoryview(data)
         out = b""
         if self._rest:

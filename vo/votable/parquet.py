@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -19,6 +20,9 @@ import pyarrow.parquet as pq
 
 from db.copybatch import CopyBatch
 from vo.votable.columns import ColumnPlan
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer  # typeshed's name for "bytes-like", as io.RawIOBase.write takes
 
 __all__ = ["ParquetEncoder"]
 
@@ -38,9 +42,10 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
-        self._chunks.append(bytes(data))
-        return len(data)
+    def write(self, data: ReadableBuffer, /) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        return len(chunk)  # bytes written, whatever the item size of ``data``
 
     def take(self) -> bytes:
         out, self._chunks = b"".join(self._chunks), []

@@ -1,0 +1,185 @@
+"""Quotas and fairness: limits per identity class (anonymous, authenticated, groups), per client.
+
+A *client* is an authenticated user (by name) or an anonymous caller (by address, as the server
+sees it: behind a proxy, let uvicorn take it from ``X-Forwarded-For``, docs/operations.md). Its
+*class* picks the limits (:class:`app.settings.QuotaLimits`): ``VLKB_QUOTA_ANONYMOUS``,
+``VLKB_QUOTA_AUTHENTICATED``, or ``VLKB_QUOTA_GROUPS`` for a user in a listed group.
+
+- :func:`query_quota` (the sync query routes): synchronous queries running at once, and queries
+  per sliding window; the slot is held until the answer has been streamed (a request-scoped
+  dependency with ``yield`` ends after the response is sent), or the client has gone.
+- :func:`job_quota` (the UWS job lists): at job creation, the window again and the client's
+  QUEUED + EXECUTING jobs (read from ``vlkb.jobs``, so right over every process and worker).
+- :func:`caller_settings`: the settings as they apply to the caller, with MAXREC, upload size and
+  execution duration lowered to the class's limits; routes read these through
+  ``app.deps.AppSettings``, and ``/tap/capabilities`` shows them (TAPRegExt ``outputLimit``,
+  ``uploadLimit``, ``executionDuration`` of the caller's class).
+
+Over a limit the answer is :class:`vo.errors.QuotaError`: 429 with ``Retry-After`` and a DALI error
+document. The running counts and windows live in this process's memory: with several server
+processes each keeps its own (a client may get up to N times its limit over N processes); a
+shared (Redis) store is what scale-out needs next. Job counts are exact everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fastapi import Request
+
+from app.access import CurrentCaller
+from app.settings import QuotaLimits, Settings
+from db.ops_stats import active_jobs
+from vo.caller import Caller
+from vo.errors import QuotaError
+
+__all__ = ["IdentityClass", "QuotaState", "caller_settings", "job_quota", "limits_for", "query_quota"]
+
+IdentityClass = Literal["anonymous", "authenticated", "group"]
+
+#: the routes of the sync-query routers that run queries (their VOSI routes are not limited)
+_QUERY_SUFFIXES = ("/sync", "/query", "/merge")
+#: seconds a client over its concurrent-query limit is told to wait: one typical query
+_CONCURRENT_RETRY = 2
+#: seconds a client over its active-jobs limit is told to wait before creating another
+_JOBS_RETRY = 10
+
+
+def _most_generous(limits: list[QuotaLimits]) -> QuotaLimits:
+    """Per key, the largest limit of ``limits`` (a missing one, no limit, is the largest)."""
+    merged: dict[str, int | None] = {}
+    for name in QuotaLimits.model_fields:
+        got = [getattr(lim, name) for lim in limits]
+        merged[name] = None if any(v is None for v in got) else max(v for v in got if v is not None)
+    return QuotaLimits(**merged)
+
+
+def limits_for(settings: Settings, caller: Caller) -> tuple[IdentityClass, QuotaLimits]:
+    """The identity class of ``caller`` and its limits."""
+    if caller.user is None:
+        return "anonymous", settings.quota_anonymous
+    chosen = [settings.quota_groups[g] for g in caller.groups if g in settings.quota_groups]
+    if not chosen:
+        return "authenticated", settings.quota_authenticated
+    return "group", _most_generous(chosen)
+
+
+def _lowered(value: int, limit: int | None) -> int:
+    return value if limit is None else min(value, limit)
+
+
+def _class_settings(settings: Settings, limits: QuotaLimits) -> Settings:
+    return settings.model_copy(update={
+        "maxrec_limit": _lowered(settings.maxrec_limit, limits.maxrec),
+        "maxrec_default": _lowered(settings.maxrec_default, limits.maxrec),
+        "upload_max_bytes": _lowered(settings.upload_max_bytes, limits.upload_bytes),
+        "execution_duration": _lowered(settings.execution_duration, limits.execution_duration),
+    })
+
+
+@dataclass
+class QuotaState:
+    """This process's running counts and windows, by client key, and the settings of each class."""
+
+    running: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, deque[float]] = field(default_factory=dict)
+    settings: dict[QuotaLimits, Settings] = field(default_factory=dict)
+
+    def admit(self, key: str, limits: QuotaLimits, window: float) -> None:
+        """Count one more query of ``key`` in the window, or refuse it."""
+        if limits.queries_per_window is None:
+            return
+        now = time.monotonic()
+        times = self.windows.setdefault(key, deque())
+        while times and times[0] <= now - window:
+            times.popleft()
+        if len(times) >= limits.queries_per_window:
+            retry = math.ceil(times[0] + window - now)
+            raise QuotaError(f"over the quota of {limits.queries_per_window} queries per {window:g} s of this "
+                             f"client; retry in {retry} s", retry)
+        times.append(now)
+
+    def prune(self, key: str, window: float) -> None:
+        """Forget ``key``'s window once it is empty, so idle clients cost no memory."""
+        times = self.windows.get(key)
+        if times is not None and (not times or times[-1] <= time.monotonic() - window):
+            del self.windows[key]
+
+
+def _state(request: Request) -> QuotaState:
+    state: QuotaState | None = getattr(request.app.state, "quotas", None)
+    if state is None:
+        state = request.app.state.quotas = QuotaState()
+    return state
+
+
+def _client_key(request: Request, caller: Caller) -> str:
+    if caller.user is not None:
+        return f"user:{caller.user}"
+    return f"addr:{request.client.host if request.client else 'unknown'}"
+
+
+def caller_settings(request: Request) -> Settings:
+    """The service's settings as they apply to the caller of ``request`` (its class's lowered limits)."""
+    settings: Settings = request.app.state.settings
+    caller: Caller | None = getattr(request.state, "identity", None)
+    if caller is None:
+        return settings
+    _, limits = limits_for(settings, caller)
+    if limits.maxrec is None and limits.upload_bytes is None and limits.execution_duration is None:
+        return settings
+    cache = _state(request).settings
+    if limits not in cache:
+        cache[limits] = _class_settings(settings, limits)
+    return cache[limits]
+
+
+async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[None]:
+    """Admit a synchronous query under the caller's quotas, holding its slot until the answer is sent."""
+    route = getattr(request.scope.get("route"), "path", "")
+    if not route.endswith(_QUERY_SUFFIXES):
+        yield
+        return
+    settings: Settings = request.app.state.settings
+    _, limits = limits_for(settings, caller)
+    if limits.sync_concurrent is None and limits.queries_per_window is None:
+        yield
+        return
+    state, key = _state(request), _client_key(request, caller)
+    running = state.running.get(key, 0)
+    if limits.sync_concurrent is not None and running >= limits.sync_concurrent:
+        raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
+                         f"retry when one has ended", _CONCURRENT_RETRY)
+    state.admit(key, limits, settings.quota_window)
+    state.running[key] = running + 1
+    try:
+        yield
+    finally:
+        left = state.running[key] - 1
+        if left:
+            state.running[key] = left
+        else:
+            del state.running[key]
+        state.prune(key, settings.quota_window)
+
+
+async def job_quota(request: Request, caller: CurrentCaller) -> None:
+    """At job creation (POST to a UWS job list), the caller's window and active-jobs quotas."""
+    route = request.scope.get("route")
+    if request.method != "POST" or not str(getattr(route, "name", "")).endswith("_create_job"):
+        return
+    settings: Settings = request.app.state.settings
+    _, limits = limits_for(settings, caller)
+    if limits.jobs_active is not None:
+        active = await active_jobs(request.app.state.pool, caller.user)
+        if active >= limits.jobs_active:
+            raise QuotaError(f"{active} jobs of this owner are queued or executing, the quota is "
+                             f"{limits.jobs_active}; create more when one has ended", _JOBS_RETRY)
+    state, key = _state(request), _client_key(request, caller)
+    state.admit(key, limits, settings.quota_window)
+    state.prune(key, settings.quota_window)
