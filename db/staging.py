@@ -8,13 +8,14 @@ transaction:
 
 - **append** inserts the staged rows; readers keep seeing the old rows until the commit
   (MVCC), and are never blocked;
-- **replace** takes the table's ``ACCESS EXCLUSIVE`` lock (``TRUNCATE``), drops its declared
-  secondary indexes, inserts the staged rows, rebuilds the indexes, all before the commit.
-  Readers that arrive meanwhile wait for the commit, then see the whole new table: never a
-  half-loaded one, and never an empty one. The table itself is kept, so its row-level
-  security policy, grants and comments are untouched.
+- **replace** deletes the published rows and inserts the staged ones in the same
+  transaction. Readers keep seeing the whole old table until the commit and the whole new
+  one after it, and are never blocked. (``TRUNCATE`` would be faster but is not MVCC-safe: a
+  query whose snapshot was taken before the commit would find the table empty.) The table
+  itself is kept, so its row-level security policy, grants and comments are untouched.
 
-Statistics are refreshed (``ANALYZE``) after either. No protocol rules here: this module
+After the commit, :func:`tidy` refreshes the statistics and, for a replace, reclaims the
+old rows' space and rebuilds the indexes concurrently. No protocol rules here: this module
 only moves rows; which rows are good is the caller's business (``vo/ingest/catalog.py``).
 """
 
@@ -26,12 +27,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from db.ddl import index_ddl, pg_schema
+from db.ddl import pg_schema
 from db.load import copy_columns
 from schemas import Column, Table
 
 __all__ = [
     "ROW_COLUMN", "Stage", "create_stage", "drop_staged", "duplicate_keys", "existing_keys", "publish", "stage_rows",
+    "tidy",
 ]
 
 #: the staging column holding each row's 1-based position in its file
@@ -117,30 +119,18 @@ def drop_staged(conn: psycopg.Connection, stage: Stage, rows: list[int]) -> None
                      (rows,))
 
 
-def _secondary_indexes(conn: psycopg.Connection, table: Table) -> list[str]:
-    """The declared indexes (not the primary key) the table has now, by name."""
-    names = {i for (i,) in conn.execute(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
-        (pg_schema(table.schema_name), table.name)).fetchall()}
-    return [name for name, _ in index_ddl(table, set()) if name in names]
-
-
 def publish(conn: psycopg.Connection, stage: Stage, *, replace: bool) -> int:
-    """Insert the staged rows into the published table (after emptying it for ``replace``).
+    """Insert the staged rows into the published table (after deleting its rows for ``replace``).
 
-    Runs in the caller's transaction: nothing is visible to readers before its commit. For a
-    replace, the declared secondary indexes are dropped before the insert and rebuilt after
-    it (faster than maintaining them row by row), under the lock the ``TRUNCATE`` took.
-    Returns the number of rows inserted.
+    Runs in the caller's transaction: nothing is visible to readers before its commit, and
+    readers are never blocked (no ``ACCESS EXCLUSIVE`` lock is taken). Returns the number of
+    rows inserted. Call :func:`tidy` after the commit.
     """
-    table = stage.table
-    target = _target(table)
-    dropped: list[str] = []
+    target = _target(stage.table)
     if replace:
-        conn.execute(sql.SQL("TRUNCATE {}").format(target))
-        dropped = _secondary_indexes(conn, table)
-        for name in dropped:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(pg_schema(table.schema_name), name)))
+        # DELETE, not TRUNCATE: TRUNCATE is not MVCC-safe, and a query whose snapshot predates
+        # the commit (it waited for the lock) would find the table empty.
+        conn.execute(sql.SQL("DELETE FROM {}").format(target))
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in stage.columns)
     select = sql.SQL(", ").join(
         sql.SQL("{}::{}").format(sql.Identifier(c.name), sql.SQL(c.info.pg)) if c.type in _CAST
@@ -149,9 +139,25 @@ def publish(conn: psycopg.Connection, stage: Stage, *, replace: bool) -> int:
     )
     cur = conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
         target, names, select, stage.ident, sql.Identifier(ROW_COLUMN)))
-    inserted = cur.rowcount
-    present = set(_secondary_indexes(conn, table))
-    for _, stmt in index_ddl(table, present):
-        conn.execute(stmt)
-    conn.execute(sql.SQL("ANALYZE {}").format(target))
-    return inserted
+    return cur.rowcount
+
+
+def tidy(conn: psycopg.Connection, table: Table, *, replace: bool) -> None:
+    """After a committed load: statistics, and for a replace the space and index entries of the old rows.
+
+    ``VACUUM (ANALYZE)`` after a replace (the deleted rows' space becomes reusable), then
+    ``REINDEX TABLE CONCURRENTLY`` (the indexes rebuilt without the dead entries, while readers
+    go on using the old ones); ``ANALYZE`` after an append. Needs a connection outside any
+    transaction; inside one, only ``ANALYZE`` is run.
+    """
+    target = _target(table)
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE or not replace:
+        conn.execute(sql.SQL("ANALYZE {}").format(target))
+        return
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
+        conn.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(target))
+    finally:
+        conn.autocommit = autocommit

@@ -232,3 +232,74 @@ def test_mapping_errors_stop_before_anything_is_written(band: str, tmp_path: Pat
         load(band, [str(path)], SURVEY.merged(ColumnMap(columns={"NOPE": "flux"})))
     with pytest.raises(CatalogError, match="unit mJy cannot be converted to deg"):
         load(band, [str(path)], SURVEY.merged(ColumnMap(columns={"FLUX": "glon"})))
+
+
+def test_replace_under_concurrent_tap_queries_never_shows_a_half_table(band: str, server, tmp_path: Path) -> None:
+    """TAP queries run without pause while the table is replaced again and again: each answer
+    counts one whole catalogue or the other, never an empty or half-loaded table."""
+    import threading
+
+    import httpx
+
+    small, big = make_truth(20_000, seed=1), make_truth(30_000, seed=2)
+    files = [write(small, tmp_path / "small.parquet"), write(big, tmp_path / "big.parquet")]
+    sums = {20_000: float(small["flux"].sum()), 30_000: float(big["flux"].sum())}
+    load(band, [str(files[0])], SURVEY, replace=True)
+    seen: list[tuple[int, float]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def query() -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            while not stop.is_set():
+                r = client.get("/tap/sync", params={
+                    "REQUEST": "doQuery", "LANG": "ADQL", "FORMAT": "csv",
+                    "QUERY": f"SELECT COUNT(*) AS n, SUM(flux) AS s FROM {TABLE}"})
+                if r.status_code != 200:
+                    errors.append(r.text[:300])
+                    continue
+                n, s = r.text.splitlines()[1].split(",")
+                seen.append((int(n), float(s)))
+
+    threads = [threading.Thread(target=query) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(6):
+            report = load(band, [str(files[(i + 1) % 2])], SURVEY, replace=True)
+            assert report.committed
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert len(seen) > 6
+    for n, s in seen:
+        assert n in sums, f"a query saw {n} rows"
+        assert abs(s - sums[n]) < 1e-6 * sums[n]
+    assert {n for n, _ in seen} == set(sums)  # both versions were seen, the swaps happened under the queries
+
+
+def test_cli_reports_bad_lines_and_loads_with_skip_bad(band: str, database: Database, tmp_path: Path) -> None:
+    from tests.app.test_cli_errors import run_vlkb
+
+    path, truth = bad_csv(tmp_path)
+    (tmp_path / "map.yaml").write_text(
+        "values: {survey: Hi-GAL}\nunits: {FLUX: mJy, ERR_FLUX: mJy, PEAK_FLUX: mJy/beam, ERR_PEAK_FLUX: mJy/beam,"
+        " RMS: mJy/beam}\n")
+    env = {"VLKB_HOME": str(database.home), "VLKB_DB_PORT": str(database.port)}
+    args = ["ingest", "catalog", TABLE, str(path), "--mapping", str(tmp_path / "map.yaml"), "--replace"]
+    proc = run_vlkb(*args, **env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "nothing loaded (10 rows read from 1 file, 4 bad)" in proc.stdout
+    for line in (3, 5, 8, 10):
+        assert f"bad bad.csv line {line}: " in proc.stdout
+    proc = run_vlkb(*args, "--skip-bad", "--problems", str(tmp_path / "bad.txt"), **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{TABLE}: replaced: it now holds 6 rows" in proc.stdout
+    assert len((tmp_path / "bad.txt").read_text().splitlines()) == 4
+    with psycopg.connect(database.url) as c:
+        assert c.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0] == 6
+    proc = run_vlkb("ingest", "catalog", "compactsources.nosuch", str(path), **env)
+    assert proc.returncode == 1 and "no published table compactsources.nosuch" in proc.stderr

@@ -396,6 +396,8 @@ def load_catalog(
         staging.drop_staged(conn, stage, [_global_row(offsets, p) for p in dup])
         report.loaded = staging.publish(conn, stage, replace=replace)
         report.committed = True
+    if report.committed:
+        staging.tidy(conn, table, replace=replace)
     report.problems.sort(key=lambda p: ([s.location for _, s in offsets].index(p.file), p.row))
     return report
 
