@@ -303,3 +303,65 @@ def test_cli_reports_bad_lines_and_loads_with_skip_bad(band: str, database: Data
         assert c.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0] == 6
     proc = run_vlkb("ingest", "catalog", "compactsources.nosuch", str(path), **env)
     assert proc.returncode == 1 and "no published table compactsources.nosuch" in proc.stderr
+
+
+#: the worked example of docs/ingest.md: a new survey's catalogue declared by the operator
+NEW_TABLE = """\
+schema: mysurvey
+index: 10
+description: Compact sources of MySurvey, a 1.1 mm survey of the inner Galaxy.
+tables:
+  - name: sources
+    description: MySurvey 1.1 mm compact-source catalogue.
+    primary_key: [source_id]
+    access_column: survey
+    indexes:
+      - {columns: [pos], method: gist}
+      - {columns: [glon], method: btree}
+    columns:
+      - {name: source_id, type: long, nullable: false, ucd: meta.id;meta.main, principal: true,
+         description: Source number.}
+      - {name: glon, type: double, nullable: false, unit: deg, ucd: pos.galactic.lon, principal: true,
+         description: Galactic longitude (0 to 360).}
+      - {name: glat, type: double, nullable: false, unit: deg, ucd: pos.galactic.lat, principal: true,
+         description: Galactic latitude.}
+      - {name: ra, type: double, unit: deg, ucd: pos.eq.ra, description: Right ascension (ICRS).}
+      - {name: dec, type: double, unit: deg, ucd: pos.eq.dec, description: Declination (ICRS).}
+      - {name: pos, type: point, generated: "spoint(radians(ra), radians(dec))", ucd: pos.eq,
+         description: ICRS position for CONTAINS and DISTANCE.}
+      - {name: flux, type: double, unit: Jy, ucd: phot.flux.density, description: Integrated flux density.}
+      - {name: survey, type: text, nullable: false, ucd: meta.id;meta.dataset, description: Survey name.}
+"""
+
+
+def test_operator_declares_a_new_table_and_loads_it(database: Database, tmp_path: Path) -> None:
+    from db.migrate import migrate
+    from tests.app.test_cli_errors import run_vlkb
+
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "mysurvey.yaml").write_text(NEW_TABLE)
+    (tmp_path / "mysurvey.csv").write_text(
+        "Source_ID,GLon,GLat,Flux_mJy\n1,10.5,0.25,1500\n2,359.75,-0.5,20\n")
+    env = {"VLKB_HOME": str(database.home), "VLKB_DB_PORT": str(database.port),
+           "VLKB_SCHEMAS_DIR": str(tmp_path / "schemas")}
+    try:
+        assert run_vlkb("db", "migrate", **env).returncode == 0
+        proc = run_vlkb("ingest", "catalog", "mysurvey.sources", str(tmp_path / "mysurvey.csv"),
+                        "--map", "Flux_mJy=flux", "--unit", "Flux_mJy=mJy", "--set", "survey=MySurvey", **env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "mysurvey.sources: 2 rows appended" in proc.stdout
+        with psycopg.connect(database.url) as c:
+            rows = c.execute("SELECT source_id, glon, glat, ra, dec, flux, degrees(long(pos)) FROM mysurvey.sources"
+                             " ORDER BY source_id").fetchall()
+            published = c.execute("SELECT count(*) FROM tap_schema.columns WHERE table_name = 'mysurvey.sources'"
+                                  ).fetchone()[0]
+        icrs = SkyCoord(l=[10.5, 359.75] * u.deg, b=[0.25, -0.5] * u.deg, frame="galactic").icrs
+        assert [r[0] for r in rows] == [1, 2] and [r[5] for r in rows] == [1.5, 0.02]
+        np.testing.assert_allclose([r[3] for r in rows], icrs.ra.deg, atol=1e-9)
+        np.testing.assert_allclose([r[4] for r in rows], icrs.dec.deg, atol=1e-9)
+        np.testing.assert_allclose([r[6] for r in rows], icrs.ra.deg, atol=1e-9)
+        assert published == 8
+    finally:
+        with psycopg.connect(database.url, autocommit=True) as c:
+            c.execute("DROP SCHEMA IF EXISTS mysurvey CASCADE")
+        migrate(database.url)  # TAP_SCHEMA as the session's server knows it

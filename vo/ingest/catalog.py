@@ -355,12 +355,14 @@ def load_catalog(
     conn: psycopg.Connection, table: Table, files: Sequence[str], *, cmap: ColumnMap | None = None,
     replace: bool = False, skip_bad: bool = False, fmt: str | None = None,
     on_rows: Callable[[int], None] = lambda n: None, on_file: Callable[[str, int], None] = lambda f, n: None,
+    tidy: bool = True,
 ) -> CatalogReport:
     """Load ``files`` into ``table`` in one transaction; the report says what was loaded and what was bad.
 
     ``on_file(location, rows)`` is called when a file has been read, ``on_rows(n)`` as rows are
-    staged (progress). Raises :class:`CatalogError` (or ``CatalogFileError``) for a load that
-    cannot start: nothing is written then.
+    staged (progress). With ``tidy`` the statistics (and after a replace the space and indexes)
+    are refreshed after the commit (:func:`db.staging.tidy`). Raises :class:`CatalogError` (or
+    ``CatalogFileError``) for a load that cannot start: nothing is written then.
     """
     if table.type != "table":
         raise CatalogError(f"{table.qualified_name} is a view: load the tables it is made of")
@@ -396,7 +398,7 @@ def load_catalog(
         staging.drop_staged(conn, stage, [_global_row(offsets, p) for p in dup])
         report.loaded = staging.publish(conn, stage, replace=replace)
         report.committed = True
-    if report.committed:
+    if report.committed and tidy:
         staging.tidy(conn, table, replace=replace)
     report.problems.sort(key=lambda p: ([s.location for _, s in offsets].index(p.file), p.row))
     return report
