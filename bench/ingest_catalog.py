@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "flux": "mJy", "err_flux": "mJy", "peak_flux": "mJy/beam", "err_peak_flux": "mJy/beam", "rms": "mJy/beam"})
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
         for stmt in table_ddl(table) + access_ddl(table):
-            conn.execute(stmt)
+            conn.execute(stmt)  # type: ignore[call-overload]  # psycopg's stubs want Composed
         try:
             def copy_baseline() -> None:
                 with conn.transaction(), conn.cursor() as cur:
@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             empty()
             base = _timed(copy_baseline)
-            assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0] == n
+            count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()
+            assert count is not None and count[0] == n
             print(f"catalogue ingest, {n:,} rows of {table.name} ({len(cols)} columns, 2 GiST + 3 btree indexes)")
             print(f"  COPY FROM (csv, published form)   {base:7.2f} s  {n / base:>10,.0f} rows/s  (baseline)")
             for fmt, path in files.items():

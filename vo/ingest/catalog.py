@@ -45,7 +45,8 @@ __all__ = ["CatalogError", "CatalogFileError", "CatalogReport", "ColumnMap", "Pr
 #: rows per staged batch (COPY and progress granularity)
 BATCH_ROWS = 200_000
 #: the integer ranges of the declared integer types
-_INT_RANGE = {"short": np.int16, "int": np.int32, "long": np.int64}
+_INT_RANGE: dict[str, np.iinfo[Any]] = {t: np.iinfo(d) for t, d in (("short", np.int16), ("int", np.int32),
+                                                                          ("long", np.int64))}
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -241,7 +242,7 @@ def _convert(values: np.ndarray, col: Column, name: str, unit: str | None, nulls
                 continue
         data = _unit_factor(np.ma.getdata(nums), unit, col, name)
         if col.type in _INT_RANGE:
-            info = np.iinfo(_INT_RANGE[col.type])
+            info = _INT_RANGE[col.type]
             live = ~nums.mask
             with np.errstate(invalid="ignore"):
                 frac = live & (np.round(data) != data)
@@ -287,39 +288,45 @@ def _null(values: Any) -> np.ndarray:
     return np.array([v is None for v in values], dtype=bool)
 
 
+def _pair(table: Table, lon: str, lat: str) -> tuple[str, str] | None:
+    """The names of the table's columns with these two UCDs, if it has both."""
+    a, b = _by_ucd(table, lon), _by_ucd(table, lat)
+    return (a.name, b.name) if a is not None and b is not None else None
+
+
+def _out_of_range(values: np.ndarray, low: float, high: float) -> Callable[[int], str]:
+    return lambda i: f"{values[i]} is out of range ({low:g} to {high:g} deg)"
+
+
 def _derive_coordinates(table: Table, out: dict[str, Any], check: _Checker) -> None:
-    """Fill the missing coordinate pair (ICRS or Galactic) from the other, and check both."""
-    gal = (_by_ucd(table, "pos.galactic.lon"), _by_ucd(table, "pos.galactic.lat"))
-    eq = (_by_ucd(table, "pos.eq.ra"), _by_ucd(table, "pos.eq.dec"))
-    for lon, lat in (gal, eq):
-        if lon is None or lat is None or lon.name not in out or lat.name not in out:
+    """Check both coordinate pairs (ICRS and Galactic) and fill a missing one from the other."""
+    gal = _pair(table, "pos.galactic.lon", "pos.galactic.lat")
+    eq = _pair(table, "pos.eq.ra", "pos.eq.dec")
+    for pair in (gal, eq):
+        if pair is None or pair[0] not in out or pair[1] not in out:
             continue
-        lon_v, lat_v = out[lon.name], out[lat.name]
+        lon_v, lat_v = out[pair[0]], out[pair[1]]
         with np.errstate(invalid="ignore"):
             bad_lon = ~lon_v.mask & ~((lon_v.data >= -180) & (lon_v.data <= 360))
             bad_lat = ~lat_v.mask & ~((lat_v.data >= -90) & (lat_v.data <= 90))
-        check.flag(bad_lon, lon.name, lambda i, v=lon_v.data: f"{v[i]} is out of range (-180 to 360 deg)")
-        check.flag(bad_lat, lat.name, lambda i, v=lat_v.data: f"{v[i]} is out of range (-90 to 90 deg)")
+        check.flag(bad_lon, pair[0], _out_of_range(lon_v.data.copy(), -180, 360))
+        check.flag(bad_lat, pair[1], _out_of_range(lat_v.data, -90, 90))
         lon_v.data[:] = np.mod(np.where(bad_lon | lon_v.mask, 0.0, lon_v.data), 360.0)
         lon_v.mask |= bad_lon
         lat_v.mask |= bad_lat
-    for (have_lon, have_lat), (want_lon, want_lat), frame in ((gal, eq, "icrs"), (eq, gal, "galactic")):
-        if None in (have_lon, have_lat, want_lon, want_lat):
-            continue
-        if have_lon.name not in out or have_lat.name not in out:
-            continue
-        if want_lon.name in out or want_lat.name in out:
+    for have, want, frame in ((gal, eq, "icrs"), (eq, gal, "galactic")):
+        if have is None or want is None or not all(n in out for n in have) or any(n in out for n in want):
             continue
         from astropy import units as u
         from astropy.coordinates import SkyCoord
 
-        lon_v, lat_v = out[have_lon.name], out[have_lat.name]
+        lon_v, lat_v = out[have[0]], out[have[1]]
         none = lon_v.mask | lat_v.mask
         src = "galactic" if frame == "icrs" else "icrs"
         c = SkyCoord(np.where(none, 0.0, lon_v.data) * u.deg, np.where(none, 0.0, lat_v.data) * u.deg, frame=src)
         t = c.transform_to(frame).spherical
-        out[want_lon.name] = np.ma.MaskedArray(t.lon.deg, mask=none.copy())
-        out[want_lat.name] = np.ma.MaskedArray(t.lat.deg, mask=none.copy())
+        out[want[0]] = np.ma.MaskedArray(t.lon.deg, mask=none.copy())
+        out[want[1]] = np.ma.MaskedArray(t.lat.deg, mask=none.copy())
 
 
 def prepare(table: Table, source: SourceTable, cmap: ColumnMap) -> Prepared:
