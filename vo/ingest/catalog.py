@@ -145,7 +145,7 @@ class CatalogReport:
 def _resolve(table: Table, source: SourceTable, cmap: ColumnMap) -> dict[str, str]:
     """Published column -> file column, for every loadable column the file (or mapping) supplies."""
     loadable = {c.name.lower(): c for c in table.columns if not c.generated}
-    by_fold = {fold(c): c for c in loadable}
+    by_fold = {fold(key): col.name for key, col in loadable.items()}
     files_by_name = {n.lower(): n for n in source.columns}
     chosen: dict[str, str] = {}
     for file_col, pub in cmap.columns.items():
