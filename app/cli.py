@@ -244,6 +244,95 @@ def ingest_datasets(
         raise typer.Exit(1)
 
 
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """``NAME=VALUE`` options as a dict; a malformed one stops the command."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise _fail(f"{option} takes NAME=VALUE, got {item!r}")
+        out[name.strip()] = value
+    return out
+
+
+#: bad rows printed by ``vlkb ingest catalog`` (all of them go to --problems FILE)
+_SHOWN_PROBLEMS = 100
+
+
+@ingest_cli.command("catalog")
+def ingest_catalog(
+    table: Annotated[str, typer.Argument(help="Published table, schema.table (e.g. compactsources.band70um).")],
+    paths: Annotated[list[str], typer.Argument(
+        help="FITS tables, VOTables, CSV/TSV or Parquet files: paths, fsspec URLs or glob patterns.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace/--append", help="Replace the table's rows atomically, or append to them (default).")] = False,
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="Load the good rows and report the bad ones (default: any bad row loads nothing).")]
+    = False,
+    mapping: Annotated[str | None, typer.Option(
+        help="YAML mapping file: columns (file column: published column), values, nulls, units.")] = None,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="FILECOL=COLUMN: load file column FILECOL into COLUMN (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="COLUMN=VALUE: the same value for every row, e.g. --set survey=Hi-GAL (repeatable).")] = None,
+    null: Annotated[list[str] | None, typer.Option(help="An extra NULL marker, e.g. --null -999 (repeatable).")]
+    = None,
+    unit: Annotated[list[str] | None, typer.Option(
+        help="FILECOL=UNIT: the unit of a file column that declares none or a wrong one (repeatable).")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="fits, votable, csv, tsv or parquet (default: from the file name).")] = None,
+    problems: Annotated[str | None, typer.Option(help="Write every bad row to this file (one per line).")] = None,
+) -> None:
+    """Load catalogue files into a published table: map, convert, check, COPY; bad rows are reported."""
+    from pathlib import Path
+
+    from app.progress import row_progress
+    from schemas import find_table
+    from vo import storage
+    from vo.ingest.catalog import CatalogError, CatalogFileError, ColumnMap, load_catalog
+
+    try:
+        declared = find_table(table)
+    except KeyError:
+        raise _fail(f"no published table {table}: declare it in schemas/ and run `vlkb db migrate`") from None
+    files: list[str] = []
+    for pattern in paths:
+        try:
+            matched = storage.expand(pattern)
+        except (OSError, ValueError, ImportError) as exc:
+            raise _fail(f"cannot list {pattern}: {exc}") from None
+        if not matched:
+            raise _fail(f"no file matches {pattern}")
+        files += matched
+    try:
+        cmap = ColumnMap.from_file(mapping) if mapping else ColumnMap()
+    except CatalogError as exc:
+        raise _fail(str(exc)) from None
+    cmap = cmap.merged(ColumnMap(_pairs(map_, "--map"), _pairs(set_, "--set"), tuple(null or ()),
+                                 _pairs(unit, "--unit")))
+    settings = _settings()
+    with _operator_errors():
+        url = _ensure_database(settings)
+        try:
+            with psycopg.connect(url) as conn, row_progress(f"load {declared.qualified_name}") as (on_file, on_rows):
+                report = load_catalog(conn, declared, files, cmap=cmap, replace=replace, skip_bad=skip_bad,
+                                      fmt=fmt, on_file=on_file, on_rows=on_rows)
+        except (CatalogError, CatalogFileError) as exc:
+            raise _fail(str(exc)) from None
+    typer.echo(report.summary())
+    for p in report.problems[:_SHOWN_PROBLEMS]:
+        typer.echo(f"  bad {p}")
+    if len(report.problems) > _SHOWN_PROBLEMS:
+        more = len(report.problems) - _SHOWN_PROBLEMS
+        typer.echo(f"  ... and {more} more{'' if problems else ' (--problems FILE lists them all)'}")
+    if problems:
+        Path(problems).write_text("".join(f"{p}\n" for p in report.problems), encoding="utf-8")
+    if report.problems and not report.committed:
+        typer.echo("  nothing was loaded: fix the rows, or give --skip-bad to load the good ones")
+    if not report.committed:
+        raise typer.Exit(1)
+
+
 @ingest_cli.command("remove")
 def ingest_remove(
     targets: Annotated[list[str] | None, typer.Argument(

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-__all__ = ["MIN_FILES", "file_progress"]
+__all__ = ["MIN_FILES", "MIN_ROWS", "file_progress", "row_progress"]
 
 #: Batches smaller than this finish before a bar would help.
 MIN_FILES = 50
@@ -37,3 +37,34 @@ def file_progress(total: int, what: str, *, console: Console | None = None) -> I
             bar.update(task, advance=1, skipped=skipped)
 
         yield advance
+
+
+#: Loads smaller than this (rows) finish before a bar would help.
+MIN_ROWS = 100_000
+
+
+@contextmanager
+def row_progress(what: str, *, console: Console | None = None) -> Iterator[tuple[Callable[[str, int], None],
+                                                                                  Callable[[int], None]]]:
+    """Callbacks for a row-counting bar: ``on_file(name, rows)`` grows the total, ``on_rows(n)`` advances it.
+
+    Drawn only on a terminal and once the rows to load pass :data:`MIN_ROWS`.
+    """
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield (lambda name, n: None), (lambda n: None)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(what, total=0, visible=False)
+        total = 0
+
+        def on_file(_name: str, rows: int) -> None:
+            nonlocal total
+            total += rows
+            bar.update(task, total=total, visible=total >= MIN_ROWS)
+
+        def on_rows(n: int) -> None:
+            bar.update(task, advance=n)
+
+        yield on_file, on_rows

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="Directory holding initdb/pg_ctl/postgres for the embedded cluster. "
         "Unset: the newest /usr/lib/postgresql/<version>/bin.",
     )
+    schemas_dir: Path | None = Field(
+        None,
+        description="Directory of the operator's own table declarations (*.yaml, the form of schemas/ in the "
+        "package), published next to vlkb's after `vlkb db migrate`; see docs/ingest.md (catalogues). "
+        "Give the same value to the service, the workers and the CLI.",
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
     port: int = Field(8000, description="Port the HTTP server listens on.")
     base_url: str | None = Field(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ingest, jobs, sedfit, soda, streaming, tap_http
+from bench import ingest, ingest_catalog, jobs, sedfit, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -10,6 +10,7 @@ def main() -> None:
     streaming.main([])
     tap_http.main([])
     ingest.main([])
+    ingest_catalog.main(["--rows", "200000"])
     soda.main([])
     jobs.main([])
     sedfit.main([])

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from schemas import Column, Table, load_schemas
 
-__all__ = ["ACCESS_POLICY", "QUERY_ROLE", "access_ddl", "apply", "pg_schema", "table_ddl"]
+__all__ = ["ACCESS_POLICY", "QUERY_ROLE", "access_ddl", "apply", "index_ddl", "pg_schema", "table_ddl"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,21 @@ def _index_name(table: Table, columns: list[str]) -> str:
     return f"{pg_schema(table.schema_name)}_{table.name}_{'_'.join(columns)}_idx"[:63]
 
 
+def index_ddl(table: Table, present: set[str]) -> list[tuple[str, sql.Composable]]:
+    """(name, CREATE INDEX statement) of each declared index of ``table`` not in ``present``."""
+    return [
+        (name, sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(
+            sql.SQL("UNIQUE " if idx.unique else ""),
+            sql.Identifier(name),
+            _qualified(table),
+            sql.SQL(idx.method),
+            sql.SQL(", ").join(map(sql.Identifier, idx.columns)),
+        ))
+        for idx in table.indexes
+        if (name := _index_name(table, idx.columns)) not in present
+    ]
+
+
 def table_ddl(table: Table, existing: set[str] | None = None, indexes: set[str] | None = None,
               comments: dict[str, str | None] | None = None) -> list[sql.Composable]:
     """Statements that create ``table`` or add what it lacks, indexes and comments included.
@@ -71,19 +86,7 @@ def table_ddl(table: Table, existing: set[str] | None = None, indexes: set[str] 
             for c in table.columns
             if c.name not in existing
         ]
-    for idx in table.indexes:
-        name = _index_name(table, idx.columns)
-        if indexes is not None and name in indexes:
-            continue
-        stmts.append(
-            sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(
-                sql.SQL("UNIQUE " if idx.unique else ""),
-                sql.Identifier(name),
-                qname,
-                sql.SQL(idx.method),
-                sql.SQL(", ").join(map(sql.Identifier, idx.columns)),
-            )
-        )
+    stmts += [stmt for _, stmt in index_ddl(table, indexes or set())]
     comments = comments or {}
     if comments.get("") != table.description:
         stmts.append(sql.SQL("COMMENT ON TABLE {} IS {}").format(qname, sql.Literal(table.description)))

@@ -13,9 +13,11 @@ PostgreSQL type and to the VOTable ``datatype``/``arraysize``/``xtype`` that TAP
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 import yaml
@@ -234,17 +236,27 @@ class SchemaDecl(BaseModel):
 
 @cache
 def load_schemas() -> tuple[SchemaDecl, ...]:
-    """All published schema declarations, ordered by their ``index``.
+    """All published schema declarations (the package's, then ``VLKB_SCHEMAS_DIR``'s), ordered by ``index``.
 
-    Cached: the files are package data and do not change while the process runs.
+    Cached: the files do not change while the process runs (a new table needs a restart).
     """
     decls = []
-    for entry in resources.files(__package__).iterdir():
+    entries = [e for e in resources.files(__package__).iterdir() if e.name.endswith(".yaml")]
+    # An operator's own tables (VLKB_SCHEMAS_DIR, see app/settings.py): read here rather than
+    # passed in, because every process (service, CLI, workers) must see the same declarations.
+    extra = os.environ.get("VLKB_SCHEMAS_DIR")
+    if extra:
+        entries += sorted(p for p in Path(extra).expanduser().glob("*.yaml"))
+    for entry in entries:
         if entry.name.endswith(".yaml"):
             raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
             decl = SchemaDecl.model_validate(raw)
             tables = [t.model_copy(update={"schema_name": decl.name}) for t in decl.tables]
             decls.append(decl.model_copy(update={"tables": tables}))
+    names = [d.name.lower() for d in decls]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ValueError(f"schemas declared twice: {clash} (VLKB_SCHEMAS_DIR repeats a schema of vlkb's)")
     return tuple(sorted(decls, key=lambda d: (d.index, d.name)))
 
 
