@@ -567,11 +567,15 @@ def check() -> None:
         if settings.embedded and not cluster_for(settings).running():
             raise RuntimeError("embedded cluster not running: start it with `vlkb db start`")
         with psycopg.connect(database_url(settings), connect_timeout=5) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
+            row = conn.execute("SHOW server_version").fetchone()
+            assert row is not None  # SHOW returns exactly one row
+            version = row[0]
             ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_sphere'").fetchone()
             if ext is None:
                 raise RuntimeError("pg_sphere extension missing: run `vlkb db migrate`")
-            n = conn.execute("SELECT count(*) FROM tap_schema.tables").fetchone()[0]
+            row = conn.execute("SELECT count(*) FROM tap_schema.tables").fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns exactly one row
+            n = row[0]
             return f"PostgreSQL {version}, pg_sphere {ext[0]}, {n} tables in TAP_SCHEMA"
 
     results.append(_check_step("database", database))

@@ -131,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     @app.middleware("http")
-    async def bind_request(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def bind_request(request: Request, call_next):
         request.state.request_id = uuid.uuid4().hex[:12]
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request.state.request_id, path=request.url.path)

@@ -66,7 +66,7 @@ def index_ddl(table: Table, present: set[str]) -> list[tuple[str, sql.Composable
 
 
 def table_ddl(table: Table, existing: set[str] | None = None, indexes: set[str] | None = None,
-              comments: dict[str, str | None] | None = None) -> list[sql.Composable]:
+              comments: dict[str, str | None] | None = None) -> list[sql.Composed]:
     """Statements that create ``table`` or add what it lacks, indexes and comments included.
 
     ``existing`` (column names), ``indexes`` (index names) and ``comments`` (column name, or
@@ -74,7 +74,7 @@ def table_ddl(table: Table, existing: set[str] | None = None, indexes: set[str] 
     what is missing or different is emitted, so an up-to-date table takes no lock at all.
     """
     qname = _qualified(table)
-    stmts: list[sql.Composable] = []
+    stmts: list[sql.Composed] = []
     if existing is None:
         defs = [_column_def(c) for c in table.columns]
         if table.primary_key:
@@ -101,7 +101,9 @@ def table_ddl(table: Table, existing: set[str] | None = None, indexes: set[str] 
 def _current(conn: psycopg.Connection, table: Table) -> tuple[set[str] | None, set[str], dict[str, str | None]]:
     """Columns, index names and comments ``table`` has now (columns None when it does not exist)."""
     schema = pg_schema(table.schema_name)
-    oid = conn.execute("SELECT to_regclass(%s)::oid", (f'"{schema}"."{table.name}"',)).fetchone()[0]
+    row = conn.execute("SELECT to_regclass(%s)::oid", (f'"{schema}"."{table.name}"',)).fetchone()
+    assert row is not None  # a SELECT without FROM returns exactly one row
+    oid = row[0]
     if oid is None:
         return None, set(), {}
     cols = conn.execute(
@@ -110,7 +112,9 @@ def _current(conn: psycopg.Connection, table: Table) -> tuple[set[str] | None, s
     ).fetchall()
     idx = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
                        (schema, table.name)).fetchall()
-    comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()[0]
+    row = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()
+    assert row is not None  # a SELECT without FROM returns exactly one row
+    comment = row[0]
     return {c for c, _ in cols}, {i for (i,) in idx}, {"": comment, **dict(cols)}
 
 
@@ -118,7 +122,7 @@ def _current(conn: psycopg.Connection, table: Table) -> tuple[set[str] | None, s
 ACCESS_POLICY = "vlkb_survey_access"
 
 
-def access_ddl(table: Table, enabled: bool = False, has_policy: bool = False) -> list[sql.Composable]:
+def access_ddl(table: Table, enabled: bool = False, has_policy: bool = False) -> list[sql.Composed]:
     """Statements that make the rows of ``table`` follow the survey access policies.
 
     Only for a table that declares an ``access_column``: row-level security on, and one
@@ -130,7 +134,7 @@ def access_ddl(table: Table, enabled: bool = False, has_policy: bool = False) ->
     if table.access_column is None or table.type != "table":
         return []
     qname = _qualified(table)
-    stmts: list[sql.Composable] = []
+    stmts: list[sql.Composed] = []
     if not enabled:
         stmts.append(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(qname))
     if not has_policy:
@@ -212,7 +216,9 @@ def _leakproof_spatial_operators(conn: psycopg.Connection) -> None:
     functions = [row[0] for row in conn.execute(_PGSPHERE_INDEX_FUNCTIONS).fetchall()]
     if not functions:
         return
-    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    assert row is not None  # the connected role is always in pg_roles
+    superuser = row[0]
     if not superuser:
         log.warning("pgSphere operators are not LEAKPROOF and this user cannot mark them: spatial conditions "
                     "on tables with access policies will not use their indexes; see docs/auth.md")

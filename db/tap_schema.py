@@ -23,8 +23,7 @@ def column_rows(table: Table) -> list[tuple]:
     return [
         (
             table.qualified_name, c.adql_name, c.info.datatype, c.votable_arraysize, c.info.xtype,
-            # TAP 1.1 section 4.3: the deprecated "size" repeats a fixed arraysize
-            int(c.votable_arraysize) if (c.votable_arraysize or "").isdigit() else None,
+            _size(c.votable_arraysize),
             c.description, c.utype, c.unit, c.ucd, int(c.name.lower() in indexed), int(c.principal),
             int(c.std), i + 1,
         )
@@ -32,12 +31,17 @@ def column_rows(table: Table) -> list[tuple]:
     ]
 
 
+def _size(arraysize: str | None) -> int | None:
+    """TAP 1.1 section 4.3: the deprecated "size" repeats a fixed arraysize (``"12"``, not ``"12*"`` or ``"*"``)."""
+    return int(arraysize) if arraysize is not None and arraysize.isdigit() else None
+
+
 def refresh(conn: psycopg.Connection) -> None:
     """Replace the content of TAP_SCHEMA with what the declarations say."""
     decls = load_schemas()
     with conn.transaction(), conn.cursor() as cur:
-        for t in ("key_columns", "keys", "columns", "tables", "schemas"):
-            cur.execute(f"DELETE FROM tap_schema.{t}")
+        for tap_table in ("key_columns", "keys", "columns", "tables", "schemas"):
+            cur.execute(f"DELETE FROM tap_schema.{tap_table}")
         cur.executemany(
             "INSERT INTO tap_schema.schemas (schema_name, utype, description, schema_index) VALUES (%s, %s, %s, %s)",
             [(d.name, d.utype, d.description, i + 1) for i, d in enumerate(decls)],

@@ -393,6 +393,6 @@ def examples_document(service_title: str, examples: Sequence[Example] = EXAMPLES
         head,
         body,
         attrib={f"{{{XML_NS}}}lang": "en", "lang": "en", "version": "XHTML+RDFa 1.1"},
-        nsmap={None: XHTML_NS},  # type: ignore[dict-item]  # None is the default namespace for lxml
+        nsmap={None: XHTML_NS},  # None is the default namespace for lxml
     )
     return tostring(root)

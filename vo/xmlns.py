@@ -6,6 +6,7 @@ VOSI, UWS, VOTable headers and DALI examples are built with lxml, never hand-typ
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from lxml import etree
 
@@ -40,13 +41,19 @@ NS = {
 }
 
 
+# Prefix -> namespace URI; the key None is lxml's default namespace. Spelled as a union because a
+# Mapping's key type is invariant: a ``dict[str, str]`` or ``{None: uri}`` is not a
+# ``Mapping[str | None, str]``.
+NsMap = Mapping[str, str] | Mapping[None, str] | Mapping[str | None, str]
+
+
 def qname(prefix: str, local: str) -> str:
     """Clark notation ``{uri}local`` for a prefixed name."""
     return f"{{{NS[prefix]}}}{local}"
 
 
-def E(tag: str, *children: etree._Element | str | None, attrib: dict[str, str | None] | None = None,
-      nsmap: dict[str, str] | None = None) -> etree._Element:
+def E(tag: str, *children: etree._Element | str | None, attrib: Mapping[str, str | None] | None = None,
+      nsmap: NsMap | None = None) -> etree._Element:
     """Build an element; ``tag`` may be ``prefix:local``. None children and attributes are skipped."""
     if ":" in tag and not tag.startswith("{"):
         prefix, local = tag.split(":", 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -27,7 +28,7 @@ from vo.caller import Caller
 from vo.caller import datasets as caller_datasets
 from vo.dali import DaliParams
 from vo.errors import NotFoundError, TransientError, UsageError, VlkbError
-from vo.uws.model import ACTIVE, Job, Phase
+from vo.uws.model import ACTIVE, Job, JobResult, Phase
 from vo.uws.service import JobService
 from vo.vialactea import legacy
 
@@ -81,7 +82,10 @@ async def _finish(jobs: JobService, job: Job, datasets: str) -> Job:
 
 async def _answer(jobs: JobService, job: Job, q: legacy.LegacyQuery, who: dict[str, str], base: str,
                   description: str, nullvals: bool, datasets: str) -> Response:
-    results = {r.result_id: r for r in await jobs.job_results(job)}
+    # annotated: JobService has a method named ``list``, which hides the builtin in its own
+    # annotations (``-> list[JobResult]``), so mypy cannot iterate what job_results returns
+    rows: Iterable[JobResult] = await jobs.job_results(job)
+    results = {r.result_id: r for r in rows}
     fits_id = next(k for k in results if k.endswith(".fits"))
     cuts = await asyncio.to_thread(legacy.cut_entries, jobs.results, results["manifest"])
     percent = await asyncio.to_thread(legacy.null_percent, jobs.results, results[fits_id]) if nullvals else None

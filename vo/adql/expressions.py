@@ -10,6 +10,7 @@ query level (:meth:`query`, implemented by :class:`vo.adql.translator.Translator
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sqlglot import exp
 
@@ -74,7 +75,7 @@ def snippet(node: exp.Expression) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def int_literal(node: exp.Expression | None, what: str) -> int:
+def int_literal(node: exp.Expr | None, what: str) -> int:
     """The value of a non-negative integer literal; UsageError otherwise."""
     if isinstance(node, exp.Literal) and not node.is_string and str(node.this).isdigit():
         return int(node.this)
@@ -105,7 +106,8 @@ class ExpressionTranslator:
         if catalog is None:
             return node
         db, table = node.args.get("db"), node.args.get("table")
-        if not all(isinstance(p, exp.Identifier) for p in (catalog, db, table)):
+        if not (isinstance(catalog, exp.Identifier) and isinstance(db, exp.Identifier)
+                and isinstance(table, exp.Identifier)):
             raise UsageError(f"unsupported column reference {snippet(node)}{position(node)}")
         self.catalog.check_catalog(catalog.name, bool(catalog.quoted), f"{catalog.name}.{db.name}.{table.name}",
                                    position(node))
@@ -162,9 +164,9 @@ class ExpressionTranslator:
         if isinstance(node, _COMPARISONS):
             return self._comparison(node, scope, ctes)
         if isinstance(node, (exp.And, exp.Or)):
-            a = self.condition(node.this, scope, ctes, node.key.upper())
-            b = self.condition(node.expression, scope, ctes, node.key.upper())
-            return Value(node=type(node)(this=a, expression=b), pg="boolean", exact=True)
+            left = self.condition(node.this, scope, ctes, node.key.upper())
+            right = self.condition(node.expression, scope, ctes, node.key.upper())
+            return Value(node=type(node)(this=left, expression=right), pg="boolean", exact=True)
         if isinstance(node, exp.Not):
             return Value(node=exp.Not(this=self.condition(node.this, scope, ctes, "NOT")), pg="boolean", exact=True)
         if isinstance(node, exp.Is):
@@ -201,7 +203,8 @@ class ExpressionTranslator:
 
     def _arithmetic(self, node: exp.Expression, scope: Scope, ctes: dict[str, Cte]) -> Value:
         a, b = self.expr(node.this, scope, ctes), self.expr(node.expression, scope, ctes)
-        op = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%"}[type(node)]
+        ops: dict[type[exp.Expression], str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%"}
+        op = ops[type(node)]
         for v in (a, b):
             if not v.is_numeric and not v.predicate:
                 raise UsageError(f"the operator {op} needs numbers{position(node)}, not {snippet(v.node)}")
@@ -419,7 +422,8 @@ def _arith_unit(node: exp.Expression, a: Value, b: Value) -> str | None:
     return None
 
 
-_FOLD = {exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__}
+_FOLD: dict[type[exp.Expression], Callable[[float, float], float]] = {
+    exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__}
 
 
 def _constant_number(node: exp.Expression) -> float | None:

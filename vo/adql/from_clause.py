@@ -83,7 +83,7 @@ class FromTranslator(ExpressionTranslator):
     @staticmethod
     def _natural(left: list[Entry], right: list[Entry]) -> list[str]:
         right_names = {e.name.lower() for e in right}
-        names = []
+        names: list[str] = []
         for e in left:
             if e.name.lower() in right_names:
                 if e.name.lower() in {n.lower() for n in names}:

@@ -12,6 +12,7 @@ translation time with astropy.units from the unit the value's column declares.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
@@ -27,6 +28,9 @@ from vo.adql.values import (
     unify,
 )
 from vo.errors import UsageError
+
+if TYPE_CHECKING:
+    from astropy.units import UnitBase
 
 __all__ = ["AGGREGATES", "FUNCTIONS", "call", "in_unit"]
 
@@ -194,7 +198,7 @@ def in_unit(name: str, args: list[Value]) -> Value:
     return Value(node=node, pg="double precision", meta=Meta(unit=wanted), name="in_unit", constant=value.constant)
 
 
-def _unit(text: str) -> object:
+def _unit(text: str) -> UnitBase:
     from astropy import units as u
 
     for fmt in ("vounit", None):

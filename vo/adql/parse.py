@@ -13,6 +13,7 @@ PostgreSQL, for example). Strings follow SQL-92: only ``''`` escapes a quote.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from sqlglot import exp, parser, tokens
 from sqlglot.dialects.dialect import Dialect
@@ -39,9 +40,9 @@ class ADQL(Dialect):
         # Only CAST keeps its own syntax; SQL forms ADQL lacks (EXTRACT, SUBSTRING ... FROM,
         # TRIM, POSITION, CURRENT_USER without parentheses ...) are then syntax errors or
         # unknown names.
-        FUNCTIONS: dict = {}
+        FUNCTIONS: ClassVar[dict] = {}
         FUNCTION_PARSERS = {"CAST": parser.Parser.FUNCTION_PARSERS["CAST"]}
-        NO_PAREN_FUNCTIONS: dict = {}
+        NO_PAREN_FUNCTIONS: ClassVar[dict] = {}
 
         def _warn_unsupported(self) -> None:
             # sqlglot logs a warning before parsing unknown statements as commands; those are
@@ -58,7 +59,10 @@ class SphereOp(exp.Expression, exp.Binary):
 class PgSphere(Postgres):
     """PostgreSQL with pgSphere operators; every identifier quoted, strings written safely."""
 
-    class Generator(Postgres.Generator):
+    # recent sqlglot 30 releases declare ``Postgres.Generator = PostgresGenerator`` (a class attribute, which
+    # mypy refuses as a base); importing PostgresGenerator instead would break sqlglot 30.0, which
+    # pyproject allows and which has no sqlglot.generators package.
+    class Generator(Postgres.Generator):  # type: ignore[valid-type,misc]
         TRANSFORMS = {**Postgres.Generator.TRANSFORMS, SphereOp: lambda self, e: self.sphere_op(e)}
 
         def sphere_op(self, expression: SphereOp) -> str:
@@ -115,8 +119,11 @@ def parse(query: str) -> exp.Expression:
         raise UsageError(f"the query contains the character U+{ord(bad.group()):04X} (at offset {bad.start()}),"
                          " which ADQL does not allow")
     try:
-        # a lone ';' or a comment after the last ';' parses to None or Semicolon: not a statement
-        statements = [s for s in ADQL().parse(query) if s is not None and not isinstance(s, exp.Semicolon)]
+        # a lone ';' or a comment after the last ';' parses to None or Semicolon: not a statement.
+        # sqlglot types the result as exp.Expr, the base of its mixins (Binary, Func, Query ...);
+        # every node it builds is an exp.Expression, so the isinstance only narrows the type.
+        statements = [s for s in ADQL().parse(query)
+                      if isinstance(s, exp.Expression) and not isinstance(s, exp.Semicolon)]
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
         where = (

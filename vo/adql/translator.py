@@ -43,7 +43,8 @@ class Translator(FromTranslator):
             extra = [k for k, v in node.args.items() if k != "this" and v not in (None, [], False)]
             if extra:
                 raise UsageError(f"{extra[0].upper().rstrip('_')} after a parenthesised query is not supported")
-            node = node.this
+            # sqlglot types the narrowed .this as the exp.Query mixin; every node it builds is an Expression
+            node = node.this  # type: ignore[assignment]
         with_ = node.args.get("with_")
         new_with = None
         if with_ is not None:

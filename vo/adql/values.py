@@ -10,7 +10,7 @@ cast to the type they announce wherever the rules are approximate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
@@ -129,7 +129,7 @@ class Value:
     #: True when the node reads no column (a constant the planner folds)
     constant: bool = False
 
-    def with_(self, **changes: object) -> Value:
+    def with_(self, **changes: Any) -> Value:
         """A copy with ``changes``."""
         return replace(self, **changes)
 

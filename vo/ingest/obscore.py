@@ -117,7 +117,7 @@ def survey_info(survey: Any) -> SurveyInfo:
     if isinstance(survey, SurveyInfo):
         return survey
     get = survey.get if isinstance(survey, Mapping) else (lambda k, d=None: getattr(survey, k, d))
-    fields = {k: get(k) for k in SurveyInfo.__dataclass_fields__ if get(k) is not None}
+    fields: dict[str, Any] = {k: get(k) for k in SurveyInfo.__dataclass_fields__ if get(k) is not None}
     fields.setdefault("species", None)
     fields.setdefault("transition", None)
     if fields.get("groups") is not None:

@@ -17,7 +17,7 @@ from vo.xmlns import NS, E, tostring
 __all__ = ["error_text", "isotime", "job_xml", "jobs_xml", "parameters_xml", "results_xml"]
 
 _NSMAP = {"uws": NS["uws"], "xlink": NS["xlink"], "xsi": NS["xsi"]}
-_NIL: dict[str, str | None] = {"xsi:nil": "true"}
+_NIL = {"xsi:nil": "true"}
 
 
 def isotime(t: datetime) -> str:

@@ -42,16 +42,19 @@ from vo.sia import SiaQuery, obscore_columns, overlap_code_sql, run_query, where
 
 __all__ = ["EXTRA_COLUMNS", "MERGE_SEPARATOR", "build_sql", "client_columns", "merge_row_dids", "region_box", "search"]
 
-_INT = {"datatype": "int", "arraysize": None, "xtype": None, "unit": None, "utype": None, "pgtype": "integer"}
+
+def _code_column(name: str, description: str) -> OutputColumn:
+    return OutputColumn.of(name, "int", "integer", ucd="meta.code", description=description)
+
 
 #: the columns the client (and the related web client) read besides ObsCore's
 EXTRA_COLUMNS: tuple[OutputColumn, ...] = (
-    OutputColumn(name="overlapSky", ucd="meta.code", description="Starlink AST overlap code of the dataset's "
+    _code_column("overlapSky", "Starlink AST overlap code of the dataset's "
                  "footprint and the requested region: 0 virtual merge row, 1 none, 2 dataset inside the region, "
-                 "3 region inside the dataset, 4 partial, 5 identical", **_INT),
-    OutputColumn(name="overlapSpec", ucd="meta.code", description="The same code for the dataset's spectral "
-                 "range and the first BAND interval; empty when no BAND is given", **_INT),
-    OutputColumn(name="overlap", ucd="meta.code", description="overlapSky and overlapSpec combined", **_INT),
+                 "3 region inside the dataset, 4 partial, 5 identical"),
+    _code_column("overlapSpec", "The same code for the dataset's spectral "
+                 "range and the first BAND interval; empty when no BAND is given"),
+    _code_column("overlap", "overlapSky and overlapSpec combined"),
 )
 
 

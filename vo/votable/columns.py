@@ -29,20 +29,33 @@ Kind = Literal["short", "int", "long", "float", "double", "boolean", "text", "ti
 
 
 class ResultColumn(Protocol):
-    """What a writer needs to know about one result column."""
+    """What a writer needs to know about one result column.
 
-    name: str
-    #: VOTable datatype: short, int, long, float, double, boolean, char (or unicodeChar)
-    datatype: str
-    arraysize: str | None
-    xtype: str | None
-    unit: str | None
-    ucd: str | None
-    utype: str | None
-    description: str | None
-    #: what the SQL yields: smallint, integer, bigint, real, double precision, boolean, text,
-    #: timestamp, float8[]
-    pgtype: str
+    The members are read-only properties: writers only read them, so a frozen dataclass
+    (the translator's ``OutputColumn``) or any object with these attributes qualifies.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str:
+        """VOTable datatype: short, int, long, float, double, boolean, char (or unicodeChar)."""
+    @property
+    def arraysize(self) -> str | None: ...
+    @property
+    def xtype(self) -> str | None: ...
+    @property
+    def unit(self) -> str | None: ...
+    @property
+    def ucd(self) -> str | None: ...
+    @property
+    def utype(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def pgtype(self) -> str:
+        """What the SQL yields: smallint, integer, bigint, real, double precision, boolean, text,
+        timestamp, float8[]."""
     # optional ``ascii: bool``: text known to hold ASCII only, written as ``char`` (getattr)
 
 
