@@ -51,6 +51,7 @@ db-stop:
 lint: venv
 	$(BIN)/ruff check app vo db schemas demo tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m bench

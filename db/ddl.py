@@ -50,7 +50,7 @@ def _index_name(table: Table, columns: list[str]) -> str:
     return f"{pg_schema(table.schema_name)}_{table.name}_{'_'.join(columns)}_idx"[:63]
 
 
-def index_ddl(table: Table, present: set[str]) -> list[tuple[str, sql.Composable]]:
+def index_ddl(table: Table, present: set[str]) -> list[tuple[str, sql.Composed]]:
     """(name, CREATE INDEX statement) of each declared index of ``table`` not in ``present``."""
     return [
         (name, sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(

@@ -220,7 +220,7 @@ def _options(values: Sequence[str]) -> etree._Element:
 
 def _input_params(one: Dataset | None) -> list[etree._Element]:
     """The SODA 1.0 section 3 parameters; ``one`` (when a single dataset was asked) bounds them."""
-    states = POL_STATES
+    states: tuple[str, ...] = POL_STATES
     if one is not None and one.pol_states:
         states = tuple(s for s in one.pol_states.split("/") if s)
     cube = one is not None and one.dataproduct_type == "cube"

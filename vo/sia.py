@@ -116,7 +116,7 @@ class SiaQuery(BaseModel):
             fields[field] = many(name, _parse_positive)
         for name, (field, _) in _STRINGS.items():
             fields[field] = tuple(p.repeated(name))
-        fields["dptypes"] = tuple(_parse_dptype(v, "DPTYPE") for v in fields["dptypes"])
+        fields["dptypes"] = tuple(_parse_dptype(v, "DPTYPE") for v in p.repeated("DPTYPE"))
         # TABLEDATA unless asked otherwise: the ViaLactea client reads TR/TD (vialactea-client.md 1.A.1).
         return cls(**fields, maxrec=p.maxrec(maxrec_default, maxrec_limit), format=p.response_format("votable/td"))
 

@@ -163,7 +163,7 @@ class SodaParams(_Constraints):
         if len(shapes) > 1:
             raise MultiValuedParamNotSupported(
                 f"{' and '.join(dict.fromkeys(n for n, _ in shapes))}: give one spatial constraint per sync cutout")
-        return cls(id=ident, region=_region(*shapes[0]) if shapes else None, **cls._read(p))  # type: ignore[arg-type]
+        return cls(id=ident, region=_region(*shapes[0]) if shapes else None, **cls._read(p))
 
     def region_text(self) -> str:
         """The request's constraints as text, for the provenance keywords."""
@@ -200,7 +200,7 @@ class SodaJobParams(_Constraints):
         cuts = len(regions) if merge else len(ids) * len(regions)
         if max_cuts is not None and cuts > max_cuts:
             raise UsageError(f"ID: {cuts} cuts requested; at most {max_cuts} per job")
-        return cls(ids=ids, regions=regions, merge=merge, **cls._read(p))  # type: ignore[arg-type]
+        return cls(ids=ids, regions=regions, merge=merge, **cls._read(p))
 
     def cuts(self) -> list[SodaParams]:
         """One sync request per (ID, region), IDs slowest."""

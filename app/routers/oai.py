@@ -81,9 +81,9 @@ async def get_oai(params: RequestParams, settings: AppSettings, base: BaseUrl, p
     """Answer one OAI-PMH 2.0 request (Identify, ListMetadataFormats, ListSets, GetRecord,
     ListIdentifiers, ListRecords) with the records of this site."""
     args = _arguments(params)
-    tap = capability_elements(tap_capabilities(settings, base, offer, "/tap").body)
+    tap = capability_elements(bytes(tap_capabilities(settings, base, offer, "/tap").body))
     sia = [sia_capability(c, max_records=settings.maxrec_limit)
-           for c in capability_elements((await get_sia_capabilities(base, offer)).body)]
+           for c in capability_elements(bytes((await get_sia_capabilities(base, offer)).body))]
     others = capability_elements(vosi.service_capabilities(base, "", [
         vosi.Capability(STD_SODA_SYNC, "/soda/sync"),
         vosi.Capability(STD_SODA_ASYNC, "/soda/async"),

@@ -59,9 +59,9 @@ class DatestampBook:
         with self._lock:
             book = self._load()
             changed = False
-            for ident, entry in book.items():
-                if ident not in digests and len(entry) == 3 and entry[0] != DELETED:
-                    book[ident] = [DELETED, entry[1], now.isoformat()]
+            for ident, kept in book.items():
+                if ident not in digests and len(kept) == 3 and kept[0] != DELETED:
+                    book[ident] = [DELETED, kept[1], now.isoformat()]
                     changed = True
             out: dict[str, tuple[datetime, datetime]] = {}
             for ident, digest in digests.items():

@@ -13,6 +13,7 @@ and are listed to no one (UWS 1.1 section 2.2.1.1 lets a service filter the list
 from __future__ import annotations
 
 import asyncio
+import builtins
 import secrets
 import time
 from collections.abc import Sequence
@@ -137,7 +138,7 @@ class JobService:
         return job
 
     async def list(self, kind: str, owner: str | None, *, phases: Sequence[Phase] = (),
-                   after: datetime | None = None, last: int | None = None) -> list[Job]:
+                   after: datetime | None = None, last: int | None = None) -> builtins.list[Job]:
         """``owner``'s jobs (UWS 1.1 section 2.2.1.1 filters PHASE, AFTER, LAST); none for anonymous."""
         if owner is None:
             return []
@@ -155,7 +156,7 @@ class JobService:
             raise NotFoundError(f"no job {job_id!r}")
         return job
 
-    async def job_results(self, job: Job) -> list[JobResult]:
+    async def job_results(self, job: Job) -> builtins.list[JobResult]:
         return await self.store.results(job.job_id) if job.phase == Phase.COMPLETED else []
 
     async def result(self, job: Job, result_id: str) -> JobResult:
@@ -207,7 +208,7 @@ class JobService:
         seconds = min(seconds, _MAX_DURATION)
         return await self.store.update(job.job_id, execution_duration=seconds) or job
 
-    async def set_parameters(self, job: Job, updates: dict[str, list[str]]) -> Job:
+    async def set_parameters(self, job: Job, updates: dict[str, builtins.list[str]]) -> Job:
         """POST to /parameters: merge parameters of a PENDING job (section 2.2.3.6)."""
         if job.phase != Phase.PENDING:
             raise UsageError(f"job {job.job_id} is {job.phase}: parameters can change only while PENDING")

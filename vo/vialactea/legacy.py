@@ -185,7 +185,7 @@ def search_sql(q: LegacyQuery) -> sql.Composed:
         raise UsageError("r: the region is too large; search at most 90 degrees around a position")
     species = "split_part(o.obs_title, ' | ', 1)"
     transition = "substr(o.obs_title, length(split_part(o.obs_title, ' | ', 1)) + 4)"
-    where = [sql.SQL(f"o.s_region_galactic && {literal}")]
+    where: list[sql.Composable] = [sql.SQL(f"o.s_region_galactic && {literal}")]
     velo = q.velocity()
     if velo is not None:
         where.append(sql.SQL("(o.vel_min IS NULL OR (o.vel_min <= {} AND o.vel_max >= {}))").format(
