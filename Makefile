@@ -9,13 +9,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := postgresql-15 postgresql-15-pgsphere stilts python3-venv redis-server
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system venv serve lint bench clean db-start db-stop
+.PHONY: demo test test-slow setup system venv serve lint bench clean db-start db-stop
 
 demo: setup  ## install, start the private PostgreSQL, load demo data, serve http://127.0.0.1:8000
 	$(BIN)/vlkb serve --demo
 
-test: setup  ## install and run the whole test suite
-	$(BIN)/python -m pytest -q tests
+test: setup  ## install and run the test suite (all but the tests marked slow)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-slow: setup  ## the long tests (million-row loads); CI runs them after `make test`
+	$(BIN)/python -m pytest -q -m slow tests
 
 setup: system venv
 

@@ -14,10 +14,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.access import Offer
+from app.capabilities import sia_capabilities, tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RawParams, RequestParams
-from app.routers.sia import get_sia_capabilities
-from app.routers.vosi import tap_capabilities
 from app.settings import Settings
 from schemas import load_schemas
 from vo import vosi
@@ -81,9 +80,9 @@ async def get_oai(params: RequestParams, settings: AppSettings, base: BaseUrl, p
     """Answer one OAI-PMH 2.0 request (Identify, ListMetadataFormats, ListSets, GetRecord,
     ListIdentifiers, ListRecords) with the records of this site."""
     args = _arguments(params)
-    tap = capability_elements(bytes(tap_capabilities(settings, base, offer, "/tap").body))
+    tap = capability_elements(tap_capabilities(settings, base, offer.security, "/tap"))
     sia = [sia_capability(c, max_records=settings.maxrec_limit)
-           for c in capability_elements(bytes((await get_sia_capabilities(base, offer)).body))]
+           for c in capability_elements(sia_capabilities(base, offer.security))]
     others = capability_elements(vosi.service_capabilities(base, "", [
         vosi.Capability(STD_SODA_SYNC, "/soda/sync"),
         vosi.Capability(STD_SODA_ASYNC, "/soda/async"),

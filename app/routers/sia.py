@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
 from app.access import CurrentCaller, Offer
+from app.capabilities import sia_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from app.routers.vosi import _STARTED, XML, database_up
@@ -30,9 +31,7 @@ async def sia_query(params: RequestParams, pool: DbPool, settings: AppSettings,
 @router.api_route("/capabilities", methods=["GET", "HEAD"])
 async def get_sia_capabilities(base: BaseUrl, offer: Offer) -> Response:
     """VOSI capabilities of the SIA service (SIA 2.0 section 3)."""
-    return Response(vosi.service_capabilities(base, "/sia", [
-        vosi.Capability(vosi.STD_SIA2, "/sia/query", version="2.0"),
-    ], security=offer.security), media_type=XML, headers=offer.headers)
+    return Response(sia_capabilities(base, offer.security), media_type=XML, headers=offer.headers)
 
 
 @router.get("/availability")

@@ -29,6 +29,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.access import CurrentCaller, Offer
+from app.capabilities import tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.errors import REALM, votable_error
 from app.params import RequestParams
@@ -86,7 +87,8 @@ def vialactea_router(prefix: str) -> APIRouter:
     router = APIRouter(tags=["ViaLactea"])
 
     async def get_vialactea_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -> Response:
-        return vosi.tap_capabilities(settings, base, offer, prefix)
+        return Response(tap_capabilities(settings, base, offer.security, prefix), media_type=vosi.XML,
+                        headers=offer.headers)
 
     router.add_api_route(f"{prefix}/availability", vosi.get_availability, methods=["GET"],
                          name="vialactea_get_availability")

@@ -7,17 +7,17 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app.access import AuthOffer, Offer
+from app.access import Offer
+from app.capabilities import tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from app.pool import BusyError
-from app.settings import Settings
 from schemas import find_table, load_schemas
-from vo import tap, vosi
+from vo import vosi
 from vo.dali import DaliParams
 from vo.errors import NotFoundError, UsageError
 
-__all__ = ["database_up", "router", "tap_capabilities"]
+__all__ = ["XML", "database_up", "router"]
 
 router = APIRouter(prefix="/tap", tags=["VOSI"])
 
@@ -52,33 +52,7 @@ async def get_availability(pool: DbPool) -> Response:
 
 @router.api_route("/capabilities", methods=["GET", "HEAD"])
 async def get_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -> Response:
-    return tap_capabilities(settings, base, offer, "/tap")
-
-
-def tap_capabilities(settings: Settings, base: str, offer: AuthOffer, path: str) -> Response:
-    """The TAP capabilities response of the TAP service mounted at ``path`` (``/tap``, or the
-    ViaLactea client's base)."""
-    limits = vosi.TapLimits(
-        retention_default=settings.destruction_days * 86400,
-        retention_hard=settings.destruction_days * 86400,
-        execution_default=settings.execution_duration,
-        execution_hard=settings.execution_duration,
-        maxrec_default=settings.maxrec_default,
-        maxrec_hard=settings.maxrec_limit,
-    )
-    body = vosi.capabilities(
-        base,
-        path,
-        languages=[("ADQL", tap.ADQL_VERSIONS, tap.ADQL_FEATURES)],
-        output_formats=tap.OUTPUT_FORMATS,
-        limits=limits,
-        upload_methods=tap.UPLOAD_METHODS,
-        upload_limit=vosi.UploadLimit(rows=settings.upload_max_rows, bytes=settings.upload_max_bytes),
-        # DALI 1.1 section 2.3: the examples document is read in a browser, hence vr:WebBrowser.
-        extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser")],
-        security=offer.security,
-    )
-    return Response(body, media_type=XML, headers=offer.headers)
+    return Response(tap_capabilities(settings, base, offer.security, "/tap"), media_type=XML, headers=offer.headers)
 
 
 @router.get("/tables")

@@ -1,0 +1,49 @@
+"""The VOSI capabilities documents of the query services, from the settings.
+
+Shared by the VOSI routes (``/tap/capabilities``, ``/sia/capabilities``, the ViaLactea base) and
+the registry's service record (``/oai``), so both always describe the same running service; the
+documents themselves are built by :mod:`vo.vosi`. Not a router: routers call these, never one
+another's handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.settings import Settings
+from vo import tap, vosi
+
+__all__ = ["sia_capabilities", "tap_capabilities"]
+
+
+def tap_capabilities(settings: Settings, base: str, security: Sequence[str | None], path: str) -> bytes:
+    """The TAP capabilities document of the TAP service mounted at ``path`` (``/tap``, or the
+    ViaLactea client's base)."""
+    limits = vosi.TapLimits(
+        retention_default=settings.destruction_days * 86400,
+        retention_hard=settings.destruction_days * 86400,
+        execution_default=settings.execution_duration,
+        execution_hard=settings.execution_duration,
+        maxrec_default=settings.maxrec_default,
+        maxrec_hard=settings.maxrec_limit,
+    )
+    body = vosi.capabilities(
+        base,
+        path,
+        languages=[("ADQL", tap.ADQL_VERSIONS, tap.ADQL_FEATURES)],
+        output_formats=tap.OUTPUT_FORMATS,
+        limits=limits,
+        upload_methods=tap.UPLOAD_METHODS,
+        upload_limit=vosi.UploadLimit(rows=settings.upload_max_rows, bytes=settings.upload_max_bytes),
+        # DALI 1.1 section 2.3: the examples document is read in a browser, hence vr:WebBrowser.
+        extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser")],
+        security=security,
+    )
+    return body
+
+
+def sia_capabilities(base: str, security: Sequence[str | None]) -> bytes:
+    """The SIA 2.0 capabilities document (SIA 2.0 section 3)."""
+    return vosi.service_capabilities(base, "/sia", [
+        vosi.Capability(vosi.STD_SIA2, "/sia/query", version="2.0"),
+    ], security=security)
