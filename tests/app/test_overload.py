@@ -58,7 +58,10 @@ def test_burst_over_a_small_pool_waits_and_answers_every_query(database) -> None
     north = flux[glat > 0]
     want_stats = (len(north), north.min(), north.max())
     clients, rounds = 20, 3
-    with running_server(database, db_pool_min="1", db_pool_max="2") as srv, cpu_load():
+    # The wait bound is raised from its 60 s default: what is tested is that valid work queues and is
+    # served; on a slow shared machine 60 queries over 2 connections may queue longer than a minute
+    # (the bound itself is the next test's subject).
+    with running_server(database, db_pool_min="1", db_pool_max="2", db_pool_wait="600") as srv, cpu_load():
 
         def client(i: int) -> list[tuple[int, str, object]]:
             out = []
