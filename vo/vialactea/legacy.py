@@ -8,7 +8,7 @@ and merges are plain SODA jobs. :func:`search_sql` finds the datasets meeting th
 their Starlink AST overlap code (:func:`vo.sia.overlap_code_sql`), and the writers build the
 pretty-printed XML the client reads token by token (``xmlparser.cpp``): whitespace text nodes
 between elements, ``<RestFreq>`` last in each ``<survey>`` header, ``<P1>``..``<P4>`` corners.
-No HTTP here; the SQL is run by the router in the caller's access transaction.
+No HTTP here; :func:`answer_search` runs the SQL in the caller's session.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from vo.xmlns import xml_safe
 
 __all__ = [
     "cut_entries", "null_percent",
-    "OVERLAP", "LegacyQuery", "SearchRow", "cut_xml", "legacy_url", "search", "search_sql", "search_xml",
+    "OVERLAP", "LegacyQuery", "SearchRow", "answer_search", "cut_xml", "legacy_url", "search_sql", "search_xml", "who",
 ]
 
 #: Starlink AST ``astOverlap`` codes, as the legacy search describes them
@@ -217,6 +217,12 @@ def _number(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else format_number(value)
 
 
+def who(caller: Caller) -> dict[str, str]:
+    """The caller as the answers' ``<input>`` element echoes them."""
+    return {"username": caller.user or "", "policy": "PRIVATE" if caller.groups else "PUBLIC",
+            "groupnames": " ".join(caller.groups)}
+
+
 def _head(description: str, q: LegacyQuery, who: Mapping[str, str], msg: str = "") -> etree._Element:
     root = etree.Element("results")
     _el(root, "description", description)
@@ -288,13 +294,17 @@ def cut_xml(description: str, q: LegacyQuery, who: Mapping[str, str], cuts: Sequ
     return _bytes(root)
 
 
-async def search(pool: AsyncConnectionPool, q: LegacyQuery, caller: Caller, *, timeout: float) -> list[SearchRow]:
-    """Run :func:`search_sql` in ``caller``'s session (row-level security hides the surveys they
-    may not read, as in TAP and SIA)."""
+async def answer_search(pool: AsyncConnectionPool, raw: Mapping[str, list[str]], caller: Caller, base: str, *,
+                        timeout: float) -> bytes:
+    """The ``vlkb_search`` answer for the (case-folded) parameters ``raw``: :func:`search_sql` run in
+    ``caller``'s session (row-level security hides the surveys they may not read, as in TAP and
+    SIA), written by :func:`search_xml` with URLs under ``base`` (the public datasets base)."""
+    q = LegacyQuery.from_params(raw)
     statement = search_sql(q)
     async with session(pool, caller, timeout=timeout) as conn, conn.cursor(row_factory=class_row(SearchRow)) as cur:
         await cur.execute(statement)
-        return await cur.fetchall()
+        rows = await cur.fetchall()
+    return search_xml(rows, q, who(caller), base)
 
 
 def cut_entries(store: ResultStore, result: JobResult) -> list[dict[str, str]]:
