@@ -14,46 +14,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vo.ingest.obscore import survey_slug
+from vo.ingest.obscore import SurveyInfo
 
 __all__ = ["DEMO_SURVEYS", "Layout", "Survey", "find_survey"]
 
 
-@dataclass(frozen=True)
-class Survey:
-    """One survey or sub-survey (name, species, transition), as published in ``datasets.surveys``.
+@dataclass(frozen=True, kw_only=True)
+class Survey(SurveyInfo):
+    """One survey or sub-survey (name, species, transition), as published in ``datasets.surveys``:
+    the ingest's :class:`~vo.ingest.obscore.SurveyInfo` with every field known.
 
     ``groups`` empty means public; otherwise only members of one of the groups may read it.
     ``rest_frequency`` is in Hz (line surveys only), ``velocity_unit`` the CUNIT of the cubes'
     velocity axis (``m/s`` or ``km/s``), ``dataproduct_type`` ``image`` or ``cube``.
     """
 
-    name: str
-    description: str
     species: str
     transition: str
-    rest_frequency: float | None
-    velocity_unit: str | None
+    description: str
     dataproduct_type: str
     facility: str
     instrument: str
     reference: str
     groups: tuple[str, ...] = ()
-
-    @property
-    def slug(self) -> str:
-        """Directory and DID key of this sub-survey, e.g. ``hi-gal-70um`` or ``champ-13co-1-0``."""
-        return survey_slug(self.name, self.species, self.transition)
-
-    @property
-    def obs_title(self) -> str:
-        """``"species | transition"``, the ObsCore title the ViaLactea client splits on ``|``."""
-        return f"{self.species} | {self.transition}"
-
-    @property
-    def policy(self) -> str:
-        """``PUBLIC`` or ``PRIVATE`` (restricted to ``groups``)."""
-        return "PRIVATE" if self.groups else "PUBLIC"
 
 
 @dataclass(frozen=True)
