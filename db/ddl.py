@@ -19,7 +19,7 @@ from psycopg import sql
 
 from schemas import Column, Table, load_schemas
 
-__all__ = ["ACCESS_POLICY", "QUERY_ROLE", "access_ddl", "apply", "index_ddl", "pg_schema", "table_ddl"]
+__all__ = ["ACCESS_POLICY", "QUERY_ROLE", "access_ddl", "apply", "index_ddl", "index_name", "pg_schema", "table_ddl"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def _qualified(table: Table) -> sql.Composable:
     return sql.Identifier(pg_schema(table.schema_name), table.name)
 
 
-def _index_name(table: Table, columns: list[str]) -> str:
+def index_name(table: Table, columns: list[str]) -> str:
+    """The name of the declared index of ``table`` on ``columns``."""
     return f"{pg_schema(table.schema_name)}_{table.name}_{'_'.join(columns)}_idx"[:63]
 
 
@@ -61,7 +62,7 @@ def index_ddl(table: Table, present: set[str]) -> list[tuple[str, sql.Composed]]
             sql.SQL(", ").join(map(sql.Identifier, idx.columns)),
         ))
         for idx in table.indexes
-        if (name := _index_name(table, idx.columns)) not in present
+        if (name := index_name(table, idx.columns)) not in present
     ]
 
 

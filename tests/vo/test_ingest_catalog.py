@@ -280,6 +280,77 @@ def test_replace_under_concurrent_tap_queries_never_shows_a_half_table(band: str
     assert {n for n, _ in seen} == set(sums)  # both versions were seen, the swaps happened under the queries
 
 
+def _published_state(url: str) -> dict[str, object]:
+    """What the published table is besides its rows: indexes, access policy, grants, comments."""
+    schema, name = TABLE.split(".")
+    with psycopg.connect(url) as c:
+        oid = c.execute("SELECT to_regclass(%s)::oid", (TABLE,)).fetchone()[0]
+        return {
+            "indexes": sorted(r[0] for r in c.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, name))),
+            "rls": c.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (oid,)).fetchone()[0],
+            "policies": c.execute("SELECT polname, pg_get_expr(polqual, polrelid), polroles::regrole[]::text[]"
+                                  " FROM pg_policy WHERE polrelid = %s", (oid,)).fetchall(),
+            "tap_reads": c.execute("SELECT has_table_privilege('vlkb_tap', %s, 'SELECT')", (oid,)).fetchone()[0],
+            "comments": c.execute("SELECT obj_description(%s, 'pg_class'), array_agg(col_description(%s, attnum)"
+                                  " ORDER BY attnum) FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
+                                  " AND NOT attisdropped", (oid, oid, oid)).fetchone(),
+            "columns": c.execute("SELECT array_agg(format_type(atttypid, atttypmod) || attname || attgenerated::text"
+                                 " ORDER BY attnum) FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
+                                 " AND NOT attisdropped", (oid,)).fetchone()[0],
+            "leftovers": c.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%vlkb_next%%'").fetchone()[0],
+        }
+
+
+def test_replace_swaps_in_a_table_with_the_same_indexes_policy_and_grants(band: str, tmp_path: Path) -> None:
+    """A replace builds the new table beside the old and swaps it in: what readers rely on besides the
+    rows (the declared indexes, the access policy, the query role's grant, comments) is the same."""
+    truth = make_truth(5_000, seed=3)
+    before = _published_state(band)
+    report = load(band, [str(write(truth, tmp_path / "swap.parquet"))], SURVEY, replace=True)
+    assert report.committed and report.loaded == 5_000
+    after = _published_state(band)
+    assert after == before and after["rls"] and after["tap_reads"] and after["policies"]
+    assert after["leftovers"] == 0
+    check_table(band, truth)
+    with psycopg.connect(band) as c:  # the cone search still finds its GiST index
+        plan = "\n".join(r[0] for r in c.execute(
+            f"EXPLAIN SELECT * FROM {TABLE} WHERE pos_gal @ scircle(spoint(radians(10), 0), radians(0.1))"))
+    assert "pos_gal" in plan and "Index" in plan, plan
+
+
+def test_replace_of_a_table_a_view_depends_on_happens_in_place(band: str, tmp_path: Path) -> None:
+    """A table a view reads cannot be dropped and renamed: its rows are replaced in place instead,
+    and the view (an operator's) keeps working."""
+    with psycopg.connect(band, autocommit=True) as c:
+        c.execute(f"CREATE VIEW public.bright AS SELECT designation FROM {TABLE} WHERE flux > 2")
+    try:
+        truth = make_truth(3_000, seed=4)
+        report = load(band, [str(write(truth, tmp_path / "inplace.fits"))], SURVEY, replace=True)
+        assert report.committed and report.loaded == 3_000
+        check_table(band, truth)
+        with psycopg.connect(band) as c:
+            assert c.execute("SELECT count(*) FROM public.bright").fetchone()[0] == int((truth["flux"] > 2).sum())
+    finally:
+        with psycopg.connect(band, autocommit=True) as c:
+            c.execute("DROP VIEW public.bright")
+
+
+def test_replace_kept_out_by_a_long_query_changes_nothing(band: str, tmp_path: Path) -> None:
+    """A query holding the table longer than the replace may wait: the replace gives up with a clear
+    error, the old rows stay published, and no half-built table is left behind."""
+    old = make_truth(2_000, seed=5)
+    load(band, [str(write(old, tmp_path / "old.parquet"))], SURVEY, replace=True)
+    new = write(make_truth(2_500, seed=6), tmp_path / "new.parquet")
+    with psycopg.connect(band) as reader:
+        reader.execute(f"SELECT count(*) FROM {TABLE}")  # its transaction stays open: it holds the table
+        with pytest.raises(CatalogError, match="kept the table busy"):
+            load(band, [str(new)], SURVEY, replace=True, swap_wait=1.0)
+        reader.rollback()
+    check_table(band, old)
+    assert _published_state(band)["leftovers"] == 0
+
+
 def test_cli_reports_bad_lines_and_loads_with_skip_bad(band: str, database: Database, tmp_path: Path) -> None:
     from tests.app.test_cli_errors import run_vlkb
 

@@ -362,14 +362,16 @@ def load_catalog(
     conn: psycopg.Connection, table: Table, files: Sequence[str], *, cmap: ColumnMap | None = None,
     replace: bool = False, skip_bad: bool = False, fmt: str | None = None,
     on_rows: Callable[[int], None] = lambda n: None, on_file: Callable[[str, int], None] = lambda f, n: None,
-    tidy: bool = True,
+    tidy: bool = True, swap_wait: float = 60.0,
 ) -> CatalogReport:
     """Load ``files`` into ``table`` in one transaction; the report says what was loaded and what was bad.
 
     ``on_file(location, rows)`` is called when a file has been read, ``on_rows(n)`` as rows are
-    staged (progress). With ``tidy`` the statistics (and after a replace the space and indexes)
-    are refreshed after the commit (:func:`db.staging.tidy`). Raises :class:`CatalogError` (or
-    ``CatalogFileError``) for a load that cannot start: nothing is written then.
+    staged (progress). With ``tidy`` the statistics (and after a replace in place the space and
+    indexes) are refreshed after the commit (:func:`db.staging.tidy`). A replace waits at most
+    ``swap_wait`` seconds for running queries before it takes the table's place
+    (:func:`db.staging.swap`). Raises :class:`CatalogError` (or ``CatalogFileError``) for a load
+    that cannot start, or a replace that queries kept from its place: nothing is written then.
     """
     if table.type != "table":
         raise CatalogError(f"{table.qualified_name} is a view: load the tables it is made of")
@@ -377,6 +379,7 @@ def load_catalog(
     report = CatalogReport(table.qualified_name, replace)
     loadable = [c.name for c in table.columns if not c.generated]
     offsets: list[tuple[int, SourceTable]] = []
+    swapped = False
     with conn.transaction() as tx:
         stage = staging.create_stage(conn, table, loadable)
         total = 0
@@ -403,10 +406,20 @@ def load_catalog(
         if report.problems and not skip_bad:
             raise psycopg.Rollback(tx)
         staging.drop_staged(conn, stage, [_global_row(offsets, p) for p in dup])
-        report.loaded = staging.publish(conn, stage, replace=replace)
+        if replace and staging.can_swap(conn, table):
+            report.loaded, swapped = staging.build_shadow(conn, stage), True
+        else:
+            report.loaded, report.committed = staging.publish(conn, stage, replace=replace), True
+    if swapped:  # the replacement was committed with the load: now it takes the table's place
+        try:
+            staging.swap(conn, table, wait=swap_wait)
+        except psycopg.errors.LockNotAvailable:
+            staging.drop_shadow(conn, table)
+            raise CatalogError(f"{table.qualified_name}: long queries kept the table busy, nothing was replaced; "
+                               "try again") from None
         report.committed = True
     if report.committed and tidy:
-        staging.tidy(conn, table, replace=replace)
+        staging.tidy(conn, table, replace=replace and not swapped)
     report.problems.sort(key=lambda p: ([s.location for _, s in offsets].index(p.file), p.row))
     return report
 
