@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         times = {}
         for workers in ("1", "2"):
             with serve(home, cluster.current_port(), local_concurrency=workers, jobs_per_owner="4") as (base, _):
-                _wait([_job(base, {"APP": name, "ID": tiles[0][0], **region})])  # warm-up
+                _wait([_job(base, {"APP": name, "ID": did, **region})])  # warm-up
                 t0 = time.perf_counter()
                 _wait([_job(base, {"APP": name, "ID": d, "CIRCLE": "0 0 0.1", "POSSYS": "GALACTIC"})
                        for d, _ in tiles[:4]])
