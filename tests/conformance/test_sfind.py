@@ -232,6 +232,7 @@ def test_aegean_on_an_askap_region_scores_against_the_truth(http, database, aska
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_pybdsf_on_an_askap_region_scores_against_the_truth(http, database, askap) -> None:
     did, cl, cb = _region(askap, database, 0.2)
     url, phase = run_job(http, {"APP": "pybdsf", "ID": did, "CIRCLE": f"{cl} {cb} 0.2", "POSSYS": "GALACTIC"},
@@ -248,6 +249,7 @@ def test_pybdsf_on_an_askap_region_scores_against_the_truth(http, database, aska
     assert abs(s.flux_ratio - 1) < 0.05
 
 
+@pytest.mark.slow
 def test_four_tiles_give_one_catalogue_without_duplicates(http, askap) -> None:
     """The four ASKAP tiles overlap around (0, 0): a region there is searched in every tile and each
     source must come out once, the same sources as one tile alone."""
