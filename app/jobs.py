@@ -17,6 +17,7 @@ from app.database import database_url
 from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.mcutout import run_mcutout
+from vo.jobs.sfind import run_sfind
 from vo.jobs.soda import run_soda
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
@@ -43,6 +44,7 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "mcutout": partial(run_mcutout, max_cuts=settings.soda_max_cuts),
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
+        "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels),
     }
 
 

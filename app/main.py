@@ -35,6 +35,7 @@ from app.routers import (
     moc,
     oai,
     sedfit,
+    sfind,
     sia,
     soda,
     soda_async,
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(soda.router, dependencies=[Depends(query_quota)])
     app.include_router(soda_async.router, dependencies=[Depends(job_quota)])
     app.include_router(sedfit.router)
+    app.include_router(sfind.router, dependencies=[Depends(job_quota)])
     app.include_router(oai.router)
     app.include_router(moc.router)
     vialactea.install(app, settings)

@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     merge_max_voxels: int = Field(
         16_000_000, description="Most pixels of a merged image or cube (`/soda/merge`); bounds the memory of a merge."
     )
+    sfind_max_tiles: int = Field(
+        64, gt=0, description="Most images (IDs) one source-finding job (`/sfind/async`) may search."
+    )
+    sfind_max_pixels: int = Field(
+        16_000_000, gt=0, description="Most pixels of one image a source finder is given (after the region cut); "
+        "a larger image is refused with a hint to give a region."
+    )
     body_timeout: float = Field(
         300, gt=0,
         description="Longest time, seconds, a client may take to send a form or multipart request body "

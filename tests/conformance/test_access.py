@@ -381,3 +381,14 @@ def test_vialactea_search_sees_only_what_the_caller_may(auth_server, issuer, tru
     assert (PRIVATE in surveys) is sees_private(who)
     dids = {e.text.strip() for e in ElementTree.fromstring(legacy.content).iter("PublisherDID") if e.text}
     assert (truth.private_dids[0] in dids) is sees_private(who)
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_sfind_jobs_read_what_the_owner_may(auth_server, issuer, truth, who) -> None:
+    """Source finding reads a restricted image only for its group; for others it is missing, with the
+    same message as a dataset that does not exist."""
+    h = headers(issuer, who)
+    ra, dec = truth.private_centre
+    data = {"APP": ["aegean"], "ID": [truth.private_dids[0]], "POS": [f"CIRCLE {ra} {dec} 0.05"]}
+    expected = "COMPLETED" if sees_private(who) else "ERROR"
+    assert _soda_job(auth_server, h, "/sfind/async", data) == expected

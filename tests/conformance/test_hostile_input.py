@@ -73,10 +73,12 @@ UWS = {
     "/soda/merge/async": {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC"},
     "/vlkb/datasets/soda/async/uws": {"MCUTOUT": MCUTOUT},
     "/vlkb/datasets/vlkb_jobs": {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC"},
+    "/sfind/async": {"APP": "aegean", "ID": CUBE, "CIRCLE": f"{L} {B} 0.05", "POSSYS": "GALACTIC", "VELO": "-50 50",
+                     "innerclip": "5"},
 }
 #: the numeric parameters of job creation (run when the tests run a job)
 UWS_NUMBERS = {"/tap/async": ("MAXREC",), "/soda/async": ("POS", "VELO"), "/soda/merge/async": ("POS",),
-               "/vlkb/datasets/vlkb_jobs": ("POS",)}
+               "/vlkb/datasets/vlkb_jobs": ("POS",), "/sfind/async": ("CIRCLE", "VELO", "innerclip")}
 
 
 def _uws_rows(prefix: str, create: dict[str, str]) -> list[Row]:
@@ -126,6 +128,8 @@ ROWS: list[Row] = [
                                               "species": "13CO", "transition": "1-0"}, ("l", "b", "r", "vl", "vu")),
     *(Row("GET", p + "/{name}") for p in ("/tap/tables", "/vlkb/tables")),
     Row("GET", "/moc", {"ID": CUBE, "FORMAT": "json"}),
+    Row("GET", "/sfind/apps", {"RESPONSEFORMAT": "html"}),
+    Row("GET", "/sfind/apps/{app}", {"RESPONSEFORMAT": "json"}),
     Row("GET", "/moc/{survey}", {"FORMAT": "ascii"}),
     Row("GET", "/moc/{survey}/{band}", {"FORMAT": "fits"}),
     *(Row(m, "/oai", {"verb": "ListRecords", "metadataPrefix": "ivo_vor", "set": "ivo_managed"})
@@ -189,7 +193,7 @@ def _fill(path: str, jobs: dict[str, str], hostile: str | None = None, *, method
         if name == "job_id":
             return jobs[prefix if method == "POST" else "GET " + prefix]
         return {"key": quote(CUBE.split("?", 1)[1], safe="/"), "name": "ivoa.obscore", "result_id": "none",
-                "survey": "CHaMP", "band": "13co-1-0"}[name]
+                "survey": "CHaMP", "band": "13co-1-0", "app": "aegean"}[name]
 
     out = path
     for m in re.finditer(r"\{(\w+)\}", path):

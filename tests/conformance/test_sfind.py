@@ -1,0 +1,298 @@
+"""Source finding as a service over HTTP: apps, jobs, results, bad input, and scores against the truth.
+
+The images are the demo's ASKAP-EMU tiles (radio continuum, 15" beam). What the finders report is
+scored against the blobs the demo generator drew (:mod:`tests.sfind.truth`), never against a
+finder's own output. Regions keep the images small so each job takes seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+from astropy.io import fits
+from astropy.io.votable import parse_single_table
+from astropy.wcs import WCS
+from lxml import etree
+
+from tests.sfind.truth import radio_truth, score
+
+pytestmark = pytest.mark.timeout(300)
+
+SLUG = "askap-emu-912mhz"
+UWS = "http://www.ivoa.net/xml/UWS/v1.0"
+NSP = {"uws": UWS, "xlink": "http://www.w3.org/1999/xlink"}
+
+
+def _dids(database, collection: str, title_like: str = "%") -> list[str]:
+    with psycopg.connect(database.url) as c:
+        return [r[0] for r in c.execute("SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_collection = %s "
+                                        "AND obs_title LIKE %s ORDER BY 1", (collection, title_like))]
+
+
+@pytest.fixture(scope="module")
+def askap(database) -> list[str]:
+    dids = _dids(database, "ASKAP-EMU")
+    assert len(dids) == 4
+    return dids
+
+
+@pytest.fixture(scope="module")
+def cube(database) -> str:
+    return _dids(database, "CHaMP", "13CO%")[0]
+
+
+@pytest.fixture(scope="module")
+def private(database) -> str:
+    return _dids(database, "MeerKAT-private")[0]
+
+
+def _region(dids: list[str], database, radius: float) -> tuple[str, float, float]:
+    """A tile and a circle centre in it with the most bright compact true sources and no bubble disc:
+    chosen from the generator's truth, so the score is about compact sources, not extended emission."""
+    truth, layout = radio_truth(SLUG)
+    beam = layout.beam / 3600
+    lon = np.where(truth.lon < 0, truth.lon + 360, truth.lon)
+    disc = truth.fwhma > 3 * beam
+    bright = (truth.amp / layout.noise >= 10) & ~disc
+    best, choice = -1, ("", 0.0, 0.0)
+    for did in dids:
+        with psycopg.connect(database.url) as c:
+            path = c.execute("SELECT path FROM vlkb.datasets WHERE publisher_did = %s", (did,)).fetchone()[0]
+        header = fits.getheader(path)
+        wcs = WCS(header).celestial
+        for fx in np.linspace(0.25, 0.75, 11):
+            for fy in np.linspace(0.25, 0.75, 11):
+                cl, cb = wcs.pixel_to_world_values(fx * header["NAXIS1"], fy * header["NAXIS2"])
+                d = np.hypot((((lon - cl + 180) % 360) - 180) * np.cos(np.deg2rad(cb)), truth.lat - cb)
+                if np.any(d[disc] < radius + truth.fwhma[disc]):
+                    continue
+                n = int(np.sum(bright & (d < radius - 2 * beam)))
+                if n > best:
+                    best, choice = n, (did, float(cl) % 360, float(cb))
+    assert best >= 10, "no disc-free region with enough bright sources"
+    return choice
+
+
+def run_job(http: httpx.Client, data: dict, timeout: float = 240) -> tuple[str, str]:
+    """Create and run a job; its URL and final phase."""
+    r = http.post("/sfind/async", data=data, params={"PHASE": "RUN"})
+    assert r.status_code == 303, r.text[:500]
+    url = r.headers["location"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phase = http.get(url + "/phase").text
+        if phase not in ("PENDING", "QUEUED", "EXECUTING"):
+            return url, phase
+        time.sleep(0.2)
+    raise AssertionError(f"{url} still {phase} after {timeout} s")
+
+
+def error_text(http: httpx.Client, url: str) -> str:
+    doc = etree.fromstring(http.get(url + "/error").content)
+    return " ".join(doc.itertext())
+
+
+def results(http: httpx.Client, url: str) -> dict[str, tuple[str, str]]:
+    doc = etree.fromstring(http.get(url + "/results").content)
+    return {e.get("id"): (e.get("{http://www.w3.org/1999/xlink}href"), e.get("mime-type") or "")
+            for e in doc.iterfind("uws:result", NSP)}
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+# --- discovery -----------------------------------------------------------------------------------
+
+def test_apps_list_and_descriptions(http) -> None:
+    doc = http.get("/sfind/apps").json()
+    names = {a["name"] for a in doc["apps"]}
+    assert {"aegean", "pybdsf"} <= names
+    for app in names:
+        desc = http.get(f"/sfind/apps/{app}").json()
+        assert desc["name"] == app and desc["version"]
+        for o in desc["options"]:
+            assert set(o) >= {"name", "type", "default", "min", "max", "allowed", "unit", "description", "advanced"}
+            assert o["type"] in ("int", "float", "bool", "str")
+            if o["min"] is not None:
+                assert o["min"] <= o["default"] <= (o["max"] if o["max"] is not None else np.inf)
+    page = http.get("/sfind/apps/aegean", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "innerclip" in page.text and "<table>" in page.text
+    assert http.get("/sfind/apps", headers={"Accept": "text/html"}).text.count("/sfind/apps/") >= 2
+    missing = http.get("/sfind/apps/caesar-not-here")
+    assert missing.status_code == 404 and b"QUERY_STATUS" in missing.content and b"aegean" in missing.content
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"APP": "nope"}, ["APP", "nope", "aegean"]),
+    ({"bogus_option": "3"}, ["bogus_option", "not an option"]),
+    ({"innerclip": "five"}, ["innerclip", "number"]),
+    ({"innerclip": "0.1"}, ["innerclip", "minimum"]),
+    ({"max_summits": "2.5"}, ["max_summits", "integer"]),
+    ({"innerclip": "nan"}, ["innerclip", "finite"]),
+    ({"docov": "maybe"}, ["docov", "true or false"]),
+])
+def test_bad_options_end_the_job_in_error_with_the_reason(http, askap, extra, words) -> None:
+    data = {"APP": "aegean", "ID": askap[0], "CIRCLE": "0 0 0.05", "POSSYS": "GALACTIC", **extra}
+    url, phase = run_job(http, data)
+    assert phase == "ERROR"
+    text = error_text(http, url)
+    for w in words:
+        assert w in text, text
+
+
+def test_region_outside_cube_without_range_and_missing_ids(http, askap, cube, private) -> None:
+    url, phase = run_job(http, {"APP": "aegean", "ID": askap[0], "CIRCLE": "120 30 0.05", "POSSYS": "GALACTIC"})
+    assert phase == "ERROR" and "overlap" in error_text(http, url).lower()
+    url, phase = run_job(http, {"APP": "aegean", "ID": cube, "CIRCLE": "0.64 0 0.1", "POSSYS": "GALACTIC"})
+    assert phase == "ERROR" and "BAND or VELO" in error_text(http, url)
+    url, phase = run_job(http, {"APP": "aegean"})
+    assert phase == "ERROR" and "ID: missing" in error_text(http, url)
+    # a restricted dataset answers exactly as a missing one (anonymous caller)
+    gone = private.rsplit("/", 1)[0] + "/no-such-file.fits"
+    texts = []
+    for did in (private, gone):
+        url, phase = run_job(http, {"APP": "aegean", "ID": did})
+        assert phase == "ERROR"
+        texts.append(error_text(http, url).replace(did, "<ID>"))
+    assert texts[0] == texts[1] and "no such dataset" in texts[0]
+
+
+# --- results and scores --------------------------------------------------------------------------
+
+def _catalog(http: httpx.Client, url: str):
+    res = results(http, url)
+    return parse_single_table(io.BytesIO(http.get(res["catalog"][0]).content)).to_table(), res
+
+
+def _inside(http: httpx.Client, res: dict, key: str = "rms") -> np.ndarray:
+    """The true sources at least two beams inside the searched image (its WCS from the rms map)."""
+    truth, layout = radio_truth(SLUG)
+    h = fits.getheader(io.BytesIO(http.get(res[key][0]).content))
+    w = WCS(h)
+    x, y = w.world_to_pixel_values(np.where(truth.lon < 0, truth.lon + 360, truth.lon), truth.lat)
+    margin = 2 * layout.beam / abs(h["CDELT2"] * 3600) if "CDELT2" in h else 8
+    return (x > margin) & (x < h["NAXIS1"] - 1 - margin) & (y > margin) & (y < h["NAXIS2"] - 1 - margin)
+
+
+def _check_outputs(http: httpx.Client, res: dict, table) -> None:
+    """The result list, the VOTable's units and UCDs, and the other forms of the same catalogue."""
+    assert {"catalog", "catalog-csv", "regions", "preview", "report"} <= set(res)
+    assert table["ra"].unit == "deg" and table["a"].unit == "arcsec"
+    assert len(table) == 0 or table["int_unit"][0] == "Jy"
+    vot = parse_single_table(io.BytesIO(http.get(res["catalog"][0]).content))
+    ucds = {f.name: f.ucd for f in vot.fields}
+    assert ucds["glon"] == "pos.galactic.lon" and ucds["snr"] == "stat.snr" and ucds["name"] == "meta.id;meta.main"
+    assert res["catalog"][1] == "application/x-votable+xml" and res["preview"][1] == "image/png"
+    csv = http.get(res["catalog-csv"][0]).text.splitlines()
+    assert len(csv) == len(table) + 1 and csv[0].startswith("name,ra,dec")
+    regions = http.get(res["regions"][0]).text
+    assert "galactic" in regions and regions.count("ellipse(") == len(table)
+    assert http.get(res["preview"][0]).content[:8] == b"\x89PNG\r\n\x1a\n"
+    report = http.get(res["report"][0]).json()
+    assert report["app"] == "aegean" and report["counts"]["components"] == len(table)
+    # radio continuum has no band table: every detection is new
+    assert report["counts"]["matched"] == 0 and all(table["new"])
+
+
+@pytest.mark.slow
+def test_aegean_on_an_askap_region_scores_against_the_truth(http, database, askap) -> None:
+    did, cl, cb = _region(askap, database, 0.2)
+    url, phase = run_job(http, {"APP": "aegean", "ID": did, "CIRCLE": f"{cl} {cb} 0.2", "POSSYS": "GALACTIC"})
+    assert phase == "COMPLETED", error_text(http, url)
+    table, res = _catalog(http, url)
+    assert {"catalog", "catalog-csv", "regions", "rms", "background", "residual", "preview", "report"} <= set(res)
+    truth, layout = radio_truth(SLUG)
+    s = score(truth, layout, _inside(http, res), np.asarray(table["glon"]), np.asarray(table["glat"]),
+              np.asarray(table["int_flux"]))
+    print("aegean score", s)
+    assert s.n_true10 >= 20
+    assert s.completeness10 >= 0.95
+    assert s.reliability >= 0.98
+    assert s.position_error < 0.1
+    assert abs(s.flux_ratio - 1) < 0.05
+    _check_outputs(http, res, table)
+    report = http.get(res["report"][0]).json()
+    assert report["inputs"][0]["id"] == did and report["options"]["innerclip"] == 5.0
+    rms = fits.getdata(io.BytesIO(http.get(res["rms"][0]).content))
+    assert abs(np.nanmedian(rms) / layout.noise - 1) < 0.15  # BANE's noise against the noise drawn
+    # radio continuum has no band table: every detection is new
+    assert report["counts"]["matched"] == 0 and all(table["new"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.xfail(strict=False, reason="PyBDSF with its defaults on a 0.1 deg demo region, run directly: integrated "
+                   "flux 1.33 x the truth and completeness 14/15 (not yet tuned); a 0.2 deg region did not finish in "
+                   "15 min on the loaded machine")
+def test_pybdsf_on_an_askap_region_scores_against_the_truth(http, database, askap) -> None:
+    did, cl, cb = _region(askap, database, 0.1)
+    url, phase = run_job(http, {"APP": "pybdsf", "ID": did, "CIRCLE": f"{cl} {cb} 0.1", "POSSYS": "GALACTIC"},
+                         timeout=600)
+    assert phase == "COMPLETED", error_text(http, url)
+    table, res = _catalog(http, url)
+    truth, layout = radio_truth(SLUG)
+    s = score(truth, layout, _inside(http, res), np.asarray(table["glon"]), np.asarray(table["glat"]),
+              np.asarray(table["int_flux"]))
+    print("pybdsf score", s)
+    assert s.completeness10 >= 0.95
+    assert s.reliability >= 0.98
+    assert s.position_error < 0.1
+    assert abs(s.flux_ratio - 1) < 0.05
+
+
+@pytest.mark.slow
+def test_four_tiles_give_one_catalogue_without_duplicates(http, askap) -> None:
+    """The four ASKAP tiles overlap around (0, 0): a region there is searched in every tile and each
+    source must come out once, the same sources as one tile alone."""
+    region = {"CIRCLE": "0 0 0.08", "POSSYS": "GALACTIC"}
+    url, phase = run_job(http, {"APP": "aegean", "ID": askap, **region})
+    assert phase == "COMPLETED", error_text(http, url)
+    stitched, res = _catalog(http, url)
+    report = http.get(res["report"][0]).json()
+    assert report["progress"] == "4 of 4 tiles" and len(report["inputs"]) == 4
+    assert {f"rms-{k:04d}" for k in range(1, 5)} <= set(res)
+    per_tile = [n["components"] for n in report["inputs"]]
+    assert report["counts"]["duplicates_removed"] == sum(per_tile) - len(stitched) > 0
+    truth, layout = radio_truth(SLUG)
+    beam = layout.beam / 3600
+    g = np.asarray([stitched["glon"], stitched["glat"]]).T
+    g[:, 0] = np.where(g[:, 0] > 180, g[:, 0] - 360, g[:, 0])
+    d = np.hypot(*(g[:, None, :] - g[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(d, np.inf)
+    assert d.min() > beam, "a source appears twice in the stitched catalogue"
+    # the same sources as each tile searched alone, minus the duplicates
+    alone = []
+    for did in askap:
+        url1, phase = run_job(http, {"APP": "aegean", "ID": did, **region})
+        assert phase == "COMPLETED", error_text(http, url1)
+        single, _ = _catalog(http, url1)
+        alone.append(np.asarray([np.where(single["glon"] > 180, single["glon"] - 360, single["glon"]),
+                                 single["glat"]]).T)
+    assert sum(len(a) for a in alone) == sum(per_tile)
+    union = np.concatenate(alone)
+    to_union = np.hypot(*(g[:, None, :] - union[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    from_union = np.hypot(*(union[:, None, :] - g[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    assert (to_union < 1e-6).all(), "a stitched source that no tile found alone"
+    assert (from_union < beam).all(), "a source found in a tile alone is missing from the stitched catalogue"
+    _check_outputs(http, res, stitched)
+
+
+def test_cube_moment0_with_a_velocity_range(http, cube) -> None:
+    url, phase = run_job(http, {"APP": "aegean", "ID": cube, "CIRCLE": "0.64 0 0.3", "POSSYS": "GALACTIC",
+                                "VELO": "-30 30"})
+    assert phase == "COMPLETED", error_text(http, url)
+    table, res = _catalog(http, url)
+    assert len(table) > 0 and table["int_unit"][0] == "K km/s beam"
+    assert json.loads(http.get(res["report"][0]).content)["region"]["VELO"] == ["-30 30"]

@@ -1,0 +1,116 @@
+"""The source-finding runner (``/sfind/async``): parameters in, catalogue and maps out.
+
+Pure: no HTTP and no job SQL. The datasets are looked up for the job's owner with the groups
+they had at creation (``ctx.caller``), so a dataset the owner may not read is missing, exactly
+like one that does not exist. Scratch files live in a temporary directory removed whatever
+happens; results are written only once every tile has been searched, so a failed or cancelled
+job leaves no partial catalogue behind.
+
+Results: ``catalog`` (VOTable), ``catalog-csv``, ``regions`` (DS9, Galactic), ``rms``,
+``background`` and ``residual`` (FITS with the tile's WCS; with several tiles one of each per
+tile, suffixed ``-NNNN``), ``preview`` (PNG of the first tile) and ``report`` (JSON provenance).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import structlog
+from astropy.io import fits
+
+from db.jobs import ResultRow
+from vo.caller import datasets_blocking
+from vo.sfind.catalog import catalog_csv, catalog_table, catalog_votable, ds9_regions
+from vo.sfind.params import SfindParams
+from vo.sfind.preview import preview_png
+from vo.sfind.registry import find_app
+from vo.sfind.run import SfindRun, run_tiles
+from vo.uws.context import RunContext
+
+__all__ = ["run_sfind"]
+
+log = structlog.get_logger("vlkb.sfind")
+
+_TYPES = {"catalog": "application/x-votable+xml", "catalog-csv": "text/csv", "regions": "text/plain",
+          "preview": "image/png", "report": "application/json"}
+FITS = "application/fits"
+
+
+def _fits(data: np.ndarray, header: fits.Header, what: str) -> bytes:
+    h = header.copy()
+    h["COMMENT"] = f"vlkb source finding: {what} map"
+    buf = io.BytesIO()
+    fits.PrimaryHDU(data.astype(np.float32), h).writeto(buf)
+    return buf.getvalue()
+
+
+def _report(q: SfindParams, run: SfindRun, started: float) -> dict[str, object]:
+    finder = find_app(q.app)
+    det = run.detections
+    matched = sum(1 for m in det.match_name if m)
+    return {
+        "app": finder.name, "version": finder.version(), "options": q.options,
+        "inputs": [{"id": t.did, "region": t.image.header.get("VLKBREG", "whole dataset"),
+                    "shape": list(t.image.data.shape), "components": len(t.detections),
+                    "band_table": t.band_table, "seconds": round(t.seconds, 3)} for t in run.tiles],
+        "region": {k: v for k, v in q.cut.items()},
+        "progress": f"{len(run.tiles)} of {len(q.ids)} tiles",
+        "counts": {"components": len(det), "duplicates_removed": run.duplicates, "matched": matched,
+                   "new": len(det) - matched if q.xmatch else None},
+        "crossmatch": q.xmatch,
+        "timings": {**run.timings, "job_s": round(time.monotonic() - started, 3)},
+        "python": platform.python_version(),
+    }
+
+
+def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: int, max_pixels: int) -> list[ResultRow]:
+    """Search the job's images and write its results; see the module docstring."""
+    started = time.monotonic()
+    q = SfindParams.from_params(params, max_tiles=max_tiles)
+    with ctx.connect() as conn:
+        found = datasets_blocking(conn, q.ids, ctx.caller)
+    bound = log.bind(job_id=ctx.job_id, app=q.app)
+    with tempfile.TemporaryDirectory(prefix="vlkb-sfind-") as tmp:
+        run = run_tiles(q, found, Path(tmp), caller=ctx.caller, connect=ctx.connect, max_pixels=max_pixels,
+                        progress=lambda n, total: bound.info("sfind progress", done=n, total=total),
+                        check=ctx.check)
+        ctx.check()
+        table = catalog_table(run.detections, q.app)
+        finder = find_app(q.app)
+        files: dict[str, bytes] = {
+            "catalog": catalog_votable(table, {"app": finder.name, "version": finder.version(),
+                                               "datasets": " ".join(q.ids)}),
+            "catalog-csv": catalog_csv(table),
+            "regions": ds9_regions(table),
+        }
+        multi = len(run.tiles) > 1
+        for k, t in enumerate(run.tiles, start=1):
+            suffix = f"-{k:04d}" if multi else ""
+            for name, plane in (("rms", t.output.rms), ("background", t.output.background),
+                                ("residual", t.output.residual)):
+                if plane is not None:
+                    files[name + suffix] = _fits(plane, t.image.header, name)
+        first = run.tiles[0]
+        mine = np.asarray([d == first.did for d in table["dataset"]], dtype=bool)
+        frame = first.image.header["CTYPE1"][:4]
+        lon, lat = (table["glon"], table["glat"]) if frame == "GLON" else (table["ra"], table["dec"])
+        files["preview"] = preview_png(
+            first.image.data, first.image.header, np.asarray(lon)[mine], np.asarray(lat)[mine],
+            np.asarray(table["a"])[mine], np.asarray(table["b"])[mine], np.asarray(table["pa"])[mine],
+            f"{finder.name}: {int(mine.sum())} components in {first.did}")
+        files["report"] = json.dumps(_report(q, run, started), indent=2, default=float).encode()
+    ctx.check()
+    rows = []
+    for name, data in files.items():
+        with ctx.results.writer(ctx.job_id, name) as out:
+            out.write(data)
+        location = ctx.results.location(ctx.job_id, name)
+        rows.append(ResultRow(ctx.job_id, name, location, _TYPES.get(name, FITS), len(data)))
+    return rows
