@@ -91,9 +91,13 @@ class Server:
     env: dict[str, str]
 
 
-def wait_for_http(url: str, timeout: float = 30) -> None:
+def wait_for_http(url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers (not 5xx); a generous bound, since importing the app takes half a
+    minute on a loaded 2-core machine; a server process that exits ends the wait at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
@@ -123,7 +127,7 @@ def running_server(database: Database, command: Sequence[str] = (VLKB, "serve"),
     base = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_for_http(base + "/health")
+            wait_for_http(base + "/health", proc=proc)
         except RuntimeError:
             log.flush()
             tail = log_path.read_text(errors="replace")[-3000:]
