@@ -18,6 +18,7 @@ from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.mcutout import run_mcutout
 from vo.jobs.soda import run_soda
+from vo.jobs.stamps import run_stamps
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
 from vo.upload_fetch import FetchPolicy
@@ -43,6 +44,9 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "mcutout": partial(run_mcutout, max_cuts=settings.soda_max_cuts),
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
+        "stamps": partial(run_stamps, max_sources=settings.stamps_max_sources, max_radius=settings.stamps_max_radius,
+                          max_voxels=settings.merge_max_voxels, list_limit=settings.stamps_list_limit,
+                          max_query_length=settings.adql_max_length),
     }
 
 
