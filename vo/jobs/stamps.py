@@ -11,7 +11,7 @@ itself is wrong (parameters, surveys, table, query) or when no stamp at all coul
 Results: ``manifest`` (VOTable, one row per source and survey), ``stamps.tar.gz`` (every
 file and the manifest), ``stack-<survey>.fits`` per survey with ``STACK``, and each stamp
 file as a result of its own when the job makes at most ``list_limit`` of them. Progress is
-logged as ``n of N`` (N once known: parameters and tables; a query's rows are counted as read).
+logged as ``n of N`` (a query's rows are spooled and counted before the first stamp).
 
 Everything is read for the job's owner with the groups they had at creation (``ctx.caller``).
 """
@@ -69,16 +69,19 @@ class _Archive:
 
 
 def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int, max_radius: float,
-             max_query_length: int | None) -> tuple[Iterator[Source], int | None]:
-    """The job's sources and their number when known before reading them all."""
+             max_query_length: int | None) -> tuple[Iterator[Source], int]:
+    """The job's sources and their number, known before any stamp is made (too many fail the job then)."""
     if q.circles:
         if len(q.circles) > max_sources:
             raise UsageError(f"POS: {len(q.circles)} sources; at most {max_sources} per job")
         return iter(q.circles), len(q.circles)
     if q.query is not None:
-        return query_sources(conn, q.query, ctx.caller, possys=q.possys, size=q.size,  # type: ignore[arg-type]
-                             max_radius=max_radius, max_sources=max_sources, timeout=ctx.timeout,
-                             max_query_length=max_query_length), None
+        found, count = query_sources(conn, q.query, ctx.caller, possys=q.possys, size=q.size,  # type: ignore[arg-type]
+                                     max_radius=max_radius, max_sources=max_sources, timeout=ctx.timeout,
+                                     max_query_length=max_query_length)
+        if count > max_sources:
+            raise UsageError(f"QUERY: more than {max_sources} sources; split the request (VLKB_STAMPS_MAX_SOURCES)")
+        return found, count
     location = ctx.results.location(ctx.job_id, SOURCES_FILE)
     data = b"".join(ctx.results.read(location)) if ctx.results.exists(location) else (q.table or "").encode()
     # read the table whole first, so a malformed row fails the job before any stamp is made
@@ -86,15 +89,21 @@ def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int,
     return iter(sources), len(sources)
 
 
+#: the key of a source's cube in :func:`_names`
+CUBE = ""
+
+
 def _names(src: Source, n: int, surveys: list[SurveyRef]) -> dict[str, str]:
-    stem = "".join(c if c.isalnum() or c in "+-._" else "_" for c in src.name)[:48] or "source"
-    return {s.text: f"{n:06d}_{stem}_{s.slug}.fits" for s in surveys}
+    """The file of each stamp of source ``n`` (and of its cube, under :data:`CUBE`)."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in src.name)[:48] or "source"
+    return {CUBE: f"{n:06d}_{stem}_cube.fits", **{s.text: f"{n:06d}_{stem}_{s.slug}.fits" for s in surveys}}
 
 
 def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources: int, max_radius: float,
                max_voxels: int, list_limit: int = 200, max_query_length: int | None = None) -> list[ResultRow]:
     """Make the job's stamps into the results store; see the module text for the results."""
-    q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels)
+    stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
+    q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
     stackers: dict[str, Stacker] = {}
     rows: list[tuple] = []
     made = 0
@@ -105,7 +114,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
         sources, total = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
                                   max_query_length=max_query_length)
         per_source = 1 if q.format == "cube" else len(surveys)
-        expected = None if total is None else total * per_source
+        expected = total * per_source
         with ctx.results.writer(ctx.job_id, ARCHIVE) as raw, tarfile.open(fileobj=raw, mode="w|gz") as tar:
             archive = _Archive(tar)
             started = time.monotonic()
@@ -122,9 +131,8 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
                     if st.ok and st.survey in stackers:
                         assert st.data is not None
                         stackers[st.survey].add(st.data, st.header)
-                if total is None or n == total or n % max(1, (total or 1) // 10) == 0:
-                    log.info("stamps progress", job_id=ctx.job_id, done=n, total=total,
-                             progress=f"{n} of {total if total is not None else '?'}",
+                if n == total or n % max(1, total // 10) == 0:
+                    log.info("stamps progress", job_id=ctx.job_id, done=n, total=total, progress=f"{n} of {total}",
                              seconds=round(time.monotonic() - started, 1))
             if n == 0:
                 raise UsageError("no sources: the table or query gave no rows")
@@ -152,7 +160,7 @@ def _write(ctx: RunContext, q: StampParams, archive: _Archive, stamps: list[Stam
     """Write one source's stamps (a file each, or one cube) and their manifest rows; the count made."""
     if q.format == "cube":
         data = cube_file(stamps)
-        name = next(iter(names.values())).rsplit("_", 1)[0] + "_cube.fits"
+        name = names[CUBE]
         if data is not None:
             archive.add(ctx, name, data, list_limit, expected)
         rows.extend(manifest_row(s, name) for s in stamps)

@@ -62,7 +62,7 @@ class SurveyRef:
     @property
     def slug(self) -> str:
         """A file-name part: ``hi-gal_160um``."""
-        keep = "".join(c if c.isalnum() or c in "-." else "_" for c in self.text.replace(" ", ""))
+        keep = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in self.text.replace(" ", ""))
         return keep.replace("/", "_").lower()
 
     @property

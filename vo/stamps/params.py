@@ -65,7 +65,8 @@ class StampParams:
 
     @classmethod
     def from_params(cls, raw: dict[str, list[str]], *, max_radius: float, max_voxels: int,
-                    sync: bool = False) -> StampParams:
+                    sync: bool = False, table_file: bool = False) -> StampParams:
+        """Check the request; ``table_file``: a SOURCES table was sent as a file with the job."""
         p = DaliParams(raw)
         surveys = tuple(dict.fromkeys(" ".join(s.split()) for s in p.repeated("SURVEY")))
         if not surveys:
@@ -80,7 +81,7 @@ class StampParams:
                     raise UsageError(f"{name}: a stamp is centred on a point: give 'CIRCLE lon lat radius'")
                 circles.append(circle_source(f"source{n}", shape, possys))
         query, table = p.single("QUERY"), p.single("SOURCES", strip=False)
-        given = sum(bool(x) for x in (circles, query, table))
+        given = sum(bool(x) for x in (circles, query, table or table_file))
         if sync and (query or table or len(circles) != 1):
             raise UsageError("POS: /stamps/sync takes one position, 'CIRCLE lon lat radius'; "
                              "use /stamps/async for tables, queries or several positions")

@@ -115,8 +115,9 @@ def table_sources(data: bytes, *, possys: str, size: float | None, max_radius: f
 
 def query_sources(conn: psycopg.Connection, query: str, caller: Caller, *, possys: str, size: float | None,
                   max_radius: float, max_sources: int, timeout: float | None,
-                  max_query_length: int | None = None) -> Iterator[Source]:
-    """The sources in the rows of the ADQL ``query``, run for ``caller`` (through :mod:`vo.results`)."""
+                  max_query_length: int | None = None) -> tuple[Iterator[Source], int]:
+    """The sources in the rows of the ADQL ``query``, run for ``caller`` (through :mod:`vo.results`),
+    and their number (the spooled rows are counted first, so progress and result listing know N)."""
     q = TapQuery.from_params({"QUERY": [query], "LANG": ["ADQL"], "RESPONSEFORMAT": ["csv"],
                               "MAXREC": [str(max_sources + 1)]}, maxrec_default=max_sources + 1,
                              maxrec_limit=max_sources + 1, max_query_length=max_query_length)
@@ -129,11 +130,14 @@ def query_sources(conn: psycopg.Connection, query: str, caller: Caller, *, possy
         spool.close()
         raise
     spool.seek(0)
-    reader = csv.DictReader(io.TextIOWrapper(spool, encoding="utf-8", newline=""))
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")  # owns the spool from here
+    count = max(0, sum(1 for _ in csv.reader(text)) - 1)
+    text.seek(0)
+    reader = csv.DictReader(text)
     columns = list(reader.fieldnames or [])
 
     def rows() -> Iterator[dict[str, object]]:
-        with spool:
+        with text:
             yield from reader  # type: ignore[misc]
 
-    return _rows(rows(), columns, possys, size, max_radius, max_sources, "QUERY")
+    return _rows(rows(), columns, possys, size, max_radius, max_sources, "QUERY"), count

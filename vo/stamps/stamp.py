@@ -37,6 +37,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 from radio_beam import Beam
+from radio_beam.utils import BeamError
 from reproject import reproject_exact
 
 from vo import soda
@@ -246,7 +247,7 @@ def _convolve(n: _Native, target: Beam) -> None:
         return
     try:
         kernel_beam = target.deconvolve(native)
-    except ValueError:
+    except (BeamError, ValueError):
         raise StampError(f"BEAM: the target beam {target.major.to(u.arcsec):.2f} is smaller than the data's "
                          f"{native.major.to(u.arcsec):.2f}") from None
     kernel = kernel_beam.as_kernel(_pixel_deg(n.wcs) * u.deg)
@@ -317,7 +318,7 @@ def _finish(n: _Native, src: Source, survey: str, opts: Options) -> Stamp:
     header["SURVEY"] = survey
     header["VLKBSRCL"] = (src.l, "[deg] source Galactic longitude")
     header["VLKBSRCB"] = (src.b, "[deg] source Galactic latitude")
-    header["VLKBMETH"] = (n.method, "cut: one dataset holds the stamp; merge: tiles merged")
+    header["VLKBMETH"] = (n.method, "cut: one dataset; merge: tiles merged")
     header["VLKBNSRC"] = (len(n.dids), "number of input datasets")
     for i, did in enumerate(n.dids, start=1):
         header[f"VLKBS{i:03d}"] = did
