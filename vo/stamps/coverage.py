@@ -116,7 +116,9 @@ class Covering:
 
 
 def _args(survey: SurveyRef, l: float, b: float, r: float, ra: float, dec: float) -> dict[str, object]:  # noqa: E741
-    return {"name": survey.name, "title": survey.title, "l": l, "b": b, "r": min(r, 90.0), "ra": ra, "dec": dec}
+    # a radius below a micro-degree would underflow radians() in PostgreSQL; the lookup needs no finer
+    return {"name": survey.name, "title": survey.title, "l": l, "b": b, "r": min(max(r, 1e-6), 90.0), "ra": ra,
+            "dec": dec}
 
 
 def _split(rows: Sequence[tuple[str, bool]], found: dict[str, Dataset]) -> Covering:

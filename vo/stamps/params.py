@@ -23,6 +23,8 @@ __all__ = ["StampParams", "circle_source"]
 
 _BKG = ("median", "sigmaclip")
 _FORMATS = ("fits", "cube")
+#: arcsec: a larger target beam is no stamp any more
+_MAX_BEAM = 3600.0
 
 
 def circle_source(name: str, circle: Circle, possys: str) -> Source:
@@ -102,6 +104,8 @@ class StampParams:
         beam: str | float | None = None
         if beam_text is not None:
             beam = "largest" if beam_text.lower() == "largest" else _positive(p, "BEAM")
+            if isinstance(beam, float) and beam > _MAX_BEAM:
+                raise UsageError(f"BEAM: at most {_MAX_BEAM:g} arcsec, got {beam_text!r}")
         stack = (p.single("STACK") or "").lower() or None
         if stack is not None and stack not in METHODS:
             raise UsageError(f"STACK: unknown method {stack!r}; expected one of {', '.join(METHODS)}")

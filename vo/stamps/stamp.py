@@ -250,6 +250,8 @@ def _convolve(n: _Native, target: Beam) -> None:
     except (BeamError, ValueError):
         raise StampError(f"BEAM: the target beam {target.major.to(u.arcsec):.2f} is smaller than the data's "
                          f"{native.major.to(u.arcsec):.2f}") from None
+    if kernel_beam.major.to(u.deg).value > 2 * _pixel_deg(n.wcs) * max(n.data.shape):
+        raise StampError("BEAM: the target beam is larger than the stamp; ask for a larger SIZE or a smaller BEAM")
     kernel = kernel_beam.as_kernel(_pixel_deg(n.wcs) * u.deg)
     # surface brightness is preserved by a normalised kernel, so the flux is too
     n.data = convolve_fft(n.data, kernel, normalize_kernel=True, nan_treatment="interpolate", preserve_nan=True,
@@ -265,6 +267,8 @@ def common_grid(src: Source, natives: Sequence[_Native], opts: Options) -> WCS:
     coarsest native pixel (or ``opts.pixel``), centred on the source."""
     pixel = opts.pixel or max(_pixel_deg(n.wcs) for n in natives)
     half = max(1, math.ceil(src.radius / pixel))
+    if (2 * half + 1) ** 2 > opts.max_voxels:
+        raise StampError(f"PIXSCALE: a grid of {2 * half + 1} pixels a side is more than allowed; use a larger pixel")
     coord = SkyCoord(src.l * u.deg, src.b * u.deg, frame="galactic").transform_to(opts.frame)
     wcs = WCS(naxis=2)
     if opts.frame == "galactic":
