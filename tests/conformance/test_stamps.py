@@ -355,3 +355,23 @@ def test_csv_table_of_icrs_positions(server, catalogues) -> None:
     stamp = fits.open(io.BytesIO(result(url, manifest["file"][0])))[0]
     dx, dy = offset_px(stamp, cat["l"][i], cat["b"][i])
     assert abs(dx) <= 0.5 and abs(dy) <= 0.5
+
+
+def test_pyvo_async_job_from_an_adql_query(server) -> None:
+    import pyvo
+
+    job = pyvo.dal.AsyncTAPJob.create(
+        server.url + "/stamps",
+        "SELECT TOP 3 designation, glon, glat FROM compactsources.band160um "
+        "WHERE glon BETWEEN 0.2 AND 0.4 AND glat BETWEEN -0.1 AND 0.1 ORDER BY flux DESC",
+        SURVEY=["Hi-GAL/160 um", "Hi-GAL/250 um"], SIZE=0.01, UNIT="MJy/sr",
+    )
+    job.run().wait(phases={"COMPLETED", "ERROR", "ABORTED"}, timeout=180)
+    job.raise_if_error()
+    assert f"{job.url}/results/manifest" in job.result_uris
+    manifest = parse_single_table(io.BytesIO(httpx.get(f"{job.url}/results/manifest", timeout=60).content)).to_table()
+    assert len(manifest) == 6 and set(manifest["status"]) == {"OK"}
+    assert {str(s) for s in manifest["survey"]} == {"Hi-GAL/160 um", "Hi-GAL/250 um"}
+    stamp = fits.open(io.BytesIO(httpx.get(f"{job.url}/results/{manifest['file'][0]}", timeout=60).content))[0]
+    assert stamp.header["BUNIT"] == "MJy/sr"
+    job.delete()

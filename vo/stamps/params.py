@@ -75,7 +75,7 @@ class StampParams:
             raise UsageError("SURVEY: missing; name at least one survey as 'name/transition' (e.g. 'Hi-GAL/160 um')")
         possys = p.possys()
         size = _positive(p, "SIZE")
-        circles = []
+        circles: list[Source] = []
         for name in ("POS", "CIRCLE"):
             for n, text in enumerate(p.repeated(name), start=len(circles) + 1):
                 shape = parse_shape(text, name) if name == "POS" else Circle.parse(text, name)

@@ -138,6 +138,6 @@ def query_sources(conn: psycopg.Connection, query: str, caller: Caller, *, possy
 
     def rows() -> Iterator[dict[str, object]]:
         with text:
-            yield from reader  # type: ignore[misc]
+            yield from reader
 
     return _rows(rows(), columns, possys, size, max_radius, max_sources, "QUERY"), count

@@ -173,15 +173,14 @@ def _native(full: Sequence[Dataset], partial: Sequence[Dataset], src: Source, op
     """Cut (one dataset holds the stamp) or merge (several meet it), window, Jy/sr."""
     if full:
         ds = full[0]
-        q = _params([ds.publisher_did], src, opts).cuts()[0]
-        cut = soda.open_cutout(ds, q)
+        cut = soda.open_cutout(ds, _params([ds.publisher_did], src, opts).cuts()[0])
         if math.prod(cut.shape) > opts.max_voxels:
             raise StampError(f"the cut would hold {math.prod(cut.shape)} pixels; use a smaller SIZE")
         data, header, dids, method = cut.read(), cut.header, [ds.publisher_did], "cut"
     else:
         chosen = list(partial)
-        q = _params([d.publisher_did for d in chosen], src, opts)
-        merged = soda.merge(chosen, q, q.regions[0] or _region(src), max_voxels=opts.max_voxels)
+        merged = soda.merge(chosen, _params([d.publisher_did for d in chosen], src, opts), _region(src),
+                            max_voxels=opts.max_voxels)
         data, header, dids, method = merged.data.astype(np.float64), merged.header, merged.used, "merge"
     wcs = header_wcs(header)
     notes: list[str] = []
