@@ -119,8 +119,13 @@ class _Native:
     notes: list[str] = field(default_factory=list)
 
 
+def _cel(wcs: WCS) -> WCS:
+    """The celestial part of ``wcs``; an image's WCS itself (``WCS.sub`` copies, and costs a header parse)."""
+    return wcs if wcs.naxis == 2 and wcs.has_celestial else wcs.celestial
+
+
 def _pixel_deg(wcs: WCS) -> float:
-    return float(np.mean(proj_plane_pixel_scales(wcs.celestial)))
+    return float(np.mean(proj_plane_pixel_scales(_cel(wcs))))
 
 
 def _cube_to_map(data: np.ndarray, header: fits.Header, wcs: WCS) -> tuple[np.ndarray, float]:
@@ -139,7 +144,7 @@ def _cube_to_map(data: np.ndarray, header: fits.Header, wcs: WCS) -> tuple[np.nd
 
 def _window(data: np.ndarray, wcs: WCS, src: Source) -> tuple[np.ndarray, WCS]:
     """The ``2n+1`` square centred on the pixel nearest ``src`` (NaN outside ``data``) and its WCS."""
-    cel = wcs.celestial
+    cel = _cel(wcs)
     frame = "galactic" if cel.wcs.ctype[0].startswith("GLON") else "icrs"
     coord = SkyCoord(src.l * u.deg, src.b * u.deg, frame="galactic").transform_to(frame)
     x, y = (float(v) for v in cel.world_to_pixel(coord))

@@ -96,7 +96,8 @@ class Brightness:
 
     @classmethod
     def of(cls, header: fits.Header, wcs: WCS) -> Brightness:
-        area = proj_plane_pixel_area(wcs.celestial) * (math.pi / 180) ** 2
+        cel = wcs if wcs.naxis == 2 else wcs.celestial
+        area = proj_plane_pixel_area(cel) * (math.pi / 180) ** 2
         return cls(float(area), beam_of(header), frequency_of(header))
 
     def factor(self, unit: str) -> float:
