@@ -19,6 +19,7 @@ from db.jobs import JobStore
 from vo.jobs.mcutout import run_mcutout
 from vo.jobs.sfind import run_sfind
 from vo.jobs.soda import run_soda
+from vo.jobs.stamps import run_stamps
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
 from vo.upload_fetch import FetchPolicy
@@ -45,6 +46,9 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels),
+        "stamps": partial(run_stamps, max_sources=settings.stamps_max_sources, max_radius=settings.stamps_max_radius,
+                          max_voxels=settings.merge_max_voxels, list_limit=settings.stamps_list_limit,
+                          max_query_length=settings.adql_max_length),
     }
 
 

@@ -39,6 +39,7 @@ from app.routers import (
     sia,
     soda,
     soda_async,
+    stamps,
     tap,
     tap_async,
     vialactea,
@@ -165,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datalink.router)
     app.include_router(soda.router, dependencies=[Depends(query_quota)])
     app.include_router(soda_async.router, dependencies=[Depends(job_quota)])
+    app.include_router(stamps.router, dependencies=[Depends(query_quota)])
+    app.include_router(stamps.async_router, dependencies=[Depends(job_quota)])
     app.include_router(sedfit.router)
     app.include_router(sfind.router, dependencies=[Depends(job_quota)])
     app.include_router(oai.router)

@@ -177,6 +177,17 @@ class Settings(BaseSettings):
         16_000_000, gt=0, description="Most pixels of one image a source finder is given (after the region cut); "
         "a larger image is refused with a hint to give a region."
     )
+    stamps_max_sources: int = Field(
+        100_000, ge=1, description="Most sources one async stamps job (`/stamps/async`) may ask for: positions, "
+        "rows of its SOURCES table or of its QUERY.",
+    )
+    stamps_max_radius: float = Field(
+        0.5, gt=0, description="Largest stamp radius (SIZE or a source's radius), degrees, in `/stamps`.",
+    )
+    stamps_list_limit: int = Field(
+        200, ge=0, description="An async stamps job lists each stamp file as a result of its own when it makes "
+        "at most this many; larger jobs hand them back in the tar.gz only (the manifest names every file).",
+    )
     body_timeout: float = Field(
         300, gt=0,
         description="Longest time, seconds, a client may take to send a form or multipart request body "

@@ -351,6 +351,24 @@ def test_soda_async_and_merge(auth_server, issuer, truth, who) -> None:
 
 
 @pytest.mark.parametrize("who", CALLERS)
+def test_stamps_of_the_restricted_survey_need_the_group(auth_server, issuer, truth, who) -> None:
+    h = headers(issuer, who)
+    ra, dec = truth.private_centre
+    survey = f"{PRIVATE}/1284 MHz"
+    params = {"SURVEY": survey, "POS": f"CIRCLE {ra} {dec} 0.01"}
+    sync = httpx.post(auth_server.url + "/stamps/sync", data=params, headers=h, timeout=120)
+    job = _soda_job(auth_server, h, "/stamps/async", {k: [v] for k, v in params.items()})
+    if sees_private(who):
+        assert sync.status_code == 200 and sync.headers["content-type"] == "application/fits"
+        assert fits.open(io.BytesIO(sync.content))[1].header["EXTNAME"] == survey
+        assert job == "COMPLETED"
+    else:
+        # a survey the caller may not read is unknown to them, exactly like a misspelt one
+        assert sync.status_code == 400 and b"unknown survey" in sync.content
+        assert job == "ERROR"
+
+
+@pytest.mark.parametrize("who", CALLERS)
 def test_tap_upload_joins_see_only_what_the_caller_may(auth_server, issuer, truth, who) -> None:
     from astropy.io.votable import from_table
     from astropy.table import Table

@@ -75,10 +75,13 @@ UWS = {
     "/vlkb/datasets/vlkb_jobs": {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC"},
     "/sfind/async": {"APP": "aegean", "ID": CUBE, "CIRCLE": f"{L} {B} 0.05", "POSSYS": "GALACTIC", "VELO": "-50 50",
                      "innerclip": "5"},
+    "/stamps/async": {"SURVEY": "Hi-GAL/70 um", "POS": f"CIRCLE {L} {B} 0.01", "POSSYS": "GALACTIC", "SIZE": "0.01",
+                      "PIXSCALE": "6", "BEAM": "largest", "VELO": "-50 50"},
 }
 #: the numeric parameters of job creation (run when the tests run a job)
 UWS_NUMBERS = {"/tap/async": ("MAXREC",), "/soda/async": ("POS", "VELO"), "/soda/merge/async": ("POS",),
-               "/vlkb/datasets/vlkb_jobs": ("POS",), "/sfind/async": ("CIRCLE", "VELO", "innerclip")}
+               "/vlkb/datasets/vlkb_jobs": ("POS",), "/sfind/async": ("CIRCLE", "VELO", "innerclip"),
+               "/stamps/async": ("POS", "SIZE", "PIXSCALE", "VELO")}
 
 
 def _uws_rows(prefix: str, create: dict[str, str]) -> list[Row]:
@@ -120,6 +123,9 @@ ROWS: list[Row] = [
     *(Row(m, "/soda/merge", {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC", "VELO": "-50 50"},
           ("POS", "VELO")) for m in ("GET", "POST")),
     *(row for prefix, create in UWS.items() for row in _uws_rows(prefix, create)),
+    *(Row(m, "/stamps/sync", {"SURVEY": "Hi-GAL/70 um", "POS": f"CIRCLE {L} {B} 0.01", "POSSYS": "GALACTIC",
+                              "UNIT": "MJy/sr", "BKG": "median", "PIXSCALE": "6", "BEAM": "20", "SIZE": "0.01"},
+          ("POS", "PIXSCALE", "BEAM", "SIZE")) for m in ("GET", "POST")),
     Row("GET", "/sedmods/searchd", {"": SED}, ("",), raw=True),
     Row("GET", "/vlkb/datasets/vlkb_search", _LEGACY, ("l", "b", "r", "vl", "vu")),
     Row("GET", "/vlkb/datasets/vlkb_cutout", {**_LEGACY, "pubdid": CUBE, "nullvals": "true"},

@@ -1,0 +1,158 @@
+"""Postage stamps: stamps per second of the stamps runner against a plain astropy loop.
+
+Builds (once) under ``var/bench/stamps`` a private cluster with the demo data, draws ``--sources``
+random positions over the demo tiles (|l| < 0.3, |b| < 0.25; radius ``--radius`` degrees) and
+makes their stamps on three surveys (Hi-GAL 70, 160 and 250 um), measuring in the same run:
+
+- the stamps runner (``vo/jobs/stamps.py``, what a worker runs: coverage lookups in PostgreSQL,
+  slab reads, unit conversion, a FITS file per stamp into a tar.gz) with one worker, and with two
+  workers each running half the sources (two processes, as two ``vlkb worker``), without and with
+  ``REGRID=true`` (``reproject_exact``, flux-conserving);
+- the baseline: a plain loop over the same files with the tiles' WCS known in advance and every
+  file opened once (memory-mapped): for each source and survey, the first tile holding the
+  position, ``astropy.nddata.Cutout2D``, ``reproject_interp`` onto a grid centred on the source,
+  the unit factor, and ``writeto`` into memory.
+
+Prints stamps/s and the ratio to the baseline, and the peak RSS of the one-worker run.
+
+    python -m bench.stamps [--sources 10000] [--radius 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.nddata import Cutout2D
+from astropy.wcs import WCS
+from reproject import reproject_interp
+
+from db.cluster import EmbeddedCluster
+from db.migrate import migrate
+from vo.jobs.stamps import SOURCES_FILE, run_stamps
+from vo.uws.context import RunContext
+from vo.uws.results import ResultStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SURVEYS = ("Hi-GAL/70 um", "Hi-GAL/160 um", "Hi-GAL/250 um")
+SLUGS = ("hi-gal-70um", "hi-gal-160um", "hi-gal-250um")
+
+
+def _prepare(home: Path) -> tuple[EmbeddedCluster, str]:
+    from demo.load import demo_loaded, load_demo
+
+    cluster = EmbeddedCluster(home=home)
+    cluster.start()
+    url = cluster.url()
+    migrate(url)
+    with psycopg.connect(url) as conn:
+        if not demo_loaded(conn):
+            load_demo(conn, home / "data", scale=1, authority="vlkb.bench")
+    return cluster, url
+
+
+def _table(n: int, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lon, lat = rng.uniform(-0.3, 0.3, n), rng.uniform(-0.25, 0.25, n)
+    rows = (f"b{i},{lo % 360:.6f},{la:.6f}\n" for i, (lo, la) in enumerate(zip(lon, lat, strict=True)))
+    text = "name,glon,glat\n" + "".join(rows)
+    return text.encode(), lon, lat
+
+
+def _job(conninfo: str, root: str, job_id: str, table: bytes, radius: float, regrid: bool) -> tuple[float, float]:
+    """One stamps job (in a worker process): seconds and the process's peak RSS, MB."""
+    store = ResultStore(root)
+    with store.writer(job_id, SOURCES_FILE) as out:
+        out.write(table)
+    ctx = RunContext(job_id, conninfo, store, timeout=None)
+    params = {"SURVEY": list(SURVEYS), "SIZE": [str(radius)], "REGRID": ["true" if regrid else "false"]}
+    t0 = time.perf_counter()
+    run_stamps(params, ctx, max_sources=1_000_000, max_radius=1.0, max_voxels=16_000_000, list_limit=0)
+    return time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _runner(conninfo: str, root: Path, table: bytes, radius: float, regrid: bool, workers: int) -> float:
+    lines = table.decode().splitlines()
+    head, rows = lines[0], lines[1:]
+    parts = [("\n".join([head, *rows[k::workers]]) + "\n").encode() for k in range(workers)]
+    tag = f"{'regrid' if regrid else 'native'}-{workers}-{time.monotonic_ns()}"
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        done = list(pool.map(_job, [conninfo] * workers, [str(root)] * workers,
+                             [f"{tag}-{k}" for k in range(workers)], parts, [radius] * workers, [regrid] * workers))
+    wall = time.perf_counter() - t0
+    print(f"  (worker peak RSS {max(mb for _, mb in done):.0f} MB)")
+    return wall
+
+
+def _baseline(data_dir: Path, lon: np.ndarray, lat: np.ndarray, radius: float) -> float:
+    """The plain loop (see the module text): seconds."""
+    tiles = []
+    for slug in SLUGS:
+        opened = []
+        for path in sorted((data_dir / slug).glob("*.fits")):
+            hdul = fits.open(path, memmap=True)
+            opened.append((hdul[0].data, WCS(hdul[0].header), hdul[0].header))
+        tiles.append(opened)
+    t0 = time.perf_counter()
+    for lo, la in zip(lon, lat, strict=True):
+        pos = SkyCoord(lo * u.deg, la * u.deg, frame="galactic")
+        grid = None
+        for opened in tiles:
+            found = next((tile for tile in opened if tile[1].footprint_contains(pos)), None)
+            if found is None:
+                continue
+            data, wcs, header = found
+            cut = Cutout2D(data, pos, 2 * radius * u.deg, wcs=wcs, mode="partial")
+            if grid is None:  # the first survey's cut defines the source's grid, as a loop would do
+                grid = cut.wcs.deepcopy()
+                shape = cut.data.shape
+            values, _ = reproject_interp((cut.data, cut.wcs), grid, shape_out=shape)
+            pix_sr = abs(header["CDELT1"] * header["CDELT2"]) * (np.pi / 180) ** 2
+            out = values * 1e6 * pix_sr
+            buf = io.BytesIO()
+            fits.PrimaryHDU(out.astype(np.float32), grid.to_header()).writeto(buf)
+    return time.perf_counter() - t0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.stamps", description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=10_000)
+    parser.add_argument("--radius", type=float, default=0.01)
+    parser.add_argument("--home", type=Path, default=ROOT / "var" / "bench" / "stamps")
+    args = parser.parse_args(argv)
+    home = args.home.resolve()
+    if os.geteuid() == 0:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.parent.chmod(0o755)
+    cluster, url = _prepare(home)
+    try:
+        table, lon, lat = _table(args.sources, seed=1)
+        stamps = args.sources * len(SURVEYS)
+        print(f"{args.sources} sources x {len(SURVEYS)} surveys, radius {args.radius} deg, "
+              f"load {os.getloadavg()[0]:.2f}")
+        base = _baseline(home / "data", lon, lat, args.radius)
+        print(f"{'plain loop (Cutout2D + reproject_interp)':<44} {stamps / base:8.1f} stamps/s")
+        results = home / "results"
+        for regrid in (False, True):
+            for workers in (1, 2):
+                secs = _runner(url, results, table, args.radius, regrid, workers)
+                label = f"stamps runner, {workers} worker(s){', REGRID' if regrid else ''}"
+                print(f"{label:<44} {stamps / secs:8.1f} stamps/s  x{base / secs:.2f} the loop")
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

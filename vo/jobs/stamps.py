@@ -1,0 +1,193 @@
+"""The stamps runner: sources x surveys in, stamp files, a manifest, a stack and a tar.gz out.
+
+Pure: no HTTP and no job SQL. Sources are read one at a time (:mod:`vo.stamps.sources`), each
+source's stamps are made (:func:`vo.stamps.stamp.make_stamps`), written into the archive
+``stamps.tar.gz`` as they are made (a gzip stream into the results store), added to the
+stack when ``STACK`` is asked, and forgotten: memory does not grow with the number of sources
+(the manifest's short rows and a ``median`` stack's stamps excepted). A stamp that fails is a
+manifest row with its reason and never fails the job; the job fails only when the request
+itself is wrong (parameters, surveys, table, query) or when no stamp at all could be made.
+
+Results: ``manifest`` (VOTable, one row per source and survey), ``stamps.tar.gz`` (every
+file and the manifest), ``stack-<survey>.fits`` per survey with ``STACK``, and each stamp
+file as a result of its own when the job makes at most ``list_limit`` of them. Progress is
+logged as ``n of N`` (a query's rows are spooled and counted before the first stamp).
+
+Everything is read for the job's owner with the groups they had at creation (``ctx.caller``).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from db.jobs import ResultRow
+from vo.errors import UsageError
+from vo.stamps.coverage import SurveyRef, covering_blocking, resolve_blocking
+from vo.stamps.output import cube_file, manifest_row, manifest_votable, stamp_file
+from vo.stamps.params import StampParams
+from vo.stamps.sources import query_sources, table_sources
+from vo.stamps.stack import Stacker
+from vo.stamps.stamp import Source, Stamp, make_stamps
+from vo.uws.context import RunContext
+
+__all__ = ["ARCHIVE", "MANIFEST", "SOURCES_FILE", "run_stamps"]
+
+log = structlog.get_logger("vlkb.stamps")
+
+FITS = "application/fits"
+VOTABLE = "application/x-votable+xml"
+#: the uploaded sources table, kept with the job when it was created (never a result)
+SOURCES_FILE = "sources.table"
+MANIFEST = "manifest"
+ARCHIVE = "stamps.tar.gz"
+
+
+@dataclass
+class _Archive:
+    """The tar.gz being written, and the files to list as results of their own."""
+
+    tar: tarfile.TarFile
+    listed: list[tuple[str, int]] = field(default_factory=list)
+    files: int = 0
+
+    def add(self, ctx: RunContext, name: str, data: bytes, list_limit: int, expected: int | None) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = int(time.time())
+        self.tar.addfile(info, io.BytesIO(data))
+        self.files += 1
+        if expected is not None and expected <= list_limit:
+            with ctx.results.writer(ctx.job_id, name) as out:
+                out.write(data)
+            self.listed.append((name, len(data)))
+
+
+def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int, max_radius: float,
+             max_query_length: int | None) -> tuple[Iterator[Source], int]:
+    """The job's sources and their number, known before any stamp is made (too many fail the job then)."""
+    if q.circles:
+        if len(q.circles) > max_sources:
+            raise UsageError(f"POS: {len(q.circles)} sources; at most {max_sources} per job")
+        return iter(q.circles), len(q.circles)
+    if q.query is not None:
+        found, count = query_sources(conn, q.query, ctx.caller, possys=q.possys, size=q.size,  # type: ignore[arg-type]
+                                     max_radius=max_radius, max_sources=max_sources, timeout=ctx.timeout,
+                                     max_query_length=max_query_length)
+        if count > max_sources:
+            raise UsageError(f"QUERY: more than {max_sources} sources; split the request (VLKB_STAMPS_MAX_SOURCES)")
+        return found, count
+    location = ctx.results.location(ctx.job_id, SOURCES_FILE)
+    data = b"".join(ctx.results.read(location)) if ctx.results.exists(location) else (q.table or "").encode()
+    # read the table whole first, so a malformed row fails the job before any stamp is made
+    sources = list(table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources))
+    return iter(sources), len(sources)
+
+
+#: the key of a source's cube in :func:`_names`
+CUBE = ""
+
+
+def _names(src: Source, n: int, surveys: list[SurveyRef]) -> dict[str, str]:
+    """The file of each stamp of source ``n`` (and of its cube, under :data:`CUBE`)."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in src.name)[:48] or "source"
+    return {CUBE: f"{n:06d}_{stem}_cube.fits", **{s.text: f"{n:06d}_{stem}_{s.slug}.fits" for s in surveys}}
+
+
+def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources: int, max_radius: float,
+               max_voxels: int, list_limit: int = 200, max_query_length: int | None = None) -> list[ResultRow]:
+    """Make the job's stamps into the results store; see the module text for the results."""
+    stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
+    q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
+    stackers: dict[str, Stacker] = {}
+    rows: list[tuple] = []
+    made = 0
+    with ctx.connect() as conn:
+        surveys = resolve_blocking(conn, q.surveys, ctx.caller)
+        if q.stack is not None:
+            stackers = {s.text: Stacker(q.stack) for s in surveys}
+        sources, total = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
+                                  max_query_length=max_query_length)
+        per_source = 1 if q.format == "cube" else len(surveys)
+        expected = total * per_source
+        with ctx.results.writer(ctx.job_id, ARCHIVE) as raw, tarfile.open(fileobj=raw, mode="w|gz") as tar:
+            archive = _Archive(tar)
+            started = time.monotonic()
+            n = 0
+            for n, src in enumerate(sources, start=1):
+                ctx.check()
+                inputs = []
+                for s in surveys:
+                    cov = covering_blocking(conn, s, (src.l, src.b), src.radius, src.icrs, ctx.caller)
+                    inputs.append((s.text, cov.full, cov.partial))
+                stamps = make_stamps(src, inputs, q.options)
+                made += _write(ctx, q, archive, stamps, _names(src, n, surveys), rows, list_limit, expected)
+                for st in stamps:
+                    if st.ok and st.survey in stackers:
+                        assert st.data is not None
+                        stackers[st.survey].add(st.data, st.header)
+                if n == total or n % max(1, total // 10) == 0:
+                    log.info("stamps progress", job_id=ctx.job_id, done=n, total=total, progress=f"{n} of {total}",
+                             seconds=round(time.monotonic() - started, 1))
+            if n == 0:
+                raise UsageError("no sources: the table or query gave no rows")
+            if made == 0:
+                reasons = dict.fromkeys(r[6] for r in rows if r[6])
+                raise UsageError("no stamp could be made: " + "; ".join(list(reasons)[:5]))
+            manifest = manifest_votable(rows)
+            for survey, stacker in stackers.items():
+                _add_stack(ctx, archive, survey, stacker, surveys, list_limit)
+            archive.add(ctx, "manifest.xml", manifest, 0, None)
+    with ctx.results.writer(ctx.job_id, MANIFEST) as out:
+        out.write(manifest)
+    results = [_row(ctx, MANIFEST, VOTABLE), _row(ctx, ARCHIVE, "application/gzip")]
+    results += [_row(ctx, name, FITS) for name, _ in archive.listed]
+    return results
+
+
+def _row(ctx: RunContext, name: str, media: str) -> ResultRow:
+    location = ctx.results.location(ctx.job_id, name)
+    return ResultRow(ctx.job_id, name, location, media, ctx.results.size(location))
+
+
+def _write(ctx: RunContext, q: StampParams, archive: _Archive, stamps: list[Stamp], names: dict[str, str],
+           rows: list[tuple], list_limit: int, expected: int | None) -> int:
+    """Write one source's stamps (a file each, or one cube) and their manifest rows; the count made."""
+    if q.format == "cube":
+        data = cube_file(stamps)
+        name = names[CUBE]
+        if data is not None:
+            archive.add(ctx, name, data, list_limit, expected)
+        rows.extend(manifest_row(s, name) for s in stamps)
+        return int(data is not None)
+    made = 0
+    for s in stamps:
+        if s.ok:
+            archive.add(ctx, names[s.survey], stamp_file(s), list_limit, expected)
+            made += 1
+        rows.append(manifest_row(s, names[s.survey]))
+    return made
+
+
+def _add_stack(ctx: RunContext, archive: _Archive, survey: str, stacker: Stacker, surveys: list[SurveyRef],
+               list_limit: int) -> None:
+    if stacker.count == 0:
+        return
+    from astropy.io import fits
+
+    stack, cover, header = stacker.result()
+    header["SURVEY"] = survey
+    cov_header = fits.Header()
+    cov_header["EXTNAME"] = "COVERAGE"
+    cov_header["BUNIT"] = ("", "stamps with data at this pixel")
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(stack, header), fits.ImageHDU(cover, cov_header)]).writeto(buf)
+    slug = next(s.slug for s in surveys if s.text == survey)
+    name = f"stack_{slug}.fits"
+    data = buf.getvalue()
+    archive.add(ctx, name, data, list_limit, 0)

@@ -1,0 +1,145 @@
+"""Which surveys a caller asks for, and which of their datasets cover a stamp, read for that caller.
+
+``SURVEY`` names a survey as ``datasets.surveys`` lists it: the survey's name, a slash and its
+transition (``Hi-GAL/160 um``); line surveys put the species first (``CHaMP/13CO 1-0``). The
+names are resolved against the surveys the caller may read (row-level security, through
+:mod:`vo.caller`): a survey they may not read is unknown to them, exactly like a misspelt one.
+
+The covering datasets of a stamp come from ObsCore (``s_region_galactic`` against the stamp's
+circle, pgSphere on the GiST index), in the caller's session: the datasets whose footprint holds
+the whole circle first (nearest centre first), then those that only overlap it. Nothing here
+filters by survey policy: ``db/sql/access.sql`` is the one rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from vo.caller import Caller, Dataset, datasets, datasets_blocking, session, session_blocking
+from vo.errors import UsageError
+
+__all__ = ["Covering", "SurveyRef", "covering", "covering_blocking", "resolve", "resolve_blocking"]
+
+_SURVEYS_SQL = "SELECT name, species, transition, dataproduct_type FROM datasets.surveys ORDER BY 1, 2, 3"
+# the circle as a pgSphere constant built from bound parameters (degrees in, radians for pgSphere)
+_CIRCLE = "scircle(spoint(radians(%(l)s), radians(%(b)s)), radians(%(r)s))"
+_COVERING_SQL = f"""
+SELECT o.obs_publisher_did, o.s_region_galactic @> {_CIRCLE} AS full
+FROM ivoa.obscore o
+WHERE o.obs_collection = %(name)s AND o.obs_title = %(title)s AND o.s_region_galactic && {_CIRCLE}
+ORDER BY 2 DESC, spoint(radians(o.s_ra), radians(o.s_dec)) <-> spoint(radians(%(ra)s), radians(%(dec)s)),
+         o.obs_publisher_did
+LIMIT 64
+"""
+
+
+@dataclass(frozen=True)
+class SurveyRef:
+    """One survey as the caller may read it: name, species and transition (``datasets.surveys``)."""
+
+    name: str
+    species: str
+    transition: str
+    dataproduct_type: str = "image"
+
+    @property
+    def text(self) -> str:
+        """The request's spelling: ``Hi-GAL/160 um``, ``CHaMP/13CO 1-0``."""
+        if self.species.lower() == "continuum":
+            return f"{self.name}/{self.transition}"
+        return f"{self.name}/{self.species} {self.transition}"
+
+    @property
+    def title(self) -> str:
+        """ObsCore's ``obs_title`` of its datasets: ``species | transition``."""
+        return f"{self.species} | {self.transition}"
+
+    @property
+    def slug(self) -> str:
+        """A file-name part: ``hi-gal_160um``."""
+        keep = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_" for c in self.text.replace(" ", ""))
+        return keep.replace("/", "_").lower()
+
+    @property
+    def cube(self) -> bool:
+        return self.dataproduct_type == "cube"
+
+
+def _match(wanted: Sequence[str], rows: Sequence[tuple[str, str, str, str]]) -> list[SurveyRef]:
+    known = [SurveyRef(*row) for row in rows]
+    by_text = {s.text.lower(): s for s in known}
+    out: list[SurveyRef] = []
+    for text in wanted:
+        if "/" not in text:
+            raise UsageError(f"SURVEY: {text!r} is not 'name/transition' (e.g. 'Hi-GAL/160 um', 'CHaMP/13CO 1-0')")
+        key = " ".join(text.split()).lower()
+        found = by_text.get(key) or by_text.get(key.replace("/ ", "/"))
+        if found is None:
+            name = text.split("/", 1)[0].strip().lower()
+            near = [s.text for s in known if s.name.lower() == name]
+            hint = f"; this survey has {', '.join(near)}" if near else ""
+            raise UsageError(f"SURVEY: unknown survey {text!r}{hint}")
+        if found not in out:
+            out.append(found)
+    return out
+
+
+def resolve_blocking(conn: psycopg.Connection, wanted: Sequence[str], caller: Caller) -> list[SurveyRef]:
+    """The surveys named by ``wanted`` among those ``caller`` may read; UsageError naming an unknown one."""
+    if not wanted:
+        raise UsageError("SURVEY: missing; name at least one survey as 'name/transition' (e.g. 'Hi-GAL/160 um')")
+    with session_blocking(conn, caller) as c:
+        rows = c.execute(_SURVEYS_SQL).fetchall()
+    return _match(wanted, rows)
+
+
+async def resolve(pool: AsyncConnectionPool, wanted: Sequence[str], caller: Caller) -> list[SurveyRef]:
+    """:func:`resolve_blocking` over the service's pool."""
+    if not wanted:
+        raise UsageError("SURVEY: missing; name at least one survey as 'name/transition' (e.g. 'Hi-GAL/160 um')")
+    async with session(pool, caller) as conn:
+        rows = await (await conn.execute(_SURVEYS_SQL)).fetchall()
+    return _match(wanted, rows)
+
+
+@dataclass(frozen=True)
+class Covering:
+    """The datasets of one survey meeting one stamp: ``full`` those holding all of it, nearest first."""
+
+    full: list[Dataset]
+    partial: list[Dataset]
+
+
+def _args(survey: SurveyRef, l: float, b: float, r: float, ra: float, dec: float) -> dict[str, object]:  # noqa: E741
+    # a radius below a micro-degree would underflow radians() in PostgreSQL; the lookup needs no finer
+    return {"name": survey.name, "title": survey.title, "l": l, "b": b, "r": min(max(r, 1e-6), 90.0), "ra": ra,
+            "dec": dec}
+
+
+def _split(rows: Sequence[tuple[str, bool]], found: dict[str, Dataset]) -> Covering:
+    full = [found[d] for d, f in rows if f and d in found]
+    partial = [found[d] for d, f in rows if not f and d in found]
+    return Covering(full, partial)
+
+
+def covering_blocking(conn: psycopg.Connection, survey: SurveyRef, lonlat: tuple[float, float],
+                      radius: float, radec: tuple[float, float], caller: Caller) -> Covering:
+    """The datasets of ``survey`` meeting the circle (Galactic ``lonlat``, ``radius`` degrees)."""
+    if not math.isfinite(radius) or radius <= 0:
+        raise UsageError("SIZE: the stamp radius must be positive")
+    with session_blocking(conn, caller) as c:
+        rows = c.execute(_COVERING_SQL, _args(survey, *lonlat, radius, *radec)).fetchall()
+    return _split(rows, datasets_blocking(conn, [d for d, _ in rows], caller))
+
+
+async def covering(pool: AsyncConnectionPool, survey: SurveyRef, lonlat: tuple[float, float],
+                   radius: float, radec: tuple[float, float], caller: Caller) -> Covering:
+    """:func:`covering_blocking` over the service's pool."""
+    async with session(pool, caller) as conn:
+        rows = await (await conn.execute(_COVERING_SQL, _args(survey, *lonlat, radius, *radec))).fetchall()
+    return _split(rows, await datasets(pool, [d for d, _ in rows], caller))
