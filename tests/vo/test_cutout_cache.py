@@ -11,8 +11,7 @@ import numpy as np
 from astropy.io import fits
 
 from tests.vo.test_cutout import _cube, _same_pixels
-from vo.cutout import CutRequest, plan
-from vo.cutout import fitsout
+from vo.cutout import CutRequest, fitsout, plan
 from vo.shapes import Circle, Interval
 
 REQ = CutRequest(region=Circle(lon=10.0, lat=0.0, radius=0.05), frame="galactic",

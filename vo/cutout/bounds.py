@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import BaseCoordinateFrame, SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import wcs_to_celestial_frame
@@ -124,7 +124,7 @@ class SkyGrid:
     frame, and the centre and radius of the footprint (the far-side test)."""
 
     cel: WCS
-    frame: object
+    frame: BaseCoordinateFrame
     centre: tuple[float, float]
     radius: float
 
@@ -224,8 +224,9 @@ def _select(values: np.ndarray, iv: Interval, what: str) -> tuple[int, int]:
     return int(idx.min()), int(idx.max()) + 1
 
 
-def _spectral_box(header: fits.Header, wcs: WCS, n: int, req: CutRequest) -> tuple[int, int]:
-    freq = channel_frequencies(header, wcs, n)
+def _spectral_box(header: fits.Header, wcs: WCS, n: int, req: CutRequest,
+                  freq: np.ndarray | None = None) -> tuple[int, int]:
+    freq = channel_frequencies(header, wcs, n) if freq is None else freq
     lo, hi = 0, n
     if req.band is not None:
         a, b = _select(C / freq, req.band, "BAND")
@@ -268,10 +269,11 @@ def _stokes_box(wcs: WCS, axis: int, n: int, states: Sequence[str]) -> tuple[int
 
 # -- the box ------------------------------------------------------------------------------------
 def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None,
-              grid: SkyGrid | None = None) -> tuple[tuple[int, int], ...]:
+              grid: SkyGrid | None = None, channels: np.ndarray | None = None) -> tuple[tuple[int, int], ...]:
     """Half-open 0-based ``(start, stop)`` per FITS axis (axis 1 first) of the cut.
 
-    ``wcs`` is ``header_wcs(header)`` and ``grid`` its :func:`sky_grid` when the caller has them.
+    ``wcs`` is ``header_wcs(header)``, ``grid`` its :func:`sky_grid` and ``channels`` the
+    :func:`channel_frequencies` of a cube when the caller has them.
 
     Raises :class:`NoOverlapError` when nothing is selected and :class:`~vo.errors.UsageError`
     when the request cannot apply to this dataset.
@@ -295,7 +297,7 @@ def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None,
     spec = wcs.wcs.spec
     if req.band is not None or req.velo is not None:
         if spec >= 0 and shape[spec] > 1:
-            narrow(spec, *_spectral_box(header, wcs, shape[spec], req))
+            narrow(spec, *_spectral_box(header, wcs, shape[spec], req, channels))
         elif req.band is not None:
             _check_band_keywords(header, req.band)
     if req.time is not None:

@@ -31,7 +31,15 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from vo.cutout.bounds import CutRequest, SkyGrid, header_wcs, pixel_box, rest_frequency, sky_grid
+from vo.cutout.bounds import (
+    CutRequest,
+    SkyGrid,
+    channel_frequencies,
+    header_wcs,
+    pixel_box,
+    rest_frequency,
+    sky_grid,
+)
 from vo.cutout.source import DTYPES, mapping, open_fits, read_raw
 from vo.errors import UsageError
 from vo.storage import is_remote, location
@@ -205,6 +213,8 @@ class _Source:
     header: fits.Header
     wcs: WCS
     grid: SkyGrid | None
+    #: frequencies of the channels of a cube (BAND and VELO cuts), when it has them
+    channels: np.ndarray | None
     base: fits.Header
     #: (data offset, dtype, numpy shape) of a memory-mappable HDU, else None
     layout: tuple[int, str, tuple[int, ...]] | None
@@ -225,8 +235,14 @@ def _read_source(path: str | Path) -> _Source:
     naxis = int(src["NAXIS"])
     shape = [int(src[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
     grid = sky_grid(wcs, shape) if wcs.has_celestial else None
+    channels = None
+    if wcs.wcs.spec >= 0 and shape[wcs.wcs.spec] > 1:
+        try:
+            channels = channel_frequencies(src, wcs, shape[wcs.wcs.spec])
+        except UsageError:
+            channels = None  # a BAND or VELO cut then says why, from pixel_box
     layout = (offset, DTYPES[int(src["BITPIX"])], tuple(reversed(shape))) if offset is not None else None
-    return _Source(idx, src, wcs, grid, _base_header(src, wcs, naxis), layout, threading.Lock())
+    return _Source(idx, src, wcs, grid, channels, _base_header(src, wcs, naxis), layout, threading.Lock())
 
 
 @lru_cache(maxsize=SOURCE_CACHE)
@@ -253,7 +269,7 @@ def plan(path: str | Path, req: CutRequest, provenance: dict[str, tuple[str, str
     """
     src, version = _source(path)
     with src.lock:
-        box = pixel_box(src.header, req, src.wcs, src.grid)
+        box = pixel_box(src.header, req, src.wcs, src.grid, src.channels)
     for i, (a, b) in enumerate(box, start=1):
         history += f"; axis {i} pixels {a + 1}:{b}"
     mapped = (version, *src.layout) if version is not None and src.layout is not None else None
