@@ -42,8 +42,26 @@ def worker_count(settings: Settings) -> int:
     return settings.workers or _cores()
 
 
+def _die_with_parent() -> None:
+    """Have the kernel send this worker SIGTERM when the supervising ``vlkb serve`` dies (Linux
+    ``PR_SET_PDEATHSIG``): a supervisor killed with SIGKILL would otherwise leave its workers
+    serving on, holding the port and their jobs. Elsewhere, a no-op."""
+    import ctypes
+    import ctypes.util
+    import signal
+
+    name = ctypes.util.find_library("c")
+    if not name or os.uname().sysname != "Linux":
+        return
+    try:
+        ctypes.CDLL(name, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
 def app_from_environment() -> FastAPI:
     """The app of one worker process, built from the ``VLKB_*`` environment (uvicorn's factory)."""
     from app.main import create_app
 
+    _die_with_parent()
     return create_app(Settings())

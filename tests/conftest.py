@@ -126,7 +126,7 @@ def running_server(database: Database, command: Sequence[str] = (VLKB, "serve"),
     base = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_for_http(base + "/health")
+            wait_for_http(base + "/health", timeout=90)  # generous: the machine is shared and loaded
         except RuntimeError:
             log.flush()
             tail = log_path.read_text(errors="replace")[-3000:]

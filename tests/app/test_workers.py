@@ -76,3 +76,7 @@ def test_two_processes_answer_count_together_and_run_each_job_once(database, tmp
         samples = scrape(srv.url)
         created = {"method": "POST", "route": "/tap/async", "status": "303"}
         assert value(samples, "vlkb_http_requests_total", **created) == n_jobs
+        # a supervisor killed outright takes its workers with it (PR_SET_PDEATHSIG, app/serving.py)
+        srv.process.kill()
+        srv.process.wait(timeout=30)
+        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), timeout=60, step=0.2)
