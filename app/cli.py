@@ -467,6 +467,7 @@ def _serve(settings: Settings, demo: bool) -> None:
 
     _metrics_dir(settings)
     from app.main import create_app
+    from app.serving import worker_count
 
     if not _port_free(settings.host, settings.port):
         raise _fail(f"port {settings.port} on {settings.host} is taken: stop that program or set VLKB_PORT")
@@ -477,9 +478,17 @@ def _serve(settings: Settings, demo: bool) -> None:
             url = _ensure_database(settings)
             if demo:
                 _load_demo(settings, url, settings.demo_scale, force=False)
-        typer.echo(f"serving {settings.public_url}/ (Ctrl-C to stop)")
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                    timeout_graceful_shutdown=10, access_log=False)  # app/metrics.py logs each request once
+        workers = worker_count(settings)
+        typer.echo(f"serving {settings.public_url}/ with {workers} process{'es' if workers > 1 else ''} "
+                   "(Ctrl-C to stop)")
+        # app/metrics.py logs each request once, hence no access log
+        if workers > 1:
+            # each worker builds its own app from the same environment (app/serving.py)
+            uvicorn.run("app.serving:app_from_environment", factory=True, workers=workers, host=settings.host,
+                        port=settings.port, log_config=None, timeout_graceful_shutdown=10, access_log=False)
+        else:
+            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                        timeout_graceful_shutdown=10, access_log=False)
     finally:
         if started_here:
             with _operator_errors():

@@ -24,7 +24,7 @@ from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.lifecycle import RequestLifecycle
 from app.logging import configure_logging
-from app.metrics import RequestMetrics, get_metrics
+from app.metrics import RequestMetrics, get_metrics, process_stopped
 from app.params import checked_path
 from app.pool import ServicePool
 from app.quotas import job_quota, query_quota
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await stop_jobs(app)
             await http.aclose()
             await pool.close()
+            process_stopped()  # several worker processes: its live gauges leave the sums (app/metrics.py)
             log.info("service stopped")
 
     app = FastAPI(

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from db import ops_stats
 
 __all__ = ["JOB_DURATION_BUCKETS", "POOL_IN_USE", "POOL_WAITING", "RequestMetrics", "get_metrics",
-           "multiprocess"]
+           "multiprocess", "process_stopped"]
 
 log = structlog.get_logger("vlkb.requests")
 
@@ -68,6 +68,15 @@ def multiprocess() -> bool:
     """Whether this process keeps its values in ``PROMETHEUS_MULTIPROC_DIR`` (decided when prometheus_client
     was first imported)."""
     return _values.ValueClass is not _values.MutexValue and bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def process_stopped() -> None:
+    """Forget this process's live gauges (pool in use, waiting) in the multiprocess directory, so
+    the sums a scrape gives count only the processes still serving (several ``vlkb serve`` workers)."""
+    if multiprocess():
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(os.getpid())
 
 
 def _route(scope: Scope) -> str:

@@ -130,8 +130,13 @@ class Settings(BaseSettings):
         10, ge=0, le=29, description="HEALPix order of the coverage MOCs served at `/moc` (10: cells of 3.4 "
         "arcmin); registry records carry them degraded to order 6.",
     )
-    db_pool_min: int = Field(1, description="Minimum number of pooled database connections.")
-    db_pool_max: int = Field(10, description="Maximum number of pooled database connections.")
+    workers: int | None = Field(
+        None, ge=1,
+        description="HTTP worker processes of `vlkb serve` (app/serving.py). Unset: one per CPU core the "
+        "service may use. Pools, caches and the local job executor are per process.",
+    )
+    db_pool_min: int = Field(1, description="Minimum number of pooled database connections (per worker process).")
+    db_pool_max: int = Field(10, description="Maximum number of pooled database connections (per worker process).")
     db_pool_queue: int = Field(
         100, ge=1,
         description="Most requests waiting for a database connection while all are in use; one more is "

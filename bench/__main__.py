@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from bench import ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
+from bench import cones, ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
 
 
 def main() -> None:
     """Each benchmark in turn, with its default settings."""
     streaming.main([])
+    streaming.main(["--geometry"])
     tap_http.main([])
+    cones.main(["--rows", "1000000"])
     ingest.main([])
     ingest_catalog.main(["--rows", "200000"])
     soda.main([])

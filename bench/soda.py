@@ -8,6 +8,8 @@ images and two overlapping 256 x 256 x 128 cubes, ingests them as three surveys,
 - a 0.1 degree cutout (``CIRCLE`` of radius 0.05 deg, every channel) of the big cube through
   ``/soda/sync``, against reading just those bytes with a numpy memmap and against opening the
   file with astropy (``memmap=False``) and slicing the full data, all measured in this run;
+- the median time of a 0.05 deg circle cut of a 120 x 120 x 80 cube at one client, with and
+  without a velocity range (issue 16), against a bare memmap read of the same slab;
 - cutouts/s of small cutouts (0.01 deg, 32 channels) with 1 and 8 concurrent clients;
 - ``/soda/merge`` of the four images and of the two cubes: seconds;
 - the server's RSS after start, after the cutouts and after the merges.
@@ -15,7 +17,7 @@ images and two overlapping 256 x 256 x 128 cubes, ingests them as three surveys,
 Timings are medians of repeated runs with a warm page cache (the file is read once first):
 the comparison is of the work each path does, not of the disk.
 
-    python -m bench.soda [--repeat 5] [--requests 400]
+    python -m bench.soda [--repeat 5] [--requests 400] [--small-only]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from db.cluster import EmbeddedCluster
 from db.migrate import migrate
 from vo.cutout import CutRequest, plan
 from vo.ingest.datasets import ingest_datasets
-from vo.shapes import Circle
+from vo.shapes import Circle, Interval
 
 ROOT = Path(__file__).resolve().parent.parent
 PIXEL = 6 / 3600  # deg
@@ -88,6 +90,7 @@ def _prepare(home: Path) -> tuple[EmbeddedCluster, dict[str, list[str]], dict[st
                    for k, (dl, db) in enumerate([(-0.75, -0.75), (0.75, -0.75), (-0.75, 0.75), (0.75, 0.75)])],
         "CUBES": [_write(data / f"cube{k}.fits", 256, 256, 128, 30.0 + dl, 0.0, 20 + k)
                   for k, dl in enumerate([-0.2, 0.2])],
+        "SMALLCUBE": [_write(data / "smallcube.fits", 120, 120, 80, 30.0, 0.0, 30)],
     }
     cluster = EmbeddedCluster(home=home)
     cluster.start()
@@ -156,6 +159,33 @@ def _big_cutout(client: httpx.Client, did: str, path: Path, repeat: int) -> None
           f"  ({t_full / t_http:.0f}x the service)")
 
 
+def _small_cube(client: httpx.Client, did: str, path: Path, repeat: int) -> None:
+    """0.05 deg circle on the 120 x 120 x 80 cube, one client, with and without a velocity range."""
+    print("\n== 0.05 degree circle on a 120 x 120 x 80 cube, one client (median of "
+          f"{repeat} after a warm-up) ==")
+    for label, extra, velo in (("all channels", {}, None), ("VELO -45 -40 km/s", {"VELO": "-45 -40"},
+                                                              Interval(lo=-45.0, hi=-40.0))):
+        params = {"ID": did, "CIRCLE": "30.0 0.0 0.05", "POSSYS": "GALACTIC", **extra}
+        cut = plan(path, CutRequest(region=Circle(lon=30.0, lat=0.0, radius=0.05), frame="galactic", velo=velo))
+
+        def http(params=params, cut=cut) -> None:
+            r = client.get("/soda/sync", params=params)
+            r.raise_for_status()
+            assert len(r.content) == cut.size
+
+        def memmap(cut=cut) -> None:
+            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+                offset = hdul[0]._data_offset
+                shape = hdul[0].shape
+            arr = np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape)
+            np.ascontiguousarray(arr[cut.slices()])
+            del arr
+
+        t_http, t_mm = _median(http, repeat), _median(memmap, repeat)
+        print(f"{label:<20} box {' x '.join(str(n) for n in cut.shape):<12} /soda/sync {t_http * 1000:7.2f} ms   "
+              f"bare memmap read {t_mm * 1000:6.2f} ms")
+
+
 def _small_cutouts(client: httpx.Client, dids: Sequence[str], requests: int) -> None:
     rng = np.random.default_rng(5)
     params = [{"ID": dids[0], "CIRCLE": f"{30 + rng.uniform(-0.7, 0.7):.4f} {rng.uniform(-0.7, 0.7):.4f} 0.01",
@@ -199,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--home", type=Path, default=ROOT / "var" / "bench" / "soda")
+    parser.add_argument("--small-only", action="store_true", help="the 120x120x80 cube and the big cube's cut only")
+    parser.add_argument("--workers", default="1", help="VLKB_WORKERS of the server")
     args = parser.parse_args(argv)
     home = args.home.resolve()
     if os.geteuid() == 0:
@@ -206,11 +238,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         home.parent.chmod(0o755)
     cluster, dids, files = _prepare(home)
     try:
-        with serve(home, cluster.current_port(), merge_max_voxels="40000000") as (base, server):
+        with serve(home, cluster.current_port(), merge_max_voxels="40000000", workers=args.workers) as (base, server):
             rss0 = proc_mb(server.pid)
             anon0 = proc_mb(server.pid, "RssAnon:")
             with httpx.Client(base_url=base, timeout=600) as client:
+                print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+                _small_cube(client, dids["SMALLCUBE"][0], files["SMALLCUBE"][0], max(args.repeat, 51))
                 _big_cutout(client, dids["BIGCUBE"][0], files["BIGCUBE"][0], args.repeat)
+                if args.small_only:
+                    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+                    return
                 _small_cutouts(client, dids["BIGCUBE"], args.requests)
                 rss1 = proc_mb(server.pid)
                 anon1 = proc_mb(server.pid, "RssAnon:")

@@ -8,6 +8,13 @@ A small run of the naive path (fetch tuples, build an astropy Table, write a VOT
 printed for scale.
 
     python -m bench.streaming [--rows 2000000] [--url postgresql://...] [--repeat 1]
+    python -m bench.streaming --geometry [--rows 1000000]
+
+``--geometry`` measures a table with a published polygon column instead (issue 16): ``SELECT *``
+translated from ADQL as TAP runs it, the polygon read from its stored DALI forms, as BINARY2 and
+CSV, against ``COPY (SELECT <the same columns without the polygon>) TO STDOUT (FORMAT BINARY)``;
+also the per-row ``vlkb_dali_polygon`` path used before, the time to the first chunk and the
+process's memory.
 
 Without ``--url`` (or ``VLKB_DATABASE_URL``) it uses the embedded cluster under VLKB_HOME,
 starting it if needed.
@@ -135,6 +142,117 @@ def _naive(conn: psycopg.Connection, query: str, rows: int) -> int:
     return len(out.getvalue())
 
 
+GEO_COLUMNS = """id bigint, n integer, ra double precision, dec double precision, glon double precision,
+glat double precision, f1 real, f2 real, name text"""
+
+
+def _geo_table(conn: psycopg.Connection, rows: int) -> tuple[str, object]:
+    """A scratch table of ``rows`` rows with a 4-vertex polygon and its stored DALI forms, and its
+    declaration (a ``schemas.Table``, as ``schemas/`` would declare it)."""
+    from schemas import Table
+
+    name = f"geo_{rows}"
+    table = f"{SCHEMA}.{name}"
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        t0 = time.perf_counter()
+        conn.execute("SELECT setseed(0.42)")
+        conn.execute(
+            f"CREATE TABLE {table} AS SELECT i::bigint AS id, (i % 100000)::integer AS n, random() * 360 AS ra, "
+            "random() * 2 - 1 AS dec, l AS glon, b AS glat, random()::real AS f1, random()::real AS f2, "
+            "'G' || lpad(i::text, 9, '0') AS name, spoly(format('{(%sd,%sd),(%sd,%sd),(%sd,%sd),(%sd,%sd)}', "
+            "l, b, l + 0.1, b, l + 0.1, b + 0.1, l, b + 0.1)) AS s_region "
+            f"FROM (SELECT i, random() * 359 AS l, random() * 2 - 1 AS b FROM generate_series(1, {rows}) i) s")
+        conn.execute(f"ALTER TABLE {table} "
+                     "ADD COLUMN s_region_dali_bin bytea GENERATED ALWAYS AS "
+                     "(vlkb_dali_bytes(vlkb_dali_polygon(s_region))) STORED, "
+                     "ADD COLUMN s_region_dali_text text GENERATED ALWAYS AS "
+                     "(vlkb_dali_text(vlkb_dali_polygon(s_region))) STORED")
+        conn.execute(f"VACUUM ANALYZE {table}")
+        print(f"created {table} in {time.perf_counter() - t0:.1f} s")
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (QUERY_ROLE,)).fetchone():
+        conn.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {QUERY_ROLE}")
+        conn.execute(f"GRANT SELECT ON {table} TO {QUERY_ROLE}")
+    types = {"bigint": "long", "integer": "int", "double precision": "double", "real": "float", "text": "text"}
+    cols = [{"name": c.split()[0], "type": types[c.split(maxsplit=1)[1]], "description": c.split()[0]}
+            for c in " ".join(GEO_COLUMNS.split()).split(", ")]
+    cols.append({"name": "s_region", "type": "polygon", "description": "footprint", "ucd": "pos.outline;pos.galactic"})
+    cols += [{"name": f"s_region_dali_{f}", "type": t, "published": False, "description": f,
+              "generated": f"vlkb_dali_{fn}(vlkb_dali_polygon(s_region))"}
+             for f, t, fn in (("bin", "bytes", "bytes"), ("text", "text", "text"))]
+    decl = Table(name=name, description="bench", columns=cols, schema_name=SCHEMA)
+    return table, decl
+
+
+def _rss_mb() -> float:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def geometry_main(url: str, rows: int, repeat: int) -> None:
+    """The geometry benchmark (``--geometry``)."""
+    from vo.adql import Catalog, translate
+
+    tune_allocator()
+    with psycopg.connect(url, autocommit=True) as conn:
+        table, decl = _geo_table(conn, rows)
+        has_role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (QUERY_ROLE,)).fetchone()
+        role = QUERY_ROLE if has_role else None
+        stored = Catalog([decl])  # type: ignore[list-item]
+        before = Catalog([decl.model_copy(update={"columns": decl.columns[:10]})])  # type: ignore[attr-defined]
+        adql = f"SELECT * FROM {table}"
+        tr_new, tr_old = translate(adql, stored), translate(adql, before)
+        assert "vlkb_dali_twin" in tr_new.sql and "vlkb_dali_polygon" in tr_old.sql.lower()
+        plain = f"SELECT {', '.join(c.split()[0] for c in ' '.join(GEO_COLUMNS.split()).split(', '))} FROM {table}"
+
+        def run(tr: object, fmt: str) -> tuple[int, float]:
+            writer = ResultWriter(fmt, tr.columns)  # type: ignore[attr-defined]
+            t0 = time.perf_counter()
+            first = None
+            size = 0
+            batches = stream_copy(conn, tr.sql, writer.select_list, fmt=writer.copy_format,  # type: ignore[attr-defined]
+                                  role=role, timeout=None)
+            for chunk in writer.stream(batches):
+                if first is None:  # the writer sends its header once the first rows are in
+                    first = time.perf_counter() - t0
+                size += len(chunk)
+            return size, first or 0.0
+
+        _copy_binary(conn, plain)
+        labels = [("BINARY2, stored DALI forms", tr_new, "votable"), ("CSV, stored DALI forms", tr_new, "csv"),
+                  ("BINARY2, per-row vlkb_dali_polygon (before)", tr_old, "votable"),
+                  ("CSV, per-row vlkb_dali_polygon (before)", tr_old, "csv")]
+        best: dict[str, tuple[float, int, float]] = {}
+        base = float("inf")
+        rss0 = _rss_mb()
+        peak = rss0
+        for _ in range(repeat):
+            for label, tr, fmt in labels:
+                secs, _ = _timed(lambda: _copy_binary(conn, plain), 1)
+                base = min(base, secs)
+                t0 = time.perf_counter()
+                size, ttfb = run(tr, fmt)
+                secs = time.perf_counter() - t0
+                peak = max(peak, _rss_mb())
+                if secs < best.get(label, (float("inf"), 0, 0.0))[0]:
+                    best[label] = (secs, size, ttfb)
+        load = os.getloadavg()
+    print(f"\nSELECT * of {rows:,} rows of {table} (9 columns + a 4-vertex polygon), translated from ADQL, "
+          f"writers consumed in-process; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+          f"on {os.cpu_count()} cores")
+    print(f"{'path':46s} {'seconds':>8s} {'rows/s':>11s} {'MB/s':>7s} {'first chunk':>11s} {'ratio':>6s}")
+    print(f"{'COPY BINARY without the polygon (baseline)':46s} {base:8.2f} {rows / base:11,.0f} "
+          f"{'':>7s} {'':>11s} {1.0:6.2f}")
+    for label, (secs, size, ttfb) in best.items():
+        print(f"{label:46s} {secs:8.2f} {rows / secs:11,.0f} {size / secs / 1e6:7.1f} {ttfb * 1000:9.1f}ms "
+              f"{base / secs:6.2f}")
+    print(f"process RSS {rss0:.0f} MB before, {peak:.0f} MB peak (the rows are never held in memory)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(prog="python -m bench.streaming", description=__doc__.split("\n\n")[0])
@@ -143,9 +261,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each writer; the best is kept")
     parser.add_argument("--all", action="store_true", help="also BINARY, TSV and JSON")
     parser.add_argument("--naive-rows", type=int, default=50_000, help="rows for the naive astropy path (0: skip)")
+    parser.add_argument("--geometry", action="store_true", help="the table with a polygon column (issue 16)")
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     url = _url(args.url)
+    if args.geometry:
+        geometry_main(url, args.rows if args.rows != 2_000_000 else 1_000_000, args.repeat)
+        return
     with psycopg.connect(url, autocommit=True) as conn:
         table = _prepare(conn, args.rows)
         has_role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (QUERY_ROLE,)).fetchone()

@@ -67,6 +67,8 @@ TYPES: dict[str, TypeInfo] = {
     "circle": TypeInfo(pg="scircle", datatype="double", arraysize="3", xtype="circle"),
     "polygon": TypeInfo(pg="spoly", datatype="double", arraysize="*", xtype="polygon"),
     "path": TypeInfo(pg="spath", datatype="double", arraysize="*"),
+    # internal only: the stored VOTable binary form of a polygon or path (db/sql/adql_functions.sql)
+    "bytes": TypeInfo(pg="bytea", datatype="unsignedByte", arraysize="*"),
 }
 
 
@@ -77,7 +79,7 @@ class Column(BaseModel):
     name: str
     type: Literal[
         "short", "int", "long", "float", "double", "boolean", "text", "char", "timestamp",
-        "point", "circle", "polygon", "path",
+        "point", "circle", "polygon", "path", "bytes",
     ]
     description: str
     unit: str | None = None

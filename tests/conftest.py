@@ -118,6 +118,9 @@ def running_server(database: Database, command: Sequence[str] = (VLKB, "serve"),
         "VLKB_PORT": str(port),
         "VLKB_DB_PORT": str(database.port),
         "VLKB_LOG_LEVEL": "WARNING",
+        # one process unless a test asks for more (tests/app/test_workers.py): in-process state
+        # (quotas, pool queues) stays what those tests measure
+        "VLKB_WORKERS": "1",
         **{f"VLKB_{k.upper()}": v for k, v in settings.items()},
     }
     env.pop("VLKB_DATABASE_URL", None)

@@ -166,7 +166,7 @@ _DALI = {"point": "vlkb_dali_point", "circle": "vlkb_dali_circle", "polygon": "v
 def obscore_columns() -> tuple[tuple[OutputColumn, str], ...]:
     """Each ``ivoa.obscore`` column as the writers describe it, with its SQL expression (alias ``o``)."""
     out = []
-    for col in find_table("ivoa.obscore").columns:
+    for col in find_table("ivoa.obscore").published_columns:
         info = col.info
         ref = f'o."{col.name}"'
         if col.type in _DALI:

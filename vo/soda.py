@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -46,8 +47,10 @@ log = structlog.get_logger("vlkb.soda")
 _PIXEL_GROUP = re.compile(r"\[([^\[\]]*)\]")
 
 
+@cache
 def service_version() -> str:
-    """The installed vlkb version (VLKBVER in cutouts)."""
+    """The installed vlkb version (VLKBVER in cutouts); read once (package metadata is parsed
+    from disk each time it is asked: a fifth of a small cut's time)."""
     try:
         return version("vlkb")
     except PackageNotFoundError:  # running from a source tree without metadata

@@ -48,6 +48,37 @@ CREATE OR REPLACE FUNCTION vlkb_dali_path(p spath) RETURNS float8[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT vlkb_dali_vertices(p::text) $$;
 
+-- Stored DALI forms of published polygon and path columns (internal generated columns declared
+-- next to them in schemas/, issue 16): formatting pgSphere's text output and reading it back
+-- (vlkb_dali_polygon) per row costs most of the database's time when such a column streams, so
+-- each published polygon or path has two internal twins computed once, at write time, from the
+-- very same DALI array: its VOTable binary form (big-endian int32 count, then big-endian
+-- doubles, exactly what a BINARY/BINARY2 variable-length double array holds) and its text form
+-- (the space-separated list the text formats write). A query's output names them as one value of
+-- type vlkb_dali_twin (vo/adql/output.py); the result writer picks the field its format needs
+-- (vo/votable/columns.py), and the planner reduces (ROW(b, t)::vlkb_dali_twin).b to b.
+-- IMMUTABLE as generated columns require: float8out is shortest-exact at every
+-- extra_float_digits > 0 (PostgreSQL 12+; the default is 1), and the service never lowers it.
+CREATE OR REPLACE FUNCTION vlkb_dali_bytes(v float8[]) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+  SELECT int4send(coalesce(array_length(v, 1), 0))
+         || coalesce((SELECT string_agg(float8send(coalesce(x, 'NaN')), ''::bytea ORDER BY i)
+                      FROM unnest(v) WITH ORDINALITY AS u(x, i)), ''::bytea)
+$$;
+
+CREATE OR REPLACE FUNCTION vlkb_dali_text(v float8[]) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT array_to_string(v, ' ', 'NaN') $$;
+
+DO $$
+BEGIN
+  IF to_regtype('public.vlkb_dali_twin') IS NULL THEN
+    CREATE TYPE public.vlkb_dali_twin AS (b bytea, t text);
+  END IF;
+END
+$$;
+
 -- A polygon from {lon1, lat1, lon2, lat2, ...} in degrees (ADQL POLYGON and BOX over
 -- column values; literal ones are written as spoly constants). NULL if any value is NULL.
 CREATE OR REPLACE FUNCTION vlkb_spoly(v float8[]) RETURNS spoly

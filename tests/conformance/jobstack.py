@@ -127,6 +127,8 @@ class JobStack:
             "VLKB_LOG_LEVEL": "INFO",
             "VLKB_BROKER_URL": self.redis_url,
             "VLKB_JOB_HEARTBEAT": "1",
+            # one process: these tests kill -9 "the service" and watch what becomes of its jobs
+            "VLKB_WORKERS": "1",
         }
         env.pop("VLKB_DATABASE_URL", None)
         env.update(extra)

@@ -79,7 +79,7 @@ def test_everything_public_and_all_obscore_columns(sia, data_dir) -> None:
     assert keys(table) == on_disk
     from schemas import find_table
 
-    assert table.colnames == [c.name for c in find_table("ivoa.obscore").columns]
+    assert table.colnames == [c.name for c in find_table("ivoa.obscore").published_columns]
     assert table["em_min"].unit == "m"
     assert len(table["s_region"][0]) == 8  # four corners, DALI polygon in degrees
 

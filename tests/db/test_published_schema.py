@@ -20,7 +20,7 @@ def test_every_declared_column_exists_with_its_type(conn: psycopg.Connection) ->
     actual = {(s, t, c): u for s, t, c, u in rows}
     udt = {"short": "int2", "int": "int4", "long": "int8", "float": "float4", "double": "float8",
            "boolean": "bool", "text": "text", "timestamp": "timestamp", "point": "spoint",
-           "circle": "scircle", "polygon": "spoly", "path": "spath"}
+           "circle": "scircle", "polygon": "spoly", "path": "spath", "bytes": "bytea"}
     for table in published_tables():
         for col in table.columns:
             key = (pg_schema(table.schema_name), table.name, col.name)
@@ -61,6 +61,11 @@ def test_internal_point_columns_exist_indexed_but_unpublished(conn: psycopg.Conn
     indexed = {(t, c) for t, c in conn.execute(
         "SELECT table_name, column_name FROM tap_schema.columns WHERE indexed = 1").fetchall()}
     internal = [(t, c) for t in published_tables() for c in t.columns if not c.published]
+    # the stored DALI forms of polygons and paths are internal too (tests/vo/test_stored_dali.py)
+    for table, col in internal:
+        if col.name.endswith(("_dali_bin", "_dali_text")):
+            assert (table.qualified_name, col.name) not in listed
+    internal = [(t, c) for t, c in internal if not c.name.endswith(("_dali_bin", "_dali_text"))]
     assert {c.name for _, c in internal} == {"pos", "pos_gal"}
     for table, col in internal:
         assert (table.qualified_name, col.name) not in listed

@@ -43,7 +43,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from vo.adql.catalog import DEFAULT_SCHEMA_ALIASES, Catalog
-from vo.adql.output import OutputColumn, Translation, convert, describe
+from vo.adql.output import OutputColumn, Translation, convert, describe, stored_dali
 from vo.adql.parse import generate, parse
 from vo.adql.translator import Query, Translator
 from vo.errors import UsageError
@@ -102,12 +102,14 @@ def translate(query: str, catalog: Catalog, *, maxrec: int | None = None) -> Tra
 def _finish(q: Query) -> list[OutputColumn]:
     """Convert the output columns of every leaf SELECT to their announced types."""
     columns = []
+    grouped = any(select.args.get("group") or select.args.get("having") for select, _ in q.leaves)
     for i, out in enumerate(q.outputs):
         pg = out.value.pg
+        stored = stored_dali([outputs[i].value for _, outputs in q.leaves], pg, grouped)
         for select, outputs in q.leaves:
-            node, _ = convert(outputs[i].value, pg)
+            node, _ = convert(outputs[i].value, pg, stored)
             select.expressions[i].set("this", node)
-        columns.append(describe(out.name, out.value, pg))
+        columns.append(describe(out.name, out.value, pg, stored))
     return columns
 
 

@@ -16,6 +16,7 @@ Sky frames of geometry columns are a declared fact read from each column's UCD
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -108,6 +109,9 @@ class TableInfo:
     #: (lon column, lat column) in lower case -> generated spoint column fed by them (internal
     #: columns included: ``POINT(lon, lat)`` is rewritten to them, so their GiST index serves it)
     points: Mapping[tuple[str, str], ColumnInfo] = field(default_factory=dict)
+    #: lower-case name of a polygon or path column -> its internal stored DALI forms (binary, text)
+    #: (``db/sql/adql_functions.sql``): output reads them instead of formatting pgSphere values
+    twins: Mapping[str, tuple[ColumnInfo, ColumnInfo]] = field(default_factory=dict)
 
     @property
     def qualified_name(self) -> str:
@@ -169,6 +173,26 @@ def _point_sources(generated: str) -> tuple[str, str] | None:
     return names[0], names[1]
 
 
+_TWIN = re.compile(r"vlkb_dali_(bytes|text)\((vlkb_dali_polygon|vlkb_dali_path)\(([A-Za-z_][A-Za-z0-9_]*)\)\)")
+_TWIN_OF = {"polygon": "vlkb_dali_polygon", "path": "vlkb_dali_path"}
+
+
+def _twins(every: tuple[ColumnInfo, ...]) -> dict[str, tuple[ColumnInfo, ColumnInfo]]:
+    """Published polygon/path column -> its (binary, text) stored DALI forms, when it has both,
+    each computed by the function the translation would otherwise call on it."""
+    forms: dict[tuple[str, str, str], ColumnInfo] = {}  # (source column, function, form) -> column
+    for col in every:
+        m = _TWIN.fullmatch((col.decl.generated or "").strip())
+        if m and not col.decl.published:
+            forms[(m.group(3).lower(), m.group(2), m.group(1))] = col
+    out = {}
+    for col in every:
+        name, fn = col.name.lower(), _TWIN_OF.get(col.decl.type)
+        if col.decl.published and fn and (name, fn, "bytes") in forms and (name, fn, "text") in forms:
+            out[name] = (forms[(name, fn, "bytes")], forms[(name, fn, "text")])
+    return out
+
+
 def _table_info(table: Table, sql_schema: str | None = None, sql_name: str | None = None,
                 default_frame: str | None = None) -> TableInfo:
     every = tuple(
@@ -188,6 +212,7 @@ def _table_info(table: Table, sql_schema: str | None = None, sql_name: str | Non
         sql_name=sql_name if sql_name is not None else table.name,
         columns=cols,
         points=points,
+        twins=_twins(every),
     )
 
 

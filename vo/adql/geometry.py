@@ -25,6 +25,8 @@ from vo.adql.values import Meta, Shape, Value, func, literal_float, literal_stri
 from vo.errors import UsageError
 
 __all__ = [
+    "TWIN_PG",
+    "twin",
     "EULER_ICRS_TO_GALACTIC",
     "area",
     "box",
@@ -432,6 +434,25 @@ def centroid(g: Value) -> Value:
             return g.shape.center.with_(name="centroid")  # type: ignore[union-attr]
         return Value(node=func("center", g.node), pg="spoint", frame=g.frame, name="centroid", constant=g.constant)
     raise UsageError(f"CENTROID of {_KIND[g.pg]} is not supported (pgSphere computes it for circles only)")
+
+
+#: the PostgreSQL type of an output column read from stored DALI forms (db/sql/adql_functions.sql)
+TWIN_PG = "vlkb_dali_twin"
+
+
+def twin(g: Value) -> exp.Expression | None:
+    """``ROW(bin, text)::vlkb_dali_twin`` of the stored DALI forms of the column ``g`` reads, or None.
+
+    Only a direct reference to a base-table column has them (its qualifier names that table in
+    the same SELECT); the values are those :func:`dali` computes, formatted once at write time.
+    """
+    if g.origin is None or not isinstance(g.node, exp.Column):
+        return None
+    forms = g.origin.table.twins.get(g.origin.column.name.lower())
+    if forms is None:
+        return None
+    fields = [exp.column(c.name, table=g.origin.qualifier, quoted=True) for c in forms]
+    return exp.Cast(this=exp.Tuple(expressions=fields), to=exp.DataType.build(TWIN_PG, udt=True))
 
 
 def dali(g: Value) -> exp.Expression:

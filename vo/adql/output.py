@@ -3,8 +3,10 @@
 The result set of a translated query has exactly the columns :class:`OutputColumn`
 describes, with the PostgreSQL types ``pgtype`` names, so a writer can decode binary rows
 without looking at the data: geometries become DALI ``float8[]`` in degrees
-(``db/sql/adql_functions.sql``), ``numeric`` becomes ``double precision`` and wherever the type
-rules of :mod:`vo.adql.values` are approximate, an explicit CAST makes them exact.
+(``db/sql/adql_functions.sql``), or for a polygon or path column that stores its DALI forms a
+``vlkb_dali_twin`` the writers take the field of their format from; ``numeric`` becomes
+``double precision`` and wherever the type rules of :mod:`vo.adql.values` are approximate, an
+explicit CAST makes them exact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlglot import exp
 from vo.adql import geometry
 from vo.adql.values import GEOMETRY, Value, votable_type
 
-__all__ = ["OutputColumn", "Translation", "convert", "describe"]
+__all__ = ["OutputColumn", "Translation", "convert", "describe", "stored_dali"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,20 @@ class Translation:
 _OUTPUT_PG = {"numeric": "double precision", "unknown": "text"}
 
 
-def convert(value: Value, pg: str) -> tuple[exp.Expression, str]:
-    """(node, pgtype) of an output value whose type is ``pg``: DALI arrays, ints, exact casts."""
+def stored_dali(values: list[Value], pg: str, grouped: bool) -> bool:
+    """Whether an output column of type ``pg`` is read from its stored DALI forms (issue 16): in
+    every branch a direct reference to a polygon or path column that has them, outside GROUP BY
+    (where the forms are not grouping columns)."""
+    return pg in GEOMETRY and not grouped and all(geometry.twin(v) is not None for v in values)
+
+
+def convert(value: Value, pg: str, stored: bool = False) -> tuple[exp.Expression, str]:
+    """(node, pgtype) of an output value whose type is ``pg``: DALI arrays, ints, exact casts;
+    ``stored``: the column's stored DALI forms (:func:`stored_dali`)."""
     if pg in GEOMETRY:
+        node = geometry.twin(value) if stored else None
+        if node is not None:
+            return node, geometry.TWIN_PG
         return geometry.dali(value), "float8[]"
     if value.predicate:
         return value.as_int(), "integer"
@@ -74,12 +87,12 @@ def convert(value: Value, pg: str) -> tuple[exp.Expression, str]:
     return exp.Cast(this=node, to=exp.DataType.build(target)), target
 
 
-def describe(name: str, value: Value, pg: str) -> OutputColumn:
+def describe(name: str, value: Value, pg: str, stored: bool = False) -> OutputColumn:
     """The OutputColumn of an output value whose final PostgreSQL type is ``pg``."""
     meta = value.meta
     if pg in GEOMETRY:
         datatype, arraysize, xtype = votable_type(pg)
-        pgtype = "float8[]"
+        pgtype = geometry.TWIN_PG if stored else "float8[]"
     else:
         pgtype = "integer" if value.predicate else _OUTPUT_PG.get(pg, pg)
         datatype, arraysize, xtype = votable_type(pgtype)

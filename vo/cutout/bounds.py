@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import BaseCoordinateFrame, SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import wcs_to_celestial_frame
@@ -33,7 +33,8 @@ from vo.errors import UsageError
 from vo.shapes import Circle, Interval, Polygon, Range
 
 __all__ = [
-    "C", "STOKES", "CutRequest", "NoOverlapError", "channel_frequencies", "header_wcs", "pixel_box", "rest_frequency",
+    "C", "STOKES", "CutRequest", "NoOverlapError", "SkyGrid", "channel_frequencies", "header_wcs", "pixel_box",
+    "rest_frequency", "sky_grid",
 ]
 
 C = 299_792_458.0  # m/s
@@ -116,13 +117,36 @@ def _samples(region: Circle | Range | Polygon) -> tuple[np.ndarray, np.ndarray, 
     return lon, lat, float(mid_lon), float(mid_lat), float(_sep(mid_lon, mid_lat, lon, lat).max())
 
 
-def _sky_box(wcs: WCS, shape: Sequence[int], region: Circle | Range | Polygon,
-             frame: str) -> dict[int, tuple[int, int]]:
+@dataclass(frozen=True)
+class SkyGrid:
+    """What every cut of one image needs of its celestial grid, computed once per dataset
+    (vo/cutout/fitsout.py caches it): the celestial sub-WCS (a copy of the WCS to make), its
+    frame, and the centre and radius of the footprint (the far-side test)."""
+
+    cel: WCS
+    frame: BaseCoordinateFrame
+    centre: tuple[float, float]
+    radius: float
+
+
+def sky_grid(wcs: WCS, shape: Sequence[int]) -> SkyGrid:
+    """The :class:`SkyGrid` of an image with WCS ``wcs`` and FITS axis lengths ``shape``."""
     cel = wcs.celestial
+    nx, ny = shape[wcs.wcs.lng], shape[wcs.wcs.lat]
+    corners = cel.calc_footprint(axes=(nx, ny), center=False)
+    ilon0, ilat0 = cel.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
+    radius = float(_sep(ilon0, ilat0, corners[:, 0], corners[:, 1]).max())
+    return SkyGrid(cel, wcs_to_celestial_frame(cel), (float(ilon0), float(ilat0)), radius)
+
+
+def _sky_box(wcs: WCS, shape: Sequence[int], region: Circle | Range | Polygon,
+             frame: str, grid: SkyGrid | None = None) -> dict[int, tuple[int, int]]:
+    grid = grid or sky_grid(wcs, shape)
+    cel = grid.cel
     ilon, ilat = wcs.wcs.lng, wcs.wcs.lat
     nx, ny = shape[ilon], shape[ilat]
     lon, lat, clon, clat, radius = _samples(region)
-    img_frame = wcs_to_celestial_frame(cel)
+    img_frame = grid.frame
 
     # the usual case, a region in the image's own frame, needs no SkyCoord (a third of a small cut's time)
     same_frame = img_frame.name == frame.lower() and not hasattr(img_frame, "equinox")
@@ -135,9 +159,7 @@ def _sky_box(wcs: WCS, shape: Sequence[int], region: Circle | Range | Polygon,
         return sph.lon.deg, sph.lat.deg
 
     # far-side test: the region's enclosing circle must reach the image's
-    corners = cel.calc_footprint(axes=(nx, ny), center=False)
-    ilon0, ilat0 = cel.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
-    img_radius = float(_sep(ilon0, ilat0, corners[:, 0], corners[:, 1]).max())
+    (ilon0, ilat0), img_radius = grid.centre, grid.radius
     centre_lon, centre_lat = to_image(clon, clat)
     if float(_sep(centre_lon[0], centre_lat[0], ilon0, ilat0)) > radius + img_radius:
         raise NoOverlapError("no overlap: the region does not meet the dataset's footprint")
@@ -202,8 +224,9 @@ def _select(values: np.ndarray, iv: Interval, what: str) -> tuple[int, int]:
     return int(idx.min()), int(idx.max()) + 1
 
 
-def _spectral_box(header: fits.Header, wcs: WCS, n: int, req: CutRequest) -> tuple[int, int]:
-    freq = channel_frequencies(header, wcs, n)
+def _spectral_box(header: fits.Header, wcs: WCS, n: int, req: CutRequest,
+                  freq: np.ndarray | None = None) -> tuple[int, int]:
+    freq = channel_frequencies(header, wcs, n) if freq is None else freq
     lo, hi = 0, n
     if req.band is not None:
         a, b = _select(C / freq, req.band, "BAND")
@@ -245,10 +268,12 @@ def _stokes_box(wcs: WCS, axis: int, n: int, states: Sequence[str]) -> tuple[int
 
 
 # -- the box ------------------------------------------------------------------------------------
-def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None) -> tuple[tuple[int, int], ...]:
+def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None,
+              grid: SkyGrid | None = None, channels: np.ndarray | None = None) -> tuple[tuple[int, int], ...]:
     """Half-open 0-based ``(start, stop)`` per FITS axis (axis 1 first) of the cut.
 
-    ``wcs`` is ``header_wcs(header)`` when the caller has it already.
+    ``wcs`` is ``header_wcs(header)``, ``grid`` its :func:`sky_grid` and ``channels`` the
+    :func:`channel_frequencies` of a cube when the caller has them.
 
     Raises :class:`NoOverlapError` when nothing is selected and :class:`~vo.errors.UsageError`
     when the request cannot apply to this dataset.
@@ -267,12 +292,12 @@ def pixel_box(header: fits.Header, req: CutRequest, wcs: WCS | None = None) -> t
     if req.region is not None:
         if not wcs.has_celestial:
             raise UsageError("POS: the dataset has no celestial axes")
-        for axis, (lo, hi) in _sky_box(wcs, shape, req.region, req.frame).items():
+        for axis, (lo, hi) in _sky_box(wcs, shape, req.region, req.frame, grid).items():
             narrow(axis, lo, hi)
     spec = wcs.wcs.spec
     if req.band is not None or req.velo is not None:
         if spec >= 0 and shape[spec] > 1:
-            narrow(spec, *_spectral_box(header, wcs, shape[spec], req))
+            narrow(spec, *_spectral_box(header, wcs, shape[spec], req, channels))
         elif req.band is not None:
             _check_band_keywords(header, req.band)
     if req.time is not None:

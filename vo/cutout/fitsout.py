@@ -9,23 +9,40 @@ ranged reads for a URL or a compressed file: :mod:`vo.cutout.source`; raw values
 ``BZERO``/``BSCALE``/``BLANK`` travel in the header) and yields the header block, the slab one
 plane group at a time, and the padding, so memory stays flat and only the slab is ever read
 (architecture decision 5).
+
+What a cut needs of a local file apart from its pixels (the image HDU, its header, WCS and sky
+grid, the output header up to the box, where the data start) is parsed once and kept in a
+bounded LRU keyed by path, size and modification time (:func:`_source`): a small cut was mostly
+astropy parsing and re-serialising the same header (issue 16). A replaced file is a new key;
+files at URLs are read afresh each time.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from vo.cutout.bounds import CutRequest, header_wcs, pixel_box, rest_frequency
-from vo.cutout.source import open_fits, read_raw
+from vo.cutout.bounds import (
+    CutRequest,
+    SkyGrid,
+    channel_frequencies,
+    header_wcs,
+    pixel_box,
+    rest_frequency,
+    sky_grid,
+)
+from vo.cutout.source import DTYPES, mapping, open_fits, read_raw
 from vo.errors import UsageError
+from vo.storage import is_remote, location
 
 __all__ = ["Cutout", "fitting_comment", "plan"]
 
@@ -33,6 +50,8 @@ _BLOCK = 2880
 _CHUNK = 8 << 20  # bytes of data per yielded chunk, about
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|CHECKSUM|DATASUM|GROUPS)$")
 _CRPIX = re.compile(r"^CRPIX(\d+)([A-Z]?)$")
+#: parsed sources kept per process (a header, a WCS and an output header each: tens of KB)
+SOURCE_CACHE = 128
 _DEFAULT_UNIT = {"FREQ": "Hz", "WAVE": "m", "AWAV": "m", "VRAD": "m/s", "VOPT": "m/s", "VELO": "m/s",
                  "VELF": "m/s", "ZOPT": "", "ENER": "J"}
 
@@ -46,6 +65,9 @@ class Cutout:
     hdu: int
     box: tuple[tuple[int, int], ...]
     header: fits.Header
+    #: a local uncompressed file: (its size and mtime, where the data start, dtype, numpy shape),
+    #: so the slab is read from the kept memory map without opening the file again
+    mapped: tuple[tuple[int, int], int, str, tuple[int, ...]] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -81,12 +103,18 @@ class Cutout:
     def chunks(self) -> Iterator[bytes | memoryview]:
         """The output FITS file, in pieces; only the slab is read from the source."""
         yield self.header_bytes
-        with open_fits(self.path) as hdul:
+        if self.mapped is not None:
+            version, offset, dtype, shape = self.mapped
+            data = mapping(str(location(self.path)), version, offset, dtype, shape)
             for group in self._groups():
-                part = read_raw(hdul, self.hdu, group, self.path)
                 # one copy (the slab's rows gathered), handed out as a buffer, not copied again by tobytes()
-                yield np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">")).data.cast("B")
-                del part
+                yield np.ascontiguousarray(data[group]).data.cast("B")
+        else:
+            with open_fits(self.path) as hdul:
+                for group in self._groups():
+                    part = read_raw(hdul, self.hdu, group, self.path)
+                    yield np.ascontiguousarray(part, dtype=part.dtype.newbyteorder(">")).data.cast("B")
+                    del part
         pad = -self.data_bytes % _BLOCK
         if pad:
             yield b"\0" * pad
@@ -135,24 +163,20 @@ def fitting_comment(value: str, comment: str) -> str:
     return comment[:room] if room > 0 else ""
 
 
-def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], provenance: dict[str, tuple[str, str]],
-                history: str) -> fits.Header:
+def _base_header(src: fits.Header, wcs: WCS, naxis: int) -> fits.Header:
+    """The output header of every cut of ``src`` but for the box (NAXISn, CRPIXn) and provenance."""
     out = fits.Header()
     out["SIMPLE"] = (True, "conforms to FITS standard")
     out["BITPIX"] = src["BITPIX"]
-    out["NAXIS"] = len(box)
-    for i, (a, b) in enumerate(box, start=1):
-        out[f"NAXIS{i}"] = b - a
+    out["NAXIS"] = naxis
+    for i in range(1, naxis + 1):
+        out[f"NAXIS{i}"] = int(src[f"NAXIS{i}"])
     for card in src.cards:
         if _STRUCTURAL.match(card.keyword):
             continue
         out.append(card, end=True)
-    for key in list(out.keys()):
-        m = _CRPIX.match(key)
-        if m and int(m.group(1)) <= len(box):
-            out[key] = float(out[key]) - box[int(m.group(1)) - 1][0]
     spec = wcs.wcs.spec
-    if len(box) >= 3 and spec >= 0:
+    if naxis >= 3 and spec >= 0:
         # the ViaLactea client and legacy VLKB cutouts rely on CUNIT3 and RESTFRQ on every cube
         for axis in sorted({spec + 1, 3}):
             if not str(out.get(f"CUNIT{axis}", "")).strip():
@@ -161,25 +185,95 @@ def _out_header(src: fits.Header, wcs: WCS, box: tuple[tuple[int, int], ...], pr
         if "RESTFRQ" not in out:
             f0 = rest_frequency(src, wcs)
             out["RESTFRQ"] = (f0 if f0 is not None else 0.0, "[Hz] rest frequency (0: unknown)")
+    return out
+
+
+def _out_header(base: fits.Header, box: tuple[tuple[int, int], ...], provenance: dict[str, tuple[str, str]],
+                history: str) -> fits.Header:
+    """``base`` with the box's NAXISn and shifted CRPIXn (every other WCS keyword stays valid),
+    then the provenance keywords and the history line."""
+    out = base.copy()
+    for i, (a, b) in enumerate(box, start=1):
+        out[f"NAXIS{i}"] = b - a
+    for key in list(out.keys()):
+        m = _CRPIX.match(key)
+        if m and int(m.group(1)) <= len(box):
+            out[key] = float(out[key]) - box[int(m.group(1)) - 1][0]
     for key, (value, comment) in provenance.items():
         out[key] = (value, fitting_comment(value, comment))
     out.add_history(history)
     return out
 
 
-def plan(path: str | Path, req: CutRequest, provenance: dict[str, tuple[str, str]] | None = None,
-         history: str = "cutout made by vlkb") -> Cutout:
-    """Plan the cut of ``path`` for ``req``: reads the header only.
+@dataclass(frozen=True)
+class _Source:
+    """What the cuts of one file share (see the module docstring)."""
 
-    ``provenance`` maps keywords to ``(value, comment)`` added to the output header.
-    """
+    hdu: int
+    header: fits.Header
+    wcs: WCS
+    grid: SkyGrid | None
+    #: frequencies of the channels of a cube (BAND and VELO cuts), when it has them
+    channels: np.ndarray | None
+    base: fits.Header
+    #: (data offset, dtype, numpy shape) of a memory-mappable HDU, else None
+    layout: tuple[int, str, tuple[int, ...]] | None
+    #: held while the shared WCS computes a box: wcslib's structures are not for concurrent use
+    lock: threading.Lock
+
+
+def _read_source(path: str | Path) -> _Source:
     with open_fits(path) as hdul:
         idx = _image_hdu(hdul)
         src = hdul[idx].header.copy()
+        info = hdul.fileinfo(idx)
+        file = info["file"] if info else None
+        plain = (not isinstance(hdul[idx], fits.CompImageHDU) and file is not None and bool(file.memmap)
+                 and not file.compression and int(src["BITPIX"]) in DTYPES)
+        offset = int(info["datLoc"]) if plain and info else None
     wcs = header_wcs(src)
-    box = pixel_box(src, req, wcs)
+    naxis = int(src["NAXIS"])
+    shape = [int(src[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+    grid = sky_grid(wcs, shape) if wcs.has_celestial else None
+    channels = None
+    if wcs.wcs.spec >= 0 and shape[wcs.wcs.spec] > 1:
+        try:
+            channels = channel_frequencies(src, wcs, shape[wcs.wcs.spec])
+        except UsageError:
+            channels = None  # a BAND or VELO cut then says why, from pixel_box
+    layout = (offset, DTYPES[int(src["BITPIX"])], tuple(reversed(shape))) if offset is not None else None
+    return _Source(idx, src, wcs, grid, channels, _base_header(src, wcs, naxis), layout, threading.Lock())
+
+
+@lru_cache(maxsize=SOURCE_CACHE)
+def _cached_source(path: str, version: tuple[int, int]) -> _Source:
+    """A local file's :class:`_Source`, kept for the next cuts (``version``: size and mtime)."""
+    return _read_source(path)
+
+
+def _source(path: str | Path) -> tuple[_Source, tuple[int, int] | None]:
+    """The source of ``path`` and, for a local file, its version (cached); read afresh for a URL."""
+    loc = location(path)
+    if is_remote(loc):
+        return _read_source(path), None
+    st = os.stat(loc)
+    version = (st.st_size, st.st_mtime_ns)
+    return _cached_source(str(loc), version), version
+
+
+def plan(path: str | Path, req: CutRequest, provenance: dict[str, tuple[str, str]] | None = None,
+         history: str = "cutout made by vlkb") -> Cutout:
+    """Plan the cut of ``path`` for ``req``: reads the header only (once per file and version).
+
+    ``provenance`` maps keywords to ``(value, comment)`` added to the output header.
+    """
+    src, version = _source(path)
+    with src.lock:
+        box = pixel_box(src.header, req, src.wcs, src.grid, src.channels)
     for i, (a, b) in enumerate(box, start=1):
         history += f"; axis {i} pixels {a + 1}:{b}"
-    cut = Cutout(path=path, hdu=idx, box=box, header=_out_header(src, wcs, box, provenance or {}, history))
+    mapped = (version, *src.layout) if version is not None and src.layout is not None else None
+    cut = Cutout(path=path, hdu=src.hdu, box=box,
+                 header=_out_header(src.base, box, provenance or {}, history), mapped=mapped)
     cut.header_bytes  # noqa: B018 - serialised here, in the planning thread, not later in an event loop
     return cut

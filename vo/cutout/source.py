@@ -31,14 +31,14 @@ from astropy.io import fits
 
 from vo.storage import exists, is_remote, location
 
-__all__ = ["exists", "open_fits", "read_raw"]
+__all__ = ["DTYPES", "exists", "mapping", "open_fits", "read_raw"]
 
 #: fsspec read-ahead per request (headers, compressed HDUs): small, since a slab is many short rows
 _BLOCK = 64 << 10
 #: byte ranges closer than this are fetched as one (a request costs more than 64 KiB)
 _GAP = 64 << 10
 _MAX_BLOCK = 16 << 20
-_DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
 @contextmanager
@@ -75,7 +75,7 @@ def _ranged(path: str, hdul: fits.HDUList, index: int, slices: tuple[slice, ...]
     from fsspec.utils import merge_offset_ranges
 
     header = hdul[index].header
-    dtype = np.dtype(_DTYPES[int(header["BITPIX"])])
+    dtype = np.dtype(DTYPES[int(header["BITPIX"])])
     full = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
     strides = np.cumprod((1, *full[:0:-1]))[::-1]  # elements per step of each axis (numpy order)
     *outer, xs = slices
@@ -100,7 +100,7 @@ def _ranged(path: str, hdul: fits.HDUList, index: int, slices: tuple[slice, ...]
 
 
 @lru_cache(maxsize=64)
-def _mapping(path: str, version: tuple[int, int], offset: int, dtype: str, shape: tuple[int, ...]) -> np.memmap:
+def mapping(path: str, version: tuple[int, int], offset: int, dtype: str, shape: tuple[int, ...]) -> np.memmap:
     """A read-only memory map of a local HDU's data, kept across requests.
 
     Hand-written rather than ``hdul[i].data`` for speed: a new mapping per cut costs a page
@@ -117,8 +117,8 @@ def _local_slab(path: str, hdul: fits.HDUList, index: int, slices: tuple[slice, 
     header = hdul[index].header
     shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
     st = Path(path).stat()
-    mapped = _mapping(path, (st.st_size, st.st_mtime_ns), int(hdul.fileinfo(index)["datLoc"]),
-                      _DTYPES[int(header["BITPIX"])], shape)
+    mapped = mapping(path, (st.st_size, st.st_mtime_ns), int(hdul.fileinfo(index)["datLoc"]),
+                      DTYPES[int(header["BITPIX"])], shape)
     return mapped[slices]
 
 
@@ -126,7 +126,7 @@ def read_raw(hdul: fits.HDUList, index: int, slices: tuple[slice, ...], path: st
     """The raw values of ``slices`` (numpy order) of HDU ``index`` of the file at ``path``; only
     the slab is read."""
     if _memory_mapped(hdul, index):
-        if path and int(hdul[index].header["BITPIX"]) in _DTYPES:
+        if path and int(hdul[index].header["BITPIX"]) in DTYPES:
             return _local_slab(str(location(path)), hdul, index, slices)
         return hdul[index].data[slices]
     if path and is_remote(location(path)) and not _compressed(hdul, index):

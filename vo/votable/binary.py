@@ -201,6 +201,8 @@ class BinaryEncoder:
             off, length = var_fields[j]
             if self.plans[j].kind == "text":
                 var = self._text(buf, off, length, self.plans[j], parts, j)
+            elif self.plans[j].twin:
+                var = self._stored(buf, off, length, nulls[:, j], parts, j)
             else:
                 var = self._doubles(buf, off, length, nulls[:, j], self.plans[j], parts, j)
             if var is not None:
@@ -293,6 +295,17 @@ class BinaryEncoder:
         keep = np.arange(chars.shape[1]) < fixed.sizes[:, None]
         parts[j] = np.where(keep, chars, 0)[:, : step * n]
         return None
+
+    def _stored(self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, null: np.ndarray,
+                parts: dict[int, np.ndarray], j: int) -> Var:
+        """A stored VOTable binary double array (``vlkb_dali_bytes``: big-endian count, then the
+        values) copied as it is: the count goes among the fixed-size parts, the values after it."""
+        size = np.maximum(length - 4, 0)
+        count = np.where(null, 0, i32(buf, off))
+        if not (null | (size == 8 * count)).all():
+            raise ValueError(f"malformed stored DALI array in column {self.plans[j].name}")
+        parts[j] = be32(count)
+        return Text(buf, off + 4, size, {}, None, 1)
 
     def _doubles(self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, null: np.ndarray,
                  plan: ColumnPlan, parts: dict[int, np.ndarray], j: int) -> Var | None:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["ColumnPlan", "Kind", "ResultColumn", "plan_columns", "select_list"]
+__all__ = ["TWIN_PG", "ColumnPlan", "Kind", "ResultColumn", "plan_columns", "select_list"]
 
 Kind = Literal["short", "int", "long", "float", "double", "boolean", "text", "timestamp", "double[]"]
 
@@ -76,6 +76,9 @@ _TIMESTAMP_PG = {"timestamp", "timestamp without time zone", "timestamptz", "tim
 
 _SCALAR = {"short", "int", "long", "float", "double", "boolean"}
 
+#: the composite type of stored DALI forms: ``b`` the VOTable binary array, ``t`` the text list
+TWIN_PG = "vlkb_dali_twin"
+
 
 @dataclass(frozen=True)
 class ColumnPlan:
@@ -94,6 +97,9 @@ class ColumnPlan:
     count: int | None
     #: a unique XML ID for the FIELD
     field_id: str
+    #: a DALI array read from the stored forms of a polygon or path column (``vlkb_dali_twin``:
+    #: its VOTable binary form and its text list, ``db/sql/adql_functions.sql``)
+    twin: bool = False
 
     @property
     def name(self) -> str:
@@ -120,7 +126,7 @@ def _kind(col: ResultColumn) -> Kind:
         if col.xtype == "timestamp" or pgtype in _TIMESTAMP_PG:
             return "timestamp"
         return "text"
-    if datatype == "double" and (col.arraysize not in (None, "1") or pgtype.endswith("[]")):
+    if datatype == "double" and (col.arraysize not in (None, "1") or pgtype.endswith("[]") or pgtype == TWIN_PG):
         return "double[]"
     if datatype in _SCALAR and col.arraysize in (None, "1"):
         return datatype  # type: ignore[return-value]
@@ -168,7 +174,10 @@ def plan_columns(columns: Sequence[ResultColumn]) -> list[ColumnPlan]:
             count = _fixed_count(arraysize)
         else:
             arraysize = None
-        plans.append(ColumnPlan(col, kind, pg, width, datatype, arraysize, count, ident))
+        twin = col.pgtype.strip().lower() == TWIN_PG
+        if twin and (kind != "double[]" or count is not None):
+            raise ValueError(f"column {col.name}: stored DALI forms are for variable-length double arrays")
+        plans.append(ColumnPlan(col, kind, pg, width, datatype, arraysize, count, ident, twin))
     return plans
 
 
@@ -189,7 +198,17 @@ _JSON_ARRAY = (
 Family = Literal["binary", "tabledata", "csv", "tsv", "json"]
 
 
+#: stored DALI forms as each family reads them (the same bytes the float8[] templates make)
+_TWIN = {
+    "binary": "({c}).b",
+    "json": "'[' || replace(replace(replace(replace(({c}).t, '-Infinity', 'null'), 'Infinity', 'null'), "
+            "'NaN', 'null'), ' ', ',') || ']'",
+}
+
+
 def _template(plan: ColumnPlan, family: Family) -> str:
+    if plan.twin:
+        return _TWIN.get(family, "({c}).t")
     cast = f"{{c}}::{plan.pg}"
     if family == "binary":
         return cast

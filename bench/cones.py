@@ -1,0 +1,125 @@
+"""Cone searches under load: 8 clients against ``vlkb serve`` with one and with several processes.
+
+For each table size (default 1,000,000 and 10,000,000 rows of ``compactsources.band70um``, built
+once per size under ``var/bench-cones-N`` by :mod:`bench.tap_http`'s loader: sources over the
+Galactic plane, |b| < 1 deg), runs 0.1 degree cones with ``TOP 10`` (``CONTAINS(POINT, CIRCLE)``,
+served by the GiST index on ``pos_gal``) and prints requests/s, p50 and p99:
+
+- the translated SQL run straight with psycopg by the same number of clients (each its own
+  connection): what the database alone gives on this machine, the baseline of the ratios;
+- ``/tap/sync`` through ``vlkb serve`` with ``VLKB_WORKERS=1`` and ``=N`` (default: the cores),
+  from one asyncio httpx client process keeping ``--clients`` requests in flight (keep-alive
+  connections, a new random cone each time).
+
+The load generator shares the machine with the server and PostgreSQL; the load average during
+the run is printed, since other work on the machine changes every figure.
+
+    python -m bench.cones [--rows 1000000 10000000] [--clients 8] [--requests 400] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+
+from bench.server import serve
+from bench.tap_http import _percentiles, _prepare
+from vo.adql import translate
+from vo.tap import published_catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cones(n: int, seed: int = 11) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        l0, b0 = float(rng.uniform(0, 360)), float(rng.uniform(-0.8, 0.8))
+        out.append("SELECT TOP 10 designation, glon, glat, flux FROM compactsources.band70um WHERE "
+                   f"1 = CONTAINS(POINT('GALACTIC', glon, glat), CIRCLE('GALACTIC', {l0:.5f}, {b0:.5f}, 0.1))")
+    return out
+
+
+def _direct(url: str, queries: list[str], clients: int) -> tuple[float, float, float]:
+    catalog = published_catalog()
+    sqls = [translate(q, catalog).sql for q in queries]
+    conns = [psycopg.connect(url, autocommit=True) for _ in range(clients)]
+    try:
+        def worker(k: int) -> list[float]:
+            lat = []
+            for s in sqls[k::clients]:
+                t0 = time.perf_counter()
+                conns[k].execute(s).fetchall()
+                lat.append(time.perf_counter() - t0)
+            return lat
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            lat = [x for part in pool.map(worker, range(clients)) for x in part]
+        wall = time.perf_counter() - t0
+    finally:
+        for c in conns:
+            c.close()
+    return (len(sqls) / wall, *_percentiles(lat))
+
+
+async def _http(base: str, queries: list[str], clients: int) -> tuple[float, float, float]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        for q in queries[: 2 * clients]:  # warm up every process and connection
+            (await client.get("/tap/sync", params={"LANG": "ADQL", "QUERY": q})).raise_for_status()
+        todo = iter(queries)
+        lat: list[float] = []
+
+        async def worker() -> None:
+            for q in todo:
+                t0 = time.perf_counter()
+                r = await client.get("/tap/sync", params={"LANG": "ADQL", "QUERY": q})
+                r.raise_for_status()
+                lat.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return (len(queries) / wall, *_percentiles(lat))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cones", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes of the multi-process run")
+    args = parser.parse_args(argv)
+    queries = _cones(args.requests)
+    for rows in args.rows:
+        home = (ROOT / "var" / f"bench-cones-{rows}").resolve()
+        cluster, url = _prepare(home, rows)
+        try:
+            results = [("psycopg direct (baseline)", *_direct(url, queries, args.clients))]
+            for workers in (1, args.workers):
+                with serve(home, cluster.current_port(), workers=str(workers)) as (base, _):
+                    results.append((f"/tap/sync, VLKB_WORKERS={workers}",
+                                    *asyncio.run(_http(base, queries, args.clients))))
+            load = os.getloadavg()
+        finally:
+            cluster.stop()
+        base_rate = results[0][1]
+        print(f"\n0.1 deg cone, TOP 10, on {rows:,} rows; {args.clients} clients, {args.requests} requests; "
+              f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+        print(f"{'path':34s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'ratio':>6s}")
+        for label, rate, p50, p99 in results:
+            print(f"{label:34s} {rate:8.1f} {p50:8.1f} {p99:8.1f} {rate / base_rate:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
