@@ -40,6 +40,7 @@ from app.routers import (
     soda_async,
     tap,
     tap_async,
+    user_tables,
     vialactea,
     vosi,
 )
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vosi.router)
     app.include_router(tap.router, dependencies=[Depends(query_quota)])
     app.include_router(tap_async.router, dependencies=[Depends(job_quota)])
+    app.include_router(user_tables.router, dependencies=[Depends(query_quota)])
     app.include_router(examples.router)
     app.include_router(sia.router, dependencies=[Depends(query_quota)])
     app.include_router(datalink.router)
