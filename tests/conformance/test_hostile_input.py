@@ -125,6 +125,12 @@ ROWS: list[Row] = [
     Row("GET", "/vlkb/datasets/vlkb_merge", {**_LEGACY, "pubdid": f"{CUBE};{CUBE2}", "surveyname": "CHaMP",
                                               "species": "13CO", "transition": "1-0"}, ("l", "b", "r", "vl", "vu")),
     *(Row("GET", p + "/{name}") for p in ("/tap/tables", "/vlkb/tables")),
+    # persistent user tables (docs/user-tables.md): the bodies' own hostile cases are in test_user_tables.py
+    Row("PUT", "/tap/tables/{name}", {"FORMAT": "csv", "READ_GROUPS": "g1,g2", "DESCRIPTION": "mine"}),
+    Row("DELETE", "/tap/tables/{name}"),
+    Row("POST", "/tap/load/{name}", {"FORMAT": "csv"}),
+    Row("POST", "/tap/table-update", {"TABLE": "user_fuzz.t", "INDEX": "ra,dec", "READ_GROUPS": "g1",
+                                      "UNIQUE": "false"}),
     Row("GET", "/moc", {"ID": CUBE, "FORMAT": "json"}),
     Row("GET", "/moc/{survey}", {"FORMAT": "ascii"}),
     Row("GET", "/moc/{survey}/{band}", {"FORMAT": "fits"}),
@@ -204,6 +210,8 @@ def send(client: httpx.Client, row: Row, params: dict[str, str], jobs: dict[str,
         return client.get(url + "?" + quote(params.get("", ""), safe=""), headers=headers)
     if row.method in ("GET", "DELETE"):
         return client.request(row.method, url, params=params, headers=headers)
+    if row.method == "PUT":  # a table as the body, its options in the query string
+        return client.put(url, params=params, content=body or b"", headers=headers)
     if body is not None:
         return client.post(url, content=body, headers=headers)
     return client.post(url, data=params, headers=headers)
