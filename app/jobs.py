@@ -18,6 +18,7 @@ from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.mcutout import run_mcutout
 from vo.jobs.soda import run_soda
+from vo.jobs.table_update import run_table_update
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
 from vo.upload_fetch import FetchPolicy
@@ -41,6 +42,8 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),
         "mcutout": partial(run_mcutout, max_cuts=settings.soda_max_cuts),
+        # persistent user tables: indexes and sharing (app/routers/user_tables.py)
+        "table_update": run_table_update,
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
     }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import re
 import tempfile
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ from vo.upload import UploadRef, read_upload
 __all__ = [
     "FORMATS", "PREFIX", "Limits", "TableUpdate", "append", "body_format", "create", "create_options", "describe",
     "drop", "mentions_user_tables", "parse_name", "readable", "readable_blocking", "schema_of", "tableset_schemas",
-    "update", "user_catalog",
+    "update_blocking", "user_catalog",
 ]
 
 #: every user schema's name starts with this
@@ -61,7 +62,7 @@ FORMATS: dict[str, str] = {
     "application/x-votable+xml": "votable", "text/xml": "votable", "application/xml": "votable",
     "text/csv": "csv", "text/tab-separated-values": "tsv",
     "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
-    "application/parquet": "parquet",
+    "application/parquet": "parquet", "application/fits": "fits",
 }
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _CLEAN_USER = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
@@ -146,12 +147,12 @@ def body_format(content_type: str | None, fmt: str | None = None) -> str:
                          "or Parquet), not as a form")
     if fmt:
         if fmt.lower() not in set(FORMATS.values()):
-            raise UsageError(f"FORMAT: {fmt!r} is not a table format here (votable, csv, tsv, parquet)")
+            raise UsageError(f"FORMAT: {fmt!r} is not a table format here (votable, csv, tsv, parquet, fits)")
         return fmt.lower()
     if media in FORMATS:
         return FORMATS[media]
     raise UsageError(f"Content-Type {media or '(none)'!r}: send the table as {', '.join(sorted(FORMATS))} "
-                     "(or name its format with FORMAT=votable|csv|tsv|parquet)")
+                     "(or name its format with FORMAT=votable|csv|tsv|parquet|fits)")
 
 
 # -- reading a body --------------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class _Incoming:
     copy_text: bytes | None = None
     source: SourceTable | None = None
     arrays: dict[str, Any] = field(default_factory=dict)
+    #: the table's description, when the body gives one (a VOSI table definition)
+    description: str | None = None
 
 
 def _infer(name: str, values: np.ndarray, unit: str | None) -> Column:
@@ -190,15 +193,74 @@ def _check_columns(label: str, names: Sequence[str], max_columns: int) -> None:
         seen[n.lower()] = n
 
 
+_VOSI_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?table[\s>]")
+_VOTABLE_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?VOTABLE[\s>]")
+
+
+def _vosi_as_votable(label: str, data: bytes) -> tuple[bytes, str | None]:
+    """A VOSI ``table`` document (what pyvo's ``create_table`` sends by default: the columns, no
+    rows) as the VOTable of FIELDs it declares, and the table's description.
+
+    Read with no DTD, entity or network access; the VOTable is built with astropy's tree (its
+    FIELDs then go through the same typing as any uploaded VOTable).
+    """
+    from astropy.io.votable.tree import Field, Resource, TableElement, VOTableFile
+    from lxml import etree
+
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise UsageError(f"{label}: the table definition may not have a DTD or entities")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise UsageError(f"{label}: not a readable VOSI table definition ({exc})") from None
+
+    def text(el: Any, tag: str) -> str | None:
+        found = el.find(f"{{*}}{tag}")  # lxml: any namespace, or none
+        return None if found is None or found.text is None else found.text.strip() or None
+
+    votable = VOTableFile()
+    resource = Resource()
+    votable.resources.append(resource)
+    table = TableElement(votable)
+    resource.tables.append(table)
+    for col in root.iter("{*}column"):
+        dtype = col.find("{*}dataType")
+        name = text(col, "name")
+        if name is None or dtype is None or not (dtype.text or "").strip():
+            raise UsageError(f"{label}: every column of the table definition needs a name and a dataType")
+        try:
+            table.fields.append(Field(
+                votable, name=name.strip('"'), datatype=dtype.text.strip(), arraysize=dtype.get("arraysize"),
+                xtype=dtype.get("extendedType") or dtype.get("xtype"), unit=text(col, "unit"), ucd=text(col, "ucd"),
+                utype=text(col, "utype")))
+        except Exception as exc:  # astropy refuses bad datatypes and arraysizes with several types
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(f"{label}: column {name}: {reason}") from None
+        description = text(col, "description")
+        if description:
+            table.fields[-1].description = description
+    if not table.fields:
+        raise UsageError(f"{label}: the table definition declares no column")
+    table.create_arrays(0)
+    out = io.BytesIO()
+    votable.to_xml(out)
+    return out.getvalue(), text(root, "description")
+
+
 def _read(label: str, data: bytes, fmt: str, max_columns: int) -> _Incoming:
     """Read and type a body (no database); UsageError for anything wrong with it."""
     if fmt == "votable":
+        head = data[:4096]
+        description = None
+        if _VOSI_ROOT.search(head) and not _VOTABLE_ROOT.search(head):
+            data, description = _vosi_as_votable(label, data)
         try:
             up = read_upload(UploadRef(name="t"), data, 0, max_columns=max_columns)
         except UsageError as exc:
             raise type(exc)(str(exc).replace("UPLOAD TAP_UPLOAD.t", label)) from None
-        return _Incoming(list(up.table.columns), up.nrows, copy_text=up.copy_text)
-    suffix = {"csv": ".csv", "tsv": ".tsv", "parquet": ".parquet"}[fmt]
+        return _Incoming(list(up.table.columns), up.nrows, copy_text=up.copy_text, description=description)
+    suffix = {"csv": ".csv", "tsv": ".tsv", "parquet": ".parquet", "fits": ".fits"}[fmt]
     with tempfile.TemporaryDirectory(prefix="vlkb-usertable-") as tmp:
         path = Path(tmp) / f"body{suffix}"
         path.write_bytes(data)
@@ -359,7 +421,7 @@ async def create(pool: AsyncConnectionPool, caller: Caller, text: str, data: byt
         raise TooLargeError(f"{label}: {len(data)} bytes, more than your quota of {limits.max_bytes} bytes allows")
     incoming = await asyncio.to_thread(_read, label, data, fmt, limits.max_columns)
     decl = Table(name=name, schema_name=schema, columns=incoming.columns,
-                 description=description or f"user table of {owner}")
+                 description=description or incoming.description or f"user table of {owner}")
     await asyncio.to_thread(_convert, label, decl, incoming)
     return await asyncio.to_thread(_create_blocking, _conninfo(pool), owner, decl, incoming, _groups(groups), limits,
                                    len(data))
@@ -465,33 +527,34 @@ def _with_index(label: str, decl: Table, cols: Sequence[str], unique: bool) -> t
     return new, Index(columns=[name], method="gist")
 
 
-async def update(pool: AsyncConnectionPool, caller: Caller, upd: TableUpdate) -> UserTable:
-    """Add an index to, or set the read groups of, a table the caller owns; the new registry entry."""
-    owner, entry = await _writable(pool, caller, upd.table, "changing a table")
-    label = entry.decl.qualified_name
-    plan = None
-    if upd.index is not None:
-        plan = _with_index(label, entry.decl, upd.index, upd.unique)
+def update_blocking(conn: psycopg.Connection, caller: Caller, upd: TableUpdate) -> UserTable:
+    """Add an index to, or set the read groups of, a table the caller owns (the ``table_update`` job:
+    ``vo/jobs/table_update.py``); the new registry entry. 404 unless the caller may read it, 403
+    unless they own it."""
+    from vo.caller import session_blocking
 
-    def run(conninfo: str) -> UserTable:
-        with psycopg.connect(conninfo) as conn:
-            with conn.transaction():
-                store.lock_owner(conn, owner)
-                current = _owned(store.find(conn, entry.schema_name, entry.name), owner, label)
-                if plan is not None:
-                    new, index = plan
-                    store.add_index(conn, current.decl, new, index)
-                    store.refresh_size(conn, new)
-                if upd.read_groups is not None:
-                    store.set_groups(conn, current.decl, upd.read_groups)
-            out = store.find(conn, entry.schema_name, entry.name)
-            assert out is not None  # just committed
-            return out
-
+    owner = _owner(caller, "changing a table")
+    schema, name = parse_name(upd.table)
+    label = f"{schema}.{name}"
+    with session_blocking(conn, caller) as c:
+        seen = [t for t in store.visible_tables_blocking(c) if (t.schema_name, t.name) == (schema, name)]
+    entry = _owned(seen[0] if seen else None, owner, label)
+    plan = None if upd.index is None else _with_index(label, entry.decl, upd.index, upd.unique)
     try:
-        return await asyncio.to_thread(run, _conninfo(pool))
+        with conn.transaction():
+            store.lock_owner(conn, owner)
+            current = _owned(store.find(conn, schema, name), owner, label)
+            if plan is not None:
+                new, index = plan
+                store.add_index(conn, current.decl, new, index)
+                store.refresh_size(conn, new)
+            if upd.read_groups is not None:
+                store.set_groups(conn, current.decl, upd.read_groups)
     except psycopg.errors.UniqueViolation:
         raise UsageError(f"UNIQUE: the values of {', '.join(upd.index or ())} in {label} are not unique") from None
+    out = store.find(conn, schema, name)
+    assert out is not None  # just committed
+    return out
 
 
 # -- reads -------------------------------------------------------------------------------------------

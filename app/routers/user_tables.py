@@ -2,24 +2,27 @@
 
 ``PUT /tap/tables/{schema.table}`` creates a table from a VOTable, CSV/TSV or Parquet body (a
 VOTable of FIELDs only declares the columns), ``POST /tap/load/{schema.table}`` appends rows,
-``DELETE /tap/tables/{schema.table}`` drops it, ``POST /tap/table-update`` adds an index or sets
-the groups a table is shared with. ``GET /tap/tables/{schema.table}`` (the VOSI router) describes
+``DELETE /tap/tables/{schema.table}`` drops it, ``POST /tap/table-update`` creates a UWS job that
+adds an index or sets the groups a table is shared with. ``GET /tap/tables/{schema.table}`` (the VOSI router) describes
 it. Each handler reads the request and calls one function of :mod:`vo.usertables`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.access import CurrentCaller
 from app.deps import AppSettings, DbPool
-from app.params import RequestParams, read_body
+from app.params import RawParams, RequestParams, read_body
+from app.routers.uws import uws_router
 from app.settings import Settings
 from vo import usertables, vosi
 from vo.dali import DaliParams
 
-__all__ = ["limits", "router"]
+__all__ = ["check_update", "limits", "router", "update_router"]
 
 router = APIRouter(prefix="/tap", tags=["User tables"])
 
@@ -64,9 +67,13 @@ async def delete_table(name: str, pool: DbPool, caller: CurrentCaller) -> Respon
     return Response(status_code=204)
 
 
-@router.post("/table-update")
-async def post_table_update(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> Response:
-    """``TABLE`` with ``INDEX=column`` (``INDEX=ra,dec``: spatial) and/or ``READ_GROUPS=g1,g2``; answers
-    the table's VOSI description."""
-    entry = await usertables.update(pool, caller, usertables.TableUpdate.from_params(params.values))
-    return Response(vosi.single_table(entry.decl), media_type=_XML)
+async def check_update(params: RawParams, settings: Settings) -> Mapping[str, bytes]:
+    """Refuse a ``table-update`` job with bad parameters when it is created (it keeps no file)."""
+    usertables.TableUpdate.from_params(params.values)
+    return {}
+
+
+#: ``POST /tap/table-update`` creates a UWS job (303 to it; ``PHASE=RUN`` runs it at once), as in
+#: CADC's YouCat, which pyvo's ``TAPService.create_index`` drives; the runner is
+#: ``vo/jobs/table_update.py``
+update_router = uws_router("/tap/table-update", "table_update", keep_files=check_update)

@@ -29,6 +29,9 @@ from tests.conftest import running_server
 from tests.oidc_issuer import TestIssuer
 from vo.tap import TapQuery, plan_query
 
+# pyvo's client of this API (CADC's YouCat shape) is a prototype feature it asks to be turned on
+pyvo.utils.activate_features("cadc-tb-upload")
+
 OWNER, MEMBER, OUTSIDER, QUOTA = "ut-owner", "ut-member", "ut-outsider", "ut-quota"
 SHARE = "ut-share"
 
@@ -79,6 +82,21 @@ def delete(server, issuer, who: str, name: str) -> httpx.Response:
 def tap(server, issuer, who: str, query: str) -> httpx.Response:
     return httpx.post(server.url + "/tap/sync", data={"LANG": "ADQL", "QUERY": query, "FORMAT": "csv"},
                       headers=token(issuer, who), timeout=120)
+
+
+def table_update(server, issuer, who: str, **params: str) -> tuple[str, str]:
+    """Run a ``table-update`` job (created with PHASE=RUN) to its end: its phase and error text."""
+    h = token(issuer, who)
+    resp = httpx.post(f"{server.url}/tap/table-update", data={**params, "PHASE": "RUN"}, headers=h, timeout=60)
+    assert resp.status_code == 303, resp.text[:300]
+    job = resp.headers["location"]
+    phase = ""
+    for _ in range(60):  # generous: the machine is shared
+        phase = httpx.get(job + "/phase", headers=h, timeout=60).text
+        if phase not in ("PENDING", "QUEUED", "EXECUTING"):
+            break
+        httpx.get(job, params={"WAIT": "5"}, headers=h, timeout=60)
+    return phase, httpx.get(job + "/error", headers=h, timeout=60).text if phase == "ERROR" else ""
 
 
 def rows(resp: httpx.Response) -> list[list[str]]:
@@ -217,12 +235,12 @@ def targets(auth_server, issuer, schema, clean, band) -> tuple[str, Table]:
     name = f"{schema}.targets"
     clean.append(name)
     assert put(auth_server, issuer, OWNER, name, votable_bytes(t), "application/x-votable+xml").status_code == 201
-    resp = httpx.post(f"{auth_server.url}/tap/table-update", data={"TABLE": name, "INDEX": "ra,dec"},
-                      headers=token(issuer, OWNER), timeout=60)
-    assert resp.status_code == 200, resp.text[:400]
-    resp = httpx.post(f"{auth_server.url}/tap/table-update", data={"TABLE": name, "INDEX": "tid", "UNIQUE": "true"},
-                      headers=token(issuer, OWNER), timeout=60)
-    assert resp.status_code == 200, resp.text[:400]
+    assert table_update(auth_server, issuer, OWNER, TABLE=name, INDEX="ra,dec") == ("COMPLETED", "")
+    # pyvo's create_index drives the same job (303 to it, then PHASE=RUN)
+    session = requests.Session()
+    session.headers.update(token(issuer, OWNER))
+    pyvo.dal.TAPService(auth_server.url + "/tap", session=session).create_index(name, "tid", unique=True)
+    resp = httpx.get(f"{auth_server.url}/tap/tables/{name}", headers=token(issuer, OWNER), timeout=60)
     indexed = {c.findtext("name") for c in ElementTree.fromstring(resp.content).iter("column")
                if any(f.text == "indexed" for f in c.iter("flag"))}
     assert indexed == {"ra", "dec", "tid"}
@@ -288,9 +306,7 @@ def test_share_with_a_group_member_reads_others_do_not(auth_server, issuer, targ
         ref_vosi = httpx.get(f"{auth_server.url}/tap/tables/{missing}", headers=token(issuer, who))
         assert got.status_code == ref_vosi.status_code == 404
         assert dali_message(got).replace(name, "X") == dali_message(ref_vosi).replace(missing, "X")
-    resp = httpx.post(f"{auth_server.url}/tap/table-update", data={"TABLE": name, "READ_GROUPS": f"{SHARE},x"},
-                      headers=token(issuer, OWNER), timeout=60)
-    assert resp.status_code == 200, resp.text[:300]
+    assert table_update(auth_server, issuer, OWNER, TABLE=name, READ_GROUPS=f"{SHARE},x") == ("COMPLETED", "")
     assert rows(tap(auth_server, issuer, MEMBER, count)) == [[str(len(t))]]
     for who in (OUTSIDER, "anonymous"):
         assert tap(auth_server, issuer, who, count).status_code == 400
@@ -309,9 +325,12 @@ def test_share_with_a_group_member_reads_others_do_not(auth_server, issuer, targ
                       headers={**token(issuer, MEMBER), "Content-Type": "text/csv"})
     assert resp.status_code == 403
     # unsharing takes effect at once
-    resp = httpx.post(f"{auth_server.url}/tap/table-update", data={"TABLE": name, "READ_GROUPS": ""},
-                      headers=token(issuer, OWNER), timeout=60)
-    assert resp.status_code == 200
+    # nor share it, nor index it: its job ends in ERROR, as for a table that does not exist for an outsider
+    phase, error = table_update(auth_server, issuer, MEMBER, TABLE=name, READ_GROUPS=SHARE)
+    assert phase == "ERROR" and "owner" in error, error
+    phase, error = table_update(auth_server, issuer, OUTSIDER, TABLE=name, INDEX="tid")
+    assert phase == "ERROR" and "does not exist" in error, error
+    assert table_update(auth_server, issuer, OWNER, TABLE=name, READ_GROUPS="") == ("COMPLETED", "")
     assert tap(auth_server, issuer, MEMBER, count).status_code == 400
 
 
@@ -394,3 +413,52 @@ def test_quota_overflow_is_refused_before_anything_is_written(small_quota, issue
         assert big.status_code == 413
     finally:
         delete(small_quota, issuer, who, name)
+
+
+def test_pyvo_table_management(auth_server, issuer, schema) -> None:
+    """pyvo's TAPService.create_table (a VOSI table definition), load_table (CSV, TSV, FITS),
+    create_index and remove_table, against the service."""
+    session = requests.Session()
+    session.headers.update(token(issuer, OWNER))
+    service = pyvo.dal.TAPService(auth_server.url + "/tap", session=session)
+    name = f"{schema}.by_pyvo"
+    definition = (
+        '<vosi:table xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" '
+        'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        f"<name>{name}</name><description>made by pyvo</description>"
+        '<column><name>id</name><dataType xsi:type="vs:VOTableType">long</dataType></column>'
+        '<column><name>ra</name><unit>deg</unit><ucd>pos.eq.ra</ucd>'
+        '<dataType xsi:type="vs:VOTableType">double</dataType></column>'
+        '<column><name>dec</name><unit>deg</unit><dataType xsi:type="vs:VOTableType">double</dataType></column>'
+        '<column><name>label</name><dataType xsi:type="vs:VOTableType" arraysize="*">char</dataType></column>'
+        "</vosi:table>")
+    service.create_table(name, io.BytesIO(definition.encode()))
+    try:
+        t = Table({"id": [1, 2, 3], "ra": [10.0, 20.0, 30.0], "dec": [-1.0, 0.0, 1.0], "label": ["a", "b", "c"]})
+        service.load_table(name, io.BytesIO(csv_bytes(t[:1])), format="csv")
+        tsv = io.StringIO()
+        t[1:2].write(tsv, format="ascii.tab")
+        service.load_table(name, io.BytesIO(tsv.getvalue().encode()), format="tsv")
+        fits = io.BytesIO()
+        t[2:].write(fits, format="fits")
+        service.load_table(name, io.BytesIO(fits.getvalue()), format="FITSTable")
+        service.create_index(name, "ra,dec")
+        got = service.search(f"SELECT id, label FROM {name} ORDER BY id").to_table()
+        assert list(got["id"]) == [1, 2, 3] and [str(v) for v in got["label"]] == ["a", "b", "c"]
+        cone = service.search(f"SELECT id FROM {name} WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+                              "CIRCLE('ICRS', 20, 0, 0.5))").to_table()
+        assert list(cone["id"]) == [2]
+        assert "made by pyvo" in httpx.get(f"{auth_server.url}/tap/tables/{name}", headers=token(issuer, OWNER)).text
+    finally:
+        service.remove_table(name)
+    assert httpx.get(f"{auth_server.url}/tap/tables/{name}", headers=token(issuer, OWNER)).status_code == 404
+
+
+def test_async_tap_jobs_read_user_tables_for_their_owner(auth_server, issuer, targets) -> None:
+    name, t = targets
+    session = requests.Session()
+    session.headers.update(token(issuer, OWNER))
+    service = pyvo.dal.TAPService(auth_server.url + "/tap", session=session)
+    got = service.run_async(f"SELECT COUNT(*) AS n FROM {name}").to_table()
+    assert int(got["n"][0]) == len(t)
