@@ -50,9 +50,9 @@ from vo.ingest.catalog_files import CatalogFileError, SourceTable, read_source
 from vo.upload import UploadRef, read_upload
 
 __all__ = [
-    "FORMATS", "PREFIX", "Limits", "TableUpdate", "append", "body_format", "create", "create_options", "describe",
-    "drop", "mentions_user_tables", "parse_name", "readable", "readable_blocking", "schema_of", "tableset_schemas",
-    "update_blocking", "user_catalog",
+    "FORMATS", "PREFIX", "Limits", "TableUpdate", "append", "body_format", "create", "create_from_query",
+    "create_options", "describe", "drop", "mentions_user_tables", "parse_name", "readable", "readable_blocking",
+    "schema_of", "tableset_schemas", "update_blocking", "user_catalog",
 ]
 
 #: every user schema's name starts with this
@@ -425,6 +425,36 @@ async def create(pool: AsyncConnectionPool, caller: Caller, text: str, data: byt
     await asyncio.to_thread(_convert, label, decl, incoming)
     return await asyncio.to_thread(_create_blocking, _conninfo(pool), owner, decl, incoming, _groups(groups), limits,
                                    len(data))
+
+
+_STATUS = re.compile(rb'<INFO[^>]*name="QUERY_STATUS"[^>]*value="(\w+)"')
+
+
+async def create_from_query(pool: AsyncConnectionPool, caller: Caller, text: str, raw: dict[str, list[str]],
+                            limits: Limits, *, maxrec_limit: int, timeout: float, groups: Sequence[str] = (),
+                            description: str | None = None) -> UserTable:
+    """Create ``text`` from the result of an ADQL query (``QUERY=``, run for the caller as TAP runs it):
+    the result's columns, units and UCDs, and its rows. A result longer than MAXREC (at most
+    ``maxrec_limit``) or one that fails part-way is refused: a table is never made from part of one."""
+    from vo.tap import TapQuery, run_sync
+
+    _own_name(caller, text, "creating a table")
+    q = TapQuery.from_params({**raw, "LANG": raw.get("LANG", ["ADQL"]), "RESPONSEFORMAT": ["votable"],
+                              "FORMAT": ["votable"]}, maxrec_default=maxrec_limit, maxrec_limit=maxrec_limit)
+    chunks = await run_sync(pool, q, caller, timeout=timeout)
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > limits.max_bytes:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise TooLargeError(f"{text}: the query's result passes your quota of {limits.max_bytes} bytes; "
+                                "nothing was written")
+    statuses = _STATUS.findall(bytes(data[-4096:])) or [b"OK"]
+    if statuses[-1] != b"OK":
+        why = "more rows than MAXREC" if statuses[-1] == b"OVERFLOW" else "a failure part-way"
+        raise UsageError(f"{text}: the query's result was cut short ({why}); nothing was written")
+    return await create(pool, caller, text, bytes(data), "votable", limits, groups=groups,
+                        description=description or f"result of: {q.query}"[:2000])
 
 
 async def append(pool: AsyncConnectionPool, caller: Caller, text: str, data: bytes, fmt: str, limits: Limits) -> int:

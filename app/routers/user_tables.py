@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.access import CurrentCaller
-from app.deps import AppSettings, DbPool
+from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RawParams, RequestParams, read_body
 from app.routers.uws import uws_router
 from app.settings import Settings
@@ -41,14 +41,20 @@ async def _body(request: Request, settings: Settings) -> bytes:
 
 @router.put("/tables/{name}", status_code=201)
 async def put_table(name: str, request: Request, params: RequestParams, pool: DbPool, settings: AppSettings,
-                    caller: CurrentCaller) -> Response:
-    """Create ``name`` (``user_<you>.table``) from the body and load its rows; answers its VOSI description."""
+                    caller: CurrentCaller, base: BaseUrl) -> Response:
+    """Create ``name`` (``user_<you>.table``) from the body (or from the result of ``QUERY=``, ADQL) and
+    load its rows; answers its VOSI description."""
     fmt, groups, description = usertables.create_options(params.values)
-    kind = usertables.body_format(request.headers.get("content-type"), fmt)
-    entry = await usertables.create(pool, caller, name, await _body(request, settings), kind, limits(settings),
-                                    groups=groups, description=description)
+    if "QUERY" in params.values:  # from the result of an ADQL query, run for the caller
+        entry = await usertables.create_from_query(
+            pool, caller, name, params.values, limits(settings), maxrec_limit=settings.maxrec_limit,
+            timeout=settings.sync_timeout, groups=groups, description=description)
+    else:
+        kind = usertables.body_format(request.headers.get("content-type"), fmt)
+        entry = await usertables.create(pool, caller, name, await _body(request, settings), kind,
+                                        limits(settings), groups=groups, description=description)
     return Response(vosi.single_table(entry.decl), status_code=201, media_type=_XML,
-                    headers={"Location": str(request.url_for("get_table", name=entry.decl.qualified_name))})
+                    headers={"Location": f"{base}/tap/tables/{entry.decl.qualified_name}"})
 
 
 @router.post("/load/{name}")

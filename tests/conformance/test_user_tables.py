@@ -462,3 +462,26 @@ def test_async_tap_jobs_read_user_tables_for_their_owner(auth_server, issuer, ta
     service = pyvo.dal.TAPService(auth_server.url + "/tap", session=session)
     got = service.run_async(f"SELECT COUNT(*) AS n FROM {name}").to_table()
     assert int(got["n"][0]) == len(t)
+
+
+def test_create_from_a_query(auth_server, issuer, schema, clean, database) -> None:
+    """``PUT ...?QUERY=`` makes a table of an ADQL result (run for the caller, under the survey policies)."""
+    name = f"{schema}.from_query"
+    query = "SELECT TOP 10 designation, ra, dec, flux FROM compactsources.band70um ORDER BY designation"
+    clean.append(name)
+    resp = httpx.put(f"{auth_server.url}/tap/tables/{name}", params={"QUERY": query}, headers=token(issuer, OWNER),
+                     timeout=120)
+    assert resp.status_code == 201, resp.text[:400]
+    units = {c.findtext("name"): c.findtext("unit") for c in ElementTree.fromstring(resp.content).iter("column")}
+    with psycopg.connect(database.url) as c:
+        want = c.execute("SELECT designation, flux FROM compactsources.band70um ORDER BY designation LIMIT 10"
+                         ).fetchall()
+    assert units["ra"] == "deg"
+    got = rows(tap(auth_server, issuer, OWNER, f"SELECT designation, flux FROM {name} ORDER BY designation"))
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert [float(g[1]) for g in got] == [float(w[1]) for w in want]
+    # a result cut short by MAXREC makes no table
+    short = httpx.put(f"{auth_server.url}/tap/tables/{schema}.cut", params={"QUERY": query, "MAXREC": "3"},
+                      headers=token(issuer, OWNER), timeout=120)
+    assert short.status_code == 400 and "cut short" in dali_message(short)
+    assert httpx.get(f"{auth_server.url}/tap/tables/{schema}.cut", headers=token(issuer, OWNER)).status_code == 404
