@@ -23,14 +23,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # IF NOT EXISTS: a database whose recorded revision was set back (tests replaying 0004) keeps its tables
     op.execute("""
-        CREATE TABLE vlkb.user_schemas (
+        CREATE TABLE IF NOT EXISTS vlkb.user_schemas (
             schema_name text PRIMARY KEY,
             owner text NOT NULL UNIQUE,
             created timestamptz NOT NULL DEFAULT now()
         )""")
     op.execute("""
-        CREATE TABLE vlkb.user_tables (
+        CREATE TABLE IF NOT EXISTS vlkb.user_tables (
             schema_name text NOT NULL REFERENCES vlkb.user_schemas (schema_name),
             table_name text NOT NULL,
             owner text NOT NULL,
@@ -42,7 +43,7 @@ def upgrade() -> None:
             updated timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (schema_name, table_name)
         )""")
-    op.execute("CREATE INDEX user_tables_owner ON vlkb.user_tables (owner)")
+    op.execute("CREATE INDEX IF NOT EXISTS user_tables_owner ON vlkb.user_tables (owner)")
 
 
 def downgrade() -> None:
