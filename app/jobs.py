@@ -20,6 +20,7 @@ from vo.jobs.mcutout import run_mcutout
 from vo.jobs.sfind import run_sfind
 from vo.jobs.soda import run_soda
 from vo.jobs.stamps import run_stamps
+from vo.jobs.table_update import run_table_update
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
 from vo.upload_fetch import FetchPolicy
@@ -43,6 +44,8 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,
                          merge=True),
         "mcutout": partial(run_mcutout, max_cuts=settings.soda_max_cuts),
+        # persistent user tables: indexes and sharing (app/routers/user_tables.py)
+        "table_update": run_table_update,
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels),

@@ -42,6 +42,7 @@ from app.routers import (
     stamps,
     tap,
     tap_async,
+    user_tables,
     vialactea,
     vosi,
 )
@@ -162,6 +163,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vosi.router)
     app.include_router(tap.router, dependencies=[Depends(query_quota)])
     app.include_router(tap_async.router, dependencies=[Depends(job_quota)])
+    app.include_router(user_tables.router, dependencies=[Depends(query_quota)])
+    app.include_router(user_tables.update_router, dependencies=[Depends(job_quota)])
     app.include_router(examples.router)
     app.include_router(sia.router, dependencies=[Depends(query_quota)])
     app.include_router(datalink.router)

@@ -34,7 +34,7 @@ from starlette.types import Message, Receive
 from vo.dali import refuse_nul
 from vo.errors import RequestTimeoutError, TooLargeError, UnsupportedEncodingError, UsageError
 
-__all__ = ["FORM_SLACK", "RawParams", "RequestParams", "checked_path", "request_params"]
+__all__ = ["FORM_SLACK", "RawParams", "RequestParams", "checked_path", "read_body", "request_params"]
 
 #: bytes allowed in a form body besides the uploaded tables (QUERY and the other fields)
 FORM_SLACK = 1 << 20
@@ -171,3 +171,37 @@ async def request_params(request: Request) -> AsyncIterator[RawParams]:
 
 
 RequestParams = Annotated[RawParams, Depends(request_params)]
+
+
+async def read_body(request: Request, limit: int, setting: str) -> bytes:
+    """A whole raw request body (a table sent as PUT/POST content), bounded like form bodies:
+    413 past ``limit`` bytes (``setting`` names the limit), 408 when it arrives too slowly, 415
+    for a content coding."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise UnsupportedEncodingError(
+            f"Content-Encoding {coding!r}: this service reads request bodies only as sent (identity)")
+    settings = request.app.state.settings
+    deadline = _Deadline(settings.body_timeout, settings.body_idle_timeout)
+    too_large = TooLargeError(f"the request body is larger than this service accepts ({limit} bytes: {setting})")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        if int(declared) <= 2 * limit:
+            await _drain(request.receive, limit, deadline)
+        raise too_large
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await deadline.receive(request.receive)
+        if message["type"] != "http.request":
+            break
+        piece = message.get("body", b"")
+        seen += len(piece)
+        if seen > limit:
+            if message.get("more_body", False):
+                await _drain(request.receive, limit, deadline)
+            raise too_large
+        chunks.append(piece)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

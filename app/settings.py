@@ -224,6 +224,15 @@ class Settings(BaseSettings):
         30.0, gt=0, description="TAP UPLOAD by URL: seconds the fetch of one URL may take, redirects included "
         "(its size counts in VLKB_UPLOAD_MAX_BYTES).",
     )
+    user_tables_max_rows: int = Field(
+        1_000_000, ge=0, description="Persistent user tables: most rows one user may keep, all their tables "
+        "together; a create or load that would pass it is refused (413) before anything is written.",
+    )
+    user_tables_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="Persistent user tables: most bytes one user may keep (the stored "
+        "size of their tables, indexes included), all tables together; also bounds one request body. A create or "
+        "load whose body would pass it is refused (413) before anything is written.",
+    )
     executor: Literal["local", "celery"] = Field(
         "local",
         description="How async jobs run: `local`, threads inside `vlkb serve` (no other service), or `celery`, "

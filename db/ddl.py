@@ -215,6 +215,10 @@ def _leakproof_spatial_operators(conn: psycopg.Connection) -> None:
     superuser may; without one the service still works, slower, and says so.
     """
     functions = [row[0] for row in conn.execute(_PGSPHERE_INDEX_FUNCTIONS).fetchall()]
+    # the circle of a cross-match (db/sql/adql_functions.sql): it never raises, so joins on a
+    # table with row-level security keep their GiST index (recreated, hence re-marked, each time)
+    functions += [row[0] for row in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.proname = 'vlkb_join_circle' AND NOT p.proleakproof")]
     if not functions:
         return
     row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from db import ddl, tap_schema
+from db import ddl, tap_schema, usertables
 
 __all__ = ["migrate", "sqlalchemy_url"]
 
@@ -48,4 +48,5 @@ def migrate(url: str) -> None:
     _alembic_upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
         ddl.apply(conn)
+        usertables.apply_access(conn)
         tap_schema.refresh(conn)

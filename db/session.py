@@ -1,9 +1,10 @@
 """The caller's session: the one way any read on behalf of a caller starts.
 
 A read runs in its own read-only transaction, as the query role (``SET LOCAL ROLE``,
-ARCHITECTURE decision 2), with the caller's groups in ``vlkb.groups`` and a
-``statement_timeout``. The row-level security policies of the published tables and of
-``vlkb.datasets`` (``db/sql/access.sql``, :mod:`db.ddl`) read those groups: that is the only
+ARCHITECTURE decision 2), with the caller's groups in ``vlkb.groups``, the caller's user name
+in ``vlkb.user`` (the owner of user tables, issue 17) and a ``statement_timeout``. The
+row-level security policies of the published tables, of ``vlkb.datasets`` and of the user
+tables (``db/sql/access.sql``, :mod:`db.ddl`, :mod:`db.usertables`) read those: that is the only
 definition of who sees what, and this module is the only place that sets it up. The
 transaction always ends in a rollback.
 
@@ -24,10 +25,29 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.ddl import QUERY_ROLE
 
-__all__ = ["caller_session", "caller_session_blocking", "read_only_after", "setup_statement"]
+__all__ = ["Principal", "caller_session", "caller_session_blocking", "read_only_after", "setup_statement"]
 
 #: the statement timeout of a lookup (a dataset by DID, the survey list): seconds
 LOOKUP_TIMEOUT = 30.0
+
+
+class Principal(tuple[str, ...]):
+    """The caller's groups, which also carry the caller's user name (``user``; None: anonymous).
+
+    Every read path hands the session the caller's groups (``vo.caller.Caller.groups`` is one of
+    these), so the user name reaches ``vlkb.user`` through the same argument and no streaming
+    path needs a parameter of its own. A plain tuple of groups is an anonymous user's.
+    """
+
+    user: str | None
+
+    def __new__(cls, groups: Sequence[str] = (), user: str | None = None) -> Principal:
+        obj = super().__new__(cls, groups)
+        obj.user = user
+        return obj
+
+    def __getnewargs__(self) -> tuple[tuple[str, ...], str | None]:
+        return tuple(self), self.user
 
 
 def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000,
@@ -36,10 +56,11 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
     """Start the caller's transaction and fix every setting the output formats depend on.
 
     ``groups`` are the caller's groups: the row-level security policies read them from
-    ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous. ``base_url`` is the public
-    base URL the answer names the service by: ``vlkb_public_url`` (``db/sql/adql_functions.sql``)
-    reads it from ``vlkb.base_url`` to make the stored relative URLs absolute; None leaves them
-    relative.
+    ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous. When they are a
+    :class:`Principal`, its user name goes to ``vlkb.user`` (who owns user tables).
+    ``base_url`` is the public base URL the answer names the service by: ``vlkb_public_url``
+    (``db/sql/adql_functions.sql``) reads it from ``vlkb.base_url`` to make the stored relative
+    URLs absolute; None leaves them relative.
 
     ``extra_float_digits`` > 0 makes text output of floats the shortest exact form
     (PostgreSQL 12+), so text formats give back exactly the stored values. From PostgreSQL
@@ -66,6 +87,7 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
     if timeout is not None:
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
     parts.append(sql.SQL("SET LOCAL \"vlkb.groups\" = {}").format(sql.Literal(json.dumps(list(groups)))))
+    parts.append(sql.SQL("SET LOCAL \"vlkb.user\" = {}").format(sql.Literal(getattr(groups, "user", None) or "")))
     if base_url:
         parts.append(sql.SQL("SET LOCAL \"vlkb.base_url\" = {}").format(sql.Literal(base_url)))
     if role is not None:

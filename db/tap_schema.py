@@ -1,7 +1,8 @@
 """Fill ``TAP_SCHEMA`` (TAP 1.1 section 4) from the published declarations.
 
 The five tables are rewritten in one transaction, so a reader never sees a half-filled
-TAP_SCHEMA. Table names are published qualified (``schema.table``), as TAP 1.1 recommends.
+TAP_SCHEMA. The rows of persistent user tables (``db/usertables.py``) are kept. Table names are
+published qualified (``schema.table``), as TAP 1.1 recommends.
 """
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ def refresh(conn: psycopg.Connection) -> None:
     """Replace the content of TAP_SCHEMA with what the declarations say."""
     decls = load_schemas()
     with conn.transaction(), conn.cursor() as cur:
-        for tap_table in ("key_columns", "keys", "columns", "tables", "schemas"):
+        for tap_table in ("key_columns", "keys"):
             cur.execute(f"DELETE FROM tap_schema.{tap_table}")
+        # the rows of persistent user tables (db/usertables.py) stay: they are no declaration's
+        user_tables = "SELECT schema_name || '.' || table_name FROM vlkb.user_tables"
+        cur.execute(f"DELETE FROM tap_schema.columns WHERE table_name NOT IN ({user_tables})")
+        cur.execute(f"DELETE FROM tap_schema.tables WHERE table_name NOT IN ({user_tables})")
+        cur.execute("DELETE FROM tap_schema.schemas"
+                    " WHERE schema_name NOT IN (SELECT schema_name FROM vlkb.user_tables)")
         cur.executemany(
             "INSERT INTO tap_schema.schemas (schema_name, utype, description, schema_index) VALUES (%s, %s, %s, %s)",
             [(d.name, d.utype, d.description, i + 1) for i, d in enumerate(decls)],

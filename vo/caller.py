@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from db import catalog
 from db import datasets as dataset_store
 from db.datasets import Dataset
-from db.session import caller_session, caller_session_blocking
+from db.session import Principal, caller_session, caller_session_blocking
 
 __all__ = [
     "ANONYMOUS", "Caller", "Dataset", "dataset_by_key", "datasets", "datasets_blocking", "session",
@@ -37,6 +37,12 @@ class Caller:
 
     user: str | None = None
     groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # the groups carry the user name into the session (vlkb.user: who owns user tables), so
+        # every read path that hands the session caller.groups says who the caller is too
+        if not isinstance(self.groups, Principal) or self.groups.user != self.user:
+            object.__setattr__(self, "groups", Principal(tuple(self.groups), self.user))
 
     @property
     def anonymous(self) -> bool:

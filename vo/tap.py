@@ -13,12 +13,14 @@ from functools import cache, partial
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
+from schemas import Table
 from vo.adql import Catalog, Translation, translate
 from vo.caller import Caller
 from vo.dali import DaliParams
 from vo.errors import UsageError
 from vo.results import QueryPlan, stream_select
 from vo.upload import UploadedTable, UploadRef, parse_upload, upload_catalog
+from vo.usertables import mentions_user_tables, readable, user_catalog
 from vo.vosi import LanguageFeature, OutputFormat
 from vo.votable.writers import ResultFormat
 
@@ -131,11 +133,13 @@ def published_catalog() -> Catalog:
 
 
 def plan_query(q: TapQuery, uploads: Sequence[UploadedTable] = (), *,
-               base_url: str | None = None) -> tuple[QueryPlan, Translation]:
-    """Translate ``q`` (ADQL, against the published tables and ``uploads``) into the plan the
-    results runner runs; the translation says which tables and columns it reads. ``base_url``
-    is the public base URL the answer's URLs (ObsCore ``access_url``, ``preview``) start with."""
-    translation = translate(q.query, upload_catalog(published_catalog(), uploads), maxrec=q.maxrec)
+               base_url: str | None = None, user_tables: Sequence[Table] = ()) -> tuple[QueryPlan, Translation]:
+    """Translate ``q`` (ADQL, against the published tables, ``uploads`` and the caller's readable
+    ``user_tables``) into the plan the results runner runs; the translation says which tables and
+    columns it reads. ``base_url`` is the public base URL the answer's URLs (ObsCore
+    ``access_url``, ``preview``) start with."""
+    catalog = user_catalog(published_catalog(), user_tables)
+    translation = translate(q.query, upload_catalog(catalog, uploads), maxrec=q.maxrec)
     infos = {"QUERY": q.query, "LANG": q.lang}
     if q.runid is not None:
         infos["RUNID"] = q.runid
@@ -162,7 +166,11 @@ async def run_sync(
     rewrites the stream knowing the translation (the ViaLactea client's TSV). ``base_url``:
     see :func:`plan_query` (the request's public base URL).
     """
+    # the caller's user tables (the access rule of their session says which) join the catalog
+    # only for a query that may name one, so other queries cost no lookup
+    mine = await readable(pool, caller) if mentions_user_tables(q.query) else []
     # translation is CPU work proportional to the query's length: off the event loop
-    plan, translation = await asyncio.to_thread(partial(plan_query, q, uploads, base_url=base_url))
+    plan, translation = await asyncio.to_thread(partial(plan_query, q, uploads, base_url=base_url,
+                                                        user_tables=mine))
     chunks = await stream_select(pool, plan, caller, timeout=timeout)
     return chunks if shape is None else shape(chunks, translation)

@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app.access import Offer
+from app.access import CurrentCaller, Offer
 from app.capabilities import tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
 from app.pool import BusyError
 from schemas import find_table, load_schemas
-from vo import vosi
+from vo import usertables, vosi
 from vo.dali import DaliParams
-from vo.errors import NotFoundError, UsageError
+from vo.errors import UsageError
 
 __all__ = ["XML", "database_up", "router"]
 
@@ -56,17 +56,20 @@ async def get_capabilities(settings: AppSettings, base: BaseUrl, offer: Offer) -
 
 
 @router.get("/tables")
-async def get_tables(params: RequestParams) -> Response:
+async def get_tables(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> Response:
     detail = DaliParams(params.values).single("DETAIL")  # VOSI 1.1 tables: min or max
     if detail not in (None, "min", "max"):
         raise UsageError(f"DETAIL: expected min or max, got {detail!r}")
-    return Response(vosi.tableset(load_schemas(), detail=detail != "min"), media_type=XML)
+    # the caller's readable user tables follow the published ones (docs/user-tables.md)
+    mine = usertables.tableset_schemas(await usertables.readable(pool, caller))
+    return Response(vosi.tableset([*load_schemas(), *mine], detail=detail != "min"), media_type=XML)
 
 
 @router.get("/tables/{name}")
-async def get_table(name: str) -> Response:
+async def get_table(name: str, pool: DbPool, caller: CurrentCaller) -> Response:
     try:
         table = find_table(name)
     except KeyError:
-        raise NotFoundError(f"no published table named {name}") from None
+        # a user table the caller may read; any other name is "no table" (missing or not theirs alike)
+        table = await usertables.describe(pool, caller, name)
     return Response(vosi.single_table(table), media_type=XML)

@@ -168,3 +168,20 @@ AS $$
     ELSE rtrim(current_setting('vlkb.base_url', true), '/') || '/' || ltrim(ref, '/')
   END
 $$;
+
+-- The circle of a cross-match, DISTANCE(p, q) < r with q a column (vo/adql/geometry.py): the
+-- same circle as scircle(q, r), but it never raises (NULL for a radius pgSphere refuses), so
+-- the DDL step can mark it LEAKPROOF. A join condition `p <@ scircle(q, r)` on a table with
+-- row-level security can use p's GiST index only when every function in it is leakproof, and
+-- pgSphere's scircle() raises on a bad radius. plpgsql, so the planner does not inline it back
+-- into scircle(); the translator calls it only with a constant radius within (0, 90] degrees.
+CREATE OR REPLACE FUNCTION vlkb_join_circle(q spoint, r float8) RETURNS scircle
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+  IF r >= 0 AND r <= pi() / 2 THEN
+    RETURN scircle(q, r);
+  END IF;
+  RETURN NULL;
+END
+$$;

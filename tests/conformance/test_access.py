@@ -410,3 +410,49 @@ def test_sfind_jobs_read_what_the_owner_may(auth_server, issuer, truth, who) -> 
     data = {"APP": ["aegean"], "ID": [truth.private_dids[0]], "POS": [f"CIRCLE {ra} {dec} 0.05"]}
     expected = "COMPLETED" if sees_private(who) else "ERROR"
     assert _soda_job(auth_server, h, "/sfind/async", data) == expected
+
+
+# -- persistent user tables (issue 17): the one rule of db/sql/access.sql over user tables ---------
+
+@pytest.fixture(scope="module")
+def shared_table(auth_server, issuer):
+    """A user table of ``carol``, shared with ``survey-team`` (the member's group, not the outsider's),
+    joining the restricted survey's positions; dropped at the end (TAP_SCHEMA differs while it exists)."""
+    from astropy.table import Table
+
+    from vo.usertables import schema_of
+
+    name = f"{schema_of('carol')}.matrix"
+    out = io.StringIO()
+    Table({"k": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [4.0, 5.0, 6.0]}).write(out, format="ascii.csv")
+    auth = {"Authorization": f"Bearer {issuer.token('carol', ['carol-own'])}"}
+    resp = httpx.put(f"{auth_server.url}/tap/tables/{name}", content=out.getvalue().encode(), timeout=60,
+                     params={"READ_GROUPS": GROUP}, headers={**auth, "Content-Type": "text/csv"})
+    assert resp.status_code == 201, resp.text[:300]
+    yield name
+    assert httpx.delete(f"{auth_server.url}/tap/tables/{name}", headers=auth, timeout=60).status_code == 204
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_user_tables_are_read_by_the_groups_they_are_shared_with(auth_server, issuer, shared_table, who) -> None:
+    name = shared_table
+    missing = name.split(".")[0] + ".absent"
+    h = headers(issuer, who)
+    resp = tap(auth_server, issuer, who, f"SELECT SUM(k) AS s FROM {name}")
+    listed = csv_rows(tap(auth_server, issuer, who,
+                          f"SELECT COUNT(*) AS n FROM TAP_SCHEMA.tables WHERE table_name = '{name}'"))
+    vosi = httpx.get(f"{auth_server.url}/tap/tables/{name}", headers=h, timeout=60)
+    tableset = httpx.get(f"{auth_server.url}/tap/tables", headers=h, timeout=60)
+    if sees_private(who):
+        assert csv_rows(resp) == [["6"]]
+        assert listed == [["1"]] and vosi.status_code == 200 and f"<name>{name}</name>" in tableset.text
+        return
+    # anyone else gets exactly what a table that does not exist gets
+    ref = tap(auth_server, issuer, who, f"SELECT SUM(k) AS s FROM {missing}")
+    assert (resp.status_code, resp.text.replace(name, "X")) == (ref.status_code, ref.text.replace(missing, "X"))
+    ref_vosi = httpx.get(f"{auth_server.url}/tap/tables/{missing}", headers=h, timeout=60)
+    assert (vosi.status_code, vosi.text.replace(name, "X")) == (404, ref_vosi.text.replace(missing, "X"))
+    assert listed == [["0"]] and name not in tableset.text
+    # and may not change it: the member of another group gets "missing", anonymous "authenticate"
+    gone = httpx.delete(f"{auth_server.url}/tap/tables/{name}", headers=h, timeout=60)
+    assert gone.status_code == (401 if who == "anonymous" else 404)

@@ -69,6 +69,7 @@ UWS = {
     "/tap/async": {"LANG": "ADQL", "QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore", "RUNID": "r1",
                    "MAXREC": "5", "DESTRUCTION": "2099-01-01T00:00:00Z"},
     "/vlkb/async": {"LANG": "ADQL", "QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore", "RUNID": "r1"},
+    "/tap/table-update": {"TABLE": "user_fuzz.t", "INDEX": "ra,dec", "READ_GROUPS": "g1", "UNIQUE": "false"},
     "/soda/async": {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC", "VELO": "-50 50"},
     "/soda/merge/async": {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC"},
     "/vlkb/datasets/soda/async/uws": {"MCUTOUT": MCUTOUT},
@@ -133,6 +134,10 @@ ROWS: list[Row] = [
     Row("GET", "/vlkb/datasets/vlkb_merge", {**_LEGACY, "pubdid": f"{CUBE};{CUBE2}", "surveyname": "CHaMP",
                                               "species": "13CO", "transition": "1-0"}, ("l", "b", "r", "vl", "vu")),
     *(Row("GET", p + "/{name}") for p in ("/tap/tables", "/vlkb/tables")),
+    # persistent user tables (docs/user-tables.md): the bodies' own hostile cases are in test_user_tables.py
+    Row("PUT", "/tap/tables/{name}", {"FORMAT": "csv", "READ_GROUPS": "g1,g2", "DESCRIPTION": "mine"}),
+    Row("DELETE", "/tap/tables/{name}"),
+    Row("POST", "/tap/load/{name}", {"FORMAT": "csv"}),
     Row("GET", "/moc", {"ID": CUBE, "FORMAT": "json"}),
     Row("GET", "/sfind/apps", {"RESPONSEFORMAT": "html"}),
     Row("GET", "/sfind/apps/{app}", {"RESPONSEFORMAT": "json"}),
@@ -214,6 +219,8 @@ def send(client: httpx.Client, row: Row, params: dict[str, str], jobs: dict[str,
         return client.get(url + "?" + quote(params.get("", ""), safe=""), headers=headers)
     if row.method in ("GET", "DELETE"):
         return client.request(row.method, url, params=params, headers=headers)
+    if row.method == "PUT":  # a table as the body, its options in the query string
+        return client.put(url, params=params, content=body or b"", headers=headers)
     if body is not None:
         return client.post(url, content=body, headers=headers)
     return client.post(url, data=params, headers=headers)

@@ -174,7 +174,7 @@ def test_migration_makes_old_absolute_rows_relative(database: Database, servers)
             stored = conn.execute("SELECT access_url, preview FROM ivoa.obscore WHERE obs_publisher_did = %s",
                                   (OLD_DID,)).fetchone()
             assert stored == (links("", OLD_DID).lstrip("/"), f"datalink/preview/{old_key}")
-            assert conn.execute("SELECT version_num FROM vlkb.alembic_version").fetchone()[0] == "0004"
+            assert conn.execute("SELECT version_num FROM vlkb.alembic_version").fetchone()[0] >= "0004"  # or later
             for base, server in servers.items():
                 rows = tap_sync(server, f"{QUERY} WHERE obs_publisher_did = '{OLD_DID}'")
                 check_urls(rows, base, "migrated row")

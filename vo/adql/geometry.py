@@ -16,6 +16,7 @@ than 90 degrees (pgSphere's ``scircle`` limit).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from sqlglot import exp
 
@@ -478,6 +479,32 @@ def _index_rank(v: Value) -> int:
     return 2 if any(i.method == "gist" and i.columns[0].lower() == name for i in indexes) else 1
 
 
+_ARITHMETIC: dict[type[exp.Expression], Callable[[float, float], float]] = {
+    exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__,
+}
+
+
+def _constant_number(node: exp.Expression) -> float | None:
+    """The value of constant arithmetic on numbers (``2/3600.``), else None."""
+    if isinstance(node, exp.Paren):
+        return _constant_number(node.this)
+    if isinstance(node, exp.Neg):
+        v = _constant_number(node.this)
+        return None if v is None else -v
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return float(node.this)
+        except ValueError:
+            return None
+    op = _ARITHMETIC.get(type(node))
+    if op is not None:
+        a, b = _constant_number(node.this), _constant_number(node.expression)
+        if a is None or b is None or (op is float.__truediv__ and b == 0):
+            return None
+        return op(a, b)
+    return None
+
+
 def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
     """``DISTANCE(p, q) <= radius`` as ``p <@ scircle(q, radius)``.
 
@@ -499,7 +526,11 @@ def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
     if p.constant or (not q.constant and _index_rank(q) > _index_rank(p)):
         p, q = q, p
     p, q = _align(p, q)
-    node = SphereOp(this=p.node, expression=func("scircle", q.node, func("radians", radius)), op="<@")
+    # a cross-match (q a column) with a constant radius pgSphere accepts: the leakproof twin of
+    # scircle(), so p's GiST index still serves the join on a table with row-level security
+    degrees = _constant_number(radius)
+    circle = "vlkb_join_circle" if not q.constant and degrees is not None and 0 < degrees <= 90 else "scircle"
+    node = SphereOp(this=p.node, expression=func(circle, q.node, func("radians", radius)), op="<@")
     return Value(node=node, pg="boolean", exact=True)
 
 

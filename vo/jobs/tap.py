@@ -20,6 +20,7 @@ from vo.results import stream_select_blocking
 from vo.tap import TapQuery, plan_query
 from vo.upload import UploadedTable, UploadLimits, inline_bytes, read_uploads, stored_name, url_items
 from vo.upload_fetch import FetchPolicy, fetch_urls
+from vo.usertables import mentions_user_tables, readable_blocking
 from vo.uws.context import RunContext
 
 __all__ = ["run_tap"]
@@ -40,7 +41,12 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
     q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit,
                              max_query_length=max_query_length)
     uploads = _stored_uploads(q, ctx, upload_limits, fetch_policy or FetchPolicy())
-    plan, _ = plan_query(q, uploads, base_url=base_url)
+    mine = []
+    if mentions_user_tables(q.query):
+        # the owner's readable user tables, through the access rule of their session
+        with ctx.connect() as conn:
+            mine = readable_blocking(conn, ctx.caller)
+    plan, _ = plan_query(q, uploads, base_url=base_url, user_tables=mine)
     started = time.monotonic()
     try:
         with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:
