@@ -298,6 +298,7 @@ def stream_copy(
     role: str | None = QUERY_ROLE,
     timeout: float | None = 60.0,
     groups: Sequence[str] = (),
+    user: str | None = None,
     batch_bytes: int = 1 << 19,
     tables: Sequence[TempTable] = (),
     base_url: str | None = None,
@@ -307,7 +308,7 @@ def stream_copy(
     ``select_list`` and ``limit`` shape the output as in :func:`copy_statement`. ``conn``
     must be idle (no transaction open). The transaction is read-only, runs as ``role``
     (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds
-    and sees what a caller in ``groups`` may read (row-level security, anonymous by default),
+    and sees what the caller ``user`` in ``groups`` may read (row-level security, anonymous by default),
     with ``base_url`` as the public base URL of stored relative URLs (:mod:`db.session`),
     and is rolled back when the generator ends, fails or is closed early; if that cleanup
     itself fails, the connection is closed. Database errors are psycopg exceptions.
@@ -319,13 +320,13 @@ def stream_copy(
     state = {"copying": False}
     version = conn.info.server_version
     setup = (read_only_after(role) if tables
-             else setup_statement(role, timeout, version, groups, base_url=base_url)).as_bytes(conn)
+             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     waiter = _Waiter(conn.pgconn)
     try:
         if tables:
             # sent as is: psycopg's execute() would open its own transaction first
-            writable = setup_statement(None, timeout, version, groups, read_only=False,
+            writable = setup_statement(None, timeout, version, groups, user=user, read_only=False,
                                        base_url=base_url).as_bytes(conn)
             _run_sync(_exec_gen(conn.pgconn, writable), conn.pgconn)
             load_tables(conn, tables, grant_to=role)
@@ -397,6 +398,7 @@ async def astream_copy(
     role: str | None = QUERY_ROLE,
     timeout: float | None = 60.0,
     groups: Sequence[str] = (),
+    user: str | None = None,
     batch_bytes: int = 1 << 19,
     tables: Sequence[TempTable] = (),
     base_url: str | None = None,
@@ -413,13 +415,13 @@ async def astream_copy(
     state = {"copying": False}
     version = conn.info.server_version
     setup = (read_only_after(role) if tables
-             else setup_statement(role, timeout, version, groups, base_url=base_url)).as_bytes(conn)
+             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
     gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False
     try:
         if tables:
-            writable = setup_statement(None, timeout, version, groups, read_only=False,
+            writable = setup_statement(None, timeout, version, groups, user=user, read_only=False,
                                        base_url=base_url).as_bytes(conn)
             await _run_async(_exec_gen(pgconn, writable), pgconn)
             await aload_tables(conn, tables, grant_to=role)

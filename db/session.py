@@ -25,39 +25,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.ddl import QUERY_ROLE
 
-__all__ = ["Principal", "caller_session", "caller_session_blocking", "read_only_after", "setup_statement"]
+__all__ = ["caller_session", "caller_session_blocking", "read_only_after", "setup_statement"]
 
 #: the statement timeout of a lookup (a dataset by DID, the survey list): seconds
 LOOKUP_TIMEOUT = 30.0
 
 
-class Principal(tuple[str, ...]):
-    """The caller's groups, which also carry the caller's user name (``user``; None: anonymous).
-
-    Every read path hands the session the caller's groups (``vo.caller.Caller.groups`` is one of
-    these), so the user name reaches ``vlkb.user`` through the same argument and no streaming
-    path needs a parameter of its own. A plain tuple of groups is an anonymous user's.
-    """
-
-    user: str | None
-
-    def __new__(cls, groups: Sequence[str] = (), user: str | None = None) -> Principal:
-        obj = super().__new__(cls, groups)
-        obj.user = user
-        return obj
-
-    def __getnewargs__(self) -> tuple[tuple[str, ...], str | None]:
-        return tuple(self), self.user
-
-
 def setup_statement(role: str | None, timeout: float | None, server_version: int = 150000,
-                    groups: Sequence[str] = (), *, read_only: bool = True, begin: bool = True,
-                    base_url: str | None = None) -> sql.Composed:
+                    groups: Sequence[str] = (), *, user: str | None = None, read_only: bool = True,
+                    begin: bool = True, base_url: str | None = None) -> sql.Composed:
     """Start the caller's transaction and fix every setting the output formats depend on.
 
     ``groups`` are the caller's groups: the row-level security policies read them from
-    ``vlkb.groups`` (``db/sql/access.sql``); none means anonymous. When they are a
-    :class:`Principal`, its user name goes to ``vlkb.user`` (who owns user tables).
+    ``vlkb.groups`` (``db/sql/access.sql``); ``user`` is the caller's name, in ``vlkb.user``
+    (who owns user tables); None (and no groups) means anonymous.
     ``base_url`` is the public base URL the answer names the service by: ``vlkb_public_url``
     (``db/sql/adql_functions.sql``) reads it from ``vlkb.base_url`` to make the stored relative
     URLs absolute; None leaves them relative.
@@ -87,7 +68,7 @@ def setup_statement(role: str | None, timeout: float | None, server_version: int
     if timeout is not None:
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(max(1, round(timeout * 1000)))))
     parts.append(sql.SQL("SET LOCAL \"vlkb.groups\" = {}").format(sql.Literal(json.dumps(list(groups)))))
-    parts.append(sql.SQL("SET LOCAL \"vlkb.user\" = {}").format(sql.Literal(getattr(groups, "user", None) or "")))
+    parts.append(sql.SQL("SET LOCAL \"vlkb.user\" = {}").format(sql.Literal(user or "")))
     if base_url:
         parts.append(sql.SQL("SET LOCAL \"vlkb.base_url\" = {}").format(sql.Literal(base_url)))
     if role is not None:
@@ -105,18 +86,20 @@ def read_only_after(role: str | None) -> sql.Composed:
 
 
 @asynccontextmanager
-async def caller_session(pool: AsyncConnectionPool, groups: Sequence[str], *,
+async def caller_session(pool: AsyncConnectionPool, groups: Sequence[str], *, user: str | None = None,
                          timeout: float | None = LOOKUP_TIMEOUT) -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection inside the caller's read-only transaction, rolled back at the end."""
     async with pool.connection() as conn, conn.transaction(force_rollback=True):
-        await conn.execute(setup_statement(QUERY_ROLE, timeout, conn.info.server_version, groups, begin=False))
+        await conn.execute(setup_statement(QUERY_ROLE, timeout, conn.info.server_version, groups, user=user,
+                                     begin=False))
         yield conn
 
 
 @contextmanager
-def caller_session_blocking(conn: psycopg.Connection, groups: Sequence[str], *,
+def caller_session_blocking(conn: psycopg.Connection, groups: Sequence[str], *, user: str | None = None,
                             timeout: float | None = LOOKUP_TIMEOUT) -> Iterator[psycopg.Connection]:
     """:func:`caller_session` over a blocking connection the caller owns (job runners, in threads)."""
     with conn.transaction(force_rollback=True):
-        conn.execute(setup_statement(QUERY_ROLE, timeout, conn.info.server_version, groups, begin=False))
+        conn.execute(setup_statement(QUERY_ROLE, timeout, conn.info.server_version, groups, user=user,
+                                     begin=False))
         yield conn

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from db import catalog
 from db import datasets as dataset_store
 from db.datasets import Dataset
-from db.session import Principal, caller_session, caller_session_blocking
+from db.session import caller_session, caller_session_blocking
 
 __all__ = [
     "ANONYMOUS", "Caller", "Dataset", "dataset_by_key", "datasets", "datasets_blocking", "session",
@@ -37,12 +37,6 @@ class Caller:
 
     user: str | None = None
     groups: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # the groups carry the user name into the session (vlkb.user: who owns user tables), so
-        # every read path that hands the session caller.groups says who the caller is too
-        if not isinstance(self.groups, Principal) or self.groups.user != self.user:
-            object.__setattr__(self, "groups", Principal(tuple(self.groups), self.user))
 
     @property
     def anonymous(self) -> bool:
@@ -58,14 +52,14 @@ async def session(pool: AsyncConnectionPool, caller: Caller, *,
     """A connection in ``caller``'s read-only session (rolled back at the end), for reads that
     need their own SQL (the legacy search, footprints); ``timeout`` in seconds (default: a lookup's)."""
     kwargs = {} if timeout is None else {"timeout": timeout}
-    async with caller_session(pool, caller.groups, **kwargs) as conn:
+    async with caller_session(pool, caller.groups, user=caller.user, **kwargs) as conn:
         yield conn
 
 
 @contextmanager
 def session_blocking(conn: psycopg.Connection, caller: Caller) -> Iterator[psycopg.Connection]:
     """:func:`session` over a blocking connection the caller of this function owns (job runners)."""
-    with caller_session_blocking(conn, caller.groups) as c:
+    with caller_session_blocking(conn, caller.groups, user=caller.user) as c:
         yield c
 
 
@@ -74,23 +68,23 @@ async def datasets(pool: AsyncConnectionPool, ids: Iterable[str], caller: Caller
     ids = list(ids)
     if not ids:
         return {}
-    async with caller_session(pool, caller.groups) as conn:
+    async with caller_session(pool, caller.groups, user=caller.user) as conn:
         return await dataset_store.find_datasets(conn, ids)
 
 
 def datasets_blocking(conn: psycopg.Connection, ids: Iterable[str], caller: Caller) -> dict[str, Dataset]:
     """:func:`datasets` over a blocking connection (job runners, in threads)."""
-    with caller_session_blocking(conn, caller.groups) as c:
+    with caller_session_blocking(conn, caller.groups, user=caller.user) as c:
         return dataset_store.find_datasets_blocking(c, ids)
 
 
 async def dataset_by_key(pool: AsyncConnectionPool, key: str, caller: Caller) -> Dataset | None:
     """The dataset ``caller`` may read whose DID key (the part after ``?``) is ``key``; None if none."""
-    async with caller_session(pool, caller.groups) as conn:
+    async with caller_session(pool, caller.groups, user=caller.user) as conn:
         return await dataset_store.dataset_by_key(conn, key)
 
 
 async def surveys(pool: AsyncConnectionPool, caller: Caller, *, timeout: float = 5.0) -> list[dict]:
     """The surveys ``caller`` may read, with their dataset counts (the landing page)."""
-    async with caller_session(pool, caller.groups, timeout=timeout) as conn:
+    async with caller_session(pool, caller.groups, user=caller.user, timeout=timeout) as conn:
         return await catalog.list_surveys(conn)

@@ -91,7 +91,8 @@ def stream_select_blocking(conn: psycopg.Connection, plan: QueryPlan, caller: Ca
     """Run ``plan`` for ``caller`` over a blocking connection (job runners, tests, benchmarks)."""
     writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
     batches = stream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format, limit=_limit(plan.maxrec),
-                          timeout=timeout, tables=plan.tables, groups=caller.groups, base_url=plan.base_url)
+                          timeout=timeout, tables=plan.tables, groups=caller.groups, user=caller.user,
+                          base_url=plan.base_url)
     return writer.stream(batches, maxrec=plan.maxrec)
 
 
@@ -104,7 +105,7 @@ async def stream_select(pool: AsyncConnectionPool, plan: QueryPlan, caller: Call
         async with pool.connection() as conn:
             batches = astream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format,
                                    limit=_limit(plan.maxrec), timeout=timeout, tables=plan.tables,
-                                   groups=caller.groups, base_url=plan.base_url)
+                                   groups=caller.groups, user=caller.user, base_url=plan.base_url)
             # aclosing: an early stop (client gone) rolls back before the connection is pooled again
             async with aclosing(writer.astream(batches, maxrec=plan.maxrec)) as chunks:
                 async for chunk in chunks:

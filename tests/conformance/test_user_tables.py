@@ -23,7 +23,7 @@ import requests
 from astropy.table import Table
 
 from db.ddl import QUERY_ROLE
-from db.session import Principal, setup_statement
+from db.session import setup_statement
 from schemas import Table as Decl
 from tests.conftest import running_server
 from tests.oidc_issuer import TestIssuer
@@ -272,7 +272,7 @@ def _explain(database, name: str, query: str, *, seqscan: bool = True) -> str:
                                              "table_name = %s", (name,)).fetchone()[0])
         q = TapQuery.from_params({"LANG": ["ADQL"], "QUERY": [query]}, maxrec_default=1000, maxrec_limit=1000)
         plan, _ = plan_query(q, user_tables=[decl])
-        c.execute(setup_statement(QUERY_ROLE, 60, c.info.server_version, Principal((), OWNER), begin=False))
+        c.execute(setup_statement(QUERY_ROLE, 60, c.info.server_version, (), user=OWNER, begin=False))
         if not seqscan:
             c.execute("SET LOCAL enable_seqscan = off")
         text = "\n".join(r[0] for r in c.execute("EXPLAIN " + plan.sql).fetchall())
