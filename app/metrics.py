@@ -10,6 +10,9 @@ What is counted where:
   which with ``VLKB_LOG_JSON=true`` is one JSON line per request.
 - **Database pool**: connections in use and requests waiting for one, kept by
   :class:`app.pool.ServicePool` as it hands connections out.
+- **Object-storage reads** of cutouts (``vo.storage.read_ranges``, reported through its
+  observer hook): bytes fetched from the store against the bytes of the slabs wanted, so the
+  over-read (at most 1.2x) and the bytes read against the bytes sent can be watched.
 - **Jobs** by kind and phase, the queue depth (QUEUED jobs, what a worker autoscaler follows)
   and the run time of finished jobs: read from ``vlkb.jobs`` when scraped
   (:mod:`db.ops_stats`), so they are right whichever process or machine ran the jobs.
@@ -38,6 +41,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db import ops_stats
+from vo import storage
 
 __all__ = ["JOB_DURATION_BUCKETS", "POOL_IN_USE", "POOL_WAITING", "RequestMetrics", "get_metrics",
            "multiprocess"]
@@ -62,6 +66,18 @@ POOL_IN_USE = Gauge("vlkb_db_pool_connections_in_use", "Database connections ser
                     registry=_REGISTRY, multiprocess_mode="livesum")
 POOL_WAITING = Gauge("vlkb_db_pool_requests_waiting", "Requests waiting for a database connection.",
                      registry=_REGISTRY, multiprocess_mode="livesum")
+STORAGE_FETCHED = Counter("vlkb_storage_bytes_fetched", "Bytes fetched from object storage by ranged reads "
+                          "(cutouts of remote files), merged gaps included.", registry=_REGISTRY)
+STORAGE_WANTED = Counter("vlkb_storage_bytes_wanted", "Bytes those ranged reads asked for (the slabs): "
+                         "fetched / wanted is the over-read.", registry=_REGISTRY)
+
+
+def _count_read(fetched: int, wanted: int) -> None:
+    STORAGE_FETCHED.inc(fetched)
+    STORAGE_WANTED.inc(wanted)
+
+
+storage.observe_reads(_count_read)
 
 
 def multiprocess() -> bool:
