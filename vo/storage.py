@@ -12,9 +12,8 @@ come from fsspec's own configuration (``FSSPEC_<PROTOCOL>_<OPTION>`` environment
 Byte ranges of a remote file (:func:`read_ranges`, used by cutouts) are fetched with at most
 :data:`MAX_OVERREAD` times the bytes asked for: close ranges are merged into one request only
 while the skipped bytes stay within that budget, smallest gaps first. Each such read is
-reported to the observers registered with :func:`observe_reads` (the service's metrics
-count bytes fetched against bytes wanted), a hook rather than a metrics import so this layer
-stays free of the HTTP side.
+reported through :mod:`vo.observe` (``storage_fetched`` and ``storage_wanted``: the service's
+metrics count one against the other).
 
 No HTTP framework and no SQL here.
 """
@@ -23,7 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+
+from vo.observe import report
 
 __all__ = [
     "BLOCK_SIZE",
@@ -43,7 +44,6 @@ __all__ = [
     "iter_chunks",
     "location",
     "name_of",
-    "observe_reads",
     "open_binary",
     "open_fits",
     "plan_ranges",
@@ -58,10 +58,6 @@ _CHUNK = 1 << 20
 MAX_OVERREAD = 1.2
 #: one request is never longer than this, so a merged block never holds much more than needed in memory
 _MAX_BLOCK = 16 << 20
-
-#: called with (bytes fetched, bytes wanted) after each :func:`read_ranges`
-ReadObserver = Callable[[int, int], None]
-_observers: list[ReadObserver] = []
 
 
 def is_remote(loc: str | os.PathLike[str]) -> bool:
@@ -187,12 +183,6 @@ def expand(pattern: str) -> list[str]:
     return sorted(fs.unstrip_protocol(p) for p in fs.glob(path))
 
 
-def observe_reads(observer: ReadObserver) -> None:
-    """Call ``observer(fetched, wanted)`` after every :func:`read_ranges` of this process (once per observer)."""
-    if observer not in _observers:
-        _observers.append(observer)
-
-
 def plan_ranges(starts: Sequence[int] | np.ndarray, ends: Sequence[int] | np.ndarray, overread: float = MAX_OVERREAD,
                 max_block: int = _MAX_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """The requests (block starts, block ends) that cover the sorted, non-overlapping ranges
@@ -260,6 +250,6 @@ def read_ranges(loc: str, starts: Sequence[int] | np.ndarray, ends: Sequence[int
         views = [memoryview(b) for b in blobs]
         parts = [views[k][a - int(bstarts[k]):b - int(bstarts[k])]
                  for k, a, b in zip(block.tolist(), s.tolist(), e.tolist(), strict=True)]
-    for observer in _observers:
-        observer(fetched, wanted)
+    report("storage_fetched", fetched)
+    report("storage_wanted", wanted)
     return b"".join(parts)

@@ -16,7 +16,7 @@ import pytest
 
 from demo.surveys import DEMO_SURVEYS, Survey
 from tests.http_files import FileServer, serve_directory
-from vo import storage
+from vo import observe, storage
 from vo.ingest.datasets import describe_file, read_image_header
 from vo.ingest.obscore import IngestError
 from vo.preview import render_preview
@@ -162,8 +162,8 @@ def test_read_ranges_from_memory_and_local(tmp_path: Path) -> None:
     fs = fsspec.filesystem("memory")
     url = f"memory:///vlkb-{uuid.uuid4().hex}/blob"
     fs.pipe(url, data)
-    seen: list[tuple[int, int]] = []
-    storage.observe_reads(lambda fetched, wanted: seen.append((fetched, wanted)))
+    events: list[tuple[str, int]] = []
+    observe.subscribe(lambda event, amount: events.append((event, amount)))
     starts, ends = [3, 100, 2000, 2010], [50, 300, 2005, 4000]
     expected = b"".join(data[a:b] for a, b in zip(starts, ends, strict=True))
     try:
@@ -172,4 +172,6 @@ def test_read_ranges_from_memory_and_local(tmp_path: Path) -> None:
     finally:
         fs.rm(url)
     wanted = sum(b - a for a, b in zip(starts, ends, strict=True))
-    assert seen[-2][1] == seen[-1][1] == wanted and wanted <= seen[-2][0] <= 1.2 * wanted
+    remote, local_read = events[-4:-2], events[-2:]
+    assert remote[1] == local_read[1] == ("storage_wanted", wanted)
+    assert remote[0][0] == "storage_fetched" and wanted <= remote[0][1] <= 1.2 * wanted
