@@ -9,7 +9,11 @@ sees it: behind a proxy, let uvicorn take it from ``X-Forwarded-For``, docs/oper
   per sliding window; the slot is held until the answer has been streamed (a request-scoped
   dependency with ``yield`` ends after the response is sent), or the client has gone.
 - :func:`job_quota` (the UWS job lists): at job creation, the window again and the client's
-  QUEUED + EXECUTING jobs (read from ``vlkb.jobs``, so right over every process and worker).
+  QUEUED + EXECUTING jobs (read from ``vlkb.jobs``, so right over every process and worker);
+  and at ``PHASE=RUN`` of an existing job (``POST {job}`` or ``POST {job}/phase``) the active
+  jobs again, so PENDING jobs created in advance cannot all be started at once.
+- the ViaLactea bases have the same two dependencies (``app/routers/vialactea.py``), with its
+  legacy ``vlkb_search``/``vlkb_cutout``/``vlkb_merge`` counted as queries.
 - :func:`caller_settings`: the settings as they apply to the caller, with MAXREC, upload size and
   execution duration lowered to the class's limits; routes read these through
   ``app.deps.AppSettings``, and ``/tap/capabilities`` shows them (TAPRegExt ``outputLimit``,
@@ -33,6 +37,7 @@ from typing import Literal
 from fastapi import Request
 
 from app.access import CurrentCaller
+from app.params import RequestParams
 from app.settings import QuotaLimits, Settings
 from db.ops_stats import active_jobs
 from vo.caller import Caller
@@ -43,7 +48,9 @@ __all__ = ["IdentityClass", "QuotaState", "caller_settings", "job_quota", "limit
 IdentityClass = Literal["anonymous", "authenticated", "group"]
 
 #: the routes of the sync-query routers that run queries (their VOSI routes are not limited)
-_QUERY_SUFFIXES = ("/sync", "/query", "/merge")
+_QUERY_SUFFIXES = ("/sync", "/query", "/merge", "/vlkb_search", "/vlkb_cutout", "/vlkb_merge")
+#: the UWS routes whose PHASE=RUN starts an existing job
+_RUN_ROUTES = ("_post_job", "_post_job_phase")
 #: seconds a client over its concurrent-query limit is told to wait: one typical query
 _CONCURRENT_RETRY = 2
 #: seconds a client over its active-jobs limit is told to wait before creating another
@@ -168,10 +175,15 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
         state.prune(key, settings.quota_window)
 
 
-async def job_quota(request: Request, caller: CurrentCaller) -> None:
-    """At job creation (POST to a UWS job list), the caller's window and active-jobs quotas."""
-    route = request.scope.get("route")
-    if request.method != "POST" or not str(getattr(route, "name", "")).endswith("_create_job"):
+async def job_quota(request: Request, caller: CurrentCaller, params: RequestParams) -> None:
+    """At job creation (POST to a UWS job list), the caller's window and active-jobs quotas; at
+    PHASE=RUN of an existing job, the active-jobs quota."""
+    if request.method != "POST":
+        return
+    name = str(getattr(request.scope.get("route"), "name", ""))
+    creating = name.endswith("_create_job")
+    running = name.endswith(_RUN_ROUTES) and [v.upper() for v in params.values.get("PHASE", [])] == ["RUN"]
+    if not creating and not running:
         return
     settings: Settings = request.app.state.settings
     _, limits = limits_for(settings, caller)
@@ -179,7 +191,10 @@ async def job_quota(request: Request, caller: CurrentCaller) -> None:
         active = await active_jobs(request.app.state.pool, caller.user)
         if active >= limits.jobs_active:
             raise QuotaError(f"{active} jobs of this owner are queued or executing, the quota is "
-                             f"{limits.jobs_active}; create more when one has ended", _JOBS_RETRY)
+                             f"{limits.jobs_active}; {'create' if creating else 'run'} more when one has ended",
+                             _JOBS_RETRY)
+    if not creating:
+        return
     state, key = _state(request), _client_key(request, caller)
     state.admit(key, limits, settings.quota_window)
     state.prune(key, settings.quota_window)

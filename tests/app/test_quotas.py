@@ -141,3 +141,36 @@ def test_capabilities_and_maxrec_follow_the_callers_class(quota_server, issuer) 
     assert r.status_code == 200
     assert len(votable.parse_single_table(io.BytesIO(r.content)).to_table()) == 5000
     assert _status(r)[0] == "OVERFLOW"
+
+
+def test_run_of_pending_jobs_and_vialactea_routes_are_under_the_quota(database, issuer) -> None:
+    """PENDING jobs created in advance cannot all be started (PHASE=RUN checks the active jobs), on the IVOA
+    and the ViaLactea job lists; the ViaLactea sync routes count in the query window."""
+    with running_server(database, oidc_issuer=issuer.url,
+                        quota_authenticated=json.dumps({"jobs_active": 1, "queries_per_window": 6}),
+                        quota_window="600") as srv, \
+            httpx.Client(base_url=srv.url, timeout=30,
+                         headers={"Authorization": f"Bearer {issuer.token('queue-filler', ['team'])}"}) as client:
+        for jobs in ("/tap/async", "/vlkb/async"):
+            pending = []
+            for _ in range(2):
+                r = client.post(jobs, data=adql(SLOW))  # PENDING: not active yet, so both are created
+                assert r.status_code == 303, r.text
+                pending.append(r.headers["location"])
+            try:
+                assert client.post(pending[0] + "/phase", data={"PHASE": "RUN"}).status_code == 303
+                for refused in (client.post(pending[1] + "/phase", data={"PHASE": "RUN"}),
+                                client.post(pending[1], data={"PHASE": "RUN"})):
+                    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+                    assert _status(refused)[0] == "ERROR" and "run more when one has ended" in _status(refused)[1]
+                assert client.get(pending[1] + "/phase").text == "PENDING"
+                # other changes to a job are not refused
+                assert client.post(pending[1], data={"PHASE": "ABORT"}).status_code == 303
+            finally:
+                for job in pending:
+                    client.delete(job)
+        # 4 creations above used 4 of the 6 queries of the window; the ViaLactea sync TAP uses the rest
+        for _ in range(2):
+            assert client.post("/vlkb/sync", data=adql(STATS)).status_code == 200
+        over = client.post("/vlkb/sync", data=adql(STATS))
+        assert over.status_code == 429 and "queries per" in _status(over)[1]
