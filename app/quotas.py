@@ -20,14 +20,16 @@ sees it: behind a proxy, let uvicorn take it from ``X-Forwarded-For``, docs/oper
   ``uploadLimit``, ``executionDuration`` of the caller's class).
 
 Over a limit the answer is :class:`vo.errors.QuotaError`: 429 with ``Retry-After`` and a DALI error
-document. The running counts and windows live in this process's memory: with several server
-processes each keeps its own (a client may get up to N times its limit over N processes); a
-shared (Redis) store is what scale-out needs next. Job counts are exact everywhere.
+document. The running counts and windows live in this process's memory (:class:`QuotaState`), or,
+with ``VLKB_QUOTA_REDIS_URL``, in Redis (:class:`RedisQuotas`), shared by every server process and
+machine, so a client gets its limit once however many processes answer it. Job counts come from
+the database and are exact everywhere.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -43,7 +45,7 @@ from db.ops_stats import active_jobs
 from vo.caller import Caller
 from vo.errors import QuotaError
 
-__all__ = ["IdentityClass", "QuotaState", "caller_settings", "job_quota", "limits_for", "query_quota"]
+__all__ = ["IdentityClass", "QuotaState", "RedisQuotas", "caller_settings", "job_quota", "limits_for", "query_quota"]
 
 IdentityClass = Literal["anonymous", "authenticated", "group"]
 
@@ -118,6 +120,75 @@ class QuotaState:
             del self.windows[key]
 
 
+#: a window: drop the stamps older than the window, refuse at the limit (answering the oldest stamp), else add one.
+#: Redis's own clock (TIME), so processes on several machines agree.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tostring(tonumber(first[2]) + window - now)}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+return {1, '0'}
+"""
+#: a running count: one more unless at the limit; expires so a process killed mid-query cannot leak a slot forever
+_ACQUIRE = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return n - 1
+end
+return 0
+"""
+
+
+class RedisQuotas:
+    """The counts and windows of every process, in Redis (``VLKB_QUOTA_REDIS_URL``)."""
+
+    def __init__(self, url: str, ttl: int) -> None:
+        import redis.asyncio
+
+        self.redis = redis.asyncio.Redis.from_url(url)
+        self.ttl = ttl
+        self._admit = self.redis.register_script(_ADMIT)
+        self._acquire = self.redis.register_script(_ACQUIRE)
+
+    async def admit(self, key: str, limits: QuotaLimits, window: float) -> None:
+        if limits.queries_per_window is None:
+            return
+        ok, retry = await self._admit(keys=[f"vlkb:quota:window:{key}"],
+                                      args=[window, limits.queries_per_window, secrets.token_hex(8)])
+        if not int(ok):
+            raise QuotaError(f"over the quota of {limits.queries_per_window} queries per {window:g} s of this "
+                             f"client; retry in {max(1, math.ceil(float(retry)))} s", max(1, math.ceil(float(retry))))
+
+    async def acquire(self, key: str, limit: int) -> None:
+        running = int(await self._acquire(keys=[f"vlkb:quota:running:{key}"], args=[limit, self.ttl]))
+        if running:
+            raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
+                             f"retry when one has ended", _CONCURRENT_RETRY)
+
+    async def release(self, key: str) -> None:
+        await self.redis.decr(f"vlkb:quota:running:{key}")
+
+
+def _redis(request: Request) -> RedisQuotas | None:
+    settings: Settings = request.app.state.settings
+    if settings.quota_redis_url is None:
+        return None
+    shared: RedisQuotas | None = getattr(request.app.state, "redis_quotas", None)
+    if shared is None:
+        # a slot outlives no query: the longest a sync query may run, plus a margin
+        shared = request.app.state.redis_quotas = RedisQuotas(settings.quota_redis_url.get_secret_value(),
+                                                              int(settings.sync_timeout) + 60)
+    return shared
+
+
 def _state(request: Request) -> QuotaState:
     state: QuotaState | None = getattr(request.app.state, "quotas", None)
     if state is None:
@@ -157,7 +228,18 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
     if limits.sync_concurrent is None and limits.queries_per_window is None:
         yield
         return
-    state, key = _state(request), _client_key(request, caller)
+    key, shared = _client_key(request, caller), _redis(request)
+    if shared is not None:
+        if limits.sync_concurrent is not None:
+            await shared.acquire(key, limits.sync_concurrent)
+        try:
+            await shared.admit(key, limits, settings.quota_window)
+            yield
+        finally:
+            if limits.sync_concurrent is not None:
+                await shared.release(key)
+        return
+    state = _state(request)
     running = state.running.get(key, 0)
     if limits.sync_concurrent is not None and running >= limits.sync_concurrent:
         raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
@@ -195,6 +277,10 @@ async def job_quota(request: Request, caller: CurrentCaller, params: RequestPara
                              _JOBS_RETRY)
     if not creating:
         return
-    state, key = _state(request), _client_key(request, caller)
+    key, shared = _client_key(request, caller), _redis(request)
+    if shared is not None:
+        await shared.admit(key, limits, settings.quota_window)
+        return
+    state = _state(request)
     state.admit(key, limits, settings.quota_window)
     state.prune(key, settings.quota_window)

@@ -294,6 +294,11 @@ class Settings(BaseSettings):
         {}, description="Limits of the users of named groups, a JSON object of group name to limits (same keys): "
         "they replace VLKB_QUOTA_AUTHENTICATED; a user in several gets the most generous value of each key.",
     )
+    quota_redis_url: SecretStr | None = Field(
+        None, description="Redis URL (`redis://host:6379/1`) where the quota counts and windows are kept, shared "
+        "by every `vlkb serve` process and machine. Unset: each process counts on its own (a client may get N "
+        "times its limits over N processes).",
+    )
     quota_window: float = Field(
         60.0, gt=0, description="The window of `queries_per_window`, seconds (a sliding window).",
     )
