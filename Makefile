@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := postgresql-15 postgresql-15-pgsphere stilts python3-venv redis-server
+APT_PACKAGES := postgresql-15 postgresql-15-pgsphere stilts python3-venv redis-server haproxy
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow setup system venv serve lint bench clean db-start db-stop

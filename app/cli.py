@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import psycopg
@@ -542,6 +543,67 @@ def _check_step(what: str, fn: Callable[[], str]) -> bool:
         return _check_line(False, what, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
 
+def _warn(what: str, detail: str) -> None:
+    typer.echo(f"[{typer.style('WARN', fg=typer.colors.YELLOW)}] {what}: {detail}")
+
+
+def _results_bucket_open(url: str) -> str | None:
+    """Whether an ``s3://`` results store answers an anonymous listing: the bucket name if it does."""
+    import s3fs
+
+    bucket = url.removeprefix("s3://").split("/", 1)[0]
+    fs = s3fs.S3FileSystem(anon=True, skip_instance_cache=True,
+                           client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
+                           if os.environ.get("AWS_ENDPOINT_URL") else {})
+    try:
+        fs.ls(bucket, refresh=True)
+    except Exception:  # refused (the expected answer), or unreachable: both mean not open to anonymous users
+        return None
+    return bucket
+
+
+def _production_warnings(settings: Settings) -> None:
+    """What a production deployment must not keep: printed as warnings, never failing the check."""
+    if settings.dev_issuer:
+        _warn("identity", "tokens of the local development issuer are accepted (embedded default, no "
+              "VLKB_OIDC_ISSUER): anyone who can read VLKB_HOME/dev-issuer/key.json can be any user; "
+              "set VLKB_OIDC_ISSUER and VLKB_DATABASE_URL in production")
+    if settings.base_url is None:
+        _warn("public URL", "VLKB_BASE_URL is unset: behind a proxy, links and job URLs name the internal address")
+    try:
+        from db.ddl import spatial_functions_not_leakproof
+
+        if settings.embedded and not cluster_for(settings).running():
+            raise RuntimeError("database not running")
+        with psycopg.connect(database_url(settings), connect_timeout=5) as conn:
+            missing = spatial_functions_not_leakproof(conn)
+        if missing:
+            _warn("LEAKPROOF", f"{len(missing)} pgSphere operator functions are not LEAKPROOF (e.g. {missing[0]}): "
+                  "spatial conditions on restricted tables cannot use their indexes; run `vlkb db migrate` as a "
+                  "superuser once (docs/auth.md)")
+        else:
+            _check_line(True, "LEAKPROOF", "pgSphere's index operators are LEAKPROOF")
+    except Exception as exc:
+        _warn("LEAKPROOF", f"not checked: {exc}")
+    results = settings.results_root
+    if results.startswith("s3://"):
+        try:
+            bucket = _results_bucket_open(results)
+        except Exception as exc:
+            _warn("results store", f"not checked: {exc}")
+        else:
+            if bucket:
+                _warn("results store", f"bucket {bucket} answers anonymous listings: anyone can read every job's "
+                      "results; make it private (docs/operations.md, Object storage)")
+            else:
+                _check_line(True, "results store", f"{results} refuses anonymous requests")
+    elif "://" not in results or results.startswith("file://"):
+        where = Path(results.removeprefix("file://"))
+        if where.exists() and where.stat().st_mode & 0o007:
+            _warn("results store", f"{where} is open to other users of this machine (mode "
+                  f"{oct(where.stat().st_mode & 0o777)}): chmod o-rwx")
+
+
 @cli.command("check")
 def check() -> None:
     """Check configuration and database, one line per check, with what to do when one fails."""
@@ -588,6 +650,7 @@ def check() -> None:
             return f"PostgreSQL {version}, pg_sphere {ext[0]}, {n} tables in TAP_SCHEMA"
 
     results.append(_check_step("database", database))
+    _production_warnings(settings)
     results.append(_check_step("HTTP port", lambda: (
         f"{settings.host}:{settings.port} free" if _port_free(settings.host, settings.port)
         else f"{settings.host}:{settings.port} in use (a running vlkb, or set VLKB_PORT)")))

@@ -24,7 +24,7 @@ from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
 from app.lifecycle import RequestLifecycle
 from app.logging import configure_logging
-from app.metrics import RequestMetrics, get_metrics, process_stopped
+from app.metrics import RequestMetrics, process_stopped
 from app.params import checked_path
 from app.pool import ServicePool
 from app.quotas import job_quota, query_quota
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # counts and logs each request once its answer is complete
     # outermost of ours: it sees the client leave whatever the inner layers are doing
     app.add_middleware(RequestLifecycle)
-    app.add_api_route("/metrics", get_metrics, include_in_schema=False)  # Prometheus (app/metrics.py)
+    # GET /metrics (Prometheus) is answered by RequestMetrics, with its own access rule (app/metrics.py)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def get_openapi() -> JSONResponse:

@@ -10,9 +10,19 @@ What is counted where:
   which with ``VLKB_LOG_JSON=true`` is one JSON line per request.
 - **Database pool**: connections in use and requests waiting for one, kept by
   :class:`app.pool.ServicePool` as it hands connections out.
+- **Work reported by the core** through :mod:`vo.observe`: rows encoded into results
+  (``vlkb_rows_streamed_total``), and object-storage reads of cutouts: bytes fetched from the
+  store against the bytes of the slabs wanted, so the over-read (at most 1.2x) and the bytes
+  read against the bytes sent (``vlkb_http_response_bytes_total{route="/soda/sync"}``) can be
+  watched.
 - **Jobs** by kind and phase, the queue depth (QUEUED jobs, what a worker autoscaler follows)
   and the run time of finished jobs: read from ``vlkb.jobs`` when scraped
   (:mod:`db.ops_stats`), so they are right whichever process or machine ran the jobs.
+
+Who may read ``/metrics``: clients from ``VLKB_METRICS_NETWORKS`` (loopback by default) or with
+``Authorization: Bearer <VLKB_METRICS_TOKEN>``; others get a 403 DALI error. The endpoint is
+answered by :class:`RequestMetrics` itself, before routing, because the service's identity
+check (a global dependency) would take the metrics token for an OIDC token and refuse it.
 
 Several server processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set before this module is
 first imported (``vlkb serve`` sets it to ``VLKB_HOME/run/metrics`` and empties it at start),
@@ -24,7 +34,9 @@ intends: a process has one set of counters, whatever number of apps it builds.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import secrets
 import time
 from typing import Any
 
@@ -37,7 +49,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import votable_error
 from db import ops_stats
+from vo import observe
 
 __all__ = ["JOB_DURATION_BUCKETS", "POOL_IN_USE", "POOL_WAITING", "RequestMetrics", "get_metrics",
            "multiprocess", "process_stopped"]
@@ -62,6 +76,23 @@ POOL_IN_USE = Gauge("vlkb_db_pool_connections_in_use", "Database connections ser
                     registry=_REGISTRY, multiprocess_mode="livesum")
 POOL_WAITING = Gauge("vlkb_db_pool_requests_waiting", "Requests waiting for a database connection.",
                      registry=_REGISTRY, multiprocess_mode="livesum")
+STORAGE_FETCHED = Counter("vlkb_storage_bytes_fetched", "Bytes fetched from object storage by ranged reads "
+                          "(cutouts of remote files), merged gaps included.", registry=_REGISTRY)
+STORAGE_WANTED = Counter("vlkb_storage_bytes_wanted", "Bytes those ranged reads asked for (the slabs): "
+                         "fetched / wanted is the over-read.", registry=_REGISTRY)
+
+ROWS = Counter("vlkb_rows_streamed", "Rows encoded into query results (TAP sync and async, SIA, ViaLactea), "
+               "counted in the process that encoded them.", registry=_REGISTRY)
+_EVENTS = {"rows": ROWS, "storage_fetched": STORAGE_FETCHED, "storage_wanted": STORAGE_WANTED}
+
+
+def _count(event: str, amount: int) -> None:
+    counter = _EVENTS.get(event)
+    if counter is not None:
+        counter.inc(amount)
+
+
+observe.subscribe(_count)
 
 
 def multiprocess() -> bool:
@@ -96,6 +127,11 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            scope["route"] = _METRICS_ROUTE  # the label of its requests
+            app: ASGIApp = _answer_metrics
+        else:
+            app = self.app
         start = time.perf_counter()
         status = 500  # what the server answers if the app fails before starting its answer
         started = False
@@ -110,7 +146,7 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, counting_send)
+            await app(scope, receive, counting_send)
         except asyncio.CancelledError:
             if not started:
                 status = 499  # the client left before an answer began (app/lifecycle.py cancelled the work)
@@ -155,6 +191,41 @@ class _JobCollector:
             finished.add_metric([h.kind, h.phase], h.count)
         yield hist
         yield finished
+
+
+class _Route:
+    path = "/metrics"
+
+
+_METRICS_ROUTE = _Route()
+
+
+def metrics_allowed(request: Request) -> bool:
+    """Whether the client may read ``/metrics``: from an allowed network, or with the metrics token."""
+    settings = request.app.state.settings
+    token = settings.metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(),
+                                                                 token.get_secret_value().encode()):
+            return True
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in settings.metrics_networks)
+
+
+async def _answer_metrics(scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope, receive)
+    if not metrics_allowed(request):
+        log.info("metrics refused", client=request.client.host if request.client else None)
+        response = votable_error("AuthorizationError: /metrics is open to the networks of VLKB_METRICS_NETWORKS "
+                                 "or with the token of VLKB_METRICS_TOKEN", 403)
+    else:
+        response = await get_metrics(request)
+    await response(scope, receive, send)
 
 
 async def get_metrics(request: Request) -> Response:

@@ -9,21 +9,27 @@ sees it: behind a proxy, let uvicorn take it from ``X-Forwarded-For``, docs/oper
   per sliding window; the slot is held until the answer has been streamed (a request-scoped
   dependency with ``yield`` ends after the response is sent), or the client has gone.
 - :func:`job_quota` (the UWS job lists): at job creation, the window again and the client's
-  QUEUED + EXECUTING jobs (read from ``vlkb.jobs``, so right over every process and worker).
+  QUEUED + EXECUTING jobs (read from ``vlkb.jobs``, so right over every process and worker);
+  and at ``PHASE=RUN`` of an existing job (``POST {job}`` or ``POST {job}/phase``) the active
+  jobs again, so PENDING jobs created in advance cannot all be started at once.
+- the ViaLactea bases have the same two dependencies (``app/routers/vialactea.py``), with its
+  legacy ``vlkb_search``/``vlkb_cutout``/``vlkb_merge`` counted as queries.
 - :func:`caller_settings`: the settings as they apply to the caller, with MAXREC, upload size and
   execution duration lowered to the class's limits; routes read these through
   ``app.deps.AppSettings``, and ``/tap/capabilities`` shows them (TAPRegExt ``outputLimit``,
   ``uploadLimit``, ``executionDuration`` of the caller's class).
 
 Over a limit the answer is :class:`vo.errors.QuotaError`: 429 with ``Retry-After`` and a DALI error
-document. The running counts and windows live in this process's memory: with several server
-processes each keeps its own (a client may get up to N times its limit over N processes); a
-shared (Redis) store is what scale-out needs next. Job counts are exact everywhere.
+document. The running counts and windows live in this process's memory (:class:`QuotaState`), or,
+with ``VLKB_QUOTA_REDIS_URL``, in Redis (:class:`RedisQuotas`), shared by every server process and
+machine, so a client gets its limit once however many processes answer it. Job counts come from
+the database and are exact everywhere.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -33,17 +39,20 @@ from typing import Literal
 from fastapi import Request
 
 from app.access import CurrentCaller
+from app.params import RequestParams
 from app.settings import QuotaLimits, Settings
 from db.ops_stats import active_jobs
 from vo.caller import Caller
 from vo.errors import QuotaError
 
-__all__ = ["IdentityClass", "QuotaState", "caller_settings", "job_quota", "limits_for", "query_quota"]
+__all__ = ["IdentityClass", "QuotaState", "RedisQuotas", "caller_settings", "job_quota", "limits_for", "query_quota"]
 
 IdentityClass = Literal["anonymous", "authenticated", "group"]
 
 #: the routes of the sync-query routers that run queries (their VOSI routes are not limited)
-_QUERY_SUFFIXES = ("/sync", "/query", "/merge")
+_QUERY_SUFFIXES = ("/sync", "/query", "/merge", "/vlkb_search", "/vlkb_cutout", "/vlkb_merge")
+#: the UWS routes whose PHASE=RUN starts an existing job
+_RUN_ROUTES = ("_post_job", "_post_job_phase")
 #: seconds a client over its concurrent-query limit is told to wait: one typical query
 _CONCURRENT_RETRY = 2
 #: seconds a client over its active-jobs limit is told to wait before creating another
@@ -111,6 +120,75 @@ class QuotaState:
             del self.windows[key]
 
 
+#: a window: drop the stamps older than the window, refuse at the limit (answering the oldest stamp), else add one.
+#: Redis's own clock (TIME), so processes on several machines agree.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tostring(tonumber(first[2]) + window - now)}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+return {1, '0'}
+"""
+#: a running count: one more unless at the limit; expires so a process killed mid-query cannot leak a slot forever
+_ACQUIRE = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return n - 1
+end
+return 0
+"""
+
+
+class RedisQuotas:
+    """The counts and windows of every process, in Redis (``VLKB_QUOTA_REDIS_URL``)."""
+
+    def __init__(self, url: str, ttl: int) -> None:
+        import redis.asyncio
+
+        self.redis = redis.asyncio.Redis.from_url(url)
+        self.ttl = ttl
+        self._admit = self.redis.register_script(_ADMIT)
+        self._acquire = self.redis.register_script(_ACQUIRE)
+
+    async def admit(self, key: str, limits: QuotaLimits, window: float) -> None:
+        if limits.queries_per_window is None:
+            return
+        ok, retry = await self._admit(keys=[f"vlkb:quota:window:{key}"],
+                                      args=[window, limits.queries_per_window, secrets.token_hex(8)])
+        if not int(ok):
+            raise QuotaError(f"over the quota of {limits.queries_per_window} queries per {window:g} s of this "
+                             f"client; retry in {max(1, math.ceil(float(retry)))} s", max(1, math.ceil(float(retry))))
+
+    async def acquire(self, key: str, limit: int) -> None:
+        running = int(await self._acquire(keys=[f"vlkb:quota:running:{key}"], args=[limit, self.ttl]))
+        if running:
+            raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
+                             f"retry when one has ended", _CONCURRENT_RETRY)
+
+    async def release(self, key: str) -> None:
+        await self.redis.decr(f"vlkb:quota:running:{key}")
+
+
+def _redis(request: Request) -> RedisQuotas | None:
+    settings: Settings = request.app.state.settings
+    if settings.quota_redis_url is None:
+        return None
+    shared: RedisQuotas | None = getattr(request.app.state, "redis_quotas", None)
+    if shared is None:
+        # a slot outlives no query: the longest a sync query may run, plus a margin
+        shared = request.app.state.redis_quotas = RedisQuotas(settings.quota_redis_url.get_secret_value(),
+                                                              int(settings.sync_timeout) + 60)
+    return shared
+
+
 def _state(request: Request) -> QuotaState:
     state: QuotaState | None = getattr(request.app.state, "quotas", None)
     if state is None:
@@ -150,7 +228,18 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
     if limits.sync_concurrent is None and limits.queries_per_window is None:
         yield
         return
-    state, key = _state(request), _client_key(request, caller)
+    key, shared = _client_key(request, caller), _redis(request)
+    if shared is not None:
+        if limits.sync_concurrent is not None:
+            await shared.acquire(key, limits.sync_concurrent)
+        try:
+            await shared.admit(key, limits, settings.quota_window)
+            yield
+        finally:
+            if limits.sync_concurrent is not None:
+                await shared.release(key)
+        return
+    state = _state(request)
     running = state.running.get(key, 0)
     if limits.sync_concurrent is not None and running >= limits.sync_concurrent:
         raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
@@ -168,10 +257,15 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
         state.prune(key, settings.quota_window)
 
 
-async def job_quota(request: Request, caller: CurrentCaller) -> None:
-    """At job creation (POST to a UWS job list), the caller's window and active-jobs quotas."""
-    route = request.scope.get("route")
-    if request.method != "POST" or not str(getattr(route, "name", "")).endswith("_create_job"):
+async def job_quota(request: Request, caller: CurrentCaller, params: RequestParams) -> None:
+    """At job creation (POST to a UWS job list), the caller's window and active-jobs quotas; at
+    PHASE=RUN of an existing job, the active-jobs quota."""
+    if request.method != "POST":
+        return
+    name = str(getattr(request.scope.get("route"), "name", ""))
+    creating = name.endswith("_create_job")
+    running = name.endswith(_RUN_ROUTES) and [v.upper() for v in params.values.get("PHASE", [])] == ["RUN"]
+    if not creating and not running:
         return
     settings: Settings = request.app.state.settings
     _, limits = limits_for(settings, caller)
@@ -179,7 +273,14 @@ async def job_quota(request: Request, caller: CurrentCaller) -> None:
         active = await active_jobs(request.app.state.pool, caller.user)
         if active >= limits.jobs_active:
             raise QuotaError(f"{active} jobs of this owner are queued or executing, the quota is "
-                             f"{limits.jobs_active}; create more when one has ended", _JOBS_RETRY)
-    state, key = _state(request), _client_key(request, caller)
+                             f"{limits.jobs_active}; {'create' if creating else 'run'} more when one has ended",
+                             _JOBS_RETRY)
+    if not creating:
+        return
+    key, shared = _client_key(request, caller), _redis(request)
+    if shared is not None:
+        await shared.admit(key, limits, settings.quota_window)
+        return
+    state = _state(request)
     state.admit(key, limits, settings.quota_window)
     state.prune(key, settings.quota_window)

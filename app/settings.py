@@ -263,6 +263,16 @@ class Settings(BaseSettings):
         "file:///srv/vlkb-results); every `vlkb serve` and `vlkb worker` must reach the same one. "
         "Unset: VLKB_HOME/results.",
     )
+    metrics_networks: list[str] = Field(
+        ["127.0.0.0/8", "::1/128"],
+        description="Client networks (CIDR, a JSON list) that may read `GET /metrics` without a token; `[]`: "
+        "none. Behind a proxy or an Ingress the client is the proxy unless its forwarded address is trusted, "
+        "so in a cluster prefer VLKB_METRICS_TOKEN (docs/operations.md, Metrics).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="A bearer token that also opens `GET /metrics` (`Authorization: Bearer <token>`, "
+        "Prometheus `authorization: {credentials_file: ...}`), from any address. Unset: networks only.",
+    )
     demo_scale: int = Field(1, description="Catalogue size multiplier used by `vlkb demo-data`.")
     oidc_issuer: str | None = Field(
         None, description="OIDC issuer URL whose bearer tokens (JWT) the service accepts; its discovery document "
@@ -315,6 +325,11 @@ class Settings(BaseSettings):
     quota_groups: dict[str, QuotaLimits] = Field(
         {}, description="Limits of the users of named groups, a JSON object of group name to limits (same keys): "
         "they replace VLKB_QUOTA_AUTHENTICATED; a user in several gets the most generous value of each key.",
+    )
+    quota_redis_url: SecretStr | None = Field(
+        None, description="Redis URL (`redis://host:6379/1`) where the quota counts and windows are kept, shared "
+        "by every `vlkb serve` process and machine. Unset: each process counts on its own (a client may get N "
+        "times its limits over N processes).",
     )
     quota_window: float = Field(
         60.0, gt=0, description="The window of `queries_per_window`, seconds (a sliding window).",

@@ -203,6 +203,11 @@ ORDER BY 1
 """
 
 
+def spatial_functions_not_leakproof(conn: psycopg.Connection) -> list[str]:
+    """pgSphere's index operator functions still not LEAKPROOF (for ``vlkb check``)."""
+    return [str(r[0]) for r in conn.execute(_PGSPHERE_INDEX_FUNCTIONS).fetchall()]
+
+
 def _leakproof_spatial_operators(conn: psycopg.Connection) -> None:
     """Let spatial conditions use their GiST indexes on tables with row-level security.
 

@@ -23,7 +23,7 @@ import base64
 import binascii
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,6 +33,7 @@ from app.capabilities import tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.errors import REALM, votable_error
 from app.params import RequestParams
+from app.quotas import job_quota, query_quota
 from app.routers import soda, vosi
 from app.routers.tap import query_uploads, tap_query
 from app.routers.tap_async import keep_uploads
@@ -174,9 +175,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         return
     if not prefix.startswith("/"):
         raise ValueError(f"VLKB_VIALACTEA_PATH must start with /, got {settings.vialactea_path!r}")
-    app.include_router(vialactea_router(prefix))
-    app.include_router(mcutout_router(f"{prefix}/datasets"))
-    app.include_router(legacy_router(f"{prefix}/datasets"))
+    quotas = [Depends(query_quota), Depends(job_quota)]  # as on the IVOA bases (app/quotas.py)
+    app.include_router(vialactea_router(prefix), dependencies=quotas)
+    app.include_router(mcutout_router(f"{prefix}/datasets"), dependencies=quotas)
+    app.include_router(legacy_router(f"{prefix}/datasets"), dependencies=quotas)
     if settings.vialactea_basic_accounts is not None:
         listed = parse_accounts(settings.vialactea_basic_accounts.get_secret_value())
         if listed:

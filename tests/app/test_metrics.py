@@ -62,6 +62,9 @@ def test_counters_say_how_many_requests_and_jobs(database) -> None:
         finished = ("vlkb_job_duration_seconds_count", (("kind", "tap"), ("phase", "COMPLETED")))
         assert after[finished] - before.get(finished, 0) == n_jobs
         assert ("vlkb_jobs_queue_depth", ()) in after
+        # rows encoded: TOP 3 by each query and each job (the local executor runs in this process)
+        rows = value(after, "vlkb_rows_streamed_total") - value(before, "vlkb_rows_streamed_total")
+        assert rows == 3 * (n_queries + n_jobs)
         assert value(after, "vlkb_db_pool_connections_in_use") <= 1  # the scrape's own
         assert value(after, "vlkb_db_pool_requests_waiting") == 0
         # multiprocess mode: the values are kept in files under VLKB_HOME/run/metrics
@@ -75,3 +78,20 @@ def test_counters_say_how_many_requests_and_jobs(database) -> None:
         assert len(done_lines) == n_queries
         assert all(e["status"] == 200 and len(e["request_id"]) == 12 for e in done_lines)
         assert len({e["request_id"] for e in done_lines}) == n_queries
+
+
+def test_metrics_open_to_allowed_networks_or_the_token(database) -> None:
+    with running_server(database, metrics_networks="[]", metrics_token="scrape-me") as srv:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic c2NyYXBlLW1l"}):
+            r = httpx.get(srv.url + "/metrics", headers=headers, timeout=30)
+            assert r.status_code == 403 and r.headers["content-type"].startswith("application/x-votable+xml")
+            assert b'name="QUERY_STATUS" value="ERROR"' in r.content and b"VLKB_METRICS_TOKEN" in r.content
+        r = httpx.get(srv.url + "/metrics", headers={"Authorization": "Bearer scrape-me"}, timeout=30)
+        assert r.status_code == 200 and "vlkb_http_requests_total" in r.text
+        # refusals are counted like any request, under the route's own label
+        assert 'route="/metrics",status="403"} 3.0' in r.text
+        # the other routes do not take the metrics token for an identity
+        assert httpx.get(srv.url + "/tap/availability", headers={"Authorization": "Bearer scrape-me"},
+                         timeout=30).status_code == 401
+    with running_server(database, metrics_networks='["127.0.0.0/8"]') as srv:
+        assert httpx.get(srv.url + "/metrics", timeout=30).status_code == 200

@@ -22,7 +22,7 @@ import pytest
 from astropy.io import votable
 from lxml import etree
 
-from tests.conftest import running_server
+from tests.conftest import free_port, running_server
 from tests.serving import SLOW, adql
 
 STATS = "SELECT COUNT(*) AS n, MAX(flux) AS hi FROM compactsources.band70um WHERE glat > 0"
@@ -141,3 +141,62 @@ def test_capabilities_and_maxrec_follow_the_callers_class(quota_server, issuer) 
     assert r.status_code == 200
     assert len(votable.parse_single_table(io.BytesIO(r.content)).to_table()) == 5000
     assert _status(r)[0] == "OVERFLOW"
+
+
+def test_run_of_pending_jobs_and_vialactea_routes_are_under_the_quota(database, issuer) -> None:
+    """PENDING jobs created in advance cannot all be started (PHASE=RUN checks the active jobs), on the IVOA
+    and the ViaLactea job lists; the ViaLactea sync routes count in the query window."""
+    with running_server(database, oidc_issuer=issuer.url,
+                        quota_authenticated=json.dumps({"jobs_active": 1, "queries_per_window": 6}),
+                        quota_window="600") as srv, \
+            httpx.Client(base_url=srv.url, timeout=30,
+                         headers={"Authorization": f"Bearer {issuer.token('queue-filler', ['team'])}"}) as client:
+        for jobs in ("/tap/async", "/vlkb/async"):
+            pending = []
+            for _ in range(2):
+                r = client.post(jobs, data=adql(SLOW))  # PENDING: not active yet, so both are created
+                assert r.status_code == 303, r.text
+                pending.append(r.headers["location"])
+            try:
+                assert client.post(pending[0] + "/phase", data={"PHASE": "RUN"}).status_code == 303
+                for refused in (client.post(pending[1] + "/phase", data={"PHASE": "RUN"}),
+                                client.post(pending[1], data={"PHASE": "RUN"})):
+                    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+                    assert _status(refused)[0] == "ERROR" and "run more when one has ended" in _status(refused)[1]
+                assert client.get(pending[1] + "/phase").text == "PENDING"
+                # other changes to a job are not refused
+                assert client.post(pending[1], data={"PHASE": "ABORT"}).status_code == 303
+            finally:
+                for job in pending:
+                    client.delete(job)
+        # 4 creations above used 4 of the 6 queries of the window; the ViaLactea sync TAP uses the rest
+        for _ in range(2):
+            assert client.post("/vlkb/sync", data=adql(STATS)).status_code == 200
+        over = client.post("/vlkb/sync", data=adql(STATS))
+        assert over.status_code == 429 and "queries per" in _status(over)[1]
+
+
+def test_redis_store_shares_the_window_between_server_processes(database, tmp_path) -> None:
+    """Two `vlkb serve` with VLKB_QUOTA_REDIS_URL and a real redis-server: the anonymous window of 4 is
+    one window over both, where each process alone would have allowed 4."""
+    port = free_port()
+    redis_proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        settings = {"quota_redis_url": f"redis://127.0.0.1:{port}/0", "quota_window": "600",
+                    "quota_anonymous": json.dumps({"queries_per_window": 4, "sync_concurrent": 2})}
+        with running_server(database, **settings) as a, running_server(database, **settings) as b:
+            statuses = [httpx.post(srv.url + "/tap/sync", data=adql(STATS), timeout=60).status_code
+                        for srv in (a, b, a, b)]
+            assert statuses == [200] * 4
+            for srv in (a, b):
+                over = httpx.post(srv.url + "/tap/sync", data=adql(STATS), timeout=60)
+                assert over.status_code == 429 and "queries per 600 s" in _status(over)[1]
+                assert 0 < int(over.headers["Retry-After"]) <= 600
+            # the concurrency slots were all given back
+            import redis
+
+            assert int(redis.Redis(port=port).get("vlkb:quota:running:addr:127.0.0.1") or 0) == 0
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)

@@ -84,3 +84,44 @@ def test_grafana_dashboard_plots_exported_metrics() -> None:
     used = {name for panel in board["panels"] for t in panel.get("targets", [])
             for name in re.findall(r"\bvlkb_[a-z_]+", t["expr"])}
     assert used and used <= exported, used - exported
+
+
+def test_compose_file_has_the_regional_centre_services() -> None:
+    """deploy/compose.yaml parses (YAML merge keys and anchors resolved) and holds PostgreSQL, Redis, an S3
+    store with its buckets, a migration, two API processes behind haproxy and two workers, all of vlkb's
+    processes with the same settings; `docker compose config` checks it further where Docker exists."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"db", "redis", "s3", "buckets", "migrate", "api-1", "api-2", "worker", "proxy"} <= set(services)
+    vlkb = {name: s for name, s in services.items() if s.get("image") == "vlkb:latest"}
+    assert sorted(vlkb) == ["api-1", "api-2", "migrate", "worker"]
+    assert [s["command"] for s in (services["api-1"], services["api-2"])] == [["vlkb", "serve"]] * 2
+    assert services["worker"]["command"] == ["vlkb", "worker"] and services["worker"]["deploy"]["replicas"] == 2
+    envs = [s["environment"] for s in vlkb.values()]
+    assert all(e == envs[0] for e in envs)
+    env = envs[0]
+    assert env["VLKB_EXECUTOR"] == "celery" and env["VLKB_BROKER_URL"].startswith("redis://redis:")
+    assert env["VLKB_RESULTS_URL"].startswith("s3://vlkb-results") and env["AWS_ENDPOINT_URL"] == "http://s3:9000"
+    assert "@db:5432/" in env["VLKB_DATABASE_URL"]
+    for name in ("api-1", "api-2", "worker"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "vlkb-results" in services["buckets"]["command"][0] and "anonymous" not in services["buckets"]["command"][0]
+    # haproxy sends to both API processes, on the port they listen on
+    cfg = (DEPLOY / "haproxy.cfg").read_text()
+    assert re.findall(r"server (api-\d) \1:8000 check", cfg) == ["api-1", "api-2"]
+    assert "./haproxy.cfg:" in services["proxy"]["volumes"][0]
+    docker = shutil.which("docker")
+    if docker is not None and subprocess.run([docker, "compose", "version"], capture_output=True,
+                                             timeout=30).returncode == 0:
+        done = subprocess.run([docker, "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
+                              capture_output=True, text=True, timeout=60,
+                              env={"VLKB_DB_PASSWORD": "x", "VLKB_S3_SECRET": "x", "VLKB_METRICS_TOKEN": "x",
+                                   "PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr
+
+
+def test_image_carries_the_demo_generator() -> None:
+    """`vlkb demo-data` in the image needs the demo package (app imports it)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    for package in ("app", "vo", "db", "schemas", "demo"):
+        assert re.search(rf"^COPY {package} {package}$", text, re.M), package

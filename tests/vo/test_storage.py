@@ -16,7 +16,7 @@ import pytest
 
 from demo.surveys import DEMO_SURVEYS, Survey
 from tests.http_files import FileServer, serve_directory
-from vo import storage
+from vo import observe, storage
 from vo.ingest.datasets import describe_file, read_image_header
 from vo.ingest.obscore import IngestError
 from vo.preview import render_preview
@@ -116,3 +116,62 @@ def test_locations_are_normalised(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert storage.name_of("https://host/dir/x%201.fits?sig=1") == "x%201.fits"
     assert storage.is_remote("memory://x") and not storage.is_remote("file:///x") and not storage.is_remote("/x")
     assert np.all([storage.name_of(p) == "x.fits" for p in ("/d/x.fits", "s3://b/d/x.fits")])
+
+
+def test_plan_ranges_keeps_within_the_over_read_budget() -> None:
+    rng = np.random.default_rng(21)
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        lengths = rng.integers(1, 5000, n)
+        gaps = rng.integers(0, 20000, n)
+        starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1])))
+        ends = starts + lengths
+        wanted = int(lengths.sum())
+        bs, be = storage.plan_ranges(starts, ends)
+        fetched = int((be - bs).sum())
+        assert wanted <= fetched <= 1.2 * wanted
+        # every wanted range lies inside exactly one request, and requests are disjoint and ordered
+        block = np.searchsorted(bs, starts, side="right") - 1
+        assert np.all(block >= 0) and np.all(ends <= be[block]) and np.all(bs[1:] > be[:-1])
+        # smallest gaps first: any gap left unmerged is at least as large as every merged one
+        merged = block[1:] == block[:-1]
+        g = starts[1:] - ends[:-1]
+        if merged.any() and (~merged).any():
+            assert g[merged].max() <= g[~merged].min()
+
+
+def test_plan_ranges_edges() -> None:
+    # touching ranges cost nothing to merge: one request
+    bs, be = storage.plan_ranges([0, 10, 20], [10, 20, 30])
+    assert bs.tolist() == [0] and be.tolist() == [30]
+    # no budget: one request per range with a gap
+    bs, be = storage.plan_ranges([0, 20], [10, 30], overread=1.0)
+    assert bs.tolist() == [0, 20] and be.tolist() == [10, 30]
+    # a request never grows past max_block
+    bs, be = storage.plan_ranges([0, 10, 20], [10, 20, 30], max_block=20)
+    assert bs.tolist() == [0, 20] and be.tolist() == [20, 30]
+    with pytest.raises(ValueError, match="overlap"):
+        storage.plan_ranges([0, 5], [10, 20])
+    assert storage.plan_ranges([], [])[0].size == 0
+
+
+def test_read_ranges_from_memory_and_local(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 64
+    local = tmp_path / "blob"
+    local.write_bytes(data)
+    fs = fsspec.filesystem("memory")
+    url = f"memory:///vlkb-{uuid.uuid4().hex}/blob"
+    fs.pipe(url, data)
+    events: list[tuple[str, int]] = []
+    observe.subscribe(lambda event, amount: events.append((event, amount)))
+    starts, ends = [3, 100, 2000, 2010], [50, 300, 2005, 4000]
+    expected = b"".join(data[a:b] for a, b in zip(starts, ends, strict=True))
+    try:
+        assert storage.read_ranges(url, starts, ends) == expected
+        assert storage.read_ranges(str(local), starts, ends) == expected
+    finally:
+        fs.rm(url)
+    wanted = sum(b - a for a, b in zip(starts, ends, strict=True))
+    remote, local_read = events[-4:-2], events[-2:]
+    assert remote[1] == local_read[1] == ("storage_wanted", wanted)
+    assert remote[0][0] == "storage_fetched" and wanted <= remote[0][1] <= 1.2 * wanted

@@ -7,9 +7,9 @@ array:
 
 - a local uncompressed image: ``numpy`` memory map, only the slab's pages are touched;
 - a URL: the header through ``astropy.io.fits`` over fsspec; then the byte ranges of the
-  slab's rows, with gaps under 64 KiB coalesced, fetched with one ``cat_ranges`` call (the
-  HTTP and object-store backends fetch them concurrently); a full-band cut of a cube is a
-  few hundred small ranges, not the whole file;
+  slab's rows through ``vo.storage.read_ranges``, which merges close ranges only while at most
+  1.2 times the slab's bytes are fetched, and sends them together (the HTTP and object-store
+  backends fetch them concurrently); a full-band cut of a cube reads its slab, not the file;
 - a compressed file: tile-compressed HDUs (``.fits.fz``, ``CompImageHDU``) through
   ``.section``, which decompresses only the tiles the slab meets; whole-file gzip/bzip2
   (``.fits.gz``) through ``.section`` too, which streams through the compressed bytes up to
@@ -29,15 +29,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from vo.storage import exists, is_remote, location
+from vo import storage
+from vo.storage import exists, is_remote, location, read_ranges
 
 __all__ = ["DTYPES", "exists", "mapping", "open_fits", "read_raw"]
 
 #: fsspec read-ahead per request (headers, compressed HDUs): small, since a slab is many short rows
 _BLOCK = 64 << 10
-#: byte ranges closer than this are fetched as one (a request costs more than 64 KiB)
-_GAP = 64 << 10
-_MAX_BLOCK = 16 << 20
 DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -45,15 +43,9 @@ DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 def open_fits(path: str | Path) -> Iterator[fits.HDUList]:
     """The file's HDUs, lazily, raw values; memory-mapped when local, over fsspec for a URL."""
     path = location(path)  # what vo.storage calls local (file:// URLs too) is memory-mapped
-    if is_remote(path):
-        hdul = fits.open(path, use_fsspec=True, lazy_load_hdus=True, do_not_scale_image_data=True,
-                         fsspec_kwargs={"block_size": _BLOCK, "cache_type": "bytes"})
-    else:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=True, do_not_scale_image_data=True)
-    try:
+    with storage.open_fits(path, block_size=_BLOCK, cache_type="bytes", memmap=True,
+                           do_not_scale_image_data=True) as hdul:
         yield hdul
-    finally:
-        hdul.close()
 
 
 def _memory_mapped(hdul: fits.HDUList, index: int) -> bool:
@@ -71,9 +63,6 @@ def _compressed(hdul: fits.HDUList, index: int) -> bool:
 
 def _ranged(path: str, hdul: fits.HDUList, index: int, slices: tuple[slice, ...]) -> np.ndarray:
     """The slab of an uncompressed HDU at a URL, from the byte ranges of its rows."""
-    import fsspec
-    from fsspec.utils import merge_offset_ranges
-
     header = hdul[index].header
     dtype = np.dtype(DTYPES[int(header["BITPIX"])])
     full = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
@@ -84,18 +73,9 @@ def _ranged(path: str, hdul: fits.HDUList, index: int, slices: tuple[slice, ...]
     first = sum(g.ravel() * int(st) for g, st in zip(grids, strides[:-1], strict=True)) if outer else np.zeros(1, int)
     starts = hdul.fileinfo(index)["datLoc"] + (np.asarray(first, dtype=np.int64) + xs.start) * dtype.itemsize
     length = (xs.stop - xs.start) * dtype.itemsize
-    fs, target = fsspec.core.url_to_fs(path)
-    _, bstarts, bends = merge_offset_ranges([target] * len(starts), starts.tolist(), (starts + length).tolist(),
-                                            max_gap=_GAP, max_block=_MAX_BLOCK, sort=False)
-    blobs = fs.cat_ranges([target] * len(bstarts), bstarts, bends)
-    for blob in blobs:
-        if isinstance(blob, Exception):
-            raise OSError(f"cannot read {path}: {blob}") from blob
-    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    offsets = np.cumsum([0, *(len(b) for b in blobs[:-1])])
-    block = np.searchsorted(np.asarray(bstarts), starts, side="right") - 1
-    pos = offsets[block] + (starts - np.asarray(bstarts)[block])
-    rows = buf[pos[:, None] + np.arange(length)]
+    # the rows' byte ranges, merged within vo.storage's over-read budget (and counted there)
+    buf = np.frombuffer(read_ranges(path, starts, starts + length), dtype=np.uint8)
+    rows = buf.reshape(len(starts), length)
     return rows.view(dtype).reshape(out_shape)
 
 

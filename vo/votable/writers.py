@@ -28,6 +28,7 @@ import structlog
 
 from db.copybatch import CopyBatch, CopyFormat
 from vo.errors import FatalError, UsageError, VlkbError
+from vo.observe import report
 from vo.votable.binary import BinaryEncoder
 from vo.votable.columns import ColumnPlan, Family, ResultColumn, plan_columns, select_list
 from vo.votable.document import Base64Lines, VOTableSkeleton
@@ -206,6 +207,7 @@ class ResultWriter:
                 while batch is not None:
                     batch, seen, overflow = _cut(batch, seen, maxrec)
                     if batch.nrows:
+                        report("rows", batch.nrows)
                         yield self.rows(batch)
                     if overflow:
                         break
@@ -239,6 +241,7 @@ class ResultWriter:
                 while batch is not None:
                     batch, seen, overflow = _cut(batch, seen, maxrec)
                     if batch.nrows:
+                        report("rows", batch.nrows)
                         if offload and len(batch.data) >= 1 << 16:
                             yield await asyncio.to_thread(self.rows, batch)
                         else:
