@@ -130,6 +130,14 @@ class Settings(BaseSettings):
         10, ge=0, le=29, description="HEALPix order of the coverage MOCs served at `/moc` (10: cells of 3.4 "
         "arcmin); registry records carry them degraded to order 6.",
     )
+    hips_dir: Path | None = Field(
+        None, description="Directory of the HiPS built by `vlkb hips build` and served at `/hips` "
+        "(default: `VLKB_HOME/hips`).",
+    )
+    web_dir: Path | None = Field(
+        None, description="Directory of the web portal's files served at `/static` (default: the `web/` "
+        "directory of the source tree; `make setup` installs its vendored libraries there with npm).",
+    )
     db_pool_min: int = Field(1, description="Minimum number of pooled database connections.")
     db_pool_max: int = Field(10, description="Maximum number of pooled database connections.")
     db_pool_queue: int = Field(
@@ -317,6 +325,16 @@ class Settings(BaseSettings):
     def moc_cache_dir(self) -> Path:
         """Where coverage MOCs are cached (each rebuilt when missing or when its footprints change)."""
         return self.home / "cache" / "moc"
+
+    @property
+    def hips_root(self) -> Path:
+        """Where the HiPS are built and served from."""
+        return self.hips_dir or self.home / "hips"
+
+    @property
+    def web_root(self) -> Path:
+        """The portal's static files (``static/``) and vendored libraries (``node_modules/``)."""
+        return self.web_dir or Path(__file__).resolve().parent.parent / "web"
 
     @property
     def data_dir(self) -> Path:
