@@ -38,7 +38,9 @@ from vo import storage
 from vo.caller import Caller, datasets, session, surveys
 from vo.ingest.obscore import survey_slug
 
-__all__ = ["BuildReport", "HipsSource", "build_all", "build_survey", "hips_sources", "read_properties", "write_properties"]
+__all__ = [
+    "BuildReport", "HipsSource", "build_all", "build_survey", "hips_sources", "read_properties", "write_properties",
+]
 
 #: HiPS tile width (pixels): the HiPS 1.0 default, and what Aladin expects without being told
 TILE_WIDTH = 512

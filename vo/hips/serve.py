@@ -19,7 +19,8 @@ from vo.ingest.obscore import survey_slug
 __all__ = ["hips_list", "tile_file", "visible_hips"]
 
 #: the files of a HiPS (HiPS 1.0 section 4): tiles, Allsky, properties, the coverage MOC
-_FILE = re.compile(r"^(properties|Moc\.fits|Norder\d{1,2}/Allsky\.(fits|png)|Norder\d{1,2}/Dir\d{1,9}/Npix\d{1,12}\.(fits|png))$")
+_FILE = re.compile(r"^(properties|Moc\.fits|Norder\d{1,2}/Allsky\.(fits|png)"
+                   r"|Norder\d{1,2}/Dir\d{1,9}/Npix\d{1,12}\.(fits|png))$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,80}$")
 
 
