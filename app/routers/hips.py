@@ -8,7 +8,7 @@ a missing survey and a missing tile are the same 404.
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from app.access import CurrentCaller
 from app.deps import AppSettings, BaseUrl, DbPool
@@ -31,12 +31,14 @@ async def get_hips_list(pool: DbPool, settings: AppSettings, base: BaseUrl, call
 
 @router.get("/{survey}/{path:path}")
 async def get_hips_file(survey: str, path: str, pool: DbPool, settings: AppSettings,
-                        caller: CurrentCaller) -> FileResponse:
+                        caller: CurrentCaller) -> Response:
     """One file of a HiPS (``properties``, ``Moc.fits``, ``Norder3/Allsky.png``, ``Norder7/Dir0/Npix1234.fits``)."""
     found = hips.tile_file(settings.hips_root, survey, path)
-    if found is None or survey not in await hips.visible_hips(pool, caller, settings.hips_root):
+    blank = None if found is not None else hips.blank_tile(settings.hips_root, survey, path)
+    if (found is None and blank is None) or survey not in await hips.visible_hips(pool, caller, settings.hips_root):
         raise NotFoundError(f"{survey}/{path}: no such HiPS file")
-    media = _MEDIA.get(found.suffix, "text/plain; charset=utf-8")
     # tiles depend on who asks (a restricted survey's): shared caches must not keep them
-    return FileResponse(found, media_type=media, headers={"Cache-Control": "private, max-age=3600",
-                                                          "Vary": "Authorization"})
+    headers = {"Cache-Control": "private, max-age=3600", "Vary": "Authorization"}
+    if found is None:
+        return Response(blank, media_type="image/png", headers=headers)
+    return FileResponse(found, media_type=_MEDIA.get(found.suffix, "text/plain; charset=utf-8"), headers=headers)

@@ -161,7 +161,7 @@ def _grey(data: np.ndarray, cuts: tuple[float, float]) -> np.ndarray:
     lo, hi = cuts
     with np.errstate(invalid="ignore"):
         x = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
-        v = np.arcsinh(10 * x) / np.arcsinh(10)
+        v = np.arcsinh(50 * x) / np.arcsinh(50)
     grey = np.nan_to_num(v * 255).astype(np.uint8)
     rgba = np.stack([grey, grey, grey, np.where(np.isfinite(data), 255, 0).astype(np.uint8)], axis=-1)
     return rgba[::-1]
@@ -207,11 +207,17 @@ def _write_allsky(root: Path, tiles: dict[int, list[tuple[int, Path]]], cuts: tu
     return True
 
 
-def _write_moc(root: Path, ds: tuple[Dataset, ...], order: int) -> None:
-    """``Moc.fits``: the ICRS coverage of the datasets (HiPS 1.0 section 4.4.2), a little finer than the tiles."""
-    from vo.moc import build
+def _write_moc(root: Path, tiles: dict[int, list[tuple[int, Path]]], order: int) -> None:
+    """``Moc.fits``: the tiles of the deepest order as a MOC in the HiPS frame (``COORDSYS = 'G'``, as
+    HiPSgen writes it). Aladin draws only the tiles of this MOC, so it must be in the frame of the tiles."""
+    from mocpy import MOC
 
-    build([d.s_region for d in ds], min(order + 4, 14)).save(root / "Moc.fits", format="fits", overwrite=True)
+    cells = np.array(sorted(n for n, _ in tiles[order]), dtype=np.uint64)
+    moc = MOC.from_healpix_cells(cells, np.full(cells.shape, order, dtype=np.uint8), max_depth=order)
+    path = root / "Moc.fits"
+    moc.save(path, format="fits", overwrite=True)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header["COORDSYS"] = ("G", "Galactic: the frame of the HiPS tiles")
 
 
 def build_survey(source: HipsSource, root: Path, *, authority: str, public: bool, force: bool = False) -> BuildReport:
@@ -239,7 +245,7 @@ def build_survey(source: HipsSource, root: Path, *, authority: str, public: bool
     allsky = _write_allsky(building, tiles, cuts)
     props = read_properties(building / "properties")
     order = int(props["hips_order"])
-    _write_moc(building, source.datasets, order)
+    _write_moc(building, tiles, order)
     finite = array[np.isfinite(array)]
     props.update({
         "creator_did": f"ivo://{authority}/hips/{source.slug}",
