@@ -43,3 +43,4 @@ document.getElementById("logout-button").addEventListener("click", () => { setTo
 whoAmI();
 const first = location.hash.slice(1);
 show(first in views ? first : "sky");
+window.addEventListener("hashchange", () => { const t = location.hash.slice(1); if (t in views) show(t); });
