@@ -103,7 +103,11 @@ def visit(browser, server, built) -> Iterator:
 
 
 def _sky_ready(page) -> None:
-    page.wait_for_function("() => document.getElementById('sky-status').dataset.ready === 'yes'", timeout=60_000)
+    """Wait until the overlays of the first view are loaded (and not being reloaded after a late move event)."""
+    ready = "() => document.getElementById('sky-status').dataset.ready === 'yes'"
+    page.wait_for_function(ready, timeout=60_000)
+    page.wait_for_timeout(1000)  # the move events' debounce is 400 ms
+    page.wait_for_function(ready, timeout=60_000)
 
 
 def _view_pixels(page) -> np.ndarray:
@@ -216,3 +220,43 @@ def test_restricted_hips_is_absent_anonymously_and_present_with_a_group_token(vi
     assert _status_of(member.page, f"/hips/{PRIVATE}/properties") == 200
     assert member.page.text_content("#who") == "portal-member"
 
+
+
+#: sed_view_final's flux columns (the SED's bands)
+SED_BANDS = ("2m_k", "34", "46", "12", "22", "24", "70", "160", "250", "350", "500", "870", "1100")
+
+
+def test_clicking_a_source_shows_its_row_and_sed(visit, database, artefacts) -> None:
+    v = visit()
+    _sky_ready(v.page)
+    shown = v.page.evaluate("() => window.vlkbPortal.catalogue.getSources().map((s) => s.data.designation)")
+    with psycopg.connect(database.url) as c:
+        # the brightest 70 um source on the map that has a band-merged SED
+        designation = c.execute(
+            "SELECT b.designation FROM compactsources.band70um b JOIN compactsources.sed_view_final s "
+            "ON s.designation70 = b.designation WHERE b.designation = ANY(%s) ORDER BY b.flux DESC LIMIT 1",
+            (shown,)).fetchone()[0]
+        fluxes = c.execute(f"SELECT {', '.join(f'flux{b}' for b in SED_BANDS)} FROM compactsources.sed_view_final "
+                           "WHERE designation70 = %s", (designation,)).fetchone()
+    expected = sum(1 for f in fluxes if f is not None and f > 0)
+    x, y = v.page.evaluate(
+        "(d) => { const s = window.vlkbPortal.catalogue.getSources().find((s) => s.data.designation === d); "
+        "const [x, y] = window.vlkbPortal.aladin.world2pix(s.ra, s.dec); "
+        "const box = document.getElementById('aladin').getBoundingClientRect(); return [x + box.left, y + box.top]; }",
+        designation)
+    v.page.mouse.click(x, y)
+    v.page.wait_for_function("(d) => window.vlkbSed && window.vlkbSed.designation === d", arg=designation,
+                             timeout=30_000)
+    assert v.page.evaluate("() => window.vlkbSed.points") == expected > 1
+    assert designation in v.page.text_content("#source-details")
+    v.page.screenshot(path=str(artefacts / "sed.png"))
+    assert v.errors == [] and v.outside == []
+
+
+def test_filament_branches_are_drawn_for_the_view(visit, database) -> None:
+    v = visit()
+    _sky_ready(v.page)
+    v.page.check("#show-filaments")
+    v.page.wait_for_function("() => window.vlkbPortal.branchCount > 0", timeout=60_000)
+    assert v.page.evaluate("() => window.vlkbPortal.branchCount") > 0
+    assert v.errors == [] and v.outside == []

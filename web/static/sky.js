@@ -21,6 +21,7 @@ async function hipsList() {
     }))).filter((r) => r.hips_service_url);
 }
 
+// (a crowded view shows its 3000 brightest sources)
 // The visible region as an ICRS circle (SIA and ADQL both take ICRS), capped so a zoomed-out view stays cheap.
 function region() {
   const [ra, dec] = state.aladin.getRaDec();
@@ -81,7 +82,7 @@ async function loadCatalogue(signal) {
   const { ra, dec, r } = region();
   const { columns, rows } = await tap(
     `SELECT TOP 3000 designation, glon, glat, ra, dec, flux, err_flux, snr FROM ${table} ` +
-    `WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ${ra}, ${dec}, ${r}))`, { signal });
+    `WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ${ra}, ${dec}, ${r})) ORDER BY flux DESC`, { signal });
   if (!state.catalogue) {
     state.catalogue = A.catalog({ name: "sources", sourceSize: 8, color: "#00e5ff", shape: "circle" });
     state.aladin.addCatalog(state.catalogue);
@@ -92,14 +93,53 @@ async function loadCatalogue(signal) {
   state.sources = rows.length;
 }
 
+// Galactic <-> ICRS (the IAU 1958 rotation as realised for ICRS, Hipparcos vol. 1 sec. 1.5.3); hand-written
+// because Aladin Lite takes polygons in ICRS only and exposes no frame conversion.
+const G2E = [[-0.0548755604, 0.4941094279, -0.8676661490], [-0.8734370902, -0.4448296300, -0.1980763734],
+  [-0.4838350155, 0.7469822445, 0.4559837762]];
+const RAD = Math.PI / 180;
+function rotate(m, lon, lat, transpose) {
+  const v = [Math.cos(lat * RAD) * Math.cos(lon * RAD), Math.cos(lat * RAD) * Math.sin(lon * RAD), Math.sin(lat * RAD)];
+  const w = [0, 1, 2].map((i) => [0, 1, 2].reduce((s, j) => s + (transpose ? m[j][i] : m[i][j]) * v[j], 0));
+  return [((Math.atan2(w[1], w[0]) / RAD) + 360) % 360, Math.asin(Math.max(-1, Math.min(1, w[2]))) / RAD];
+}
+const galToIcrs = (l, b) => rotate(G2E, l, b, false);
+const icrsToGal = (ra, dec) => rotate(G2E, ra, dec, true);
+
+// Filament branches near the view, drawn as their spines (pgSphere paths in Galactic coordinates).
+async function loadBranches(signal) {
+  if (state.branches) state.branches.removeAll();
+  state.branchCount = 0;
+  if (!document.getElementById("show-filaments").checked) return;
+  const { ra, dec, r } = region();
+  const [l, b] = icrsToGal(ra, dec);
+  const lo = (l - r + 360) % 360, hi = (l + r) % 360;
+  const lon = lo < hi ? `glon_branch BETWEEN ${lo} AND ${hi}` : `(glon_branch >= ${lo} OR glon_branch <= ${hi})`;
+  const { rows } = await tap(`SELECT TOP 2000 idbranch, idfil_mos, spine FROM filaments.branches ` +
+                             `WHERE ${lon} AND glat_branch BETWEEN ${b - r} AND ${b + r}`, { signal });
+  if (!state.branches) {
+    state.branches = A.graphicOverlay({ color: "#ffd400", lineWidth: 2, name: "filament branches" });
+    state.aladin.addOverlay(state.branches);
+  }
+  for (const [, , spine] of rows) {
+    if (!spine || spine.length < 4) continue;
+    const pts = [];
+    for (let i = 0; i + 1 < spine.length; i += 2) pts.push(galToIcrs(spine[i], spine[i + 1]));
+    state.branches.add(A.polyline(pts, { color: "#ffd400" }));
+    state.branchCount += 1;
+  }
+}
+
 async function refresh() {
   if (state.pending) state.pending.abort();
   const ctl = new AbortController();
   state.pending = ctl;
+  document.getElementById("sky-status").dataset.ready = "no";
   status("loading…");
   try {
-    await Promise.all([loadFootprints(ctl.signal), loadCatalogue(ctl.signal)]);
-    status(`${state.footprints} datasets, ${state.sources} sources in view`);
+    await Promise.all([loadFootprints(ctl.signal), loadCatalogue(ctl.signal), loadBranches(ctl.signal)]);
+    status(`${state.footprints} datasets, ${state.sources} sources` +
+           (state.branchCount ? `, ${state.branchCount} filament branches` : "") + " in view");
     document.getElementById("sky-status").dataset.ready = "yes";
   } catch (e) {
     if (e.name === "AbortError") return;
@@ -143,5 +183,6 @@ export async function start() {
   state.aladin.on("zoomChanged", later);
   document.getElementById("show-footprints").addEventListener("change", refresh);
   document.getElementById("catalogue-select").addEventListener("change", refresh);
+  document.getElementById("show-filaments").addEventListener("change", refresh);
   await refresh();
 }
