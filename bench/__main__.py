@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ingest, ingest_catalog, jobs, sedfit, soda, streaming, tap_http
+from bench import hips, ingest, ingest_catalog, jobs, sedfit, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     soda.main([])
     jobs.main([])
     sedfit.main([])
+    hips.main([])
 
 
 if __name__ == "__main__":

@@ -129,6 +129,8 @@ ROWS: list[Row] = [
     Row("GET", "/moc/{survey}", {"FORMAT": "ascii"}),
     Row("GET", "/moc/{survey}/{band}", {"FORMAT": "fits"}),
     Row("GET", "/hips/{survey}/{path}"),
+    Row("GET", "/static/{name}"),
+    Row("GET", "/static/vendor/{name}"),
     *(Row(m, "/oai", {"verb": "ListRecords", "metadataPrefix": "ivo_vor", "set": "ivo_managed"})
       for m in ("GET", "POST")),
 ]
