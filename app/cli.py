@@ -36,6 +36,8 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(ingest_cli, name="ingest")
 policy_cli = typer.Typer(help="Survey access policies: public, or restricted to groups.", no_args_is_help=True)
 cli.add_typer(policy_cli, name="policy")
+hips_cli = typer.Typer(help="HiPS of the 2D surveys, served at /hips.", no_args_is_help=True)
+cli.add_typer(hips_cli, name="hips")
 
 T = TypeVar("T")
 
@@ -422,6 +424,41 @@ def policy_list() -> None:
     typer.echo(f"{'survey':<{width}}  datasets  readable by")
     for p in policies:
         typer.echo(f"{p.survey:<{width}}  {p.datasets:>8}  {'everyone' if p.public else ', '.join(p.groups)}")
+
+
+@hips_cli.command("build")
+def hips_build(
+    survey: Annotated[str | None, typer.Argument(help="A sub-survey slug (hi-gal-70um) or survey name; default all.")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even the HiPS whose datasets have not changed.")] = False,
+) -> None:
+    """Build the Galactic HiPS of every 2D survey (or of SURVEY) into VLKB_HIPS_DIR; current ones are kept."""
+    import asyncio
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from db.policies import list_policies
+    from vo.hips import BuildReport, build_all
+
+    settings = _settings()
+
+    def told(r: BuildReport) -> None:
+        what = "current, kept" if r.skipped else f"built in {r.seconds:.1f} s"
+        typer.echo(f"{r.slug}: {r.datasets} datasets, order {r.order}, {r.tiles} tiles: {what}")
+
+    async def run() -> list[BuildReport]:
+        with psycopg.connect(url) as conn:
+            restricted = {p.survey: tuple(p.groups) for p in list_policies(conn) if p.groups}
+        async with AsyncConnectionPool(url, min_size=1, max_size=2, open=False) as pool:
+            return await build_all(pool, settings.hips_root, restricted, authority=settings.authority,
+                                   only=survey, force=force, progress=told)
+
+    with _operator_errors():
+        url = _ensure_database(settings)
+        reports = asyncio.run(run())
+    if not reports:
+        raise _fail(f"no 2D survey {survey!r} with datasets" if survey else "no 2D survey with datasets yet")
+    typer.echo(f"{len(reports)} HiPS in {settings.hips_root}")
 
 
 @cli.command("dev-token")

@@ -31,6 +31,7 @@ from app.quotas import job_quota, query_quota
 from app.routers import (
     datalink,
     examples,
+    hips,
     home,
     moc,
     oai,
@@ -176,5 +177,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sfind.router, dependencies=[Depends(job_quota)])
     app.include_router(oai.router)
     app.include_router(moc.router)
+    app.include_router(hips.router)
     vialactea.install(app, settings)
     return app

@@ -135,6 +135,14 @@ class Settings(BaseSettings):
         description="HTTP worker processes of `vlkb serve` (app/serving.py). Unset: one per CPU core the "
         "service may use. Pools, caches and the local job executor are per process.",
     )
+    hips_dir: Path | None = Field(
+        None, description="Directory of the HiPS built by `vlkb hips build` and served at `/hips` "
+        "(default: `VLKB_HOME/hips`).",
+    )
+    web_dir: Path | None = Field(
+        None, description="Directory of the web portal's files served at `/static` (default: the `web/` "
+        "directory of the source tree; `make setup` installs its vendored libraries there with npm).",
+    )
     db_pool_min: int = Field(1, description="Minimum number of pooled database connections (per worker process).")
     db_pool_max: int = Field(10, description="Maximum number of pooled database connections (per worker process).")
     db_pool_queue: int = Field(
@@ -364,6 +372,16 @@ class Settings(BaseSettings):
     def moc_cache_dir(self) -> Path:
         """Where coverage MOCs are cached (each rebuilt when missing or when its footprints change)."""
         return self.home / "cache" / "moc"
+
+    @property
+    def hips_root(self) -> Path:
+        """Where the HiPS are built and served from."""
+        return self.hips_dir or self.home / "hips"
+
+    @property
+    def web_root(self) -> Path:
+        """The portal's static files (``static/``) and vendored libraries (``node_modules/``)."""
+        return self.web_dir or Path(__file__).resolve().parent.parent / "web"
 
     @property
     def data_dir(self) -> Path:

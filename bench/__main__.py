@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import cones, ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
+from bench import cones, hips, ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -17,6 +17,7 @@ def main() -> None:
     jobs.main([])
     sedfit.main([])
     sfind.main([])
+    hips.main([])
 
 
 if __name__ == "__main__":

@@ -143,13 +143,16 @@ ROWS: list[Row] = [
     Row("GET", "/sfind/apps/{app}", {"RESPONSEFORMAT": "json"}),
     Row("GET", "/moc/{survey}", {"FORMAT": "ascii"}),
     Row("GET", "/moc/{survey}/{band}", {"FORMAT": "fits"}),
+    Row("GET", "/hips/{survey}/{path}"),
+    Row("GET", "/static/{name}"),
+    Row("GET", "/static/vendor/{name}"),
     *(Row(m, "/oai", {"verb": "ListRecords", "metadataPrefix": "ivo_vor", "set": "ivo_managed"})
       for m in ("GET", "POST")),
 ]
 #: routes that read no parameter a client sends (documents about the service)
 NO_PARAMETERS = {"/", "/health", "/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
                  "/sia/capabilities", "/sia/availability", "/vlkb/availability", "/vlkb/capabilities",
-                 "/vlkb/tables"}
+                 "/vlkb/tables", "/hips/list"}
 
 
 def _table_paths() -> set[str]:
@@ -204,7 +207,8 @@ def _fill(path: str, jobs: dict[str, str], hostile: str | None = None, *, method
         if name == "job_id":
             return jobs[prefix if method == "POST" else "GET " + prefix]
         return {"key": quote(CUBE.split("?", 1)[1], safe="/"), "name": "ivoa.obscore", "result_id": "none",
-                "survey": "CHaMP", "band": "13co-1-0", "app": "aegean"}[name]
+                "survey": "CHaMP", "band": "13co-1-0", "app": "aegean",
+                "path": "properties"}[name]
 
     out = path
     for m in re.finditer(r"\{(\w+)\}", path):

@@ -1,0 +1,107 @@
+"""HiPS: build time per survey, and tiles/s served over HTTP, cold and warm.
+
+Builds (once) under ``var/bench/hips`` a private cluster with the demo data, then:
+
+- rebuilds the HiPS of every 2D demo sub-survey (``--force``) and prints seconds, order and tile
+  count per sub-survey, and the time of a second, incremental run (every HiPS current: skipped);
+- starts ``vlkb serve`` and fetches every PNG tile of one HiPS with ``--clients`` concurrent
+  clients: the first pass right after start (cold: a new process, nothing cached in it) and a
+  second pass (warm), as tiles/s, against reading the same files from disk in this process
+  (the baseline measured in the same run; the ratio is the cost of HTTP plus the visibility check).
+
+    python -m bench.hips [--clients 4] [--survey hi-gal-70um]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.server import serve
+from db.cluster import EmbeddedCluster
+from db.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _prepare(home: Path) -> EmbeddedCluster:
+    from demo.load import demo_loaded, load_demo
+
+    home.mkdir(parents=True, exist_ok=True)
+    cluster = EmbeddedCluster(home=home)
+    cluster.start()
+    url = cluster.url()
+    migrate(url)
+    with psycopg.connect(url) as conn:
+        if not demo_loaded(conn):
+            load_demo(conn, home / "data", scale=1, authority="vlkb.bench")
+    return cluster
+
+
+def _build(home: Path, port: int, *args: str) -> tuple[float, str]:
+    env = {**os.environ, "VLKB_HOME": str(home), "VLKB_DB_PORT": str(port), "VLKB_LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    run = subprocess.run([str(Path(sys.executable).parent / "vlkb"), "hips", "build", *args], env=env,
+                         capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, run.stdout
+
+
+def _fetch_all(base: str, paths: list[str], clients: int) -> float:
+    """Tiles/s of fetching every path once with ``clients`` concurrent clients."""
+    with httpx.Client(base_url=base, timeout=60) as http:
+        def one(p: str) -> int:
+            r = http.get(p)
+            r.raise_for_status()
+            return len(r.content)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(one, paths))
+        return len(paths) / (time.perf_counter() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.hips", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--survey", default="hi-gal-70um")
+    args = parser.parse_args(argv)
+    home = ROOT / "var" / "bench" / "hips"
+    cluster = _prepare(home)
+    try:
+        port = cluster.current_port()
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        seconds, out = _build(home, port, "--force")
+        print(f"full build of every 2D sub-survey: {seconds:.1f} s")
+        for line in out.splitlines():
+            print("  " + line)
+        again, _ = _build(home, port)
+        print(f"incremental run with nothing changed: {again:.1f} s ({seconds / again:.0f}x faster than a build)")
+        root = home / "hips" / args.survey
+        tiles = sorted(p.relative_to(root).as_posix() for p in root.glob("Norder*/Dir*/Npix*.png"))
+        started = time.perf_counter()
+        for t in tiles:
+            (root / t).read_bytes()
+        disk = len(tiles) / (time.perf_counter() - started)
+        paths = [f"/hips/{args.survey}/{t}" for t in tiles]
+        with serve(home, port) as (base, _):
+            cold = _fetch_all(base, paths, args.clients)
+            warm = _fetch_all(base, paths, args.clients)
+        print(f"{args.survey}: {len(tiles)} PNG tiles, {args.clients} clients")
+        print(f"  read from disk (baseline): {disk:,.0f} tiles/s")
+        print(f"  served cold: {cold:,.0f} tiles/s ({disk / cold:.0f}x the disk read's cost)")
+        print(f"  served warm: {warm:,.0f} tiles/s ({disk / warm:.0f}x the disk read's cost)")
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
