@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -490,14 +489,29 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _metrics_dir(settings: Settings) -> None:
-    """Give prometheus_client's multiprocess mode an empty directory (app/metrics.py), unless the operator
-    named one: it must be set before prometheus_client is imported, and emptied between runs."""
+    """Give prometheus_client's multiprocess mode its directory (app/metrics.py), unless the operator
+    named one: it must be set before prometheus_client is imported. The files of processes that are
+    gone (a previous run) are removed; those of live ones are kept, so services sharing a
+    ``VLKB_HOME`` do not wipe each other's figures."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
     where = settings.home / "run" / "metrics"
-    shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True, exist_ok=True)
+    for path in where.glob("*.db"):  # prometheus_client names them <kind>_<pid>.db
+        pid = path.stem.rsplit("_", 1)[-1]
+        if not pid.isdigit() or not _alive(int(pid)):
+            path.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(where)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _serve(settings: Settings, demo: bool) -> None:
