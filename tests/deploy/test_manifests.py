@@ -120,6 +120,21 @@ def test_compose_file_has_the_regional_centre_services() -> None:
         assert done.returncode == 0, done.stderr
 
 
+def test_image_is_built_in_stages_and_runs_slim_as_non_root() -> None:
+    """Multi-stage: npm and pip work happen in builder stages; the runtime stage only copies their
+    results, carries the portal's vendored libraries where the service looks, and runs as a
+    numeric non-root user."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) >= 3, "expected web, build and runtime stages"
+    runtime = stages[-1]
+    assert "pip install" not in runtime and "npm" not in runtime
+    assert re.search(r"^COPY --from=build ", runtime, re.M) and re.search(r"^COPY --from=web ", runtime, re.M)
+    assert re.search(r"^USER (\d+)$", runtime, re.M) and not re.search(r"^USER (0|root)$", runtime, re.M)
+    assert "VLKB_WEB_DIR=/srv/vlkb/web" in runtime
+    assert "npm ci" in text and "package-lock.json" in text
+
+
 def test_image_carries_the_demo_generator() -> None:
     """`vlkb demo-data` in the image needs the demo package (app imports it)."""
     text = (DEPLOY / "Dockerfile").read_text()
