@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -489,18 +490,25 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _metrics_dir(settings: Settings) -> None:
-    """Give prometheus_client's multiprocess mode its directory (app/metrics.py), unless the operator
-    named one: it must be set before prometheus_client is imported. The files of processes that are
-    gone (a previous run) are removed; those of live ones are kept, so services sharing a
-    ``VLKB_HOME`` do not wipe each other's figures."""
+    """Give prometheus_client's multiprocess mode this service's own directory (app/metrics.py),
+    unless the operator named one: it must be set before prometheus_client is imported.
+
+    One directory per ``vlkb serve`` (``run/metrics/<its pid>``), shared by its worker processes,
+    so services sharing a ``VLKB_HOME`` neither wipe nor add up each other's figures; those of
+    services that are gone are removed.
+    """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
-    where = settings.home / "run" / "metrics"
-    where.mkdir(parents=True, exist_ok=True)
-    for path in where.glob("*.db"):  # prometheus_client names them <kind>_<pid>.db
-        pid = path.stem.rsplit("_", 1)[-1]
-        if not pid.isdigit() or not _alive(int(pid)):
-            path.unlink(missing_ok=True)
+    root = settings.home / "run" / "metrics"
+    root.mkdir(parents=True, exist_ok=True)
+    where = root / str(os.getpid())
+    for path in [*root.iterdir(), where]:  # our own pid's is a previous process's (pid reused)
+        if path == where or not (path.name.isdigit() and _alive(int(path.name))):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    where.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(where)
 
 

@@ -25,8 +25,8 @@ answered by :class:`RequestMetrics` itself, before routing, because the service'
 check (a global dependency) would take the metrics token for an OIDC token and refuse it.
 
 Several server processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set before this module is
-first imported (``vlkb serve`` sets it to ``VLKB_HOME/run/metrics`` and empties it at start),
-prometheus_client's multiprocess mode keeps each process's values in files there and a
+first imported (``vlkb serve`` sets it to its own ``VLKB_HOME/run/metrics/<pid>`` and removes
+those of services that are gone), prometheus_client's multiprocess mode keeps each process's values in files there and a
 scrape of any process sums them. The metric objects are module globals, as prometheus_client
 intends: a process has one set of counters, whatever number of apps it builds.
 """

@@ -68,7 +68,7 @@ def test_counters_say_how_many_requests_and_jobs(database) -> None:
         assert value(after, "vlkb_db_pool_connections_in_use") <= 1  # the scrape's own
         assert value(after, "vlkb_db_pool_requests_waiting") == 0
         # multiprocess mode: the values are kept in files under VLKB_HOME/run/metrics
-        assert list((database.home / "run" / "metrics").glob("*.db"))
+        assert list((database.home / "run" / "metrics").glob("*/*.db"))
 
         time.sleep(0.5)  # the log is written by a listener thread
         port = srv.url.rsplit(":", 1)[1]
