@@ -583,6 +583,11 @@ def worker(
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from vo.uws.celery_executor import WorkerHost, run_worker
 
+    if settings.worker_metrics_port is not None:
+        from app.metrics import serve_worker_metrics
+
+        serve_worker_metrics(settings.worker_metrics_port, settings.host)
+
     host = WorkerHost(url, results_store(settings), job_runners(settings),
                       concurrency=concurrency or settings.worker_concurrency, per_owner=settings.jobs_per_owner,
                       heartbeat=settings.job_heartbeat)

@@ -41,7 +41,15 @@ import time
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client import values as _values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -54,7 +62,7 @@ from db import ops_stats
 from vo import observe
 
 __all__ = ["JOB_DURATION_BUCKETS", "POOL_IN_USE", "POOL_WAITING", "RequestMetrics", "get_metrics",
-           "multiprocess", "process_stopped"]
+           "multiprocess", "process_stopped", "serve_worker_metrics"]
 
 log = structlog.get_logger("vlkb.requests")
 
@@ -93,6 +101,12 @@ def _count(event: str, amount: int) -> None:
 
 
 observe.subscribe(_count)
+
+
+def serve_worker_metrics(port: int, host: str) -> None:
+    """Serve this process's counters at ``http://host:port/metrics`` from a background thread: what a
+    ``vlkb worker`` (no HTTP app of its own) did, for Prometheus to scrape (VLKB_WORKER_METRICS_PORT)."""
+    start_http_server(port, addr=host, registry=_REGISTRY)
 
 
 def multiprocess() -> bool:

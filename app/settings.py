@@ -255,6 +255,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         2, ge=1, description="Jobs one `vlkb worker` process runs at once (threads); run more workers for more cores."
     )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Port on which each `vlkb worker` serves its own Prometheus metrics (`/metrics` on VLKB_HOST): "
+        "the rows its jobs encoded and the object-storage bytes its cutouts fetched against those they needed. "
+        "Job counts, phases and durations come from the database through the service's `/metrics`. Unset: none.",
+    )
     jobs_per_owner: int = Field(
         4, ge=0,
         description="Most jobs of one owner running at once over all executors and workers (0: no limit); "

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from db.cluster import EmbeddedCluster
 from db.migrate import migrate
@@ -32,6 +33,7 @@ from tests.conformance.jobstack import (
     wait_phase,
     wait_until,
 )
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -117,7 +119,8 @@ def celery(stack: JobStack) -> Iterator[tuple[str, list[Proc]]]:
     extra = {"VLKB_EXECUTOR": "celery", "VLKB_RESULTS_URL": f"file://{stack.home}/store",
              "VLKB_JOBS_PER_OWNER": "0", "VLKB_WORKER_CONCURRENCY": "2"}
     proc, base = stack.serve("celery-service", **extra)
-    workers = stack.workers(["worker-0", "worker-1"], **extra)
+    # each worker serves its own metrics (VLKB_WORKER_METRICS_PORT): what its jobs did
+    workers = [stack.worker(f"worker-{i}", **extra, VLKB_WORKER_METRICS_PORT=str(free_port())) for i in range(2)]
     yield base, workers
     for w in workers:
         w.stop()
@@ -137,6 +140,13 @@ def test_celery_twenty_jobs_exactly_once_on_both_workers(stack: JobStack, celery
         assert [r["runs"] for r in rows] == [1] * 20
         ran_on = {_pid(r) for r in rows}
         assert ran_on == {w.pid for w in workers}, f"jobs ran on {ran_on}, workers are {[w.pid for w in workers]}"
+        # the workers' own metrics count the rows their jobs encoded: one per job, 20 in all
+        rows = 0.0
+        for w in workers:
+            text = httpx.get(f"http://127.0.0.1:{w.env['VLKB_WORKER_METRICS_PORT']}/metrics", timeout=30).text
+            rows += sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+                        if s.name == "vlkb_rows_streamed_total")
+        assert rows == 20
         # results went to the configured store and are served from it
         for job_id in ids[:3]:
             assert (stack.home / "store" / job_id / "result").exists()
