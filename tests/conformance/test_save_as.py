@@ -45,9 +45,10 @@ def run_job(server, headers: dict[str, str], data: dict, timeout: float = 240) -
     deadline = time.monotonic() + timeout
     phase = ""
     while time.monotonic() < deadline:
-        phase = httpx.get(url + "/phase", params={"WAIT": "10"}, headers=headers, timeout=60).text.strip()
+        phase = httpx.get(url + "/phase", headers=headers, timeout=60).text.strip()
         if phase in ("COMPLETED", "ERROR", "ABORTED"):
             break
+        httpx.get(url, params={"WAIT": "5"}, headers=headers, timeout=60)  # UWS blocking wait on the job
     return url, phase
 
 
