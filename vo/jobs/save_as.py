@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vo.dali import DaliParams
+from vo.errors import UsageError
 from vo.usertables import Limits, check_new_blocking, create_blocking, read_groups
 from vo.uws.context import RunContext
 
@@ -36,6 +37,17 @@ class SaveAs:
         if table is None or not table.strip():
             return None
         return cls(table.strip(), read_groups(p.repeated("SAVE_AS_GROUPS"), "SAVE_AS_GROUPS"))
+
+    @classmethod
+    def at_start(cls, raw: Mapping[str, list[str]], ctx: RunContext, limits: Limits | None) -> SaveAs | None:
+        """The job's ``SAVE_AS``, checked as the job starts (None when not asked); ``limits``: the
+        user-table quota the runner was given (None: this runner saves no tables)."""
+        target = cls.from_params(raw)
+        if target is not None:
+            if limits is None:
+                raise UsageError("SAVE_AS: this service does not save job results as user tables")
+            target.check(ctx)
+        return target
 
     def check(self, ctx: RunContext) -> None:
         """Refuse now (UsageError, AuthError) what :meth:`save` would refuse for the name."""

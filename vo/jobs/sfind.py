@@ -31,7 +31,6 @@ from astropy.io import fits
 
 from db.jobs import ResultRow
 from vo.caller import datasets_blocking
-from vo.errors import UsageError
 from vo.jobs.save_as import SaveAs
 from vo.sfind.catalog import catalog_csv, catalog_table, catalog_votable, ds9_regions
 from vo.sfind.params import SfindParams
@@ -83,11 +82,7 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
     the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
     started = time.monotonic()
     q = SfindParams.from_params(params, max_tiles=max_tiles)
-    save_as = SaveAs.from_params(params)
-    if save_as is not None:
-        if table_limits is None:
-            raise UsageError("SAVE_AS: this service does not save job results as user tables")
-        save_as.check(ctx)
+    save_as = SaveAs.at_start(params, ctx, table_limits)
     with ctx.connect() as conn:
         found = datasets_blocking(conn, q.ids, ctx.caller)
     bound = log.bind(job_id=ctx.job_id, app=q.app)

@@ -115,11 +115,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
     ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
     stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
     q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
-    save_as = SaveAs.from_params(params)
-    if save_as is not None:
-        if table_limits is None:
-            raise UsageError("SAVE_AS: this service does not save job results as user tables")
-        save_as.check(ctx)
+    save_as = SaveAs.at_start(params, ctx, table_limits)
     stackers: dict[str, Stacker] = {}
     rows: list[tuple] = []
     made = 0
