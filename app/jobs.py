@@ -24,6 +24,7 @@ from vo.jobs.table_update import run_table_update
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
 from vo.upload_fetch import FetchPolicy
+from vo.usertables import Limits
 from vo.uws.context import Runner
 from vo.uws.executor import Executor, LocalExecutor
 from vo.uws.results import ResultStore
@@ -34,6 +35,9 @@ __all__ = ["broker_url", "job_runners", "results_store", "start_jobs", "stop_job
 
 def job_runners(settings: Settings) -> dict[str, Runner]:
     """The runner of each job kind."""
+    # SAVE_AS of sfind and stamps jobs: the quota of PUT /tap/tables (app/routers/user_tables.py)
+    table_limits = Limits(max_rows=settings.user_tables_max_rows, max_bytes=settings.user_tables_max_bytes,
+                          max_columns=settings.upload_max_columns)
     return {
         "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
                        upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes,
@@ -48,10 +52,11 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         "table_update": run_table_update,
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
-        "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels),
+        "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels,
+                         table_limits=table_limits),
         "stamps": partial(run_stamps, max_sources=settings.stamps_max_sources, max_radius=settings.stamps_max_radius,
                           max_voxels=settings.merge_max_voxels, list_limit=settings.stamps_list_limit,
-                          max_query_length=settings.adql_max_length),
+                          max_query_length=settings.adql_max_length, table_limits=table_limits),
     }
 
 

@@ -50,9 +50,10 @@ from vo.ingest.catalog_files import CatalogFileError, SourceTable, read_source
 from vo.upload import UploadRef, read_upload
 
 __all__ = [
-    "FORMATS", "PREFIX", "Limits", "TableUpdate", "append", "body_format", "create", "create_from_query",
-    "create_options", "describe", "drop", "mentions_user_tables", "parse_name", "readable", "readable_blocking",
-    "schema_of", "tableset_schemas", "update_blocking", "user_catalog",
+    "FORMATS", "PREFIX", "Limits", "TableUpdate", "append", "body_format", "check_new_blocking", "create",
+    "create_blocking", "create_from_query", "create_options", "describe", "drop", "mentions_user_tables",
+    "parse_name", "read_groups", "readable", "readable_blocking", "schema_of", "tableset_schemas",
+    "update_blocking", "user_catalog",
 ]
 
 #: every user schema's name starts with this
@@ -412,19 +413,47 @@ async def _writable(pool: AsyncConnectionPool, caller: Caller, text: str, what: 
     return owner, _owned(entry, owner, f"{schema}.{name}")
 
 
-async def create(pool: AsyncConnectionPool, caller: Caller, text: str, data: bytes, fmt: str, limits: Limits, *,
-                 groups: Sequence[str] = (), description: str | None = None) -> UserTable:
-    """Create ``text`` (``user_<name>.table``) from a body and load its rows; the registry entry."""
+def _prepare(caller: Caller, text: str, data: bytes, fmt: str, limits: Limits,
+             description: str | None) -> tuple[str, Table, _Incoming]:
+    """(owner, declaration, typed rows) of a new table: the name, size and body checks, no write."""
     owner, schema, name = _own_name(caller, text, "creating a table")
     label = f"{schema}.{name}"
     if len(data) > limits.max_bytes:
         raise TooLargeError(f"{label}: {len(data)} bytes, more than your quota of {limits.max_bytes} bytes allows")
-    incoming = await asyncio.to_thread(_read, label, data, fmt, limits.max_columns)
+    incoming = _read(label, data, fmt, limits.max_columns)
     decl = Table(name=name, schema_name=schema, columns=incoming.columns,
                  description=description or incoming.description or f"user table of {owner}")
-    await asyncio.to_thread(_convert, label, decl, incoming)
-    return await asyncio.to_thread(_create_blocking, _conninfo(pool), owner, decl, incoming, _groups(groups), limits,
-                                   len(data))
+    _convert(label, decl, incoming)
+    return owner, decl, incoming
+
+
+def create_blocking(conninfo: str, caller: Caller, text: str, data: bytes, fmt: str, limits: Limits, *,
+                    groups: Sequence[str] = (), description: str | None = None) -> UserTable:
+    """:func:`create` for a thread with no event loop (job runners: ``ctx.conninfo``, ``ctx.caller``).
+
+    The same rules: an authenticated caller, their own schema, a valid new name, the quota;
+    nothing is written when any check fails (one transaction)."""
+    owner, decl, incoming = _prepare(caller, text, data, fmt, limits, description)
+    return _create_blocking(conninfo, owner, decl, incoming, _groups(groups), limits, len(data))
+
+
+def check_new_blocking(conn: psycopg.Connection, caller: Caller, text: str) -> str:
+    """The ``schema.table`` :func:`create_blocking` would make, checked before any work (a job's
+    ``SAVE_AS``): an authenticated caller, their own schema, a valid name not taken yet. Nothing is
+    written; :func:`create_blocking` checks all of it again when it writes."""
+    _, schema, name = _own_name(caller, text, "saving a table")
+    label = f"{schema}.{name}"
+    if store.find(conn, schema, name) is not None:
+        raise UsageError(f"{label} already exists: DELETE it first or choose another name")
+    return label
+
+
+async def create(pool: AsyncConnectionPool, caller: Caller, text: str, data: bytes, fmt: str, limits: Limits, *,
+                 groups: Sequence[str] = (), description: str | None = None) -> UserTable:
+    """Create ``text`` (``user_<name>.table``) from a body and load its rows; the registry entry."""
+    _own_name(caller, text, "creating a table")  # the cheap refusals before a thread is taken
+    return await asyncio.to_thread(create_blocking, _conninfo(pool), caller, text, data, fmt, limits,
+                                   groups=groups, description=description)
 
 
 _STATUS = re.compile(rb'<INFO[^>]*name="QUERY_STATUS"[^>]*value="(\w+)"')
@@ -481,16 +510,22 @@ async def drop(pool: AsyncConnectionPool, caller: Caller, text: str) -> None:
     await asyncio.to_thread(run, _conninfo(pool))
 
 
-def _groups(values: Sequence[str]) -> tuple[str, ...]:
+def _groups(values: Sequence[str], what: str = "READ_GROUPS") -> tuple[str, ...]:
+    """Group names from comma-separated values (``what`` names the parameter in an error)."""
     out: list[str] = []
     for v in values:
         for g in v.split(","):
             g = g.strip()
             if g and any(ord(c) < 32 or c == "\x7f" for c in g):
-                raise UsageError("READ_GROUPS: a group name holds a control character")
+                raise UsageError(f"{what}: a group name holds a control character")
             if g and g not in out:
                 out.append(g)
     return tuple(out)
+
+
+def read_groups(values: Sequence[str], what: str) -> tuple[str, ...]:
+    """The groups a table is shared with, from comma-separated parameter values (a job's ``SAVE_AS_GROUPS``)."""
+    return _groups(values, what)
 
 
 @dataclass(frozen=True)

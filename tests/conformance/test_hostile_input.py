@@ -124,6 +124,9 @@ ROWS: list[Row] = [
     *(Row(m, "/soda/merge", {"ID": CUBE, "POS": f"CIRCLE {L} {B} 0.05", "POSSYS": "GALACTIC", "VELO": "-50 50"},
           ("POS", "VELO")) for m in ("GET", "POST")),
     *(row for prefix, create in UWS.items() for row in _uws_rows(prefix, create)),
+    # a job's table kept as a user table (docs/user-tables.md, SAVE_AS): checked when the job starts
+    *(Row("POST", p, {**UWS[p], "SAVE_AS": "user_fuzz.t", "SAVE_AS_GROUPS": "g1,g2"})
+      for p in ("/sfind/async", "/stamps/async")),
     *(Row(m, "/stamps/sync", {"SURVEY": "Hi-GAL/70 um", "POS": f"CIRCLE {L} {B} 0.01", "POSSYS": "GALACTIC",
                               "UNIT": "MJy/sr", "BKG": "median", "PIXSCALE": "6", "BEAM": "20", "SIZE": "0.01"},
           ("POS", "PIXSCALE", "BEAM", "SIZE")) for m in ("GET", "POST")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 
 import httpx
@@ -20,7 +21,9 @@ from astropy.io.votable import parse_single_table
 from astropy.wcs import WCS
 from lxml import etree
 
+from tests.conftest import VLKB
 from tests.sfind.truth import radio_truth, score
+from vo.usertables import schema_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -110,6 +113,20 @@ def http(server):
         yield c
 
 
+#: the authenticated owner of the SAVE_AS job (a token of the embedded default's development issuer)
+OWNER = "sfowner"
+
+
+@pytest.fixture(scope="module")
+def owner_http(server):
+    made = subprocess.run([VLKB, "dev-token", "--user", OWNER], env=server.env, capture_output=True, text=True,
+                          timeout=120)
+    assert made.returncode == 0, made.stderr
+    with httpx.Client(base_url=server.url, timeout=60,
+                      headers={"Authorization": f"Bearer {made.stdout.strip()}"}) as c:
+        yield c
+
+
 # --- discovery -----------------------------------------------------------------------------------
 
 def test_apps_list_and_descriptions(http) -> None:
@@ -159,6 +176,10 @@ def test_region_outside_cube_without_range_and_missing_ids(http, askap, cube, pr
     assert phase == "ERROR" and "BAND or VELO" in error_text(http, url)
     url, phase = run_job(http, {"APP": "aegean"})
     assert phase == "ERROR" and "ID: missing" in error_text(http, url)
+    # SAVE_AS needs an owner: an anonymous job ends at once, before any pixel is read
+    url, phase = run_job(http, {"APP": "aegean", "ID": askap[0], "SAVE_AS": "user_x.found"})
+    assert phase == "ERROR" and "needs an authenticated user" in error_text(http, url)
+    assert results(http, url) == {}
     # a restricted dataset answers exactly as a missing one (anonymous caller)
     gone = private.rsplit("/", 1)[0] + "/no-such-file.fits"
     texts = []
@@ -289,10 +310,26 @@ def test_four_tiles_give_one_catalogue_without_duplicates(http, askap) -> None:
     _check_outputs(http, res, stitched)
 
 
-def test_cube_moment0_with_a_velocity_range(http, cube) -> None:
-    url, phase = run_job(http, {"APP": "aegean", "ID": cube, "CIRCLE": "0.64 0 0.3", "POSSYS": "GALACTIC",
-                                "VELO": "-30 30"})
-    assert phase == "COMPLETED", error_text(http, url)
-    table, res = _catalog(http, url)
-    assert len(table) > 0 and table["int_unit"][0] == "K km/s beam"
-    assert json.loads(http.get(res["report"][0]).content)["region"]["VELO"] == ["-30 30"]
+def test_cube_moment0_with_a_velocity_range_saved_as_a_user_table(owner_http, http, cube) -> None:
+    name = f"{schema_of(OWNER)}.moment0_components"
+    url, phase = run_job(owner_http, {"APP": "aegean", "ID": cube, "CIRCLE": "0.64 0 0.3", "POSSYS": "GALACTIC",
+                                      "VELO": "-30 30", "SAVE_AS": name})
+    try:
+        assert phase == "COMPLETED", error_text(owner_http, url)
+        table, res = _catalog(owner_http, url)
+        assert len(table) > 0 and table["int_unit"][0] == "K km/s beam"
+        report = json.loads(owner_http.get(res["report"][0]).content)
+        assert report["region"]["VELO"] == ["-30 30"]
+        # SAVE_AS: the catalogue is a user table of the owner, with the catalogue's rows
+        assert report["saved_as"] == {"table": name, "rows": len(table), "read_groups": []}
+        tap = {"LANG": "ADQL", "FORMAT": "csv"}
+        got = owner_http.post("/tap/sync", data={**tap, "QUERY": f"SELECT name, int_flux FROM {name} ORDER BY name"})
+        assert got.status_code == 200, got.text[:300]
+        rows = [line.split(",") for line in got.text.strip().splitlines()[1:]]
+        want = sorted(zip([str(n) for n in table["name"]], np.asarray(table["int_flux"], dtype=float), strict=True))
+        assert [r[0] for r in rows] == [w[0] for w in want]
+        assert np.allclose([float(r[1]) for r in rows], [w[1] for w in want], rtol=1e-12, atol=0)
+        # and nobody else's
+        assert http.post("/tap/sync", data={**tap, "QUERY": f"SELECT COUNT(*) FROM {name}"}).status_code == 400
+    finally:
+        owner_http.delete(f"/tap/tables/{name}")

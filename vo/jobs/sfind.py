@@ -9,6 +9,10 @@ job leaves no partial catalogue behind.
 Results: ``catalog`` (VOTable), ``catalog-csv``, ``regions`` (DS9, Galactic), ``rms``,
 ``background`` and ``residual`` (FITS with the tile's WCS; with several tiles one of each per
 tile, suffixed ``-NNNN``), ``preview`` (PNG of the first tile) and ``report`` (JSON provenance).
+
+``SAVE_AS=user_<name>.<table>`` (:mod:`vo.jobs.save_as`) keeps the ``catalog`` as a user table:
+the name is checked before any pixel is read, the table is created once the other results are
+written, and the ``report`` (written last) records it under ``saved_as``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from astropy.io import fits
 
 from db.jobs import ResultRow
 from vo.caller import datasets_blocking
+from vo.jobs.save_as import SaveAs
 from vo.sfind.catalog import catalog_csv, catalog_table, catalog_votable, ds9_regions
 from vo.sfind.params import SfindParams
 from vo.sfind.preview import preview_png
 from vo.sfind.registry import find_app
 from vo.sfind.run import SfindRun, run_tiles
+from vo.usertables import Limits
 from vo.uws.context import RunContext
 
 __all__ = ["run_sfind"]
@@ -70,10 +76,13 @@ def _report(q: SfindParams, run: SfindRun, started: float) -> dict[str, object]:
     }
 
 
-def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: int, max_pixels: int) -> list[ResultRow]:
-    """Search the job's images and write its results; see the module docstring."""
+def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: int, max_pixels: int,
+              table_limits: Limits | None = None) -> list[ResultRow]:
+    """Search the job's images and write its results; see the module docstring. ``table_limits``:
+    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
     started = time.monotonic()
     q = SfindParams.from_params(params, max_tiles=max_tiles)
+    save_as = SaveAs.at_start(params, ctx, table_limits)
     with ctx.connect() as conn:
         found = datasets_blocking(conn, q.ids, ctx.caller)
     bound = log.bind(job_id=ctx.job_id, app=q.app)
@@ -105,12 +114,19 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
             first.image.data, first.image.header, np.asarray(lon)[mine], np.asarray(lat)[mine],
             np.asarray(table["a"])[mine], np.asarray(table["b"])[mine], np.asarray(table["pa"])[mine],
             f"{finder.name}: {int(mine.sum())} components in {first.did}")
-        files["report"] = json.dumps(_report(q, run, started), indent=2, default=float).encode()
+        report = _report(q, run, started)
     ctx.check()
-    rows = []
-    for name, data in files.items():
-        with ctx.results.writer(ctx.job_id, name) as out:
-            out.write(data)
-        location = ctx.results.location(ctx.job_id, name)
-        rows.append(ResultRow(ctx.job_id, name, location, _TYPES.get(name, FITS), len(data)))
+    rows = [_write(ctx, name, data) for name, data in files.items()]
+    if save_as is not None:
+        assert table_limits is not None  # checked at the start
+        report["saved_as"] = save_as.save(ctx, files["catalog"], table_limits,
+                                          f"{finder.name} catalogue of {' '.join(q.ids)} (sfind job {ctx.job_id})")
+    rows.append(_write(ctx, "report", json.dumps(report, indent=2, default=float).encode()))
     return rows
+
+
+def _write(ctx: RunContext, name: str, data: bytes) -> ResultRow:
+    with ctx.results.writer(ctx.job_id, name) as out:
+        out.write(data)
+    location = ctx.results.location(ctx.job_id, name)
+    return ResultRow(ctx.job_id, name, location, _TYPES.get(name, FITS), len(data))

@@ -13,12 +13,17 @@ file and the manifest), ``stack-<survey>.fits`` per survey with ``STACK``, and e
 file as a result of its own when the job makes at most ``list_limit`` of them. Progress is
 logged as ``n of N`` (a query's rows are spooled and counted before the first stamp).
 
+``SAVE_AS=user_<name>.<table>`` (:mod:`vo.jobs.save_as`) keeps the manifest as a user table: the
+name is checked before any source is read, the table is created once the other results are
+written, and a ``saved_as`` result (JSON: ``table``, ``rows``, ``read_groups``) records it.
+
 Everything is read for the job's owner with the groups they had at creation (``ctx.caller``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import time
 from collections.abc import Iterator, Mapping
@@ -28,15 +33,17 @@ import structlog
 
 from db.jobs import ResultRow
 from vo.errors import UsageError
+from vo.jobs.save_as import SaveAs
 from vo.stamps.coverage import SurveyRef, covering_blocking, resolve_blocking
 from vo.stamps.output import cube_file, manifest_row, manifest_votable, stamp_file
 from vo.stamps.params import StampParams
 from vo.stamps.sources import query_sources, table_sources
 from vo.stamps.stack import Stacker
 from vo.stamps.stamp import Source, Stamp, make_stamps
+from vo.usertables import Limits
 from vo.uws.context import RunContext
 
-__all__ = ["ARCHIVE", "MANIFEST", "SOURCES_FILE", "run_stamps"]
+__all__ = ["ARCHIVE", "MANIFEST", "SAVED_AS", "SOURCES_FILE", "run_stamps"]
 
 log = structlog.get_logger("vlkb.stamps")
 
@@ -46,6 +53,8 @@ VOTABLE = "application/x-votable+xml"
 SOURCES_FILE = "sources.table"
 MANIFEST = "manifest"
 ARCHIVE = "stamps.tar.gz"
+#: the result recording the user table the manifest was saved as (``SAVE_AS``)
+SAVED_AS = "saved_as"
 
 
 @dataclass
@@ -100,10 +109,13 @@ def _names(src: Source, n: int, surveys: list[SurveyRef]) -> dict[str, str]:
 
 
 def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources: int, max_radius: float,
-               max_voxels: int, list_limit: int = 200, max_query_length: int | None = None) -> list[ResultRow]:
-    """Make the job's stamps into the results store; see the module text for the results."""
+               max_voxels: int, list_limit: int = 200, max_query_length: int | None = None,
+               table_limits: Limits | None = None) -> list[ResultRow]:
+    """Make the job's stamps into the results store; see the module text for the results.
+    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
     stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
     q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
+    save_as = SaveAs.at_start(params, ctx, table_limits)
     stackers: dict[str, Stacker] = {}
     rows: list[tuple] = []
     made = 0
@@ -147,6 +159,14 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
         out.write(manifest)
     results = [_row(ctx, MANIFEST, VOTABLE), _row(ctx, ARCHIVE, "application/gzip")]
     results += [_row(ctx, name, FITS) for name, _ in archive.listed]
+    if save_as is not None:
+        assert table_limits is not None  # checked at the start
+        ctx.check()
+        saved = save_as.save(ctx, manifest, table_limits, f"stamps manifest of job {ctx.job_id} "
+                             f"({', '.join(q.surveys)})")
+        with ctx.results.writer(ctx.job_id, SAVED_AS) as out:
+            out.write(json.dumps(saved, indent=2).encode())
+        results.append(_row(ctx, SAVED_AS, "application/json"))
     return results
 
 

@@ -22,7 +22,9 @@ __all__ = ["CUT_PARAMS", "SfindParams"]
 CUT_PARAMS = ("POS", "CIRCLE", "POLYGON", "POSSYS", "BAND", "VELO")
 #: parameters of the job or of UWS itself, never options of an app
 _RESERVED = {"APP", "ID", "UPLOAD", "RUNID", "PHASE", "REQUEST", "FORMAT", "RESPONSEFORMAT", "EXECUTIONDURATION",
-             "DESTRUCTION", "QUOTE", "WAIT", "XMATCH", *CUT_PARAMS}
+             "DESTRUCTION", "QUOTE", "WAIT", "XMATCH", *CUT_PARAMS,
+             # the catalogue kept as a user table (vo/jobs/save_as.py)
+             "SAVE_AS", "SAVE_AS_GROUPS"}
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ class StampParams:
         if sync and (query or table or len(circles) != 1):
             raise UsageError("POS: /stamps/sync takes one position, 'CIRCLE lon lat radius'; "
                              "use /stamps/async for tables, queries or several positions")
+        if sync and p.single("SAVE_AS"):  # read by the async runner (vo/jobs/save_as.py)
+            raise UsageError("SAVE_AS: /stamps/sync does not keep tables; use /stamps/async to save the manifest")
         if given == 0 and not sync:
             raise UsageError("POS: missing; give positions (POS/CIRCLE), a table (SOURCES) or an ADQL QUERY")
         if given > 1:
