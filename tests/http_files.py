@@ -86,11 +86,18 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # a listen backlog like a real server's: a cutout sends its ranged GETs together
+    # (vo.storage.read_ranges), and socketserver's default of 5 leaves the rest to SYN retries
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @contextmanager
 def serve_directory(root: Path) -> Iterator[FileServer]:
     """Serve ``root`` on a free loopback port until the block ends."""
     state = FileServer(url="", root=root)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd = _Server(("127.0.0.1", 0), _handler(state))
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -126,7 +126,10 @@ def http_files(tmp_path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "www"
     root.mkdir()
     handler = type("Handler", (_RangeHandler,), {"sent": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
+    # a listen backlog like a real server's: a cut sends its ranged GETs together (vo.storage.read_ranges),
+    # and socketserver's default of 5 makes the rest wait for SYN retries of 1, 3, 7 ... seconds
+    server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256, "daemon_threads": True})
+    server = server_class(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
