@@ -40,13 +40,25 @@ def _alembic_upgrade(url: str) -> None:
         engine.dispose()
 
 
+#: the advisory lock that makes migrations of one database take turns (any constant of our own)
+_LOCK = 0x766C6B62  # "vlkb"
+
+
 def migrate(url: str) -> None:
-    """Upgrade the internal schema, create/complete the published tables, refresh TAP_SCHEMA."""
+    """Upgrade the internal schema, create/complete the published tables, refresh TAP_SCHEMA.
+
+    Several processes may call it at once (two ``vlkb serve`` or API replicas starting together):
+    they take turns on a session advisory lock, and each finds the work of the one before done.
+    """
     # Connect first with psycopg, so an unreachable database raises psycopg.OperationalError
     # (which the CLI explains in one line) rather than SQLAlchemy's wrapper.
-    psycopg.connect(url, connect_timeout=10).close()
-    _alembic_upgrade(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        ddl.apply(conn)
-        usertables.apply_access(conn)
-        tap_schema.refresh(conn)
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        try:
+            _alembic_upgrade(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                ddl.apply(conn)
+                usertables.apply_access(conn)
+                tap_schema.refresh(conn)
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
