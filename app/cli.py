@@ -545,10 +545,11 @@ def _serve(settings: Settings, demo: bool) -> None:
         if workers > 1:
             # each worker builds its own app from the same environment (app/serving.py)
             uvicorn.run("app.serving:app_from_environment", factory=True, workers=workers, host=settings.host,
-                        port=settings.port, log_config=None, timeout_graceful_shutdown=10, access_log=False)
+                        port=settings.port, log_config=None, timeout_graceful_shutdown=10, access_log=False,
+                        timeout_keep_alive=settings.keep_alive)
         else:
             uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                        timeout_graceful_shutdown=10, access_log=False)
+                        timeout_graceful_shutdown=10, access_log=False, timeout_keep_alive=settings.keep_alive)
     finally:
         if started_here:
             with _operator_errors():

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         description="HTTP worker processes of `vlkb serve` (app/serving.py). Unset: one per CPU core the "
         "service may use. Pools, caches and the local job executor are per process.",
     )
+    keep_alive: int = Field(
+        75, ge=1,
+        description="Seconds an idle keep-alive connection stays open. Longer than the idle timeout of the "
+        "proxies and load balancers in front (often 60 s), so the service never closes a connection just as "
+        "a client or proxy sends its next request on it (which they see as a dropped request).",
+    )
     hips_dir: Path | None = Field(
         None, description="Directory of the HiPS built by `vlkb hips build` and served at `/hips` "
         "(default: `VLKB_HOME/hips`).",
