@@ -20,6 +20,7 @@ call :func:`vo.votable.allocator.tune_allocator` once at start-up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -194,40 +195,27 @@ class ResultWriter:
     # -- driving a batch stream -------------------------------------------------------------
 
     def stream(self, batches: Iterable[CopyBatch], *, maxrec: int | None = None) -> Iterator[bytes]:
-        """The document for ``batches``, at most ``maxrec`` rows (feed it maxrec + 1 if you can)."""
-        it = iter(batches)
+        """The document for ``batches``, at most ``maxrec`` rows (feed it maxrec + 1 if you can).
+
+        This is :meth:`astream` driven step by step without an event loop: over a plain iterator
+        and with nothing offloaded, nothing in it ever suspends, so the rules (first batch before
+        the head, MAXREC, in-band errors, closing) are written once, for both."""
+        chunks = self.astream(_as_async(batches), maxrec=maxrec, offload=False)
         try:
-            try:
-                batch = next(it, None)
-            except Exception as exc:
-                raise self.classify(exc) from exc
-            yield self.head()
-            seen, overflow = 0, False
-            try:
-                while batch is not None:
-                    batch, seen, overflow = _cut(batch, seen, maxrec)
-                    if batch.nrows:
-                        report("rows", batch.nrows)
-                        yield self.rows(batch)
-                    if overflow:
-                        break
-                    batch = next(it, None)
-            except Exception as exc:
-                err = self.classify(exc)
-                _log_failure(err, exc)
-                if not self.in_band_errors:
-                    raise err from exc
-                yield self.tail("ERROR", err.message)
-                return
-            yield self.tail("OVERFLOW" if overflow else "OK")
+            while True:
+                try:
+                    chunks.asend(None).send(None)
+                except StopIteration as step:  # the awaitable of one step completed: its chunk
+                    yield step.value
+                except StopAsyncIteration:
+                    return
         finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
+            with contextlib.suppress(StopIteration):
+                chunks.aclose().send(None)
 
     async def astream(self, batches: AsyncIterable[CopyBatch], *, maxrec: int | None = None,
                       offload: bool = True) -> AsyncGenerator[bytes, None]:
-        """The asyncio variant of :meth:`stream`; ``offload`` encodes big batches in a worker
+        """The document for ``batches`` (see :meth:`stream`); ``offload`` encodes big batches in a worker
         thread (numpy releases the GIL) so the event loop stays responsive."""
         it = aiter(batches)
         try:
@@ -261,6 +249,18 @@ class ResultWriter:
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _as_async(batches: Iterable[CopyBatch]) -> AsyncGenerator[CopyBatch, None]:
+    """``batches`` as an asynchronous iterator that never suspends; closing it closes them."""
+    it = iter(batches)
+    try:
+        for batch in it:
+            yield batch
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def _cut(batch: CopyBatch, seen: int, maxrec: int | None) -> tuple[CopyBatch, int, bool]:
