@@ -254,6 +254,24 @@ def _drain_gen(pgconn: pq.abc.PGconn) -> Generator[int, None, None]:
         # a command tag) is dropped and the next result fetched.
 
 
+def _start(conn: psycopg.Connection | psycopg.AsyncConnection, query: str, select_list: Sequence[str],
+           fmt: CopyFormat, limit: int | None, role: str | None, timeout: float | None, groups: Sequence[str],
+           user: str | None, batch_bytes: int, tables: Sequence[TempTable], base_url: str | None,
+           ) -> tuple[_PQGen, dict[str, bool], bytes | None]:
+    """What both drivers run: the COPY conversation (not started), its state, and, when there are
+    upload ``tables``, the command that opens the writable transaction they are loaded in first
+    (sent as is: psycopg's execute() would open its own transaction)."""
+    _check_idle(conn)
+    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
+    state = {"copying": False}
+    version = conn.info.server_version
+    setup = (read_only_after(role) if tables
+             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
+    writable = (setup_statement(None, timeout, version, groups, user=user, read_only=False,
+                                base_url=base_url).as_bytes(conn) if tables else None)
+    return _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state), state, writable
+
+
 # -- blocking driver ------------------------------------------------------------------------------
 
 
@@ -315,19 +333,11 @@ def stream_copy(
     ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
     is made read-only only after that (``db/upload.py``); the rollback drops them.
     """
-    _check_idle(conn)
-    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
-    state = {"copying": False}
-    version = conn.info.server_version
-    setup = (read_only_after(role) if tables
-             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
-    gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
+    gen, state, writable = _start(conn, query, select_list, fmt, limit, role, timeout, groups, user, batch_bytes,
+                                  tables, base_url)
     waiter = _Waiter(conn.pgconn)
     try:
-        if tables:
-            # sent as is: psycopg's execute() would open its own transaction first
-            writable = setup_statement(None, timeout, version, groups, user=user, read_only=False,
-                                       base_url=base_url).as_bytes(conn)
+        if writable is not None:
             _run_sync(_exec_gen(conn.pgconn, writable), conn.pgconn)
             load_tables(conn, tables, grant_to=role)
         for item in gen:
@@ -410,19 +420,12 @@ async def astream_copy(
     its pool. If the task is cancelled while waiting on the database, the connection is
     closed instead (a pool replaces it): that always ends the transaction and cannot block.
     """
-    _check_idle(conn)
-    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
-    state = {"copying": False}
-    version = conn.info.server_version
-    setup = (read_only_after(role) if tables
-             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
-    gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
+    gen, state, writable = _start(conn, query, select_list, fmt, limit, role, timeout, groups, user, batch_bytes,
+                                  tables, base_url)
     pgconn = conn.pgconn
     cancelled = False
     try:
-        if tables:
-            writable = setup_statement(None, timeout, version, groups, user=user, read_only=False,
-                                       base_url=base_url).as_bytes(conn)
+        if writable is not None:
             await _run_async(_exec_gen(pgconn, writable), pgconn)
             await aload_tables(conn, tables, grant_to=role)
         for item in gen:
