@@ -117,10 +117,4 @@ def run_mcutout(params: Mapping[str, list[str]], ctx: RunContext, *, max_cuts: i
             report.append(success(index, item, name))
         body = json.dumps(report, indent=1).encode()
         tar.addfile(_member("report.json", len(body)), io.BytesIO(body))
-    with ctx.results.writer(ctx.job_id, REPORT) as out:
-        out.write(body)
-    rows = []
-    for result_id, mime in ((REPORT, "application/json"), (ARCHIVE, "application/gzip")):
-        location = ctx.results.location(ctx.job_id, result_id)
-        rows.append(ResultRow(ctx.job_id, result_id, location, mime, ctx.results.size(location)))
-    return rows
+    return [ctx.result(REPORT, "application/json", body), ctx.result(ARCHIVE, "application/gzip")]

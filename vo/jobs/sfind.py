@@ -116,17 +116,10 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
             f"{finder.name}: {int(mine.sum())} components in {first.did}")
         report = _report(q, run, started)
     ctx.check()
-    rows = [_write(ctx, name, data) for name, data in files.items()]
+    rows = [ctx.result(name, _TYPES.get(name, FITS), data) for name, data in files.items()]
     if save_as is not None:
         assert table_limits is not None  # checked at the start
         report["saved_as"] = save_as.save(ctx, files["catalog"], table_limits,
                                           f"{finder.name} catalogue of {' '.join(q.ids)} (sfind job {ctx.job_id})")
-    rows.append(_write(ctx, "report", json.dumps(report, indent=2, default=float).encode()))
+    rows.append(ctx.result("report", _TYPES["report"], json.dumps(report, indent=2, default=float).encode()))
     return rows
-
-
-def _write(ctx: RunContext, name: str, data: bytes) -> ResultRow:
-    with ctx.results.writer(ctx.job_id, name) as out:
-        out.write(data)
-    location = ctx.results.location(ctx.job_id, name)
-    return ResultRow(ctx.job_id, name, location, _TYPES.get(name, FITS), len(data))

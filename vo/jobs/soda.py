@@ -140,12 +140,6 @@ def run_soda(params: Mapping[str, list[str]], ctx: RunContext, *, max_cuts: int,
         # nothing to hand back: the job fails with the first reason, as /soda/sync would answer
         errors = [e.error for e in entries if e.error is not None]
         raise errors[-1] if q.merge and errors else errors[0]
-    rows = []
-    for e in done:
-        location = ctx.results.location(ctx.job_id, e.result_id)
-        rows.append(ResultRow(ctx.job_id, e.result_id, location, FITS, e.size))
-    with ctx.results.writer(ctx.job_id, "manifest") as out:
-        out.write(manifest_votable(entries))
-    location = ctx.results.location(ctx.job_id, "manifest")
-    rows.append(ResultRow(ctx.job_id, "manifest", location, VOTABLE, ctx.results.size(location)))
-    return rows
+    rows = [ResultRow(ctx.job_id, e.result_id, ctx.results.location(ctx.job_id, e.result_id), FITS, e.size)
+            for e in done]
+    return [*rows, ctx.result("manifest", VOTABLE, manifest_votable(entries))]

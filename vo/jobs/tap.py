@@ -59,8 +59,7 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
         ctx.check()
         _check_duration(ctx, started, exc)
         raise
-    location = ctx.results.location(ctx.job_id, "result")
-    return [ResultRow(ctx.job_id, "result", location, q.format.media_type, ctx.results.size(location))]
+    return [ctx.result("result", q.format.media_type)]
 
 
 def _stored_uploads(q: TapQuery, ctx: RunContext, limits: UploadLimits | None,

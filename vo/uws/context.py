@@ -62,6 +62,14 @@ class RunContext:
                 raise JobAborted(self.job_id)
         return conn
 
+    def result(self, result_id: str, media_type: str, data: bytes | None = None) -> ResultRow:
+        """The result row of ``result_id`` in the store (its size read back); ``data`` is written first."""
+        if data is not None:
+            with self.results.writer(self.job_id, result_id) as out:
+                out.write(data)
+        location = self.results.location(self.job_id, result_id)
+        return ResultRow(self.job_id, result_id, location, media_type, self.results.size(location))
+
     def cancel(self, *, expired: bool = False) -> None:
         """Cancel the queries running for this job (from any thread)."""
         with self._lock:
