@@ -59,9 +59,7 @@ class RawParams:
         return out
 
 
-def _too_large(limit: int) -> TooLargeError:
-    return TooLargeError(f"the request body is larger than this service accepts ({limit} bytes: "
-                         "VLKB_UPLOAD_MAX_BYTES for uploaded tables, plus 1 MiB for the other parameters)")
+_FORM_TOO_LARGE = "VLKB_UPLOAD_MAX_BYTES for uploaded tables, plus 1 MiB for the other parameters"
 
 
 def _add(raw: RawParams, key: str, value: str) -> None:
@@ -112,9 +110,26 @@ async def _drain(receive: Receive, budget: int, deadline: _Deadline) -> None:
             return
 
 
-def _bounded(receive: Receive, limit: int, deadline: _Deadline) -> Receive:
-    """``receive`` that raises TooLargeError once the body passes ``limit`` bytes, and
-    RequestTimeoutError when the next piece comes too late."""
+async def _body_receive(request: Request, limit: int, setting: str) -> Receive:
+    """The request's ``receive`` for reading its body, bounded: 415 for a content coding, 413 past
+    ``limit`` bytes (``setting`` names the limit; from a declared Content-Length before anything is
+    read, else while reading, the rest drained first), 408 when the body comes too slowly."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise UnsupportedEncodingError(
+            f"Content-Encoding {coding!r}: this service reads request bodies only as sent (identity)")
+    settings = request.app.state.settings
+    deadline = _Deadline(settings.body_timeout, settings.body_idle_timeout)
+    receive = request.receive
+
+    def too_large() -> TooLargeError:
+        return TooLargeError(f"the request body is larger than this service accepts ({limit} bytes: {setting})")
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        if int(declared) <= 2 * limit:
+            await _drain(receive, limit, deadline)
+        raise too_large()
     seen = 0
 
     async def bounded() -> Message:
@@ -125,7 +140,7 @@ def _bounded(receive: Receive, limit: int, deadline: _Deadline) -> Receive:
             if seen > limit:
                 if message.get("more_body", False):
                     await _drain(receive, limit, deadline)
-                raise _too_large(limit)
+                raise too_large()
         return message
 
     return bounded
@@ -140,20 +155,10 @@ async def request_params(request: Request) -> AsyncIterator[RawParams]:
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            coding = request.headers.get("content-encoding", "").strip().lower()
-            if coding not in ("", "identity"):
-                raise UnsupportedEncodingError(
-                    f"Content-Encoding {coding!r}: this service reads request bodies only as sent (identity)")
-            settings = request.app.state.settings
-            deadline = _Deadline(settings.body_timeout, settings.body_idle_timeout)
-            limit = settings.upload_max_bytes + FORM_SLACK
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                if int(declared) <= 2 * limit:
-                    await _drain(request.receive, limit, deadline)
-                raise _too_large(limit)
+            receive = await _body_receive(request, request.app.state.settings.upload_max_bytes + FORM_SLACK,
+                                          _FORM_TOO_LARGE)
             try:
-                form = await Request(request.scope, _bounded(request.receive, limit, deadline)).form()
+                form = await Request(request.scope, receive).form()
             except UsageError:
                 raise
             except Exception as exc:  # malformed bodies are the client's fault
@@ -177,31 +182,13 @@ async def read_body(request: Request, limit: int, setting: str) -> bytes:
     """A whole raw request body (a table sent as PUT/POST content), bounded like form bodies:
     413 past ``limit`` bytes (``setting`` names the limit), 408 when it arrives too slowly, 415
     for a content coding."""
-    coding = request.headers.get("content-encoding", "").strip().lower()
-    if coding not in ("", "identity"):
-        raise UnsupportedEncodingError(
-            f"Content-Encoding {coding!r}: this service reads request bodies only as sent (identity)")
-    settings = request.app.state.settings
-    deadline = _Deadline(settings.body_timeout, settings.body_idle_timeout)
-    too_large = TooLargeError(f"the request body is larger than this service accepts ({limit} bytes: {setting})")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        if int(declared) <= 2 * limit:
-            await _drain(request.receive, limit, deadline)
-        raise too_large
+    receive = await _body_receive(request, limit, setting)
     chunks: list[bytes] = []
-    seen = 0
     while True:
-        message = await deadline.receive(request.receive)
+        message = await receive()
         if message["type"] != "http.request":
             break
-        piece = message.get("body", b"")
-        seen += len(piece)
-        if seen > limit:
-            if message.get("more_body", False):
-                await _drain(request.receive, limit, deadline)
-            raise too_large
-        chunks.append(piece)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
