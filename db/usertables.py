@@ -137,21 +137,24 @@ def find(conn: psycopg.Connection, schema: str, name: str) -> UserTable | None:
     return None if row is None else _entry(row)
 
 
-async def visible_tables(conn: psycopg.AsyncConnection, schema: str | None = None,
-                         name: str | None = None) -> list[UserTable]:
-    """The user tables the caller of this session may read (row-level security decides), optionally one."""
+def _visible_query(schema: str | None, name: str | None) -> tuple[str, list[str]]:
     where, args = "", []
     if schema is not None and name is not None:
         where, args = " WHERE schema_name = %s AND table_name = %s", [schema, name]
-    cur = await conn.execute(f"SELECT {_COLUMNS} FROM vlkb.user_tables{where} ORDER BY schema_name, table_name",
-                             args)
+    return f"SELECT {_COLUMNS} FROM vlkb.user_tables{where} ORDER BY schema_name, table_name", args
+
+
+async def visible_tables(conn: psycopg.AsyncConnection, schema: str | None = None,
+                         name: str | None = None) -> list[UserTable]:
+    """The user tables the caller of this session may read (row-level security decides), optionally one."""
+    cur = await conn.execute(*_visible_query(schema, name))
     return [_entry(r) for r in await cur.fetchall()]
 
 
-def visible_tables_blocking(conn: psycopg.Connection) -> list[UserTable]:
+def visible_tables_blocking(conn: psycopg.Connection, schema: str | None = None,
+                            name: str | None = None) -> list[UserTable]:
     """:func:`visible_tables` over a blocking connection (job runners)."""
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM vlkb.user_tables ORDER BY schema_name, table_name").fetchall()
-    return [_entry(r) for r in rows]
+    return [_entry(r) for r in conn.execute(*_visible_query(schema, name)).fetchall()]
 
 
 def create_table(conn: psycopg.Connection, decl: Table, owner: str, read_groups: Sequence[str]) -> None:

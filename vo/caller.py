@@ -68,23 +68,23 @@ async def datasets(pool: AsyncConnectionPool, ids: Iterable[str], caller: Caller
     ids = list(ids)
     if not ids:
         return {}
-    async with caller_session(pool, caller.groups, user=caller.user) as conn:
+    async with session(pool, caller) as conn:
         return await dataset_store.find_datasets(conn, ids)
 
 
 def datasets_blocking(conn: psycopg.Connection, ids: Iterable[str], caller: Caller) -> dict[str, Dataset]:
     """:func:`datasets` over a blocking connection (job runners, in threads)."""
-    with caller_session_blocking(conn, caller.groups, user=caller.user) as c:
+    with session_blocking(conn, caller) as c:
         return dataset_store.find_datasets_blocking(c, ids)
 
 
 async def dataset_by_key(pool: AsyncConnectionPool, key: str, caller: Caller) -> Dataset | None:
     """The dataset ``caller`` may read whose DID key (the part after ``?``) is ``key``; None if none."""
-    async with caller_session(pool, caller.groups, user=caller.user) as conn:
+    async with session(pool, caller) as conn:
         return await dataset_store.dataset_by_key(conn, key)
 
 
 async def surveys(pool: AsyncConnectionPool, caller: Caller, *, timeout: float = 5.0) -> list[dict]:
     """The surveys ``caller`` may read, with their dataset counts (the landing page)."""
-    async with caller_session(pool, caller.groups, user=caller.user, timeout=timeout) as conn:
+    async with session(pool, caller, timeout=timeout) as conn:
         return await catalog.list_surveys(conn)

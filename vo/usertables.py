@@ -42,7 +42,7 @@ from db.usertables import UserTable
 from schemas import Column, Index, SchemaDecl, Table, load_schemas
 from schemas.reserved import is_reserved
 from vo.adql.catalog import DEFAULT_SCHEMA_ALIASES, ICRS, Catalog
-from vo.caller import Caller, session
+from vo.caller import Caller, session, session_blocking
 from vo.dali import DaliParams
 from vo.errors import AuthError, NotFoundError, TooLargeError, UsageError
 from vo.ingest.catalog import CatalogError, ColumnMap, fold, prepare
@@ -326,12 +326,16 @@ def _match_fields(label: str, decl: Table, columns: Sequence[Column]) -> list[Co
 
 
 def _check_quota(label: str, limits: Limits, used: tuple[int, int], rows: int, nbytes: int) -> None:
-    if used[0] + rows > limits.max_rows:
-        raise TooLargeError(f"{label}: {rows} more rows would pass your quota of {limits.max_rows} rows in user "
-                            f"tables (you hold {used[0]}); nothing was written")
-    if used[1] + nbytes > limits.max_bytes:
-        raise TooLargeError(f"{label}: {nbytes} more bytes would pass your quota of {limits.max_bytes} bytes in user "
-                            f"tables (you hold {used[1]}); nothing was written")
+    for what, have, more, most in (("rows", used[0], rows, limits.max_rows),
+                                   ("bytes", used[1], nbytes, limits.max_bytes)):
+        if have + more > most:
+            raise TooLargeError(f"{label}: {more} more {what} would pass your quota of {most} {what} in user "
+                                f"tables (you hold {have}); nothing was written")
+
+
+def _check_body(label: str, data: bytes, limits: Limits) -> None:
+    if len(data) > limits.max_bytes:
+        raise TooLargeError(f"{label}: {len(data)} bytes, more than your quota of {limits.max_bytes} bytes allows")
 
 
 def _load(conn: psycopg.Connection, label: str, decl: Table, incoming: _Incoming) -> None:
@@ -345,28 +349,6 @@ def _load(conn: psycopg.Connection, label: str, decl: Table, incoming: _Incoming
                                  "nothing was written") from None
     elif incoming.arrays:
         store.load_columns(conn, decl, incoming.arrays)
-
-
-def _create_blocking(conninfo: str, owner: str, decl: Table, incoming: _Incoming, groups: Sequence[str],
-                     limits: Limits, body_bytes: int) -> UserTable:
-    label = decl.qualified_name
-    with psycopg.connect(conninfo) as conn:
-        with conn.transaction():
-            store.lock_owner(conn, owner)
-            other = store.claim_schema(conn, decl.schema_name, owner)
-            if other is not None:
-                raise AuthError(f"schema {decl.schema_name} belongs to another user", status=403, token_error=None)
-            if store.find(conn, decl.schema_name, decl.name) is not None:
-                raise UsageError(f"{label} already exists: DELETE it first, or append rows with POST /tap/load/{label}")
-            used = store.usage(conn, owner)
-            _check_quota(label, limits, used, incoming.nrows, body_bytes)
-            store.create_table(conn, decl, owner, groups)
-            _load(conn, label, decl, incoming)
-            size = store.refresh_size(conn, decl)
-            _check_quota(label, limits, used, size[0], size[1])
-        entry = store.find(conn, decl.schema_name, decl.name)
-        assert entry is not None  # just committed
-        return entry
 
 
 def _append_blocking(conninfo: str, owner: str, schema: str, name: str, label: str, incoming: _Incoming,
@@ -418,8 +400,7 @@ def _prepare(caller: Caller, text: str, data: bytes, fmt: str, limits: Limits,
     """(owner, declaration, typed rows) of a new table: the name, size and body checks, no write."""
     owner, schema, name = _own_name(caller, text, "creating a table")
     label = f"{schema}.{name}"
-    if len(data) > limits.max_bytes:
-        raise TooLargeError(f"{label}: {len(data)} bytes, more than your quota of {limits.max_bytes} bytes allows")
+    _check_body(label, data, limits)
     incoming = _read(label, data, fmt, limits.max_columns)
     decl = Table(name=name, schema_name=schema, columns=incoming.columns,
                  description=description or incoming.description or f"user table of {owner}")
@@ -434,7 +415,24 @@ def create_blocking(conninfo: str, caller: Caller, text: str, data: bytes, fmt: 
     The same rules: an authenticated caller, their own schema, a valid new name, the quota;
     nothing is written when any check fails (one transaction)."""
     owner, decl, incoming = _prepare(caller, text, data, fmt, limits, description)
-    return _create_blocking(conninfo, owner, decl, incoming, _groups(groups), limits, len(data))
+    label, groups = decl.qualified_name, read_groups(groups)
+    with psycopg.connect(conninfo) as conn:
+        with conn.transaction():
+            store.lock_owner(conn, owner)
+            other = store.claim_schema(conn, decl.schema_name, owner)
+            if other is not None:
+                raise AuthError(f"schema {decl.schema_name} belongs to another user", status=403, token_error=None)
+            if store.find(conn, decl.schema_name, decl.name) is not None:
+                raise UsageError(f"{label} already exists: DELETE it first, or append rows with POST /tap/load/{label}")
+            used = store.usage(conn, owner)
+            _check_quota(label, limits, used, incoming.nrows, len(data))
+            store.create_table(conn, decl, owner, groups)
+            _load(conn, label, decl, incoming)
+            size = store.refresh_size(conn, decl)
+            _check_quota(label, limits, used, size[0], size[1])
+        entry = store.find(conn, decl.schema_name, decl.name)
+        assert entry is not None  # just committed
+        return entry
 
 
 def check_new_blocking(conn: psycopg.Connection, caller: Caller, text: str) -> str:
@@ -490,8 +488,7 @@ async def append(pool: AsyncConnectionPool, caller: Caller, text: str, data: byt
     """Append the rows of a body to a table the caller owns; the number of rows added."""
     owner, entry = await _writable(pool, caller, text, "loading rows")
     label = entry.decl.qualified_name
-    if len(data) > limits.max_bytes:
-        raise TooLargeError(f"{label}: {len(data)} bytes, more than your quota of {limits.max_bytes} bytes allows")
+    _check_body(label, data, limits)
     incoming = await asyncio.to_thread(_read, label, data, fmt, limits.max_columns)
     return await asyncio.to_thread(_append_blocking, _conninfo(pool), owner, entry.schema_name, entry.name, label,
                                    incoming, limits, len(data))
@@ -510,8 +507,9 @@ async def drop(pool: AsyncConnectionPool, caller: Caller, text: str) -> None:
     await asyncio.to_thread(run, _conninfo(pool))
 
 
-def _groups(values: Sequence[str], what: str = "READ_GROUPS") -> tuple[str, ...]:
-    """Group names from comma-separated values (``what`` names the parameter in an error)."""
+def read_groups(values: Sequence[str], what: str = "READ_GROUPS") -> tuple[str, ...]:
+    """Group names a table is shared with, from comma-separated values (``what`` names the
+    parameter in an error: ``READ_GROUPS``, a job's ``SAVE_AS_GROUPS``)."""
     out: list[str] = []
     for v in values:
         for g in v.split(","):
@@ -521,11 +519,6 @@ def _groups(values: Sequence[str], what: str = "READ_GROUPS") -> tuple[str, ...]
             if g and g not in out:
                 out.append(g)
     return tuple(out)
-
-
-def read_groups(values: Sequence[str], what: str) -> tuple[str, ...]:
-    """The groups a table is shared with, from comma-separated parameter values (a job's ``SAVE_AS_GROUPS``)."""
-    return _groups(values, what)
 
 
 @dataclass(frozen=True)
@@ -554,7 +547,7 @@ class TableUpdate:
         unique = (p.single("UNIQUE") or "false").lower()
         if unique not in ("true", "false"):
             raise UsageError(f"UNIQUE: expected true or false, got {unique!r}")
-        return cls(table, cols, unique == "true", None if groups is None else _groups(groups))
+        return cls(table, cols, unique == "true", None if groups is None else read_groups(groups))
 
 
 def _with_index(label: str, decl: Table, cols: Sequence[str], unique: bool) -> tuple[Table, Index]:
@@ -596,13 +589,11 @@ def update_blocking(conn: psycopg.Connection, caller: Caller, upd: TableUpdate) 
     """Add an index to, or set the read groups of, a table the caller owns (the ``table_update`` job:
     ``vo/jobs/table_update.py``); the new registry entry. 404 unless the caller may read it, 403
     unless they own it."""
-    from vo.caller import session_blocking
-
     owner = _owner(caller, "changing a table")
     schema, name = parse_name(upd.table)
     label = f"{schema}.{name}"
     with session_blocking(conn, caller) as c:
-        seen = [t for t in store.visible_tables_blocking(c) if (t.schema_name, t.name) == (schema, name)]
+        seen = store.visible_tables_blocking(c, schema, name)
     entry = _owned(seen[0] if seen else None, owner, label)
     plan = None if upd.index is None else _with_index(label, entry.decl, upd.index, upd.unique)
     try:
@@ -633,8 +624,6 @@ async def readable(pool: AsyncConnectionPool, caller: Caller) -> list[Table]:
 
 def readable_blocking(conn: psycopg.Connection, caller: Caller) -> list[Table]:
     """:func:`readable` over a blocking connection (job runners)."""
-    from vo.caller import session_blocking
-
     with session_blocking(conn, caller) as c:
         return [t.decl for t in store.visible_tables_blocking(c)]
 
@@ -680,5 +669,5 @@ def user_catalog(catalog: Catalog, tables: Sequence[Table]) -> Catalog:
 def create_options(raw: dict[str, list[str]]) -> tuple[str | None, tuple[str, ...], str | None]:
     """(FORMAT, READ_GROUPS, DESCRIPTION) of a ``PUT /tap/tables/...`` query string."""
     p = DaliParams(raw)
-    return p.single("FORMAT"), _groups(raw.get("READ_GROUPS", [])), p.single("DESCRIPTION")
+    return p.single("FORMAT"), read_groups(raw.get("READ_GROUPS", [])), p.single("DESCRIPTION")
 

@@ -143,13 +143,6 @@ class TableInfo:
                 return f"POINT({frame}{prefix}{lon}, {prefix}{lat})"
         return None
 
-    def suggest(self, name: str) -> str | None:
-        """The declared column name closest to ``name``, if any is close."""
-        names = [c.name for c in self.columns]
-        lowered = {n.lower(): n for n in names}
-        hit = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-        return lowered[hit[0]] if hit else None
-
 
 def _point_sources(generated: str) -> tuple[str, str] | None:
     """``(lon, lat)`` column names when ``generated`` is ``spoint(radians(lon), radians(lat))``."""
