@@ -24,27 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg
 
-from bench.server import serve
-from db.cluster import EmbeddedCluster
-from db.migrate import migrate
+from bench.server import demo_cluster, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _prepare(home: Path) -> EmbeddedCluster:
-    from demo.load import demo_loaded, load_demo
-
-    home.mkdir(parents=True, exist_ok=True)
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    url = cluster.url()
-    migrate(url)
-    with psycopg.connect(url) as conn:
-        if not demo_loaded(conn):
-            load_demo(conn, home / "data", scale=1, authority="vlkb.bench")
-    return cluster
 
 
 def _build(home: Path, port: int, *args: str) -> tuple[float, str]:
@@ -75,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--survey", default="hi-gal-70um")
     args = parser.parse_args(argv)
     home = ROOT / "var" / "bench" / "hips"
-    cluster = _prepare(home)
+    cluster, _ = demo_cluster(home)
     try:
         port = cluster.current_port()
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

@@ -20,6 +20,7 @@ import numpy as np
 import psycopg
 from astropy.io import fits
 
+from bench.server import start_cluster
 from vo.ingest.datasets import ingest_datasets
 
 SURVEY = "BenchIngest"
@@ -48,14 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--url", help="PostgreSQL URL (default: the embedded cluster under VLKB_HOME)")
     args = parser.parse_args(argv)
     if args.url is None:
-        from app.database import cluster_for
-        from app.settings import Settings
-        from db.migrate import migrate
-
-        cluster = cluster_for(Settings())
-        cluster.start()
-        args.url = cluster.url()
-        migrate(args.url)
+        _, args.url = start_cluster()
     with tempfile.TemporaryDirectory() as tmp:
         paths = _write_files(Path(tmp), args.files)
         t0 = time.perf_counter()

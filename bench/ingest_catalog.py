@@ -35,6 +35,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table as AstropyTable
 from psycopg import sql
 
+from bench.server import start_cluster
 from db import staging
 from db.ddl import access_ddl, table_ddl
 from schemas import find_table
@@ -87,14 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--url", help="PostgreSQL URL (default: the embedded cluster under VLKB_HOME)")
     args = parser.parse_args(argv)
     if args.url is None:
-        from app.database import cluster_for
-        from app.settings import Settings
-        from db.migrate import migrate
-
-        cluster = cluster_for(Settings())
-        cluster.start()
-        args.url = cluster.url()
-        migrate(args.url)
+        _, args.url = start_cluster()
     n = args.rows
     table = find_table("compactsources.band70um").model_copy(update={"name": BENCH_TABLE, "schema_name": "public"})
     target = sql.Identifier("public", BENCH_TABLE)

@@ -1,4 +1,5 @@
-"""What the HTTP benchmarks share: a free port, ``vlkb serve`` started and stopped, memory readings."""
+"""What the benchmarks share: a started cluster (with the demo data), a free port, ``vlkb serve``
+started and stopped, memory readings."""
 
 from __future__ import annotations
 
@@ -12,8 +13,39 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 
-__all__ = ["free_port", "proc_mb", "serve"]
+from db.cluster import EmbeddedCluster
+from db.migrate import migrate
+
+__all__ = ["demo_cluster", "free_port", "proc_mb", "serve", "start_cluster"]
+
+
+def start_cluster(home: Path | None = None) -> tuple[EmbeddedCluster, str]:
+    """The embedded cluster of ``home`` (None: the configured VLKB_HOME's), started and migrated; its URL."""
+    if home is None:
+        from app.database import cluster_for
+        from app.settings import Settings
+
+        cluster = cluster_for(Settings())
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+        cluster = EmbeddedCluster(home=home)
+    cluster.start()
+    url = cluster.url()
+    migrate(url)
+    return cluster, url
+
+
+def demo_cluster(home: Path) -> tuple[EmbeddedCluster, str]:
+    """:func:`start_cluster` with the demo data loaded (once: it is kept in ``home``)."""
+    from demo.load import demo_loaded, load_demo
+
+    cluster, url = start_cluster(home)
+    with psycopg.connect(url) as conn:
+        if not demo_loaded(conn):
+            load_demo(conn, home / "data", scale=1, authority="vlkb.bench")
+    return cluster, url
 
 
 def free_port() -> int:

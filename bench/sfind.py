@@ -25,9 +25,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.server import serve
+from bench.server import serve, start_cluster
 from db.cluster import EmbeddedCluster
-from db.migrate import migrate
 from vo.cutout import CutRequest, plan
 from vo.sfind.image import prepare_image
 from vo.sfind.options import validate_options
@@ -41,10 +40,7 @@ CENTRE = (0.383, 0.289)  # a region of ASKAP-EMU tile 3
 def _prepare(home: Path) -> tuple[EmbeddedCluster, list[tuple[str, str]]]:
     from demo.load import load_demo
 
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    url = cluster.url()
-    migrate(url)
+    cluster, url = start_cluster(home)
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT publisher_did, path FROM vlkb.datasets WHERE path LIKE %s ORDER BY 1",
                             ("%askap-emu%",)).fetchall()

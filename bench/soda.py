@@ -37,9 +37,8 @@ import psycopg
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
-from bench.server import proc_mb, serve
+from bench.server import proc_mb, serve, start_cluster
 from db.cluster import EmbeddedCluster
-from db.migrate import migrate
 from vo.cutout import CutRequest, plan
 from vo.ingest.datasets import ingest_datasets
 from vo.shapes import Circle, Interval
@@ -92,10 +91,7 @@ def _prepare(home: Path) -> tuple[EmbeddedCluster, dict[str, list[str]], dict[st
                   for k, dl in enumerate([-0.2, 0.2])],
         "SMALLCUBE": [_write(data / "smallcube.fits", 120, 120, 80, 30.0, 0.0, 30)],
     }
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    url = cluster.url()
-    migrate(url)
+    cluster, url = start_cluster(home)
     dids: dict[str, list[str]] = {}
     with psycopg.connect(url) as conn:
         for name, paths in files.items():

@@ -30,7 +30,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import psycopg
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
@@ -38,8 +37,7 @@ from astropy.nddata import Cutout2D
 from astropy.wcs import WCS
 from reproject import reproject_interp
 
-from db.cluster import EmbeddedCluster
-from db.migrate import migrate
+from bench.server import demo_cluster
 from vo.jobs.stamps import SOURCES_FILE, run_stamps
 from vo.uws.context import RunContext
 from vo.uws.results import ResultStore
@@ -47,19 +45,6 @@ from vo.uws.results import ResultStore
 ROOT = Path(__file__).resolve().parent.parent
 SURVEYS = ("Hi-GAL/70 um", "Hi-GAL/160 um", "Hi-GAL/250 um")
 SLUGS = ("hi-gal-70um", "hi-gal-160um", "hi-gal-250um")
-
-
-def _prepare(home: Path) -> tuple[EmbeddedCluster, str]:
-    from demo.load import demo_loaded, load_demo
-
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    url = cluster.url()
-    migrate(url)
-    with psycopg.connect(url) as conn:
-        if not demo_loaded(conn):
-            load_demo(conn, home / "data", scale=1, authority="vlkb.bench")
-    return cluster, url
 
 
 def _table(n: int, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -136,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.geteuid() == 0:
         home.parent.mkdir(parents=True, exist_ok=True)
         home.parent.chmod(0o755)
-    cluster, url = _prepare(home)
+    cluster, url = demo_cluster(home)
     try:
         table, lon, lat = _table(args.sources, seed=1)
         stamps = args.sources * len(SURVEYS)

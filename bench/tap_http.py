@@ -30,7 +30,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from bench.server import proc_mb, serve
+from bench.server import proc_mb, serve, start_cluster
 from db.cluster import EmbeddedCluster
 from db.ddl import pg_schema
 from db.load import copy_columns
@@ -79,11 +79,7 @@ def _fill(conn: psycopg.Connection, rows: int, seed: int = 7) -> None:
 
 
 def _prepare(home: Path, rows: int) -> tuple[EmbeddedCluster, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    url = cluster.url()
-    migrate(url)
+    cluster, url = start_cluster(home)
     with psycopg.connect(url) as conn:
         have = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
         first = conn.execute(f"SELECT designation FROM {TABLE} LIMIT 1").fetchone()
