@@ -38,6 +38,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from schemas import find_table
 from vo import storage
+from vo.cutout.bounds import rest_frequency
 from vo.datalink import DATALINK_MEDIA, links_ref, preview_ref
 
 __all__ = [
@@ -255,17 +256,6 @@ def _footprint(cel: WCS, nx: int, ny: int) -> dict[str, Any]:
 
 
 # -- spectral ------------------------------------------------------------------------------------
-def _rest_frequency(header: fits.Header, wcs: WCS, survey: SurveyInfo) -> float | None:
-    if wcs.wcs.restfrq:
-        return float(wcs.wcs.restfrq)
-    if wcs.wcs.restwav:
-        return _C / float(wcs.wcs.restwav)
-    for key in ("RESTFRQ", "RESTFREQ"):
-        if header.get(key):
-            return float(header[key])
-    return survey.rest_frequency
-
-
 def _to_frequency(ctype: str, values: np.ndarray, f0: float | None) -> np.ndarray:
     """Frequencies (Hz) of spectral world values in SI units of axis type ``ctype``."""
     kind = ctype[:4].rstrip("-")
@@ -303,7 +293,8 @@ def _spectral_axis(header: fits.Header, wcs: WCS, survey: SurveyInfo) -> dict[st
     pix = np.array([[(int(header.get(f"NAXIS{i + 1}", 1) or 1) - 1) / 2.0 for i in range(wcs.naxis)]] * 3)
     pix[:, spec] = [-0.5, n - 0.5, 0.0]
     world = wcs.wcs_pix2world(pix, 0)[:, spec]
-    f0 = _rest_frequency(header, wcs, survey)
+    f0 = rest_frequency(header, wcs)  # the file's own (as a cut reads it), else the survey's
+    f0 = survey.rest_frequency if f0 is None else f0
     freq = _to_frequency(ctype, world, f0)
     if np.any(freq <= 0) or not np.all(np.isfinite(freq)):
         raise IngestError(f"spectral axis {ctype} gives non-positive frequencies")
