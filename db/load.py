@@ -165,7 +165,8 @@ def copy_columns(conn: psycopg.Connection, table: Table, data: Mapping[str, Any]
     names = sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)
     # COPY BINARY needs binary input for every column of its target, generated ones included
     staged = any(c.type in _CAST for c in table.columns)
-    text_types = {"text"} | _CAST
+    # char is ASCII text stored as ``text`` (schemas.TYPES): its binary form is the same bytes
+    text_types = {"text", "char"} | _CAST
     with conn.transaction():
         if staged:
             stage = sql.Identifier(f"_stage_{table.name}")

@@ -206,9 +206,7 @@ def copy_text(conn: psycopg.Connection, decl: Table, text: bytes) -> None:
 
 def load_columns(conn: psycopg.Connection, decl: Table, data: Mapping[str, Any]) -> int:
     """Append rows given as column arrays (binary COPY, :func:`db.load.copy_columns`)."""
-    # char (ASCII text, as VOTable publishes it) is stored as text: copied as text
-    as_text = [c.model_copy(update={"type": "text"}) if c.type == "char" else c for c in decl.columns]
-    return copy_columns(conn, decl.model_copy(update={"columns": as_text}), data)
+    return copy_columns(conn, decl, data)
 
 
 def refresh_size(conn: psycopg.Connection, decl: Table) -> tuple[int, int]:
