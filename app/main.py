@@ -27,6 +27,7 @@ from app.logging import configure_logging
 from app.metrics import RequestMetrics, process_stopped
 from app.params import checked_path
 from app.pool import ServicePool
+from app.quota_gate import QuotaGate
 from app.quotas import job_quota, query_quota
 from app.routers import (
     datalink,
@@ -150,6 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # counts and logs each request once its answer is complete
     # outermost of ours: it sees the client leave whatever the inner layers are doing
     app.add_middleware(RequestLifecycle)
+    # outside even that: an anonymous flood's 429s cost no routing, identity or logging (app/quota_gate.py)
+    app.add_middleware(QuotaGate)
     # GET /metrics (Prometheus) is answered by RequestMetrics, with its own access rule (app/metrics.py)
 
     @app.get("/api/openapi.json", include_in_schema=False)
