@@ -90,7 +90,11 @@ class QuotaGate:
         if isinstance(store, QuotaState):
             refusal = store.refusal(key, limits, settings.quota_window)
         else:
-            refusal = await store.refusal(key, limits, settings.quota_window)
+            try:
+                refusal = await store.refusal(key, limits, settings.quota_window)
+            except Exception as exc:  # Redis unreachable: the full path decides (and says so)
+                log.warning("quota store not read before routing", error=type(exc).__name__)
+                refusal = None
         if refusal is None:
             await self.app(scope, receive, send)
             return
