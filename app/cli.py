@@ -635,6 +635,17 @@ def _production_warnings(settings: Settings) -> None:
               "set VLKB_OIDC_ISSUER and VLKB_DATABASE_URL in production")
     if settings.base_url is None:
         _warn("public URL", "VLKB_BASE_URL is unset: behind a proxy, links and job URLs name the internal address")
+    if settings.executor == "local" and settings.broker_url is not None:
+        _warn("executor", "VLKB_BROKER_URL is set but VLKB_EXECUTOR is local: this `vlkb serve` runs the jobs of "
+              "its database itself, beside any `vlkb worker`; give every process VLKB_EXECUTOR=celery "
+              "(docs/operations.md, Async jobs)")
+    anonymous = settings.quota_anonymous
+    if anonymous.sync_concurrent is None and anonymous.queries_per_window is None:
+        _warn("quotas", "VLKB_QUOTA_ANONYMOUS sets neither sync_concurrent nor queries_per_window: one anonymous "
+              "client can keep every database connection busy (docs/operations.md, Quotas)")
+    elif settings.quota_redis_url is None and (settings.workers or os.cpu_count() or 1) > 1:
+        _warn("quotas", "VLKB_QUOTA_REDIS_URL is unset: each server process counts on its own, so a client gets "
+              "its limits once per process")
     try:
         from db.ddl import spatial_functions_not_leakproof
 

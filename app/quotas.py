@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fastapi import Request
+from starlette.applications import Starlette
 
 from app.access import CurrentCaller
 from app.params import RequestParams
@@ -45,7 +46,8 @@ from db.ops_stats import active_jobs
 from vo.caller import Caller
 from vo.errors import QuotaError
 
-__all__ = ["IdentityClass", "QuotaState", "RedisQuotas", "caller_settings", "job_quota", "limits_for", "query_quota"]
+__all__ = ["IdentityClass", "QuotaState", "RedisQuotas", "caller_settings", "job_quota", "limits_for",
+           "query_paths", "query_quota", "quota_store"]
 
 IdentityClass = Literal["anonymous", "authenticated", "group"]
 
@@ -91,6 +93,16 @@ def _class_settings(settings: Settings, limits: QuotaLimits) -> Settings:
     })
 
 
+def _window_error(limit: int, window: float, retry: int) -> QuotaError:
+    retry = max(1, retry)
+    return QuotaError(f"over the quota of {limit} queries per {window:g} s of this client; retry in {retry} s", retry)
+
+
+def _concurrent_error(running: int) -> QuotaError:
+    return QuotaError(f"this client already runs {running} synchronous queries, its quota; "
+                      f"retry when one has ended", _CONCURRENT_RETRY)
+
+
 @dataclass
 class QuotaState:
     """This process's running counts and windows, by client key, and the settings of each class."""
@@ -108,10 +120,24 @@ class QuotaState:
         while times and times[0] <= now - window:
             times.popleft()
         if len(times) >= limits.queries_per_window:
-            retry = math.ceil(times[0] + window - now)
-            raise QuotaError(f"over the quota of {limits.queries_per_window} queries per {window:g} s of this "
-                             f"client; retry in {retry} s", retry)
+            raise _window_error(limits.queries_per_window, window, math.ceil(times[0] + window - now))
         times.append(now)
+
+    def refusal(self, key: str, limits: QuotaLimits, window: float) -> QuotaError | None:
+        """What :func:`query_quota` would answer ``key`` now, without counting anything: the early
+        refusal of a flood (app/quota_gate.py)."""
+        running = self.running.get(key, 0)
+        if limits.sync_concurrent is not None and running >= limits.sync_concurrent:
+            return _concurrent_error(running)
+        times = self.windows.get(key)
+        if limits.queries_per_window is None or times is None:
+            return None
+        now = time.monotonic()
+        while times and times[0] <= now - window:
+            times.popleft()
+        if len(times) < limits.queries_per_window:
+            return None
+        return _window_error(limits.queries_per_window, window, math.ceil(times[0] + window - now))
 
     def prune(self, key: str, window: float) -> None:
         """Forget ``key``'s window once it is empty, so idle clients cost no memory."""
@@ -147,6 +173,21 @@ return 0
 """
 
 
+#: what _ADMIT and _ACQUIRE would answer, changing nothing: {running, queries in the window, seconds to the
+#: oldest one's end}
+_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local window = tonumber(ARGV[1])
+local running = tonumber(redis.call('GET', KEYS[1]) or '0')
+local n = redis.call('ZCOUNT', KEYS[2], '(' .. (now - window), '+inf')
+local first = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - window), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local retry = '0'
+if first[2] then retry = tostring(tonumber(first[2]) + window - now) end
+return {running, n, retry}
+"""
+
+
 class RedisQuotas:
     """The counts and windows of every process, in Redis (``VLKB_QUOTA_REDIS_URL``)."""
 
@@ -157,6 +198,17 @@ class RedisQuotas:
         self.ttl = ttl
         self._admit = self.redis.register_script(_ADMIT)
         self._acquire = self.redis.register_script(_ACQUIRE)
+        self._peek = self.redis.register_script(_PEEK)
+
+    async def refusal(self, key: str, limits: QuotaLimits, window: float) -> QuotaError | None:
+        """What :meth:`acquire` and :meth:`admit` would answer ``key`` now, changing nothing (one round trip)."""
+        running, queries, retry = await self._peek(keys=[f"vlkb:quota:running:{key}", f"vlkb:quota:window:{key}"],
+                                                   args=[window])
+        if limits.sync_concurrent is not None and int(running) >= limits.sync_concurrent:
+            return _concurrent_error(int(running))
+        if limits.queries_per_window is not None and int(queries) >= limits.queries_per_window:
+            return _window_error(limits.queries_per_window, window, math.ceil(float(retry)))
+        return None
 
     async def admit(self, key: str, limits: QuotaLimits, window: float) -> None:
         if limits.queries_per_window is None:
@@ -164,36 +216,53 @@ class RedisQuotas:
         ok, retry = await self._admit(keys=[f"vlkb:quota:window:{key}"],
                                       args=[window, limits.queries_per_window, secrets.token_hex(8)])
         if not int(ok):
-            raise QuotaError(f"over the quota of {limits.queries_per_window} queries per {window:g} s of this "
-                             f"client; retry in {max(1, math.ceil(float(retry)))} s", max(1, math.ceil(float(retry))))
+            raise _window_error(limits.queries_per_window, window, math.ceil(float(retry)))
 
     async def acquire(self, key: str, limit: int) -> None:
         running = int(await self._acquire(keys=[f"vlkb:quota:running:{key}"], args=[limit, self.ttl]))
         if running:
-            raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
-                             f"retry when one has ended", _CONCURRENT_RETRY)
+            raise _concurrent_error(running)
 
     async def release(self, key: str) -> None:
         await self.redis.decr(f"vlkb:quota:running:{key}")
 
 
-def _redis(request: Request) -> RedisQuotas | None:
-    settings: Settings = request.app.state.settings
+def quota_store(app: Starlette) -> QuotaState | RedisQuotas:
+    """Where ``app`` keeps its counts and windows: Redis (``VLKB_QUOTA_REDIS_URL``) or this process's memory."""
+    settings: Settings = app.state.settings
     if settings.quota_redis_url is None:
-        return None
-    shared: RedisQuotas | None = getattr(request.app.state, "redis_quotas", None)
+        return _memory(app)
+    shared: RedisQuotas | None = getattr(app.state, "redis_quotas", None)
     if shared is None:
         # a slot outlives no query: the longest a sync query may run, plus a margin
-        shared = request.app.state.redis_quotas = RedisQuotas(settings.quota_redis_url.get_secret_value(),
-                                                              int(settings.sync_timeout) + 60)
+        shared = app.state.redis_quotas = RedisQuotas(settings.quota_redis_url.get_secret_value(),
+                                                      int(settings.sync_timeout) + 60)
     return shared
 
 
-def _state(request: Request) -> QuotaState:
-    state: QuotaState | None = getattr(request.app.state, "quotas", None)
+def _memory(app: Starlette) -> QuotaState:
+    state: QuotaState | None = getattr(app.state, "quotas", None)
     if state is None:
-        state = request.app.state.quotas = QuotaState()
+        state = app.state.quotas = QuotaState()
     return state
+
+
+def query_paths(app: Starlette) -> set[tuple[str, str]]:
+    """The methods and exact paths on which :func:`query_quota` has run in this process: the routes it
+    limits, learnt from the requests themselves (whatever the router's internals)."""
+    paths: set[tuple[str, str]] | None = getattr(app.state, "quota_paths", None)
+    if paths is None:
+        paths = app.state.quota_paths = set()
+    return paths
+
+
+def _redis(request: Request) -> RedisQuotas | None:
+    store = quota_store(request.app)
+    return store if isinstance(store, RedisQuotas) else None
+
+
+def _state(request: Request) -> QuotaState:
+    return _memory(request.app)
 
 
 def _client_key(request: Request, caller: Caller) -> str:
@@ -223,6 +292,8 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
     if not route.endswith(_QUERY_SUFFIXES):
         yield
         return
+    if "{" not in route:  # an exact path: from now on, app/quota_gate.py may refuse an anonymous flood on it
+        query_paths(request.app).add((request.method, request.scope["path"]))
     settings: Settings = request.app.state.settings
     _, limits = limits_for(settings, caller)
     if limits.sync_concurrent is None and limits.queries_per_window is None:
@@ -242,8 +313,7 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
     state = _state(request)
     running = state.running.get(key, 0)
     if limits.sync_concurrent is not None and running >= limits.sync_concurrent:
-        raise QuotaError(f"this client already runs {running} synchronous queries, its quota; "
-                         f"retry when one has ended", _CONCURRENT_RETRY)
+        raise _concurrent_error(running)
     state.admit(key, limits, settings.quota_window)
     state.running[key] = running + 1
     try:

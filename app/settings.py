@@ -354,6 +354,11 @@ class Settings(BaseSettings):
     quota_window: float = Field(
         60.0, gt=0, description="The window of `queries_per_window`, seconds (a sliding window).",
     )
+    quota_refusal_delay: float = Field(
+        0.25, ge=0, le=10, description="Seconds an anonymous client already over its query quota waits for its "
+        "429 (answered before routing, app/quota_gate.py): a client repeating refused queries on a connection is "
+        "slowed to a few a second, at no cost to the service; the connection stays open. 0: answered at once.",
+    )
 
     @field_validator("home")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import cones, hips, ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
+from bench import cones, flood, hips, ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     ingest_catalog.main(["--rows", "200000"])
     soda.main([])
     jobs.main([])
+    flood.main([])
     sedfit.main([])
     sfind.main([])
     hips.main([])

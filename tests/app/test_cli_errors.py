@@ -88,3 +88,13 @@ def test_check_reports_each_line(database) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "[ok  ] database: PostgreSQL" in proc.stdout, proc.stdout
     assert "pgSphere install script" in proc.stdout
+
+
+def test_check_warns_of_a_local_executor_beside_a_broker_and_of_missing_quotas(database) -> None:
+    env = {"VLKB_HOME": str(database.home), "VLKB_DB_PORT": str(database.port), "VLKB_PORT": "1"}
+    proc = run_vlkb("check", **env, VLKB_BROKER_URL="redis://127.0.0.1:1/0")
+    assert "[WARN] executor: VLKB_BROKER_URL is set but VLKB_EXECUTOR is local" in proc.stdout, proc.stdout
+    assert "[WARN] quotas: VLKB_QUOTA_ANONYMOUS sets neither" in proc.stdout
+    proc = run_vlkb("check", **env, VLKB_WORKERS="2", VLKB_QUOTA_ANONYMOUS='{"queries_per_window": 60}')
+    assert "[WARN] quotas: VLKB_QUOTA_REDIS_URL is unset" in proc.stdout, proc.stdout
+    assert "executor" not in proc.stdout
