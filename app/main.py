@@ -7,18 +7,18 @@ Nothing is built at import time. The lifespan opens the database pool and puts i
 from __future__ import annotations
 
 import gc
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from app.access import current_identity
-from app.auth import JwksKeys, TokenVerifier, header_text
+from app.auth import JwksKeys, TokenVerifier
+from app.binding import BindRequest
 from app.database import database_url
 from app.errors import install_error_handlers
 from app.jobs import start_jobs, stop_jobs
@@ -135,18 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def bind_request(request: Request, call_next):
-        request.state.request_id = uuid.uuid4().hex[:12]
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request.state.request_id, path=request.url.path)
-        response = await call_next(request)
-        identity = getattr(request.state, "identity", None)
-        if identity is not None and identity.user is not None:
-            # AuthVO section 4.3: tell an authenticated client who it is (never sent to anonymous ones)
-            response.headers["X-VO-Authenticated"] = header_text(identity.user)
-        return response
-
+    app.add_middleware(BindRequest)  # request id in the log context, X-VO-Authenticated (app/binding.py)
     app.add_middleware(RequestMetrics)  # counts and logs each request once its answer is complete
     # outermost of ours: it sees the client leave whatever the inner layers are doing
     app.add_middleware(RequestLifecycle)
