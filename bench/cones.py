@@ -26,7 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,9 +96,27 @@ async def _http(base: str, queries: list[str], clients: int) -> tuple[float, flo
                 lat.append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        run = asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.sleep(0.5)
+        spread = _connections(base)
+        await run
         wall = time.perf_counter() - t0
+    if spread:
+        print(f"  {base}: client connections per server process {spread}", flush=True)
     return (len(queries) / wall, *_percentiles(lat))
+
+
+def _connections(base: str) -> list[int]:
+    """How the clients' connections are spread over the server's processes (``ss``; [] without it):
+    the processes share one listening socket and the first awake accepts every waiting connection,
+    so 8 connections opened at once often land 7 + 1, and one process serves most requests."""
+    port = base.rsplit(":", 1)[1]
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(Counter(re.findall(r"pid=(\d+)", out)).values(), reverse=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
