@@ -15,7 +15,11 @@ from app.settings import Settings
 __all__ = ["DbPool", "AppSettings", "base_url"]
 
 
-def _pool(request: Request) -> AsyncConnectionPool:
+# The dependencies here are ``async def`` although they never wait: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hop per request each (issue 16: measurable on a cone).
+
+
+async def _pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
 
@@ -44,6 +48,10 @@ def _trusted_host(host: str, settings: Settings) -> bool:
     return name in _allowed(tuple(settings.allowed_hosts), settings.host) and port in (None, settings.port)
 
 
+async def _base_url(request: Request) -> str:
+    return base_url(request)
+
+
 def base_url(request: Request) -> str:
     """The public base URL, written into job locations, capabilities and access URLs.
 
@@ -62,7 +70,11 @@ def base_url(request: Request) -> str:
     return settings.public_url
 
 
+async def _caller_settings(request: Request) -> Settings:
+    return caller_settings(request)
+
+
 #: the settings as they apply to the caller (its quota class's MAXREC, upload and duration limits)
-AppSettings = Annotated[Settings, Depends(caller_settings)]
+AppSettings = Annotated[Settings, Depends(_caller_settings)]
 DbPool = Annotated[AsyncConnectionPool, Depends(_pool)]
-BaseUrl = Annotated[str, Depends(base_url)]
+BaseUrl = Annotated[str, Depends(_base_url)]

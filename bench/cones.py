@@ -14,7 +14,11 @@ served by the GiST index on ``pos_gal``) and prints requests/s, p50 and p99:
 The load generator shares the machine with the server and PostgreSQL; the load average during
 the run is printed, since other work on the machine changes every figure.
 
+``--before DIR`` also serves the vlkb source tree in DIR (``git worktree add DIR <commit>``) with
+``VLKB_WORKERS=N``, alternating with the current code, for before/after ratios measured in one run.
+
     python -m bench.cones [--rows 1000000 10000000] [--clients 8] [--requests 400] [--workers 2]
+                          [--before DIR] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,7 +82,8 @@ def _direct(url: str, queries: list[str], clients: int) -> tuple[float, float, f
 async def _http(base: str, queries: list[str], clients: int) -> tuple[float, float, float]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        for q in queries[: 2 * clients]:  # warm up every process and connection
+        # warm up every process and connection, with other cones than those measured (no cached translation)
+        for q in _cones(2 * clients, seed=99):
             (await client.get("/tap/sync", params={"LANG": "ADQL", "QUERY": q})).raise_for_status()
         todo = iter(queries)
         lat: list[float] = []
@@ -88,9 +96,27 @@ async def _http(base: str, queries: list[str], clients: int) -> tuple[float, flo
                 lat.append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        run = asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.sleep(0.5)
+        spread = _connections(base)
+        await run
         wall = time.perf_counter() - t0
+    if spread:
+        print(f"  {base}: client connections per server process {spread}", flush=True)
     return (len(queries) / wall, *_percentiles(lat))
+
+
+def _connections(base: str) -> list[int]:
+    """How the clients' connections are spread over the server's processes (``ss``; [] without it):
+    the processes share one listening socket and the first awake accepts every waiting connection,
+    so 8 connections opened at once often land 7 + 1, and one process serves most requests."""
+    port = base.rsplit(":", 1)[1]
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(Counter(re.findall(r"pid=(\d+)", out)).values(), reverse=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -99,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes of the multi-process run")
+    parser.add_argument("--before", type=Path, help="a vlkb source tree to measure too (before/after)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate before/after this many times")
     args = parser.parse_args(argv)
     queries = _cones(args.requests)
     for rows in args.rows:
@@ -106,19 +134,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         cluster, url = _prepare(home, rows)
         try:
             results = [("psycopg direct (baseline)", *_direct(url, queries, args.clients))]
-            for workers in (1, args.workers):
-                with serve(home, cluster.current_port(), workers=str(workers)) as (base, _):
-                    results.append((f"/tap/sync, VLKB_WORKERS={workers}",
+            runs: list[tuple[str, Path | None, int]] = [("", None, 1), ("", None, args.workers)]
+            if args.before is not None:
+                runs = [("before ", args.before, args.workers), ("", None, args.workers)] * args.rounds
+            loads = []
+            for tag, code, workers in runs:
+                with serve(home, cluster.current_port(), code=code, workers=str(workers)) as (base, _):
+                    results.append((f"{tag}/tap/sync, VLKB_WORKERS={workers}",
                                     *asyncio.run(_http(base, queries, args.clients))))
+                    loads.append(os.getloadavg()[0])
             load = os.getloadavg()
         finally:
             cluster.stop()
         base_rate = results[0][1]
         print(f"\n0.1 deg cone, TOP 10, on {rows:,} rows; {args.clients} clients, {args.requests} requests; "
               f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
-        print(f"{'path':34s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'ratio':>6s}")
-        for label, rate, p50, p99 in results:
-            print(f"{label:34s} {rate:8.1f} {p50:8.1f} {p99:8.1f} {rate / base_rate:6.2f}")
+        print(f"{'path':41s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'ratio':>6s} {'load':>5s}")
+        for k, (label, rate, p50, p99) in enumerate(results):
+            at = f"{loads[k - 1]:5.1f}" if k else ""
+            print(f"{label:41s} {rate:8.1f} {p50:8.1f} {p99:8.1f} {rate / base_rate:6.2f} {at}")
 
 
 if __name__ == "__main__":

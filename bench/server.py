@@ -63,12 +63,16 @@ def proc_mb(pid: int, key: str = "VmRSS:") -> float:
 
 
 @contextmanager
-def serve(home: Path, db_port: int, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serve(home: Path, db_port: int, *, code: Path | None = None,
+          **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``vlkb serve`` on a free port for the database of ``home``, with extra ``VLKB_*`` settings;
-    yields its base URL and process once ``/health`` answers."""
+    yields its base URL and process once ``/health`` answers. ``code``: serve the vlkb source tree
+    there instead (e.g. ``git worktree add /tmp/before <commit>``), for before/after figures in one run."""
     port = free_port()
     env = {**os.environ, "VLKB_HOME": str(home), "VLKB_PORT": str(port), "VLKB_DB_PORT": str(db_port),
            "VLKB_LOG_LEVEL": "WARNING", **{f"VLKB_{k.upper()}": v for k, v in settings.items()}}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     server = subprocess.Popen([str(Path(sys.executable).parent / "vlkb"), "serve"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -17,7 +17,7 @@ images and two overlapping 256 x 256 x 128 cubes, ingests them as three surveys,
 Timings are medians of repeated runs with a warm page cache (the file is read once first):
 the comparison is of the work each path does, not of the disk.
 
-    python -m bench.soda [--repeat 5] [--requests 400] [--small-only]
+    python -m bench.soda [--repeat 5] [--requests 400] [--small-only [--before DIR --rounds N]]
 """
 
 from __future__ import annotations
@@ -227,12 +227,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--home", type=Path, default=ROOT / "var" / "bench" / "soda")
     parser.add_argument("--small-only", action="store_true", help="the 120x120x80 cube and the big cube's cut only")
     parser.add_argument("--workers", default="1", help="VLKB_WORKERS of the server")
+    parser.add_argument("--before", type=Path, help="with --small-only: also serve the vlkb source tree in DIR "
+                        "(git worktree add DIR <commit>), alternating with this one, for before/after figures")
+    parser.add_argument("--rounds", type=int, default=1, help="with --before: alternate this many times")
     args = parser.parse_args(argv)
     home = args.home.resolve()
     if os.geteuid() == 0:
         home.parent.mkdir(parents=True, exist_ok=True)
         home.parent.chmod(0o755)
     cluster, dids, files = _prepare(home)
+    if args.before is not None and args.small_only:
+        try:
+            for _ in range(args.rounds):
+                for tag, code in (("before", args.before), ("after", None)):
+                    with serve(home, cluster.current_port(), code=code, workers=args.workers) as (base, _), \
+                            httpx.Client(base_url=base, timeout=600) as client:
+                        print(f"\n### {tag}: load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+                        _small_cube(client, dids["SMALLCUBE"][0], files["SMALLCUBE"][0], max(args.repeat, 51))
+                        _big_cutout(client, dids["BIGCUBE"][0], files["BIGCUBE"][0], args.repeat)
+        finally:
+            cluster.stop()
+        return
     try:
         with serve(home, cluster.current_port(), merge_max_voxels="40000000", workers=args.workers) as (base, server):
             rss0 = proc_mb(server.pid)

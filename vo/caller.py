@@ -65,11 +65,7 @@ def session_blocking(conn: psycopg.Connection, caller: Caller) -> Iterator[psyco
 
 async def datasets(pool: AsyncConnectionPool, ids: Iterable[str], caller: Caller) -> dict[str, Dataset]:
     """The datasets among ``ids`` (publisher DIDs) that exist and ``caller`` may read, by DID."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    async with session(pool, caller) as conn:
-        return await dataset_store.find_datasets(conn, ids)
+    return await dataset_store.fetch_datasets(pool, ids, caller.groups, caller.user)  # one round trip
 
 
 def datasets_blocking(conn: psycopg.Connection, ids: Iterable[str], caller: Caller) -> dict[str, Dataset]:

@@ -32,15 +32,14 @@ router = APIRouter(prefix="/soda", tags=["SODA"])
 log = structlog.get_logger("vlkb.soda")
 
 
-def cutout_response(ds: Dataset, cut: Cutout) -> StreamingResponse:
-    """A planned cut as a FITS download, streamed as the slab is read."""
+def cutout_response(ds: Dataset, cut: Cutout) -> Response:
+    """A planned cut as a FITS download, streamed as the slab is read (a small cut read ahead, in one piece)."""
     log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
-    return StreamingResponse(
-        cut.chunks(),
-        media_type="application/fits",
-        headers={"Content-Disposition": f'attachment; filename="{soda.filename(ds.publisher_did)}"',
-                 "Content-Length": str(cut.size)},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{soda.filename(ds.publisher_did)}"'}
+    if cut.body is not None:
+        return Response(cut.body, media_type="application/fits", headers=headers)
+    return StreamingResponse(cut.chunks(), media_type="application/fits",
+                             headers={**headers, "Content-Length": str(cut.size)})
 
 
 async def merge_response(merged: Merged) -> Response:
@@ -52,7 +51,7 @@ async def merge_response(merged: Merged) -> Response:
 
 
 @router.api_route("/sync", methods=["GET", "POST"])
-async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> StreamingResponse:
+async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> Response:
     """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
     q = soda.SodaParams.from_params(params.values)
     return cutout_response(*await soda.cutout_for(pool, q, caller))

@@ -456,3 +456,15 @@ def test_user_tables_are_read_by_the_groups_they_are_shared_with(auth_server, is
     # and may not change it: the member of another group gets "missing", anonymous "authenticate"
     gone = httpx.delete(f"{auth_server.url}/tap/tables/{name}", headers=h, timeout=60)
     assert gone.status_code == (401 if who == "anonymous" else 404)
+
+
+# -- the translation cache (vo/tap.py, issue 16) -------------------------------------------------
+
+def test_a_cached_translation_never_carries_rows_across_callers(auth_server, issuer, truth) -> None:
+    """The same query text, sent by callers with different rights back to back (so the second and
+    later are answered from the translation cache): each sees exactly its own rows."""
+    query = (f"SELECT obs_publisher_did FROM ivoa.obscore WHERE obs_collection = '{PRIVATE}' "
+             "ORDER BY obs_publisher_did")
+    for who in ("member", "anonymous", "member", "outsider", "anonymous", "member"):
+        dids = [r[0] for r in csv_rows(tap(auth_server, issuer, who, query))]
+        assert dids == (truth.private_dids if sees_private(who) else []), who

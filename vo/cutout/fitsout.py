@@ -23,7 +23,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -64,10 +64,15 @@ class Cutout:
     path: str | Path
     hdu: int
     box: tuple[tuple[int, int], ...]
-    header: fits.Header
+    #: the output header block, serialised (the stream, its size and Content-Length use it)
+    header_bytes: bytes
+    #: BITPIX of the data (the source's)
+    bitpix: int
     #: a local uncompressed file: (its size and mtime, where the data start, dtype, numpy shape),
     #: so the slab is read from the kept memory map without opening the file again
     mapped: tuple[tuple[int, int], int, str, tuple[int, ...]] | None = None
+    #: the whole output file, read ahead by :meth:`preread` (small cuts), else None
+    body: bytes | memoryview | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -76,12 +81,12 @@ class Cutout:
 
     @property
     def data_bytes(self) -> int:
-        return int(np.prod(self.shape)) * abs(int(self.header["BITPIX"])) // 8
+        return int(np.prod(self.shape)) * abs(self.bitpix) // 8
 
     @cached_property
-    def header_bytes(self) -> bytes:
-        """The output header block, serialised once (size, Content-Length and the stream use it)."""
-        return self.header.tostring(padding=True).encode("ascii")
+    def header(self) -> fits.Header:
+        """The output header (parsed from :attr:`header_bytes` when asked: merges, stamps, tests)."""
+        return fits.Header.fromstring(self.header_bytes.decode("ascii"))
 
     @property
     def size(self) -> int:
@@ -94,14 +99,38 @@ class Cutout:
     def _groups(self) -> Iterator[tuple[slice, ...]]:
         """The slab as groups of whole planes of the slowest axis, about ``_CHUNK`` bytes each."""
         shape = self.shape
-        plane = max(1, int(np.prod(shape[1:])) * abs(int(self.header["BITPIX"])) // 8)
+        plane = max(1, int(np.prod(shape[1:])) * abs(self.bitpix) // 8)
         step = max(1, _CHUNK // plane)
         first, *rest = self.slices()
         for i in range(first.start, first.stop, step):
             yield (slice(i, min(i + step, first.stop)), *rest)
 
+    def preread(self, limit: int) -> Cutout:
+        """This cut with its whole output file in :attr:`body` if it is at most ``limit`` bytes.
+
+        A small cut is then answered in one piece, read in the same worker thread as its plan,
+        instead of a thread hop and a socket write per chunk (issue 16: most of a small cut's time
+        besides the lookup); a bigger one keeps streaming, so memory stays bounded by ``limit``.
+        """
+        if self.body is not None or self.size > limit:
+            return self
+        if self.mapped is None:
+            return replace(self, body=b"".join(self.chunks()))
+        # the slab copied once, straight from the kept memory map into the output buffer
+        version, offset, dtype, shape = self.mapped
+        data = mapping(str(location(self.path)), version, offset, dtype, shape)
+        buf = bytearray(self.size)  # zeros: the padding after the data
+        head = len(self.header_bytes)
+        buf[:head] = self.header_bytes
+        out = np.frombuffer(buf, dtype=data.dtype, count=int(np.prod(self.shape)), offset=head)
+        np.copyto(out.reshape(self.shape), data[self.slices()])
+        return replace(self, body=memoryview(buf))
+
     def chunks(self) -> Iterator[bytes | memoryview]:
         """The output FITS file, in pieces; only the slab is read from the source."""
+        if self.body is not None:
+            yield self.body
+            return
         yield self.header_bytes
         if self.mapped is not None:
             version, offset, dtype, shape = self.mapped
@@ -206,6 +235,70 @@ def _out_header(base: fits.Header, box: tuple[tuple[int, int], ...], provenance:
 
 
 @dataclass(frozen=True)
+class _Template:
+    """The output header of every cut of one source as card images, with the places of what a cut
+    changes: built once by :func:`_out_header` itself, so a cut only formats a few cards (issue 16:
+    copying and editing an astropy Header was half of a small cut's time) and the bytes are those
+    :func:`_out_header` gives (tests/vo/test_cutout_cache.py compares them)."""
+
+    #: one string per card of the template (a long string value's CONTINUE cards in one)
+    images: tuple[str, ...]
+    #: NAXISn: (place, n, comment)
+    naxis: tuple[tuple[int, int, str], ...]
+    #: CRPIXn[a]: (place, keyword, n, value in the source, comment)
+    crpix: tuple[tuple[int, str, int, float, str], ...]
+    #: provenance keyword -> place
+    provenance: dict[str, int]
+    #: where the HISTORY line goes
+    history: int
+
+
+_MARK = "vlkb-template-mark"
+
+
+def _template(base: fits.Header, keys: tuple[str, ...]) -> _Template | None:
+    """The :class:`_Template` of ``base`` with provenance ``keys``; None when the header is one whose
+    card places could depend on the values (trailing blank cards, which astropy fills first)."""
+    cards = base.cards
+    if len(cards) and not cards[-1].keyword and not str(cards[-1].value).strip():
+        return None
+    naxis = int(base["NAXIS"])
+    full = tuple((0, int(base[f"NAXIS{i}"])) for i in range(1, naxis + 1))
+    out = _out_header(base, full, {k: (_MARK, "") for k in keys}, _MARK)
+    places = {card.keyword: i for i, card in enumerate(out.cards) if card.keyword != "HISTORY"}
+    marks = [i for i, card in enumerate(out.cards) if card.keyword == "HISTORY" and card.value == _MARK]
+    if len(marks) != 1 or any(k not in places for k in keys):
+        return None
+    crpix = []
+    for key, i in places.items():
+        m = _CRPIX.match(key)
+        if m and int(m.group(1)) <= naxis:
+            crpix.append((i, key, int(m.group(1)), float(base[key]), base.comments[key]))
+    return _Template(
+        images=tuple(card.image for card in out.cards),
+        naxis=tuple((places[f"NAXIS{n}"], n, base.comments[f"NAXIS{n}"]) for n in range(1, naxis + 1)),
+        crpix=tuple(crpix), provenance={k: places[k] for k in keys}, history=marks[0])
+
+
+def _header_bytes(t: _Template, box: tuple[tuple[int, int], ...], provenance: dict[str, tuple[str, str]],
+                  history: str) -> bytes:
+    """What ``_out_header(...).tostring(padding=True)`` gives, from the template ``t``."""
+    images = list(t.images)
+    for i, n, comment in t.naxis:
+        a, b = box[n - 1]
+        images[i] = fits.Card(f"NAXIS{n}", b - a, comment).image
+    for i, key, n, ref, comment in t.crpix:
+        images[i] = fits.Card(key, ref - box[n - 1][0], comment).image
+    for key, (text, note) in provenance.items():
+        images[t.provenance[key]] = fits.Card(key, text, fitting_comment(text, note)).image
+    lines = fits.Header()
+    lines.add_history(history)
+    images[t.history] = "".join(card.image for card in lines.cards)
+    text = "".join(images) + "END".ljust(80)
+    return (text + " " * (-len(text) % _BLOCK)).encode("ascii")
+
+
+@dataclass(frozen=True)
 class _Source:
     """What the cuts of one file share (see the module docstring)."""
 
@@ -220,6 +313,15 @@ class _Source:
     layout: tuple[int, str, tuple[int, ...]] | None
     #: held while the shared WCS computes a box: wcslib's structures are not for concurrent use
     lock: threading.Lock
+    #: header templates by provenance keywords (:func:`_template`; None: use _out_header)
+    templates: dict[tuple[str, ...], _Template | None]
+
+    def template(self, keys: tuple[str, ...]) -> _Template | None:
+        if keys not in self.templates:
+            if len(self.templates) >= 8:  # a handful of callers, each with its own keywords
+                self.templates.clear()
+            self.templates[keys] = _template(self.base, keys)
+        return self.templates[keys]
 
 
 def _read_source(path: str | Path) -> _Source:
@@ -242,7 +344,7 @@ def _read_source(path: str | Path) -> _Source:
         except UsageError:
             channels = None  # a BAND or VELO cut then says why, from pixel_box
     layout = (offset, DTYPES[int(src["BITPIX"])], tuple(reversed(shape))) if offset is not None else None
-    return _Source(idx, src, wcs, grid, channels, _base_header(src, wcs, naxis), layout, threading.Lock())
+    return _Source(idx, src, wcs, grid, channels, _base_header(src, wcs, naxis), layout, threading.Lock(), {})
 
 
 @lru_cache(maxsize=SOURCE_CACHE)
@@ -273,7 +375,12 @@ def plan(path: str | Path, req: CutRequest, provenance: dict[str, tuple[str, str
     for i, (a, b) in enumerate(box, start=1):
         history += f"; axis {i} pixels {a + 1}:{b}"
     mapped = (version, *src.layout) if version is not None and src.layout is not None else None
-    cut = Cutout(path=path, hdu=src.hdu, box=box,
-                 header=_out_header(src.base, box, provenance or {}, history), mapped=mapped)
-    cut.header_bytes  # noqa: B018 - serialised here, in the planning thread, not later in an event loop
-    return cut
+    provenance = provenance or {}
+    template = src.template(tuple(provenance))
+    if template is not None and len(box) == len(template.naxis):
+        header = _header_bytes(template, box, provenance, history)
+    else:
+        header = _out_header(src.base, box, provenance, history).tostring(padding=True).encode("ascii")
+    # serialised here, in the planning thread, not later in an event loop
+    return Cutout(path=path, hdu=src.hdu, box=box, header_bytes=header, bitpix=int(src.header["BITPIX"]),
+                  mapped=mapped)
