@@ -396,3 +396,36 @@ def test_a_drawn_circle_lists_its_datasets_and_yields_a_cutout_containing_it(vis
     assert "manifest" in results and sum(1 for n in results if n.startswith("cut-")) >= 1
     v.page.screenshot(path=str(artefacts / "region-job.png"))
     assert v.errors == [] and v.outside == []
+
+
+def test_oidc_login_with_pkce_shows_the_restricted_survey_and_logout_hides_it(visit, database, artefacts) -> None:
+    v = visit()
+    assert PRIVATE not in _hips_options(v.page)
+    v.page.click("#login-button")  # to the development issuer's login form, and back with a code
+    v.page.wait_for_selector("#dev-user", timeout=30_000)
+    v.page.fill("#dev-user", "portal-member")
+    v.page.fill("#dev-groups", "survey-team")
+    v.page.screenshot(path=str(artefacts / "dev-login.png"))
+    v.page.click("#dev-login")
+    v.page.wait_for_function("() => document.getElementById('who').textContent === 'portal-member'", timeout=30_000)
+    assert "code=" not in v.page.url and v.page.url.endswith("#sky")
+    assert PRIVATE in _hips_options(v.page)
+    _sky_ready(v.page)
+    ra, dec, r = _circle(v.page)
+    circle = "scircle(spoint(radians(%s), radians(%s)), radians(%s))"
+    with psycopg.connect(database.url) as c:
+        everything, public = c.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE obs_collection <> 'MeerKAT-private') FROM ivoa.obscore "
+            f"WHERE s_region && {circle}", (ra, dec, r)).fetchone()
+    assert everything > public
+    assert v.page.evaluate("() => window.vlkbPortal.footprints") == everything
+    assert "MeerKAT" in v.page.text_content("#footprint-legend")
+    v.page.screenshot(path=str(artefacts / "logged-in.png"))
+
+    v.page.click("#logout-button")
+    v.page.wait_for_function("() => document.getElementById('who').textContent === 'anonymous'", timeout=30_000)
+    assert PRIVATE not in _hips_options(v.page)
+    _sky_ready(v.page)
+    assert v.page.evaluate("() => window.vlkbPortal.footprints") == public
+    assert "MeerKAT" not in v.page.text_content("#footprint-legend")
+    assert v.errors == [] and v.outside == []
