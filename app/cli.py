@@ -631,8 +631,9 @@ def _production_warnings(settings: Settings) -> None:
     """What a production deployment must not keep: printed as warnings, never failing the check."""
     if settings.dev_issuer:
         _warn("identity", "tokens of the local development issuer are accepted (embedded default, no "
-              "VLKB_OIDC_ISSUER): anyone who can read VLKB_HOME/dev-issuer/key.json can be any user; "
-              "set VLKB_OIDC_ISSUER and VLKB_DATABASE_URL in production")
+              "VLKB_OIDC_ISSUER): anyone who can read VLKB_HOME/dev-issuer/key.json can be any user, and the "
+              "development login /dev-issuer/authorize lets anyone who reaches the service log in as any user "
+              "with any groups; set VLKB_OIDC_ISSUER and VLKB_DATABASE_URL in production")
     if settings.base_url is None:
         _warn("public URL", "VLKB_BASE_URL is unset: behind a proxy, links and job URLs name the internal address")
     if settings.executor == "local" and settings.broker_url is not None:

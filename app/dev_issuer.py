@@ -6,13 +6,21 @@ service accepts tokens signed by a key kept in ``VLKB_HOME/dev-issuer/key.json``
 anyone, which is fine for a demo on one's own machine and never for a deployment: the issuer
 is off as soon as an external database or a real issuer is configured
 (``Settings.dev_issuer``), and the service logs a warning at every start while it is on.
+
+:class:`AuthCodes` holds the one-time codes of the development login (``app/routers/dev_login.py``,
+the OIDC authorization-code flow with PKCE the portal uses).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from joserfc import jwt
@@ -20,8 +28,9 @@ from joserfc.jwk import KeySet, RSAKey
 
 from app.auth import StaticKeys, TokenVerifier
 from app.settings import Settings
+from vo.errors import UsageError
 
-__all__ = ["DEV_ISSUER", "dev_verifier", "mint"]
+__all__ = ["DEV_ISSUER", "AuthCodes", "Grant", "dev_verifier", "mint"]
 
 #: the ``iss`` of development tokens: not a URL, so no client mistakes it for a real issuer
 DEV_ISSUER = "urn:vlkb:dev-issuer"
@@ -67,3 +76,50 @@ def mint(settings: Settings, user: str, groups: tuple[str, ...] = (), ttl: int =
         "groups": list(groups), "iat": now, "nbf": now, "exp": now + ttl,
     }
     return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "JWT"}, claims, key)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a code was issued for: who logged in, and the request it answers."""
+
+    user: str
+    groups: tuple[str, ...]
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    expires: float
+
+
+class AuthCodes:
+    """One-time authorization codes (RFC 6749 4.1.2: short-lived, single use), in this process's memory.
+
+    A code is bound to its client, redirect URI and PKCE challenge (RFC 7636 4.6: ``BASE64URL(SHA256(
+    verifier)) == challenge``); a wrong verifier spends the code too, so it cannot be guessed at.
+    """
+
+    def __init__(self, ttl: float = 60.0, max_codes: int = 1000) -> None:
+        self.ttl = ttl
+        self.max_codes = max_codes
+        self._grants: dict[str, Grant] = {}
+
+    def issue(self, user: str, groups: tuple[str, ...], client_id: str, redirect_uri: str, challenge: str) -> str:
+        now = time.monotonic()
+        self._grants = {c: g for c, g in self._grants.items() if g.expires > now}
+        if len(self._grants) >= self.max_codes:
+            raise UsageError("too many pending logins; try again in a minute")
+        code = secrets.token_urlsafe(32)
+        self._grants[code] = Grant(user, groups, client_id, redirect_uri, challenge, now + self.ttl)
+        return code
+
+    def redeem(self, code: str, verifier: str, client_id: str, redirect_uri: str) -> Grant:
+        grant = self._grants.pop(code, None)
+        if grant is None or grant.expires <= time.monotonic():
+            raise UsageError("code: unknown, used or expired authorization code (invalid_grant)")
+        if (client_id, redirect_uri) != (grant.client_id, grant.redirect_uri):
+            raise UsageError("client_id/redirect_uri: not those of the authorization request (invalid_grant)")
+        if not 43 <= len(verifier) <= 128:
+            raise UsageError("code_verifier: 43 to 128 characters (RFC 7636 4.1)")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if not hmac.compare_digest(digest, grant.challenge):
+            raise UsageError("code_verifier: does not match the code_challenge (invalid_grant)")
+        return grant

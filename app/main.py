@@ -171,5 +171,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oai.router)
     app.include_router(moc.router)
     app.include_router(hips.router)
+    if settings.dev_issuer:  # development only: the dev issuer's login (never with a real issuer or database)
+        from app.routers import dev_login
+
+        app.include_router(dev_login.router)
     vialactea.install(app, settings)
     return app

@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         None, description="Directory of the HiPS built by `vlkb hips build` and served at `/hips` "
         "(default: `VLKB_HOME/hips`).",
     )
+    portal_client_id: str = Field(
+        "vlkb-portal", description="OAuth client id of the web portal at the OIDC issuer (a public client: "
+        "authorization code with PKCE, redirect URI the portal's own address, `VLKB_BASE_URL/`).",
+    )
+    hips_visibility_ttl: float = Field(
+        5.0, ge=0, description="Seconds the HiPS server keeps, per set of caller groups, the list of HiPS they may "
+        "see, so a tile costs no database round trip: a policy change (`vlkb policy set`) reaches HiPS tiles "
+        "within this time. 0: look up every request.",
+    )
     web_dir: Path | None = Field(
         None, description="Directory of the web portal's files served at `/static` (default: the `web/` "
         "directory of the source tree; `make setup` installs its vendored libraries there with npm).",

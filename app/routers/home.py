@@ -70,8 +70,14 @@ async def get_home(settings: AppSettings, base: BaseUrl, pool: DbPool, caller: C
         for s in surveys
     )
     links = "".join(f'<li>{esc(n)}: <a href="{esc(u)}">{esc(u)}</a></li>' for n, u in services)
+    # where the portal's login starts (OIDC discovery): the configured issuer, else the development one
+    if settings.oidc_issuer:
+        discovery = f"{settings.oidc_issuer.rstrip('/')}/.well-known/openid-configuration"
+    else:
+        discovery = f"{base}/dev-issuer/.well-known/openid-configuration" if settings.dev_issuer else ""
     page = Template(_TEMPLATE.read_text(encoding="utf-8")).substitute(
-        title=esc(settings.service_title), base=esc(base), services=links, surveys=rows)
+        title=esc(settings.service_title), base=esc(base), services=links, surveys=rows,
+        oidc_discovery=esc(discovery), oidc_client=esc(settings.portal_client_id))
     return HTMLResponse(page)
 
 

@@ -43,6 +43,9 @@ CUBE2 = "ivo://vlkb.test/vlkb?champ-13co-1-0/champ-13co-1-0_tile2.fits"
 L, B = "0.64", "0"
 MCUTOUT = json.dumps([{"id": CUBE, "pos": {"circle": {"lon": 0.64, "lat": 0, "radius": 0.05}}}])
 SED = "'[500,350,250,160,70]_[1.2,2.3,3.1,2.0,0.5]_[0.1,0.2,0.3,0.2,0.05]_[1,1,1,1,1]_1000_0_[1,1,1]_0_[250]_3'"
+DEV_AUTHORIZE = {"response_type": "code", "client_id": "vlkb-portal", "redirect_uri": "http://127.0.0.1/",
+                 "state": "s1", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                 "code_challenge_method": "S256"}
 #: the internal failure text of app/errors.py: what must never come back
 INTERNAL = "internal failure"
 
@@ -147,6 +150,11 @@ ROWS: list[Row] = [
     Row("GET", "/moc/{survey}", {"FORMAT": "ascii"}),
     Row("GET", "/moc/{survey}/{band}", {"FORMAT": "fits"}),
     Row("GET", "/hips/{survey}/{path}"),
+    # the development issuer's login (embedded default only; docs/portal.md)
+    Row("GET", "/dev-issuer/authorize", DEV_AUTHORIZE),
+    Row("POST", "/dev-issuer/authorize", {**DEV_AUTHORIZE, "username": "alice", "groups": "survey-team"}),
+    Row("POST", "/dev-issuer/token", {"grant_type": "authorization_code", "code": "x" * 43, "client_id": "vlkb-portal",
+                                      "code_verifier": "v" * 43, "redirect_uri": "http://127.0.0.1/"}),
     Row("GET", "/static/{name}"),
     Row("GET", "/static/vendor/{name}"),
     *(Row(m, "/oai", {"verb": "ListRecords", "metadataPrefix": "ivo_vor", "set": "ivo_managed"})
@@ -155,7 +163,7 @@ ROWS: list[Row] = [
 #: routes that read no parameter a client sends (documents about the service)
 NO_PARAMETERS = {"/", "/health", "/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
                  "/sia/capabilities", "/sia/availability", "/vlkb/availability", "/vlkb/capabilities",
-                 "/vlkb/tables", "/hips/list"}
+                 "/vlkb/tables", "/hips/list", "/dev-issuer/.well-known/openid-configuration"}
 
 
 def _table_paths() -> set[str]:

@@ -198,6 +198,34 @@ def test_cube_channel_map_changes_with_the_slider(visit, artefacts) -> None:
     assert v.errors == [] and v.outside == []
 
 
+def test_a_clicked_cube_pixel_shows_its_spectrum(visit, database, artefacts) -> None:
+    from astropy import units as u
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    v = visit("cube")
+    v.page.wait_for_function("() => window.vlkbCube && window.vlkbCube.drawn > 0", timeout=60_000)
+    box = v.page.locator("#cube-canvas").bounding_box()
+    v.page.mouse.click(box["x"] + 0.43 * box["width"], box["y"] + 0.61 * box["height"])
+    v.page.wait_for_function("() => window.vlkbCube.spectra > 0", timeout=60_000)
+    shown = v.page.evaluate("() => ({...window.vlkbCube.spectrum, plotted: window.vlkbCube.spectrumPlot.data[1]})")
+    with psycopg.connect(database.url) as c:
+        rel = c.execute("SELECT path FROM vlkb.datasets WHERE publisher_did = %s", (shown["did"],)).fetchone()[0]
+    path = Path(rel) if Path(rel).is_absolute() else database.home / "data" / rel
+    with fits.open(path) as hdul:
+        cube = hdul[0].data
+        wcs = WCS(hdul[0].header)
+    nx, ny = cube.shape[2], cube.shape[1]
+    # the pixel under the click (FITS rows start at the bottom of the canvas)
+    assert (shown["x"], shown["y"]) == (int(0.43 * nx) + 1, ny - int(0.61 * ny))
+    truth = cube[:, shown["y"] - 1, shown["x"] - 1].astype(float)
+    np.testing.assert_allclose(shown["plotted"], truth, rtol=1e-6, atol=1e-6 * np.nanmax(np.abs(truth)))
+    velocity = wcs.spectral.pixel_to_world(np.arange(cube.shape[0])).to_value(u.km / u.s)
+    np.testing.assert_allclose(shown["velocities"], velocity, rtol=1e-9, atol=1e-9)
+    v.page.screenshot(path=str(artefacts / "cube-spectrum.png"))
+    assert v.errors == [] and v.outside == []
+
+
 def _hips_options(page) -> list[str]:
     page.wait_for_function("() => document.querySelectorAll('#hips-select option').length > 0", timeout=60_000)
     return page.eval_on_selector_all("#hips-select option", "els => els.map(e => e.value.split('/').pop())")
@@ -224,6 +252,35 @@ def test_restricted_hips_is_absent_anonymously_and_present_with_a_group_token(vi
 
 #: sed_view_final's flux columns (the SED's bands)
 SED_BANDS = ("2m_k", "34", "46", "12", "22", "24", "70", "160", "250", "350", "500", "870", "1100")
+SED_WAVES = (2.16, 3.4, 4.6, 12, 22, 24, 70, 160, 250, 350, 500, 870, 1100)
+#: sed_models' band columns and wavelengths (um)
+MODEL_BANDS = {"wise1": 3.4, "i1": 3.6, "i2": 4.5, "wise2": 4.6, "i3": 5.8, "i4": 8.0, "wise3": 12.0, "wise4": 22.0,
+               "m1": 24.0, "pacs1": 70.0, "pacs2": 100.0, "pacs3": 160.0, "spir1": 250.0, "spir2": 350.0,
+               "spir3": 500.0, "laboc": 870.0, "bol11": 1100.0}
+
+
+def _best_model(row: tuple, models: np.ndarray) -> np.ndarray:
+    """The model fluxes (Jy) of the best fit the portal asks for, computed here with numpy from the contract
+    (docs/vialactea.md): the source's distance fixed, every point at a model band, errors as given (10 % of the
+    flux where missing), equal group weights shared within each group (mid-IR < 25 um <= far-IR <= 250 um <
+    sub-mm), weight / error**2, chi-square summed over the points."""
+    waves = list(MODEL_BANDS.values())
+    cols, obs, err = [], [], []
+    for i, wl in enumerate(SED_WAVES):
+        f, e = row[2 * i], row[2 * i + 1]
+        j = int(np.argmin([abs(m - wl) for m in waves]))
+        if f is None or f <= 0 or abs(waves[j] - wl) > 0.01 * waves[j]:
+            continue
+        cols.append(j)
+        obs.append(f)
+        err.append(e if e is not None and e > 0 else 0.1 * f)
+    obs, err = np.array(obs), np.array(err)
+    group = np.array([0 if waves[j] < 25 else 1 if waves[j] <= 250 else 2 for j in cols])
+    share = 1.0 / np.bincount(group, minlength=3)[group]
+    weight = share / share.max() / err**2
+    at_d = models * 1e-3 / row[-1] ** 2  # mJy at 1 kpc -> Jy at the distance (kpc)
+    chi2 = ((at_d[:, cols] - obs) ** 2) @ weight
+    return at_d[int(np.argmin(chi2))]
 
 
 def test_clicking_a_source_shows_its_row_and_sed(visit, database, artefacts) -> None:
@@ -234,21 +291,33 @@ def test_clicking_a_source_shows_its_row_and_sed(visit, database, artefacts) -> 
         # the brightest 70 um source on the map that has a band-merged SED
         designation = c.execute(
             "SELECT b.designation FROM compactsources.band70um b JOIN compactsources.sed_view_final s "
-            "ON s.designation70 = b.designation WHERE b.designation = ANY(%s) ORDER BY b.flux DESC LIMIT 1",
+            "ON s.designation70 = b.designation WHERE b.designation = ANY(%s) AND s.distance > 0 "
+            "ORDER BY b.flux DESC LIMIT 1",
             (shown,)).fetchone()[0]
-        fluxes = c.execute(f"SELECT {', '.join(f'flux{b}' for b in SED_BANDS)} FROM compactsources.sed_view_final "
-                           "WHERE designation70 = %s", (designation,)).fetchone()
+        row = c.execute(f"SELECT {', '.join(f'flux{b}, err_flux{b}' for b in SED_BANDS)}, distance "
+                        "FROM compactsources.sed_view_final WHERE designation70 = %s", (designation,)).fetchone()
+        models = np.array(c.execute(f"SELECT {', '.join(MODEL_BANDS)} FROM compactsources.sed_models "
+                                    "ORDER BY id").fetchall(), dtype=float)
+    fluxes = row[0:-1:2]
     expected = sum(1 for f in fluxes if f is not None and f > 0)
+    model = _best_model(row, models)
     x, y = v.page.evaluate(
         "(d) => { const s = window.vlkbPortal.catalogue.getSources().find((s) => s.data.designation === d); "
         "const [x, y] = window.vlkbPortal.aladin.world2pix(s.ra, s.dec); "
         "const box = document.getElementById('aladin').getBoundingClientRect(); return [x + box.left, y + box.top]; }",
         designation)
     v.page.mouse.click(x, y)
-    v.page.wait_for_function("(d) => window.vlkbSed && window.vlkbSed.designation === d", arg=designation,
+    v.page.wait_for_function("(d) => window.vlkbSed && window.vlkbSed.designation === d && window.vlkbSed.done",
+                             arg=designation,
                              timeout=30_000)
     assert v.page.evaluate("() => window.vlkbSed.points") == expected > 1
     assert designation in v.page.text_content("#source-details")
+    # the SED fit's best model overplotted: its positive model fluxes, in Jy at the source's distance
+    assert v.page.evaluate("() => document.getElementById('sed-plot').dataset.fitError") is None
+    drawn = v.page.evaluate("() => window.vlkbSed.plot.data[3].filter((v) => v !== null)")
+    positive = model[model > 0]
+    assert v.page.evaluate("() => window.vlkbSed.fitPoints") == len(drawn) == len(positive) > 5
+    np.testing.assert_allclose(drawn, positive, rtol=1e-9)
     v.page.screenshot(path=str(artefacts / "sed.png"))
     assert v.errors == [] and v.outside == []
 
@@ -259,4 +328,104 @@ def test_filament_branches_are_drawn_for_the_view(visit, database) -> None:
     v.page.check("#show-filaments")
     v.page.wait_for_function("() => window.vlkbPortal.branchCount > 0", timeout=60_000)
     assert v.page.evaluate("() => window.vlkbPortal.branchCount") > 0
+    assert v.errors == [] and v.outside == []
+
+
+def _aladin_point(page, ra: float, dec: float) -> tuple[float, float]:
+    """Page coordinates of an ICRS position on the sky view."""
+    return tuple(page.evaluate(
+        "([ra, dec]) => { const [x, y] = window.vlkbPortal.aladin.world2pix(ra, dec); "
+        "const box = document.getElementById('aladin').getBoundingClientRect(); return [x + box.left, y + box.top]; }",
+        [ra, dec]))
+
+
+def test_a_drawn_circle_lists_its_datasets_and_yields_a_cutout_containing_it(visit, database, artefacts) -> None:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import skycoord_to_pixel
+
+    v = visit()
+    _sky_ready(v.page)
+    v.page.select_option("#catalogue-select", "")  # no marker under the clicks
+    box = v.page.locator("#aladin").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    v.page.click("#region-draw")
+    v.page.mouse.click(cx, cy)
+    v.page.mouse.click(cx + 12, cy + 5)
+    v.page.wait_for_function("() => window.vlkbRegion.circle && "
+                             "document.getElementById('region-status').textContent.includes('cover')", timeout=60_000)
+    ra, dec, r = (v.page.evaluate(f"() => window.vlkbRegion.circle.{k}") for k in ("ra", "dec", "r"))
+    assert 0.005 < r < 0.2
+    circle = "scircle(spoint(radians(%s), radians(%s)), radians(%s))"
+    with psycopg.connect(database.url) as c:
+        expected = {row[0] for row in c.execute(
+            f"SELECT obs_publisher_did FROM ivoa.obscore WHERE s_region && {circle} "
+            "AND obs_collection <> 'MeerKAT-private'", (ra, dec, r))}
+        # an image that holds the whole circle: its cutout must contain it
+        did = c.execute(f"SELECT obs_publisher_did FROM ivoa.obscore WHERE {circle} <@ s_region "
+                        "AND dataproduct_type = 'image' AND obs_collection <> 'MeerKAT-private' "
+                        "ORDER BY obs_publisher_did LIMIT 1", (ra, dec, r)).fetchone()[0]
+    listed = set(v.page.eval_on_selector_all("#region-datasets li", "els => els.map(e => e.dataset.did)"))
+    assert listed == expected and did in listed
+    v.page.wait_for_timeout(500)  # previews
+    v.page.screenshot(path=str(artefacts / "region.png"))
+
+    with v.page.expect_download(timeout=60_000) as download:
+        v.page.click(f"#region-datasets li[data-did='{did}'] a.cutout")
+    path = download.value.path()
+    with fits.open(path) as hdul:
+        hdu = next(h for h in hdul if h.data is not None)
+        wcs = WCS(hdu.header).celestial
+        ny, nx = hdu.data.shape[-2:]
+    centre = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
+    points = [centre] + [centre.directional_offset_by(pa * u.deg, 0.98 * r * u.deg) for pa in (0, 90, 180, 270)]
+    for p in points:
+        x, y = skycoord_to_pixel(p, wcs)
+        assert -0.5 <= x <= nx - 0.5 and -0.5 <= y <= ny - 0.5, (p, x, y, nx, ny)
+    # a cut, not the whole file: about the circle's size in pixels
+    scale = abs(wcs.proj_plane_pixel_scales()[0].to_value(u.deg))
+    assert max(nx, ny) <= 2 * r / scale + 4
+
+    # one SODA job cutting every listed dataset, followed to the end
+    v.page.click("#region-cut")
+    v.page.wait_for_function("() => window.vlkbRegion.job && window.vlkbRegion.finished", timeout=120_000)
+    assert v.page.evaluate("() => window.vlkbRegion.phase") == "COMPLETED", v.page.text_content("#region-job")
+    results = v.page.eval_on_selector_all("#region-job a.job-result", "els => els.map(e => e.textContent)")
+    assert "manifest" in results and sum(1 for n in results if n.startswith("cut-")) >= 1
+    v.page.screenshot(path=str(artefacts / "region-job.png"))
+    assert v.errors == [] and v.outside == []
+
+
+def test_oidc_login_with_pkce_shows_the_restricted_survey_and_logout_hides_it(visit, database, artefacts) -> None:
+    v = visit()
+    assert PRIVATE not in _hips_options(v.page)
+    v.page.click("#login-button")  # to the development issuer's login form, and back with a code
+    v.page.wait_for_selector("#dev-user", timeout=30_000)
+    v.page.fill("#dev-user", "portal-member")
+    v.page.fill("#dev-groups", "survey-team")
+    v.page.screenshot(path=str(artefacts / "dev-login.png"))
+    v.page.click("#dev-login")
+    v.page.wait_for_function("() => document.getElementById('who').textContent === 'portal-member'", timeout=30_000)
+    assert "code=" not in v.page.url and v.page.url.endswith("#sky")
+    assert PRIVATE in _hips_options(v.page)
+    _sky_ready(v.page)
+    ra, dec, r = _circle(v.page)
+    circle = "scircle(spoint(radians(%s), radians(%s)), radians(%s))"
+    with psycopg.connect(database.url) as c:
+        everything, public = c.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE obs_collection <> 'MeerKAT-private') FROM ivoa.obscore "
+            f"WHERE s_region && {circle}", (ra, dec, r)).fetchone()
+    assert everything > public
+    assert v.page.evaluate("() => window.vlkbPortal.footprints") == everything
+    assert "MeerKAT" in v.page.text_content("#footprint-legend")
+    v.page.screenshot(path=str(artefacts / "logged-in.png"))
+
+    v.page.click("#logout-button")
+    v.page.wait_for_function("() => document.getElementById('who').textContent === 'anonymous'", timeout=30_000)
+    assert PRIVATE not in _hips_options(v.page)
+    _sky_ready(v.page)
+    assert v.page.evaluate("() => window.vlkbPortal.footprints") == public
+    assert "MeerKAT" not in v.page.text_content("#footprint-legend")
     assert v.errors == [] and v.outside == []

@@ -7,8 +7,9 @@ framework and no SQL here: datasets are read through :mod:`vo.caller`.
 """
 
 from vo.hips.build import BuildReport, build_all, build_survey, hips_sources
-from vo.hips.serve import blank_tile, hips_list, tile_file, visible_hips
+from vo.hips.serve import VisibilityCache, blank_tile, hips_list, tile_file, visible_hips
 
 __all__ = [
-    "BuildReport", "blank_tile", "build_all", "build_survey", "hips_list", "hips_sources", "tile_file", "visible_hips",
+    "BuildReport", "VisibilityCache", "blank_tile", "build_all", "build_survey", "hips_list", "hips_sources",
+    "tile_file", "visible_hips",
 ]

@@ -3,6 +3,7 @@
 
 import A from "/static/vendor/aladin.js";
 import { ServiceError, get, tap, votableRows } from "./api.js";
+import { onSkyClick, startRegion } from "./region.js";
 import { showSource } from "./sed.js";
 
 const COLOURS = ["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#1f77b4"];
@@ -177,7 +178,11 @@ export async function start() {
     showSettingsControl: false, showCooGridControl: true, showProjectionControl: false,
   });
   select.addEventListener("change", () => state.aladin.setBaseImageLayer(surveyFor(select.value)));
-  state.aladin.on("objectClicked", (obj) => { if (obj && obj.data) showSource(obj.data); });
+  state.aladin.on("objectClicked", (obj) => {
+    if (obj && obj.data && !window.vlkbRegion.drawing) showSource(obj.data);
+  });
+  state.aladin.on("click", onSkyClick);
+  startRegion(A, state.aladin);
   const later = debounce(refresh, 400);
   state.aladin.on("positionChanged", later);
   state.aladin.on("zoomChanged", later);
