@@ -253,13 +253,12 @@ def test_aegean_on_an_askap_region_scores_against_the_truth(http, database, aska
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
-@pytest.mark.xfail(strict=False, reason="PyBDSF with its defaults on a 0.1 deg demo region, run directly: integrated "
-                   "flux 1.33 x the truth and completeness 14/15 (not yet tuned); a 0.2 deg region did not finish in "
-                   "15 min on the loaded machine")
 def test_pybdsf_on_an_askap_region_scores_against_the_truth(http, database, askap) -> None:
-    did, cl, cb = _region(askap, database, 0.1)
-    url, phase = run_job(http, {"APP": "pybdsf", "ID": did, "CIRCLE": f"{cl} {cb} 0.1", "POSSYS": "GALACTIC"},
+    """PyBDSF searches the image minus BANE's background (its default ``background=bane``): with its
+    own constant mean and rms on this Galactic-plane region it missed S/N 10 sources and its fluxes
+    were 1.33 times the truth (vo/sfind/pybdsf.py says why)."""
+    did, cl, cb = _region(askap, database, 0.2)
+    url, phase = run_job(http, {"APP": "pybdsf", "ID": did, "CIRCLE": f"{cl} {cb} 0.2", "POSSYS": "GALACTIC"},
                          timeout=600)
     assert phase == "COMPLETED", error_text(http, url)
     table, res = _catalog(http, url)
@@ -267,10 +266,13 @@ def test_pybdsf_on_an_askap_region_scores_against_the_truth(http, database, aska
     s = score(truth, layout, _inside(http, res), np.asarray(table["glon"]), np.asarray(table["glat"]),
               np.asarray(table["int_flux"]))
     print("pybdsf score", s)
+    assert s.n_true10 >= 20
     assert s.completeness10 >= 0.95
     assert s.reliability >= 0.98
     assert s.position_error < 0.1
     assert abs(s.flux_ratio - 1) < 0.05
+    rms = fits.getdata(io.BytesIO(http.get(res["rms"][0]).content))
+    assert abs(np.nanmedian(rms) / layout.noise - 1) < 0.15  # the noise searched against, not 2.9 times it
 
 
 @pytest.mark.slow
