@@ -22,7 +22,6 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 from astropy.io import fits
 
 from vo.errors import UsageError
