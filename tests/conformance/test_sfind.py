@@ -23,7 +23,9 @@ from lxml import etree
 
 from tests.conftest import VLKB
 from tests.sfind.truth import radio_truth, score
+from tests.xsd import assert_valid
 from vo.usertables import schema_of
+from vo.uws.xml import VLKB_NS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -94,6 +96,13 @@ def run_job(http: httpx.Client, data: dict, timeout: float = 240) -> tuple[str, 
             return url, phase
         time.sleep(0.2)
     raise AssertionError(f"{url} still {phase} after {timeout} s")
+
+
+def job_progress(http: httpx.Client, url: str) -> str | None:
+    """The ``n of N tiles`` line of the job's ``uws:jobInfo``; the job document checked against UWS 1.1."""
+    root = assert_valid(http.get(url).content, UWS)
+    got = root.find(f"uws:jobInfo/{{{VLKB_NS}}}progress", NSP)
+    return None if got is None else got.text
 
 
 def error_text(http: httpx.Client, url: str) -> str:
@@ -285,6 +294,7 @@ def test_four_tiles_give_one_catalogue_without_duplicates(http, askap) -> None:
     stitched, res = _catalog(http, url)
     report = http.get(res["report"][0]).json()
     assert report["progress"] == "4 of 4 tiles" and len(report["inputs"]) == 4
+    assert job_progress(http, url) == "4 of 4 tiles"
     assert {f"rms-{k:04d}" for k in range(1, 5)} <= set(res)
     per_tile = [n["components"] for n in report["inputs"]]
     assert report["counts"]["duplicates_removed"] == sum(per_tile) - len(stitched) > 0
@@ -310,6 +320,112 @@ def test_four_tiles_give_one_catalogue_without_duplicates(http, askap) -> None:
     assert (to_union < 1e-6).all(), "a stitched source that no tile found alone"
     assert (from_union < beam).all(), "a source found in a tile alone is missing from the stitched catalogue"
     _check_outputs(http, res, stitched)
+
+
+def test_two_tiles_run_in_parallel_and_report_progress(http, askap) -> None:
+    """Two tiles of one job are searched at once (VLKB_SFIND_TILE_PROCESSES, default 2) and stitched;
+    a UWS client reads ``n of N tiles`` in the job's ``uws:jobInfo`` while it runs and after."""
+    r = http.post("/sfind/async", data={"APP": "aegean", "ID": askap[:2], "CIRCLE": "0 0 0.04",
+                                        "POSSYS": "GALACTIC", "PHASE": "RUN"})
+    assert r.status_code == 303, r.text[:300]
+    url = r.headers["location"]
+    seen = set()
+    deadline = time.monotonic() + 240
+    while (phase := http.get(url + "/phase").text) in ("PENDING", "QUEUED", "EXECUTING"):
+        assert time.monotonic() < deadline, "job still running"
+        if phase == "EXECUTING" and (p := job_progress(http, url)) is not None:
+            seen.add(p)
+        time.sleep(0.1)
+    assert phase == "COMPLETED", error_text(http, url)
+    assert job_progress(http, url) == "2 of 2 tiles"
+    assert seen <= {"0 of 2 tiles", "1 of 2 tiles", "2 of 2 tiles"}
+    report = http.get(results(http, url)["report"][0]).json()
+    assert [i["id"] for i in report["inputs"]] == list(askap[:2])  # tiles in the order given
+    assert report["progress"] == "2 of 2 tiles"
+
+
+# --- uploaded images ------------------------------------------------------------------------------
+
+def _askap_path(database, did: str) -> str:
+    with psycopg.connect(database.url) as c:
+        return c.execute("SELECT path FROM vlkb.datasets WHERE publisher_did = %s", (did,)).fetchone()[0]
+
+
+def _fits_bytes(data: np.ndarray, header: fits.Header | None = None) -> bytes:
+    buf = io.BytesIO()
+    fits.PrimaryHDU(data, header).writeto(buf)
+    return buf.getvalue()
+
+
+def _upload_job(http: httpx.Client, content: bytes, **extra: str) -> tuple[str, str]:
+    r = http.post("/sfind/async", data={"APP": "aegean", "UPLOAD": "image,param:img", "PHASE": "RUN", **extra},
+                  files={"img": ("image.fits", content, "application/fits")})
+    assert r.status_code == 303, r.text[:500]
+    url = r.headers["location"]
+    deadline = time.monotonic() + 240
+    while (phase := http.get(url + "/phase").text) in ("PENDING", "QUEUED", "EXECUTING"):
+        assert time.monotonic() < deadline, "job still running"
+        time.sleep(0.2)
+    return url, phase
+
+
+def test_an_uploaded_image_is_searched_and_scored_against_the_truth(http, database, askap) -> None:
+    """UPLOAD=image,param:img: a piece of an ASKAP tile cut by astropy (not by the service) and sent as a
+    file; what Aegean finds in it is scored against the generator's truth."""
+    did, cl, cb = _region(askap, database, 0.12)
+    with fits.open(_askap_path(database, did)) as hdul:
+        from astropy.coordinates import SkyCoord
+        from astropy.nddata import Cutout2D
+        header = hdul[0].header
+        wcs = WCS(header).celestial
+        piece = Cutout2D(hdul[0].data.squeeze(), SkyCoord(cl, cb, unit="deg", frame="galactic"), 0.24 * 3600 / 4,
+                         wcs=wcs)
+        out = piece.wcs.to_header()
+        for key in ("BMAJ", "BMIN", "BPA", "BUNIT", "FREQ"):
+            if key in header:
+                out[key] = header[key]
+        content = _fits_bytes(piece.data.astype(np.float32), out)
+    url, phase = _upload_job(http, content)
+    assert phase == "COMPLETED", error_text(http, url)
+    table, res = _catalog(http, url)
+    assert set(table["dataset"]) == {"upload:image"}
+    truth, layout = radio_truth(SLUG)
+    s = score(truth, layout, _inside(http, res), np.asarray(table["glon"]), np.asarray(table["glat"]),
+              np.asarray(table["int_flux"]))
+    assert s.n_true10 >= 10
+    assert s.completeness10 >= 0.95 and s.reliability >= 0.98 and s.position_error < 0.1
+    report = http.get(res["report"][0]).json()
+    assert report["inputs"][0]["id"] == "upload:image" and report["progress"] == "1 of 1 tiles"
+    assert "upload.fits" not in results(http, url)  # the uploaded file is the job's input, not a result
+
+
+def test_bad_uploads_get_a_clear_error(http) -> None:
+    header = fits.Header({"CTYPE1": "GLON-CAR", "CTYPE2": "GLAT-CAR", "CRVAL1": 0.0, "CRVAL2": 0.0,
+                          "CRPIX1": 32.0, "CRPIX2": 32.0, "CDELT1": -0.001, "CDELT2": 0.001,
+                          "BMAJ": 0.004, "BMIN": 0.004, "BUNIT": "Jy/beam"})
+    cases = [
+        (b"not a fits file at all" * 100, "not a FITS file"),
+        (b"SIMPLE  =                    T" + b" " * 50 + b"garbage", "not a readable FITS image"),
+        (_fits_bytes(np.ones((64, 64), np.float32)), "no celestial WCS"),
+        (_fits_bytes(np.full((64, 64), np.nan, np.float32), header), "no finite pixel"),
+    ]
+    for content, words in cases:
+        url, phase = _upload_job(http, content)
+        assert phase == "ERROR", (words, phase)
+        assert words in error_text(http, url), (words, error_text(http, url))
+        assert results(http, url) == {}
+    # larger than the TAP upload limit (VLKB_UPLOAD_MAX_BYTES, 16 MiB by default): refused at creation
+    big = http.post("/sfind/async", data={"APP": "aegean", "UPLOAD": "image,param:img"},
+                    files={"img": ("big.fits", b"\0" * (16 * 1024 * 1024 + 4096), "application/fits")})
+    assert 400 <= big.status_code < 500 and b"QUERY_STATUS" in big.content, big.text[:300]
+    assert b"16777216" in big.content
+    # the part UPLOAD names is not sent; an image by URL; UPLOAD with ID
+    for data, words in [({"UPLOAD": "image,param:nothere"}, "no part named 'nothere'"),
+                        ({"UPLOAD": "image,https://example.org/a.fits"}, "not fetched"),
+                        ({"UPLOAD": "image,param:img", "ID": "ivo://x?y"}, "not both")]:
+        r = http.post("/sfind/async", data={"APP": "aegean", **data},
+                      files={"img": ("x.fits", _fits_bytes(np.ones((4, 4), np.float32)), "application/fits")})
+        assert r.status_code == 400 and words in r.text, (words, r.text[:300])
 
 
 def test_cube_moment0_with_a_velocity_range_saved_as_a_user_table(owner_http, http, cube) -> None:
