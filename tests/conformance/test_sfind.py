@@ -344,6 +344,86 @@ def test_two_tiles_run_in_parallel_and_report_progress(http, askap) -> None:
     assert report["progress"] == "2 of 2 tiles"
 
 
+# --- cross-match on an infrared band ---------------------------------------------------------------
+
+def _band_truth(table: str) -> dict[str, np.ndarray]:
+    """The knowledge base's band catalogue as the demo generator made it (and drew into the images)."""
+    from demo import DEFAULT_SEED
+    from demo.sky import make_sky
+    from demo.structures import make_structures
+
+    sky = make_sky(DEFAULT_SEED, 1, make_structures(DEFAULT_SEED, 1))
+    return {k: np.asarray(v) for k, v in sky.tables[f"compactsources.{table}"].items()}
+
+
+@pytest.mark.slow
+def test_crossmatch_on_an_infrared_band_against_the_truth(http, database) -> None:
+    """A Hi-GAL 70 um region (MJy/sr, band table compactsources.band70um): every detection's known_source
+    is the nearest source of the generator's band70um catalogue within a beam, with its separation, and
+    the bright catalogue sources of the region are found and matched; integrated fluxes come out in Jy."""
+    with psycopg.connect(database.url) as c:
+        did, path = c.execute(
+            "SELECT o.obs_publisher_did, d.path FROM ivoa.obscore o JOIN vlkb.datasets d"
+            " ON d.publisher_did = o.obs_publisher_did WHERE o.obs_collection = 'Hi-GAL'"
+            " AND o.em_min <= 70e-6 AND o.em_max >= 70e-6 ORDER BY 1 LIMIT 1").fetchone()
+    cat = _band_truth("band70um")
+    beam = fits.getheader(path)["BMAJ"]
+    header = fits.getheader(path)
+    wcs = WCS(header).celestial
+    lon = np.where(cat["glon"] > 180, cat["glon"] - 360, cat["glon"])
+    bright = cat["snr"] >= 10
+    radius, best, centre = 0.08, -1, (0.0, 0.0)
+    for fx in np.linspace(0.2, 0.8, 13):  # the circle with the most bright catalogue sources
+        for fy in np.linspace(0.2, 0.8, 13):
+            cl, cb = wcs.pixel_to_world_values(fx * header["NAXIS1"], fy * header["NAXIS2"])
+            cl = float(cl) - 360 if cl > 180 else float(cl)
+            n = int(np.sum(bright & (np.hypot((lon - cl) * np.cos(np.deg2rad(cb)), cat["glat"] - cb) < radius)))
+            if n > best:
+                best, centre = n, (cl, float(cb))
+    assert best >= 5, "no region with bright catalogue sources"
+    url, phase = run_job(http, {"APP": "aegean", "ID": did, "CIRCLE": f"{centre[0] % 360} {centre[1]} {radius}",
+                                "POSSYS": "GALACTIC"})
+    assert phase == "COMPLETED", error_text(http, url)
+    table, res = _catalog(http, url)
+    report = http.get(res["report"][0]).json()
+    assert report["inputs"][0]["band_table"] == "band70um" and report["crossmatch"] is True
+    assert len(table) > 0 and set(table["int_unit"]) == {"Jy"}
+    from astropy.coordinates import SkyCoord
+
+    det = SkyCoord(np.asarray(table["glon"]), np.asarray(table["glat"]), unit="deg", frame="galactic")
+    known = SkyCoord(lon, cat["glat"], unit="deg", frame="galactic")
+    idx, sep, _ = det.match_to_catalog_sky(known)
+    sep_deg = sep.deg
+    clear = np.abs(sep_deg - beam) > 0.02 * beam  # leave out separations a rounding could put either side
+    want = np.where(sep_deg < beam, cat["designation"][idx], "")
+    got = np.asarray(table["known_source"], dtype=str)
+    assert (got[clear] == want[clear]).all(), list(zip(got[clear][got[clear] != want[clear]],
+                                                       want[clear][got[clear] != want[clear]], strict=True))
+    matched = got != ""
+    assert np.allclose(np.asarray(table["known_sep"])[matched], sep_deg[matched] * 3600, atol=0.01)
+    assert np.isnan(np.asarray(table["known_sep"])[~matched]).all()
+    assert (np.asarray(table["new"]) == ~matched).all()
+    assert report["counts"]["matched"] == int(matched.sum()) and report["counts"]["new"] == int((~matched).sum())
+    # the bright catalogue sources well inside the region are found and matched to themselves
+    h = fits.getheader(io.BytesIO(http.get(res["rms"][0]).content))
+    x, y = WCS(h).world_to_pixel_values(cat["glon"], cat["glat"])
+    margin = 3 * beam / abs(h["CDELT2"])
+    inside = bright & (x > margin) & (x < h["NAXIS1"] - 1 - margin) & (y > margin) & (y < h["NAXIS2"] - 1 - margin)
+    # isolated: no other catalogue source within two beams (a blend is one component, matched to one of them)
+    _, next_sep, _ = known[inside].match_to_catalog_sky(known, nthneighbor=2)
+    inside[np.flatnonzero(inside)[next_sep.deg < 2 * beam]] = False
+    names = set(got[matched])
+    found = np.array([d in names for d in cat["designation"][inside]])
+    print(f"band70um: {len(table)} components, {int(matched.sum())} matched; bright inside {int(inside.sum())}, "
+          f"found {int(found.sum())}")
+    assert inside.sum() >= 3 and found.mean() >= 0.9
+    # and their fluxes (Jy, from MJy/sr through the beam's solid angle) agree with the catalogue's
+    ratios = [float(table["int_flux"][k]) / float(cat["flux"][idx[k]]) for k in np.flatnonzero(matched)
+              if inside[idx[k]]]
+    print("band70um flux ratios", np.round(ratios, 3))
+    assert abs(np.median(ratios) - 1) < 0.1
+
+
 # --- uploaded images ------------------------------------------------------------------------------
 
 def _askap_path(database, did: str) -> str:
