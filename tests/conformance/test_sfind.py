@@ -158,6 +158,24 @@ def test_apps_list_and_descriptions(http) -> None:
     assert missing.status_code == 404 and b"QUERY_STATUS" in missing.content and b"aegean" in missing.content
 
 
+def test_the_job_list_is_in_the_capabilities_and_the_registry_record(http) -> None:
+    """VOSI: /tap/capabilities lists the sfind job list (a vlkb standardID, vs:ParamHTTP, checked against
+    the VOSI and VODataService schemas); the service's registry record (OAI-PMH) carries it too."""
+    from app.capabilities import STD_SFIND
+
+    root = assert_valid(http.get("/tap/capabilities").content, "http://www.ivoa.net/xml/VOSICapabilities/v1.0",
+                        "http://www.ivoa.net/xml/TAPRegExt/v1.0", "http://www.ivoa.net/xml/VODataService/v1.1")
+    caps = [c for c in root.iterfind("capability") if c.get("standardID") == STD_SFIND]
+    assert len(caps) == 1
+    url = caps[0].findtext("interface/accessURL")
+    assert url.endswith("/sfind/async") and http.get(url).status_code == 200  # the (empty) job list answers
+    did = http.get("/sfind/apps").json()["jobs"]
+    assert url == did
+    record = http.get("/oai", params={"verb": "GetRecord", "identifier": "ivo://vlkb.local/vlkb",  # VLKB_AUTHORITY
+                                      "metadataPrefix": "ivo_vor"})
+    assert record.status_code == 200 and STD_SFIND.encode() in record.content and b"/sfind/async" in record.content
+
+
 # --- bad input -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("extra", "words"), [
