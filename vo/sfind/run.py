@@ -144,7 +144,7 @@ def _tile_context() -> multiprocessing.context.BaseContext:
 
 def _tiles_in_processes(q: SfindParams, found: Mapping[str, Dataset], workdir: Path, *, max_pixels: int,
                         processes: int, done: Callable[[int, TileResult], None],
-                        check: Callable[[], None]) -> None:
+                        check: Callable[[], None], upload: Path | None = None) -> None:
     """Search the tiles in ``processes`` processes, calling ``done(index, tile)`` as each ends (in
     any order); the first failure, or a cancel seen by ``check``, stops the others at once.
 
@@ -156,7 +156,8 @@ def _tiles_in_processes(q: SfindParams, found: Mapping[str, Dataset], workdir: P
         for n, did in enumerate(q.ids, start=1):
             tile_dir = workdir / f"tile-{n:04d}"
             tile_dir.mkdir(parents=True, exist_ok=True)
-            pending[pool.submit(_one_tile, found.get(did), did, q, tile_dir, max_pixels=max_pixels)] = n
+            pending[pool.submit(_one_tile, found.get(did), did, q, tile_dir, max_pixels=max_pixels,
+                                upload=upload)] = n
         while pending:
             check()
             ended, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -191,10 +192,12 @@ def run_tiles(q: SfindParams, found: Mapping[str, Dataset], workdir: Path, *, ca
               check: Callable[[], None] = lambda: None) -> SfindRun:
     """Search every tile of ``q`` (datasets already looked up for ``caller`` in ``found``), stitch, cross-match.
 
-    With ``processes`` > 1 and several tiles, the tiles are searched in that many processes at once
-    (finders are CPU-bound Python: threads would share one core). A tile that cannot be searched
-    (missing, outside the region, no WCS, ...) fails the job with its reason: a catalogue silently
-    missing a tile would look complete when it is not.
+    The tiles are searched in ``processes`` processes at once (0: in this thread, for library use).
+    Processes even for one tile: finders are CPU-bound Python with compiled fits that may hold the GIL,
+    and in a thread of the service they compete with its event loop (HTTP answers, job heartbeats: on
+    the loaded machine one bench job was reaped as dead); a process also ends at once on ABORT.
+    A tile that cannot be searched (missing, outside the region, no WCS, ...) fails the job with its
+    reason: a catalogue silently missing a tile would look complete when it is not.
     """
     started = time.monotonic()
     by_index: dict[int, TileResult] = {}
@@ -204,9 +207,9 @@ def run_tiles(q: SfindParams, found: Mapping[str, Dataset], workdir: Path, *, ca
         progress(len(by_index), len(q.ids))
         log.info("sfind tile done", tile=n, tiles=len(q.ids), components=len(tile.detections))
 
-    if processes > 1 and len(q.ids) > 1:
+    if processes >= 1:
         _tiles_in_processes(q, found, workdir, max_pixels=max_pixels, processes=min(processes, len(q.ids)),
-                            done=done, check=check)
+                            done=done, check=check, upload=upload)
     else:
         for n, did in enumerate(q.ids, start=1):
             check()
