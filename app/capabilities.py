@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from app.settings import Settings
 from vo import tap, vosi
 
-__all__ = ["sia_capabilities", "tap_capabilities"]
+__all__ = ["STD_SFIND", "sfind_capabilities", "sia_capabilities", "tap_capabilities"]
 
 
 def tap_capabilities(settings: Settings, base: str, security: Sequence[str | None], path: str) -> bytes:
@@ -36,7 +36,8 @@ def tap_capabilities(settings: Settings, base: str, security: Sequence[str | Non
         upload_methods=tap.UPLOAD_METHODS,
         upload_limit=vosi.UploadLimit(rows=settings.upload_max_rows, bytes=settings.upload_max_bytes),
         # DALI 1.1 section 2.3: the examples document is read in a browser, hence vr:WebBrowser.
-        extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser")],
+        extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser"),
+               *sfind_capabilities()],
         security=security,
     )
     return body
@@ -47,3 +48,13 @@ def sia_capabilities(base: str, security: Sequence[str | None]) -> bytes:
     return vosi.service_capabilities(base, "/sia", [
         vosi.Capability(vosi.STD_SIA2, "/sia/query", version="2.0"),
     ], security=security)
+
+
+#: source finding is no IVOA standard: its capability carries a standardID of vlkb's own
+STD_SFIND = "ivo://vlkb/std/sfind#async-1.0"
+
+
+def sfind_capabilities() -> list[vosi.Capability]:
+    """Source finding (docs/sfind.md): its UWS 1.1 job list, parameters as HTTP form fields (DALI style
+    ``vs:ParamHTTP``), listed in the TAP capabilities and in the service's registry record."""
+    return [vosi.Capability(STD_SFIND, "/sfind/async")]

@@ -53,7 +53,7 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels,
-                         table_limits=table_limits),
+                         table_limits=table_limits, tile_processes=settings.sfind_tile_processes),
         "stamps": partial(run_stamps, max_sources=settings.stamps_max_sources, max_radius=settings.stamps_max_radius,
                           max_voxels=settings.merge_max_voxels, list_limit=settings.stamps_list_limit,
                           max_query_length=settings.adql_max_length, table_limits=table_limits),

@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         16_000_000, gt=0, description="Most pixels of one image a source finder is given (after the region cut); "
         "a larger image is refused with a hint to give a region."
     )
+    sfind_tile_processes: int = Field(
+        2, ge=1, le=64, description="How many tiles of one source-finding job are searched at once, each in a "
+        "process of the worker that runs the job (1: one after the other). Finders are CPU-bound: about the "
+        "cores of a worker."
+    )
     stamps_max_sources: int = Field(
         100_000, ge=1, description="Most sources one async stamps job (`/stamps/async`) may ask for: positions, "
         "rows of its SOURCES table or of its QUERY.",

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["JobRow", "JobStore", "ResultRow"]
+__all__ = ["JobRow", "JobStore", "ResultRow", "set_progress_blocking"]
 
 _COLUMNS = (
     "job_id, kind, owner, owner_groups, run_id, phase, parameters, creation_time, start_time, end_time, "
-    "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat, runs"
+    "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat, runs, progress"
 )
 
 #: the transaction-level advisory lock that serialises claims, so the per-owner count of
@@ -55,6 +56,8 @@ class JobRow:
     heartbeat: datetime | None
     #: how many times a worker claimed the job: 1 for every job that ran (exactly once)
     runs: int
+    #: what the runner last said of its progress (e.g. ``2 of 4 tiles``); None if it says nothing
+    progress: str | None = None
 
 
 @dataclass(frozen=True)
@@ -266,3 +269,9 @@ class JobStore:
             await conn.execute(
                 "UPDATE vlkb.jobs SET heartbeat = now() WHERE worker = %s AND phase = 'EXECUTING'", (worker,)
             )
+
+
+def set_progress_blocking(conn: psycopg.Connection, job_id: str, progress: str) -> None:
+    """Record a running job's progress line (from the runner's thread, on its own connection)."""
+    conn.execute("UPDATE vlkb.jobs SET progress = %s WHERE job_id = %s AND phase = 'EXECUTING'", (progress, job_id))
+    conn.commit()

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.access import Offer
-from app.capabilities import sia_capabilities, tap_capabilities
+from app.capabilities import sfind_capabilities, sia_capabilities, tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RawParams, RequestParams
 from app.settings import Settings
@@ -87,6 +87,7 @@ async def get_oai(params: RequestParams, settings: AppSettings, base: BaseUrl, p
         vosi.Capability(STD_SODA_SYNC, "/soda/sync"),
         vosi.Capability(STD_SODA_ASYNC, "/soda/async"),
         vosi.Capability(STD_LINKS, "/datalink/links"),
+        *sfind_capabilities(),
     ], security=offer.security))
     published = await published_records(
         pool, site_of(settings, base), capabilities=[*tap, *sia, *others],

@@ -1,19 +1,28 @@
 """Source finding as a service: the apps (``/sfind/apps``) and their UWS jobs (``/sfind/async``, kind ``sfind``).
 
-The runner is ``vo/jobs/sfind.py``, registered in ``app/jobs.py``. The app pages answer JSON,
-or an HTML page when the client prefers ``text/html`` (a browser) or asks ``RESPONSEFORMAT=html``.
+The runner is ``vo/jobs/sfind.py``, registered in ``app/jobs.py``. An image sent with a new job
+(``UPLOAD=image,param:part``) is kept with it (``upload.fits``) within the TAP upload byte limit.
+The app pages answer JSON, or an HTML page when the client prefers ``text/html`` (a browser) or asks
+``RESPONSEFORMAT=html``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.deps import BaseUrl
-from app.params import RequestParams
+from app.params import RawParams, RequestParams
 from app.routers.uws import uws_router
+from app.settings import Settings
 from vo.dali import DaliParams
+from vo.errors import UsageError
+from vo.jobs.sfind import UPLOAD_FILE
 from vo.sfind.describe import app_description, app_list, apps_html, description_html
+from vo.sfind.params import upload_ref
+from vo.upload import check_bytes
 
 __all__ = ["router"]
 
@@ -42,4 +51,23 @@ async def get_sfind_app(app: str, request: Request, params: RequestParams) -> Re
     return HTMLResponse(description_html(doc)) if _wants_html(request, params) else JSONResponse(doc)
 
 
-router.include_router(uws_router("/sfind/async", "sfind"))
+async def keep_image(params: RawParams, settings: Settings) -> Mapping[str, bytes]:
+    """The FITS image UPLOAD names (``UPLOAD=image,param:part``), within the TAP upload byte limit
+    (VLKB_UPLOAD_MAX_BYTES), kept with the job; its content is checked when the job runs."""
+    dali = DaliParams(params.values)
+    ref = upload_ref(dali.repeated("UPLOAD"))
+    if ref is None:
+        return {}
+    if dali.repeated("ID"):
+        raise UsageError("UPLOAD: give archived datasets (ID) or an uploaded image (UPLOAD), not both")
+    parts = await params.read_files({ref.part})
+    if ref.part not in parts:
+        raise UsageError(f"UPLOAD {ref.name}: the request has no part named {ref.part!r} (send the FITS file as "
+                         f"that part of a multipart/form-data request)")
+    check_bytes([ref], parts, settings.upload_max_bytes)
+    if not parts[ref.part]:
+        raise UsageError(f"UPLOAD {ref.name}: the file is empty")
+    return {UPLOAD_FILE: parts[ref.part]}
+
+
+router.include_router(uws_router("/sfind/async", "sfind", keep_files=keep_image))

@@ -130,6 +130,11 @@ ROWS: list[Row] = [
     # a job's table kept as a user table (docs/user-tables.md, SAVE_AS): checked when the job starts
     *(Row("POST", p, {**UWS[p], "SAVE_AS": "user_fuzz.t", "SAVE_AS_GROUPS": "g1,g2"})
       for p in ("/sfind/async", "/stamps/async")),
+    # an image uploaded to a source-finding job (docs/sfind.md, UPLOAD): the part named is not sent, so
+    # every variant is refused at creation with a 4xx; the files' own hostile cases are in test_sfind.py
+    Row("POST", "/sfind/async", {"APP": "aegean", "UPLOAD": "image,param:file", "CIRCLE": f"{L} {B} 0.05",
+                                 "POSSYS": "GALACTIC"}, ("CIRCLE",)),
+    Row("POST", "/sfind/async", {"APP": "pybdsf", "UPLOAD": "image,https://example.org/x.fits", "background": "bane"}),
     *(Row(m, "/stamps/sync", {"SURVEY": "Hi-GAL/70 um", "POS": f"CIRCLE {L} {B} 0.01", "POSSYS": "GALACTIC",
                               "UNIT": "MJy/sr", "BKG": "median", "PIXSCALE": "6", "BEAM": "20", "SIZE": "0.01"},
           ("POS", "PIXSCALE", "BEAM", "SIZE")) for m in ("GET", "POST")),

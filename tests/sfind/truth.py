@@ -39,6 +39,8 @@ class Score:
     reliability: float
     position_error: float  # median, in beams, unresolved sources S/N >= 10
     flux_ratio: float  # median measured / true integrated flux, unresolved sources S/N >= 10
+    position_error5: float  # the same two for unresolved sources of S/N >= 5
+    flux_ratio5: float
     n_true10: int
     n_detected: int
     n_excluded: int
@@ -85,18 +87,21 @@ def score(truth: Blobs, layout: Layout, inside: np.ndarray, glon: np.ndarray, gl
     else:
         reliable = 0.0
     # position and flux of unresolved sources (drawn with the beam's size)
-    point = c10 & found & (truth.fwhma <= beam * 1.0001)
+    unresolved = found & (truth.fwhma <= beam * 1.0001)
+    point, point5 = c10 & unresolved, c5 & unresolved
     true_flux = truth.amp * truth.fwhma * truth.fwhmb / beam**2  # Jy: F = peak x source area / beam area
     if len(glon):
         didx, _, _ = tpos.match_to_catalog_sky(dpos)
-        ratio = flux[didx[point]] / true_flux[point]
+        ratio, ratio5 = flux[didx[point]] / true_flux[point], flux[didx[point5]] / true_flux[point5]
     else:
-        ratio = np.zeros(0)
+        ratio = ratio5 = np.zeros(0)
     return Score(
         completeness10=float(found[c10].mean()) if c10.any() else 0.0,
         completeness5=float(found[c5].mean()) if c5.any() else 0.0,
         reliability=reliable,
         position_error=float(np.median(tsep[point]) / beam) if point.any() else np.inf,
         flux_ratio=float(np.median(ratio)) if len(ratio) else 0.0,
+        position_error5=float(np.median(tsep[point5]) / beam) if point5.any() else np.inf,
+        flux_ratio5=float(np.median(ratio5)) if len(ratio5) else 0.0,
         n_true10=int(c10.sum()), n_detected=int(keep.sum()), n_excluded=int((~keep).sum()),
     )

@@ -6,6 +6,10 @@ like one that does not exist. Scratch files live in a temporary directory remove
 happens; results are written only once every tile has been searched, so a failed or cancelled
 job leaves no partial catalogue behind.
 
+``UPLOAD=image,param:part``: the FITS image sent with the job (kept as ``upload.fits`` by the router,
+never a result) is searched instead of archived datasets; it is checked here, so a file that is no
+FITS image, has no celestial WCS or no finite pixel ends the job in ERROR with the reason.
+
 Results: ``catalog`` (VOTable), ``catalog-csv``, ``regions`` (DS9, Galactic), ``rms``,
 ``background`` and ``residual`` (FITS with the tile's WCS; with several tiles one of each per
 tile, suffixed ``-NNNN``), ``preview`` (PNG of the first tile) and ``report`` (JSON provenance).
@@ -31,6 +35,7 @@ from astropy.io import fits
 
 from db.jobs import ResultRow
 from vo.caller import datasets_blocking
+from vo.errors import UsageError
 from vo.jobs.save_as import SaveAs
 from vo.sfind.catalog import catalog_csv, catalog_table, catalog_votable, ds9_regions
 from vo.sfind.params import SfindParams
@@ -40,13 +45,15 @@ from vo.sfind.run import SfindRun, run_tiles
 from vo.usertables import Limits
 from vo.uws.context import RunContext
 
-__all__ = ["run_sfind"]
+__all__ = ["UPLOAD_FILE", "run_sfind"]
 
 log = structlog.get_logger("vlkb.sfind")
 
 _TYPES = {"catalog": "application/x-votable+xml", "catalog-csv": "text/csv", "regions": "text/plain",
           "preview": "image/png", "report": "application/json"}
 FITS = "application/fits"
+#: the image sent with UPLOAD, kept with the job when it was created (never a result)
+UPLOAD_FILE = "upload.fits"
 
 
 def _fits(data: np.ndarray, header: fits.Header, what: str) -> bytes:
@@ -77,19 +84,28 @@ def _report(q: SfindParams, run: SfindRun, started: float) -> dict[str, object]:
 
 
 def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: int, max_pixels: int,
-              table_limits: Limits | None = None) -> list[ResultRow]:
+              table_limits: Limits | None = None, tile_processes: int = 1) -> list[ResultRow]:
     """Search the job's images and write its results; see the module docstring. ``table_limits``:
-    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
+    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused); ``tile_processes``: how
+    many tiles of the job are searched at once. Progress (``n of N tiles``) goes to the job's
+    ``uws:jobInfo`` as tiles end."""
     started = time.monotonic()
     q = SfindParams.from_params(params, max_tiles=max_tiles)
     save_as = SaveAs.at_start(params, ctx, table_limits)
-    with ctx.connect() as conn:
-        found = datasets_blocking(conn, q.ids, ctx.caller)
+    found = {}
+    if q.upload is None:
+        with ctx.connect() as conn:
+            found = datasets_blocking(conn, q.ids, ctx.caller)
     bound = log.bind(job_id=ctx.job_id, app=q.app)
     with tempfile.TemporaryDirectory(prefix="vlkb-sfind-") as tmp:
+        upload = _upload(ctx, q, Path(tmp))
+        def progress(n: int, total: int) -> None:
+            bound.info("sfind progress", done=n, total=total)
+            ctx.progress(f"{n} of {total} tiles")
+
+        progress(0, len(q.ids))
         run = run_tiles(q, found, Path(tmp), caller=ctx.caller, connect=ctx.connect, max_pixels=max_pixels,
-                        progress=lambda n, total: bound.info("sfind progress", done=n, total=total),
-                        check=ctx.check)
+                        processes=tile_processes, upload=upload, progress=progress, check=ctx.check)
         ctx.check()
         table = catalog_table(run.detections, q.app)
         finder = find_app(q.app)
@@ -123,3 +139,19 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
                                           f"{finder.name} catalogue of {' '.join(q.ids)} (sfind job {ctx.job_id})")
     rows.append(ctx.result("report", _TYPES["report"], json.dumps(report, indent=2, default=float).encode()))
     return rows
+
+
+def _upload(ctx: RunContext, q: SfindParams, tmp: Path) -> Path | None:
+    """The uploaded image copied to ``tmp`` (the finders and the cutout engine read files)."""
+    if q.upload is None:
+        return None
+    location = ctx.results.location(ctx.job_id, UPLOAD_FILE)
+    if not ctx.results.exists(location):
+        raise UsageError(f"UPLOAD {q.upload}: no file was sent with the job (send it as the part the UPLOAD "
+                         "parameter names, with the request that creates the job)")
+    path = tmp / UPLOAD_FILE
+    with open(path, "wb") as out:
+        for chunk in ctx.results.read(location):
+            out.write(chunk)
+    return path
+

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from astropy.io import fits
 
-from vo.errors import UsageError
+from vo.sfind.bane import bane_maps
 from vo.sfind.finder import Components, FinderImage, FinderOutput
 from vo.sfind.options import Option, OptionValue
 
@@ -60,20 +60,14 @@ class AegeanFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
-        from AegeanTools import BANE
         from AegeanTools.AeRes import make_model
         from AegeanTools.source_finder import SourceFinder
 
         _numpy_compat()
-        grid, box = int(options["grid_size"]), int(options["box_size"])
-        step = (grid, grid) if grid else None
-        bkg, rms = BANE.filter_image(str(image.path), None, step_size=step,
-                                     box_size=(box, box) if box else None, cores=1, nslice=1)
-        if not np.isfinite(rms).any() or np.nanmax(rms) <= 0:
-            raise UsageError("ID: the image has no usable pixels (the noise could not be measured)")
+        bkg, rms = bane_maps(image, grid=int(options["grid_size"]), box=int(options["box_size"]))
         bkg_path, rms_path = image.workdir / "bkg.fits", image.workdir / "rms.fits"
-        fits.PrimaryHDU(bkg.astype(np.float32), image.header).writeto(bkg_path, overwrite=True)
-        fits.PrimaryHDU(rms.astype(np.float32), image.header).writeto(rms_path, overwrite=True)
+        fits.PrimaryHDU(bkg, image.header).writeto(bkg_path, overwrite=True)
+        fits.PrimaryHDU(rms, image.header).writeto(rms_path, overwrite=True)
         finder = SourceFinder(log=logging.getLogger("vlkb.sfind.aegean"))
         summits = int(options["max_summits"]) or None
         found = finder.find_sources_in_image(
@@ -93,4 +87,4 @@ class AegeanFinder:
         if finder.wcshelper is not None:
             model = make_model(found, image.data.shape, finder.wcshelper)
             residual = (image.data - bkg - model).astype(np.float32)
-        return FinderOutput(comps, background=bkg.astype(np.float32), rms=rms.astype(np.float32), residual=residual)
+        return FinderOutput(comps, background=bkg, rms=rms, residual=residual)

@@ -22,8 +22,8 @@ def preview_png(data: np.ndarray, header: fits.Header, lon: np.ndarray, lat: np.
     FWHM arcsec; ``pa`` deg from north through east)."""
     from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterval
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import EllipseCollection
     from matplotlib.figure import Figure
-    from matplotlib.patches import Ellipse
 
     wcs = WCS(header).celestial
     fig = Figure(figsize=(7.5, 6.5), dpi=100)
@@ -42,11 +42,15 @@ def preview_png(data: np.ndarray, header: fits.Header, lon: np.ndarray, lat: np.
     if len(lon):
         x, y = wcs.world_to_pixel_values(lon, lat)
         scale = abs(float(wcs.proj_plane_pixel_scales()[1].to_value("deg"))) * 3600
-        for xi, yi, ai, bi, pi in zip(x, y, a, b, pa, strict=True):
-            ax.add_patch(Ellipse((xi, yi), width=max(bi, 1) / scale, height=max(ai, 1) / scale, angle=pi,
-                                 fill=False, edgecolor="tab:red", linewidth=0.8))
+        # one collection, not a patch per component: drawing cost stays flat with many detections
+        ax.add_collection(EllipseCollection(
+            np.maximum(b, 1) / scale, np.maximum(a, 1) / scale, np.asarray(pa, dtype=float), units="xy",
+            offsets=np.column_stack([x, y]), offset_transform=ax.transData, facecolors="none",
+            edgecolors="tab:red", linewidths=0.8))
     ax.set_xlim(-0.5, data.shape[1] - 0.5)
     ax.set_ylim(-0.5, data.shape[0] - 0.5)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # zlib level 1: the PNG of an image with noise hardly shrinks with more effort, and level 6 costs a third
+    # of the preview's time
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})
     return buf.getvalue()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from db.jobs import ResultRow
+from db.jobs import ResultRow, set_progress_blocking
 from vo.caller import ANONYMOUS, Caller
 from vo.uws.results import ResultStore
 
@@ -79,6 +79,15 @@ class RunContext:
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.cancel_safe(timeout=5)
+
+    def progress(self, text: str) -> None:
+        """Say how far the job has got (``2 of 4 tiles``): UWS clients read it in the job's
+        ``uws:jobInfo`` while it executes. Best effort: a failed update never fails the job."""
+        try:
+            with psycopg.connect(self.conninfo, application_name=f"vlkb-job-{self.job_id}") as conn:
+                set_progress_blocking(conn, self.job_id, text)
+        except psycopg.Error:
+            pass
 
     def check(self) -> None:
         """Raise :class:`JobAborted` if the job was cancelled (runners call it between steps)."""

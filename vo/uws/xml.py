@@ -18,6 +18,8 @@ __all__ = ["error_text", "isotime", "job_xml", "jobs_xml", "parameters_xml", "re
 
 _NSMAP = {"uws": NS["uws"], "xlink": NS["xlink"], "xsi": NS["xsi"]}
 _NIL = {"xsi:nil": "true"}
+#: the namespace of vlkb's own elements inside ``uws:jobInfo``
+VLKB_NS = "ivo://vlkb/xml/jobinfo/v1"
 
 
 def isotime(t: datetime) -> str:
@@ -47,6 +49,17 @@ def _results(results: Sequence[JobResult], job_url: str) -> etree._Element:
     ))
 
 
+def _job_info(job: Job) -> etree._Element | None:
+    """UWS 1.1 has no progress element; ``uws:jobInfo`` (section 2.2.1, any content) carries the
+    runner's progress line as ``<vlkb:progress>2 of 4 tiles</vlkb:progress>``."""
+    if job.progress is None:
+        return None
+    info = E("uws:jobInfo")
+    progress = etree.SubElement(info, f"{{{VLKB_NS}}}progress", nsmap={"vlkb": VLKB_NS})
+    progress.text = job.progress
+    return info
+
+
 def _job(job: Job, results: Sequence[JobResult], job_url: str, nsmap: dict[str, str] | None) -> etree._Element:
     error = None
     if job.error_message is not None:
@@ -67,6 +80,7 @@ def _job(job: Job, results: Sequence[JobResult], job_url: str, nsmap: dict[str, 
         _parameters(job),
         _results(results, job_url),
         error,
+        _job_info(job),
         attrib={"version": "1.1"},
         nsmap=nsmap,
     )
