@@ -104,7 +104,8 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         if wait is not None:
             job = await jobs.wait(job, *wait)
         results = await jobs.job_results(job)
-        return Response(xml.job_xml(job, results, job_url(base, job.job_id)), media_type=XML)
+        progress = await jobs.progress(job)
+        return Response(xml.job_xml(job, results, job_url(base, job.job_id), progress), media_type=XML)
 
     @router.post("/{job_id}", name=f"{kind}_post_job")
     async def post_job(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,

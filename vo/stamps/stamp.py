@@ -101,6 +101,8 @@ class Stamp:
     conversions: list[str] = field(default_factory=list)
     coverage: float = 0.0
     method: str = ""
+    #: the stamp's FITS file when it was written already (:mod:`vo.stamps.tiles`; ``header`` is then None)
+    file: bytes | None = None
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,7 @@ service can cancel their statements from another machine (by ``application_name`
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,10 @@ from db.jobs import ResultRow
 from vo.caller import ANONYMOUS, Caller
 from vo.uws.results import ResultStore
 
-__all__ = ["JobAborted", "RunContext", "Runner"]
+__all__ = ["PROGRESS", "JobAborted", "Progress", "RunContext", "Runner"]
+
+#: the file in a job's results directory holding its progress, ``n of N`` (never a listed result)
+PROGRESS = "progress"
 
 
 class JobAborted(Exception):
@@ -80,3 +84,22 @@ class RunContext:
 
 Runner = Callable[[Mapping[str, list[str]], RunContext], Sequence[ResultRow]]
 
+
+
+class Progress:
+    """A runner's progress, ``n of N``, where a UWS client sees it: written to the job's results
+    directory (so a worker anywhere can report it) and shown in the job document's ``uws:jobInfo``
+    (:meth:`vo.uws.service.JobService.progress`). Written at most every ``every`` seconds, and at the end."""
+
+    def __init__(self, ctx: RunContext, total: int, every: float = 2.0) -> None:
+        self.ctx, self.total, self.every = ctx, total, every
+        self._last = -math.inf
+        self.report(0)
+
+    def report(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self._last < self.every:
+            return
+        self._last = now
+        with self.ctx.results.writer(self.ctx.job_id, PROGRESS) as out:
+            out.write(f"{done} of {self.total}".encode())

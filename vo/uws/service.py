@@ -25,6 +25,7 @@ from db.jobs import JobStore
 from vo.dali import DaliParams
 from vo.errors import NotFoundError, UsageError
 from vo.shapes import parse_number
+from vo.uws.context import PROGRESS
 from vo.uws.executor import Executor
 from vo.uws.model import ACTIVE, Job, JobResult, Phase
 from vo.uws.results import ResultStore
@@ -158,6 +159,18 @@ class JobService:
 
     async def job_results(self, job: Job) -> builtins.list[JobResult]:
         return await self.store.results(job.job_id) if job.phase == Phase.COMPLETED else []
+
+    async def progress(self, job: Job) -> str | None:
+        """What the job's runner reported of its progress (``n of N``, :class:`vo.uws.context.Progress`)."""
+        location = self.results.location(job.job_id, PROGRESS)
+
+        def read() -> str | None:
+            try:
+                return b"".join(self.results.read(location)).decode()[:100] if self.results.exists(location) else None
+            except OSError:  # removed between the two calls
+                return None
+
+        return await asyncio.to_thread(read)
 
     async def result(self, job: Job, result_id: str) -> JobResult:
         for r in await self.job_results(job):

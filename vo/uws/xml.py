@@ -47,7 +47,17 @@ def _results(results: Sequence[JobResult], job_url: str) -> etree._Element:
     ))
 
 
-def _job(job: Job, results: Sequence[JobResult], job_url: str, nsmap: dict[str, str] | None) -> etree._Element:
+def _info(progress: str | None) -> etree._Element | None:
+    """``uws:jobInfo`` with the runner's progress (``<progress done="n" total="N">n of N</progress>``)."""
+    if not progress:
+        return None
+    parts = progress.split()
+    attrib = {"done": parts[0], "total": parts[2]} if len(parts) == 3 and parts[1] == "of" else {}
+    return E("uws:jobInfo", E("progress", progress, attrib=attrib))
+
+
+def _job(job: Job, results: Sequence[JobResult], job_url: str, nsmap: dict[str, str] | None,
+         progress: str | None = None) -> etree._Element:
     error = None
     if job.error_message is not None:
         error = E("uws:errorSummary", E("uws:message", job.error_message),
@@ -67,14 +77,15 @@ def _job(job: Job, results: Sequence[JobResult], job_url: str, nsmap: dict[str, 
         _parameters(job),
         _results(results, job_url),
         error,
+        _info(progress),
         attrib={"version": "1.1"},
         nsmap=nsmap,
     )
 
 
-def job_xml(job: Job, results: Sequence[JobResult], job_url: str) -> bytes:
-    """The job resource (UWS 1.1 section 2.2.1.2)."""
-    return tostring(_job(job, results, job_url, _NSMAP))
+def job_xml(job: Job, results: Sequence[JobResult], job_url: str, progress: str | None = None) -> bytes:
+    """The job resource (UWS 1.1 section 2.2.1.2); ``progress`` (``n of N``) goes in ``uws:jobInfo``."""
+    return tostring(_job(job, results, job_url, _NSMAP, progress))
 
 
 def jobs_xml(jobs: Sequence[Job], list_url: str) -> bytes:
