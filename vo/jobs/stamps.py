@@ -1,17 +1,20 @@
 """The stamps runner: sources x surveys in, stamp files, a manifest, a stack and a tar.gz out.
 
-Pure: no HTTP and no job SQL. Sources are read one at a time (:mod:`vo.stamps.sources`), each
-source's stamps are made (:func:`vo.stamps.stamp.make_stamps`), written into the archive
-``stamps.tar.gz`` as they are made (a gzip stream into the results store), added to the
-stack when ``STACK`` is asked, and forgotten: memory does not grow with the number of sources
-(the manifest's short rows and a ``median`` stack's stamps excepted). A stamp that fails is a
-manifest row with its reason and never fails the job; the job fails only when the request
-itself is wrong (parameters, surveys, table, query) or when no stamp at all could be made.
+Pure: no HTTP and no job SQL. Sources are read one at a time (:mod:`vo.stamps.sources`) and
+made in chunks of :data:`vo.stamps.chunk.CHUNK` (one coverage statement per survey and chunk,
+tiles kept open: :mod:`vo.stamps.chunk`), in this thread or, for a job of several chunks, over
+``processes`` processes (a few chunks in flight). Each stamp is written into the archive
+``stamps.tar.gz`` as it comes (a gzip stream into the results store), its manifest row into a
+spooled VOTable, added to the stack when ``STACK`` is asked, and forgotten: memory does not grow
+with the number of sources (a ``median`` stack's stamps excepted, docs/stamps.md). A stamp that
+fails is a manifest row with its reason and never fails the job; the job fails only when the
+request itself is wrong (parameters, surveys, table, query) or when no stamp at all could be made.
 
 Results: ``manifest`` (VOTable, one row per source and survey), ``stamps.tar.gz`` (every
 file and the manifest), ``stack-<survey>.fits`` per survey with ``STACK``, and each stamp
-file as a result of its own when the job makes at most ``list_limit`` of them. Progress is
-logged as ``n of N`` (a query's rows are spooled and counted before the first stamp).
+file as a result of its own when the job makes at most ``list_limit`` of them. Progress
+``n of N`` goes where a UWS client sees it, the job document's ``uws:jobInfo``
+(:class:`vo.uws.context.Progress`; a query's rows are spooled and counted before the first stamp).
 
 ``SAVE_AS=user_<name>.<table>`` (:mod:`vo.jobs.save_as`) keeps the manifest as a user table: the
 name is checked before any source is read, the table is created once the other results are
@@ -101,9 +104,11 @@ def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int,
         return found, count
     location = ctx.results.location(ctx.job_id, SOURCES_FILE)
     data = b"".join(ctx.results.read(location)) if ctx.results.exists(location) else (q.table or "").encode()
-    # read the table whole first, so a malformed row fails the job before any stamp is made
-    sources = list(table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources))
-    return iter(sources), len(sources)
+    # read the table through once first, so a malformed row fails the job before any stamp is made, and
+    # N is known; then again for the stamps (the Source objects are never all held)
+    count = sum(1 for _ in table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius,
+                                         max_sources=max_sources))
+    return table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources), count
 
 
 #: the key of a source's cube in :func:`_names`
@@ -177,6 +182,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
         with ctx.results.writer(ctx.job_id, ARCHIVE) as raw, tarfile.open(fileobj=raw, mode="w|gz") as tar:
             archive = _Archive(tar)
             progress = Progress(ctx, total)
+            t0 = time.monotonic()
             n = 0
             for chunk, stamps in _made(ctx, conn, surveys, q.options, sources, total, processes):
                 for src, mine in zip(chunk, stamps, strict=True):
@@ -189,6 +195,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
                             assert st.data is not None
                             stackers[st.survey].add(st.data, st.header)
                 progress.report(n)
+            log.info("stamps made", job_id=ctx.job_id, sources=n, stamps=made, seconds=round(time.monotonic() - t0, 1))
             if n == 0:
                 raise UsageError("no sources: the table or query gave no rows")
             if made == 0:
