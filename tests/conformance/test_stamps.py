@@ -235,6 +235,8 @@ def test_a_line_survey_gives_a_moment_zero_map(server) -> None:
     ({"SURVEY": "Hi-GAL/70 um", "PIXSCALE": "nan"}, "PIXSCALE"),
     ({"SURVEY": "Hi-GAL/70 um", "POSSYS": "FK4"}, "POSSYS"),
     ({"SURVEY": "Hi-GAL/70 um", "QUERY": "SELECT 1"}, "one position"),
+    ({"SURVEY": "Hi-GAL/70 um", "STACKSIZE": "fwhma"}, "give STACK too"),
+    ({"SURVEY": "Hi-GAL/70 um", "STACKCOMMON": "10"}, "needs STACKSIZE"),
 ])
 def test_bad_requests_get_clear_errors(server, params, needle) -> None:
     params = {"POS": "CIRCLE 0.1 0.05 0.01", "POSSYS": "GALACTIC", **params}
@@ -326,6 +328,14 @@ def test_async_query_cube_and_stack(server, catalogues, database) -> None:
      {"SOURCES": ("t.csv", b"glon,glat\n" + b"0.1,0\n" * 6, "text/csv")}, "more than 5 sources"),
     ({"SURVEY": "Nope/1 um", "POS": "CIRCLE 0.1 0 0.01", "POSSYS": "GALACTIC"}, None, "unknown survey"),
     ({"SURVEY": "Hi-GAL/70 um", "POS": "CIRCLE 30 0 0.01", "POSSYS": "GALACTIC"}, None, "no stamp"),
+    ({"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01", "STACK": "mean", "STACKSIZE": "fwhm"},
+     {"SOURCES": ("t.csv", b"glon,glat\n0.1,0\n", "text/csv")}, "no column 'fwhm'"),
+    ({"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01", "STACK": "mean", "STACKSIZE": "fwhm"},
+     {"SOURCES": ("t.csv", b"glon,glat,fwhm\n0.1,0,-2\n", "text/csv")}, "must be positive"),
+    ({"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01", "STACK": "mean", "STACKSIZE": "fwhm", "STACKSIZEUNIT": "pc"},
+     {"SOURCES": ("t.csv", b"glon,glat,fwhm\n0.1,0,2\n", "text/csv")}, "STACKSIZEUNIT"),
+    ({"SURVEY": "Hi-GAL/70 um", "POS": "CIRCLE 0.1 0 0.01", "POSSYS": "GALACTIC", "STACK": "mean",
+      "STACKSIZE": "fwhm"}, None, "positions have none"),
 ])
 def test_async_bad_input_ends_the_job_in_error(limited_server, data, files, needle) -> None:
     url, phase = run_job(limited_server, data, files=files)
@@ -410,3 +420,33 @@ def test_async_stamps_from_kept_tiles_keep_centre_and_flux_and_report_progress(s
         aperture = np.hypot(x - x0, y - y0) <= 1.5 * fwhm / (math.sqrt(proj_plane_pixel_area(wcs)) * 3600)
         flux = float(np.sum(stamp.data[aperture], dtype=np.float64)) - level * int(aperture.sum())
         assert flux == pytest.approx(cat["flux"][i], rel=0.02), (i, flux, cat["flux"][i])
+
+
+def test_a_stack_scaled_by_the_catalogue_size_has_the_common_width(server, catalogues) -> None:
+    """STACKSIZE=fwhma over a QUERY of demo sources of different sizes: each stamp is scaled so its
+    source's FWHM becomes the median FWHM (the generator's truth), so the stack's profile has that
+    FWHM (second moment of the background-subtracted stack, numpy), within 15%."""
+    cat = catalogues["70"]
+    picks = isolated(cat, lrange=(-0.6, 0.6), brange=(-0.45, 0.45), count=12)
+    fwhm = cat["fwhma"][picks]
+    assert fwhm.max() > 1.3 * fwhm.min(), "the demo draws sources of different sizes"
+    table = "name,glon,glat,fwhma\n" + "".join(f"z{k},{cat['l'][i] % 360},{cat['b'][i]},{cat['fwhma'][i]}\n"
+                                               for k, i in enumerate(picks))
+    url, phase = run_job(server, {"SURVEY": SURVEYS["70"], "SIZE": str(4 * fwhm.max() / 3600), "STACK": "mean",
+                                  "BKG": "median", "STACKSIZE": "fwhma"},
+                         files={"SOURCES": ("s.csv", table.encode(), "text/csv")})
+    assert phase == "COMPLETED", httpx.get(url + "/error").text
+    with tarfile.open(fileobj=io.BytesIO(result(url, "stamps.tar.gz")), mode="r:gz") as tar:
+        stack = fits.open(io.BytesIO(tar.extractfile(next(n for n in tar.getnames() if n.startswith("stack_")))
+                                     .read()))[0]
+    common = float(np.median(fwhm))
+    assert stack.header["STKSIZE"] * 3600 == pytest.approx(common, rel=1e-9)
+    pix = math.sqrt(proj_plane_pixel_area(WCS(stack.header))) * 3600
+    data = np.nan_to_num(stack.data.astype(np.float64))
+    n = data.shape[0]
+    y, x = np.mgrid[0:n, 0:n]
+    c = (n - 1) / 2
+    inside = np.hypot(x - c, y - c) <= 2.5 * common / pix  # the profile, not the annulus noise
+    w = np.where(inside, data, 0.0)
+    sigma = math.sqrt(np.sum(w * ((x - c) ** 2 + (y - c) ** 2)) / np.sum(w) / 2) * pix
+    assert sigma * 2 * math.sqrt(2 * math.log(2)) == pytest.approx(common, rel=0.15)

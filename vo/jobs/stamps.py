@@ -33,11 +33,13 @@ import shutil
 import tarfile
 import tempfile
 import time
+from array import array
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import psycopg
 import structlog
 
@@ -49,7 +51,7 @@ from vo.stamps.coverage import SurveyRef, resolve_blocking
 from vo.stamps.output import ManifestWriter, cube_file, manifest_row, stamp_file
 from vo.stamps.params import StampParams
 from vo.stamps.sources import query_sources, table_sources
-from vo.stamps.stack import Stacker
+from vo.stamps.stack import Stacker, scale_about_centre
 from vo.stamps.stamp import Options, Source, Stamp
 from vo.usertables import Limits
 from vo.uws.context import Progress, RunContext
@@ -89,26 +91,39 @@ class _Archive:
 
 
 def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int, max_radius: float,
-             max_query_length: int | None) -> tuple[Iterator[Source], int]:
-    """The job's sources and their number, known before any stamp is made (too many fail the job then)."""
+             max_query_length: int | None) -> tuple[Iterator[Source], int, float | None]:
+    """The job's sources, their number (known before any stamp is made: too many fail the job then)
+    and, with ``STACKSIZE``, the common size the stamps are scaled to (degrees; None without)."""
     if q.circles:
         if len(q.circles) > max_sources:
             raise UsageError(f"POS: {len(q.circles)} sources; at most {max_sources} per job")
-        return iter(q.circles), len(q.circles)
+        return iter(q.circles), len(q.circles), None
     if q.query is not None:
-        found, count = query_sources(conn, q.query, ctx.caller, possys=q.possys, size=q.size,  # type: ignore[arg-type]
-                                     max_radius=max_radius, max_sources=max_sources, timeout=ctx.timeout,
-                                     max_query_length=max_query_length)
+        found, count, median = query_sources(conn, q.query, ctx.caller, possys=q.possys,  # type: ignore[arg-type]
+                                             size=q.size, max_radius=max_radius, max_sources=max_sources,
+                                             timeout=ctx.timeout, max_query_length=max_query_length, scale=q.scale)
         if count > max_sources:
             raise UsageError(f"QUERY: more than {max_sources} sources; split the request (VLKB_STAMPS_MAX_SOURCES)")
-        return found, count
+        return found, count, (q.scale.common if q.scale is not None and q.scale.common else median)
     location = ctx.results.location(ctx.job_id, SOURCES_FILE)
     data = b"".join(ctx.results.read(location)) if ctx.results.exists(location) else (q.table or "").encode()
+
+    def read() -> Iterator[Source]:
+        return table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources,
+                             scale=q.scale)
+
     # read the table through once first, so a malformed row fails the job before any stamp is made, and
-    # N is known; then again for the stamps (the Source objects are never all held)
-    count = sum(1 for _ in table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius,
-                                         max_sources=max_sources))
-    return table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources), count
+    # N (and the sizes' median) is known; then again for the stamps (the Sources are never all held)
+    sizes = array("d")
+    count = 0
+    for src in read():
+        count += 1
+        if src.size is not None:
+            sizes.append(src.size)
+    common = q.scale.common if q.scale is not None else None
+    if q.scale is not None and common is None and len(sizes):
+        common = float(np.median(sizes))
+    return read(), count, common
 
 
 #: the key of a source's cube in :func:`_names`
@@ -174,8 +189,8 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
         surveys = resolve_blocking(conn, q.surveys, ctx.caller)
         if q.stack is not None:
             stackers = {s.text: Stacker(q.stack) for s in surveys}
-        sources, total = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
-                                  max_query_length=max_query_length)
+        sources, total, common = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
+                                          max_query_length=max_query_length)
         per_source = 1 if q.format == "cube" else len(surveys)
         expected = total * per_source
         manifest = ManifestWriter(spool)
@@ -193,7 +208,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
                             reasons[st.error] = None
                         if st.ok and st.survey in stackers:
                             assert st.data is not None
-                            stackers[st.survey].add(st.data, st.header)
+                            stackers[st.survey].add(_scaled(st, common), st.header)
                 progress.report(n)
             log.info("stamps made", job_id=ctx.job_id, sources=n, stamps=made, seconds=round(time.monotonic() - t0, 1))
             if n == 0:
@@ -202,7 +217,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
                 raise UsageError("no stamp could be made: " + "; ".join(reasons))
             manifest.close()
             for survey, stacker in stackers.items():
-                _add_stack(ctx, archive, survey, stacker, surveys, list_limit)
+                _add_stack(ctx, archive, survey, stacker, surveys, list_limit, common if q.scale else None)
             size = spool.tell()
             spool.seek(0)
             info = tarfile.TarInfo("manifest.xml")
@@ -224,6 +239,14 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
             out.write(json.dumps(saved, indent=2).encode())
         results.append(_row(ctx, SAVED_AS, "application/json"))
     return results
+
+
+def _scaled(st: Stamp, common: float | None) -> np.ndarray:
+    """The stamp's data magnified so that its source's size becomes ``common`` (STACKSIZE), else as it is."""
+    assert st.data is not None
+    if common is None or st.source.size is None:
+        return st.data
+    return scale_about_centre(st.data, common / st.source.size)
 
 
 def _row(ctx: RunContext, name: str, media: str) -> ResultRow:
@@ -252,13 +275,15 @@ def _write(ctx: RunContext, q: StampParams, archive: _Archive, stamps: list[Stam
 
 
 def _add_stack(ctx: RunContext, archive: _Archive, survey: str, stacker: Stacker, surveys: list[SurveyRef],
-               list_limit: int) -> None:
+               list_limit: int, common: float | None = None) -> None:
     if stacker.count == 0:
         return
     from astropy.io import fits
 
     stack, cover, header = stacker.result()
     header["SURVEY"] = survey
+    if common is not None:
+        header["STKSIZE"] = (common, "[deg] common source size each stamp was scaled to (STACKSIZE)")
     cov_header = fits.Header()
     cov_header["EXTNAME"] = "COVERAGE"
     cov_header["BUNIT"] = ("", "stamps with data at this pixel")

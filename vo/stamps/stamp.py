@@ -64,6 +64,8 @@ class Source:
     l: float  # noqa: E741 - the astronomer's name of Galactic longitude
     b: float
     radius: float
+    #: the source's own size, degrees (``STACKSIZE``: a stack scales each stamp by it); None: not given
+    size: float | None = None
 
     @property
     def icrs(self) -> tuple[float, float]:
