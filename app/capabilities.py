@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 from app.settings import Settings
 from vo import tap, vosi
+from vo.stamps import STD_STAMPS_ASYNC, STD_STAMPS_SYNC
 
-__all__ = ["sia_capabilities", "tap_capabilities"]
+__all__ = ["sia_capabilities", "stamps_capabilities", "tap_capabilities"]
 
 
 def tap_capabilities(settings: Settings, base: str, security: Sequence[str | None], path: str) -> bytes:
@@ -46,4 +47,13 @@ def sia_capabilities(base: str, security: Sequence[str | None]) -> bytes:
     """The SIA 2.0 capabilities document (SIA 2.0 section 3)."""
     return vosi.service_capabilities(base, "/sia", [
         vosi.Capability(vosi.STD_SIA2, "/sia/query", version="2.0"),
+    ], security=security)
+
+
+def stamps_capabilities(base: str, security: Sequence[str | None]) -> bytes:
+    """The postage-stamps service (docs/stamps.md): no IVOA standard, so vlkb's own standardIDs on
+    ``vs:ParamHTTP`` interfaces (a DALI-style sync endpoint and a UWS job list)."""
+    return vosi.service_capabilities(base, "/stamps", [
+        vosi.Capability(STD_STAMPS_SYNC, "/stamps/sync"),
+        vosi.Capability(STD_STAMPS_ASYNC, "/stamps/async"),
     ], security=security)

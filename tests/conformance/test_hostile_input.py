@@ -155,7 +155,7 @@ ROWS: list[Row] = [
 #: routes that read no parameter a client sends (documents about the service)
 NO_PARAMETERS = {"/", "/health", "/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
                  "/sia/capabilities", "/sia/availability", "/vlkb/availability", "/vlkb/capabilities",
-                 "/vlkb/tables", "/hips/list"}
+                 "/vlkb/tables", "/hips/list", "/stamps/capabilities", "/stamps/availability"}
 
 
 def _table_paths() -> set[str]:

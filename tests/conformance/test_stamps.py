@@ -450,3 +450,22 @@ def test_a_stack_scaled_by_the_catalogue_size_has_the_common_width(server, catal
     w = np.where(inside, data, 0.0)
     sigma = math.sqrt(np.sum(w * ((x - c) ** 2 + (y - c) ** 2)) / np.sum(w) / 2) * pix
     assert sigma * 2 * math.sqrt(2 * math.log(2)) == pytest.approx(common, rel=0.15)
+
+
+def test_capabilities_and_the_registry_record_list_the_stamps_service(server) -> None:
+    caps = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+    resp = httpx.get(server.url + "/stamps/capabilities", timeout=30)
+    root = assert_valid(resp.content, caps, "http://www.ivoa.net/xml/VODataService/v1.1")
+    found = {c.get("standardID"): c.find("interface/accessURL").text for c in root.iter("capability")}
+    assert found["ivo://vlkb/std/stamps#sync-1.0"] == server.url + "/stamps/sync"
+    assert found["ivo://vlkb/std/stamps#async-1.0"] == server.url + "/stamps/async"
+    assert found["ivo://ivoa.net/std/VOSI#availability"] == server.url + "/stamps/availability"
+    assert b"<vosi:available>true</vosi:available>" in httpx.get(server.url + "/stamps/availability").content
+    record = httpx.get(server.url + "/oai", params={"verb": "ListRecords", "metadataPrefix": "ivo_vor"},
+                       timeout=120).content
+    service = [c for c in etree.fromstring(record).iter("capability")
+               if c.get("standardID", "").startswith("ivo://vlkb/std/stamps#")]
+    assert {c.get("standardID") for c in service} == {"ivo://vlkb/std/stamps#sync-1.0",
+                                                       "ivo://vlkb/std/stamps#async-1.0"}
+    assert all(c.find("interface").get("{http://www.w3.org/2001/XMLSchema-instance}type") == "vs:ParamHTTP"
+               for c in service)
