@@ -72,3 +72,35 @@ def test_peak_memory_does_not_grow_with_the_number_of_sources(database, tmp_path
         # the pool processes unpickle and pickle each chunk: allocator arenas give them some slack (measured
         # 12 MB from 400 to 20,000 sources); the manifest rows alone of the old runner were ~1.5 KB a source
         assert grown < 25, f"the pool processes' peak RSS grew by {grown:.1f} MB: {peaks}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("groups", [("survey-team",), ("other",)])
+def test_pool_processes_read_with_the_job_owners_groups(database, tmp_path, groups) -> None:
+    """Access matrix cells of the process pool: the chunks made in other processes read the restricted
+    survey with the owner's groups (member: every stamp made), and an outsider's job never gets there."""
+    import psycopg
+
+    from vo.caller import Caller
+    from vo.errors import UsageError
+    from vo.jobs.stamps import SOURCES_FILE, run_stamps
+    from vo.uws.context import RunContext
+
+    with psycopg.connect(database.url) as c:
+        ra, dec = c.execute("SELECT s_ra, s_dec FROM ivoa.obscore WHERE obs_collection = 'MeerKAT-private' "
+                            "ORDER BY obs_publisher_did LIMIT 1").fetchone()
+    n = 250  # two chunks: the pool is used
+    table = "name,ra,dec\n" + "".join(f"p{i},{ra + (i % 25) * 1e-4},{dec + (i // 25) * 1e-4}\n" for i in range(n))
+    store = ResultStore(tmp_path)
+    job = f"pool-{groups[0]}"
+    with store.writer(job, SOURCES_FILE) as f:
+        f.write(table.encode())
+    ctx = RunContext(job, database.url, store, timeout=None, caller=Caller("alice", groups))
+    params = {"SURVEY": ["MeerKAT-private/1284 MHz"], "SIZE": ["0.002"]}
+    if "survey-team" not in groups:
+        with pytest.raises(UsageError, match="unknown survey"):
+            run_stamps(params, ctx, max_sources=1000, max_radius=1.0, max_voxels=10**7, list_limit=0, processes=2)
+        return
+    run_stamps(params, ctx, max_sources=1000, max_radius=1.0, max_voxels=10**7, list_limit=0, processes=2)
+    manifest = parse_single_table(io.BytesIO(b"".join(store.read(store.location(job, "manifest"))))).to_table()
+    assert len(manifest) == n and set(manifest["status"]) == {"OK"}
