@@ -10,8 +10,10 @@ target unit, and the stamp's serialised header cards. The next stamps of that ti
 map directly and rewrite only the cards that differ (size, reference pixel, source, coverage), so
 a stamp file is the general path's file within float rounding, at a fraction of the cost.
 
-Taken when a local uncompressed 2D image holds the whole stamp and no step resamples or measures
-it (no ``BKG``, ``BEAM`` or ``REGRID``: stacks and cubes regrid, so they take the general path);
+Taken when a local uncompressed 2D image holds the whole stamp and no step resamples it (no
+``BEAM`` or ``REGRID``: stacks and cubes regrid, so they take the general path). ``BKG`` is
+applied here too (the annulus level of the stamp in the target unit, the same as the general
+path's in Jy/sr times a positive factor), with its level card and HISTORY note rewritten;
 otherwise :meth:`TileCache.stamp` answers None and the caller takes the general path.
 
 Hand-written FITS header cards (the template's card images with a few replaced) because astropy's
@@ -33,7 +35,17 @@ from vo.caller import Dataset
 from vo.cutout.bounds import header_wcs
 from vo.cutout.source import mapping
 from vo.errors import UsageError
-from vo.stamps.stamp import Options, Source, Stamp, _cel, _coverage, _params, _pixel_deg, make_stamps
+from vo.stamps.stamp import (
+    Options,
+    Source,
+    Stamp,
+    _cel,
+    _coverage,
+    _params,
+    _pixel_deg,
+    make_stamps,
+    subtract_background,
+)
 from vo.stamps.units import Brightness, parse_bunit
 from vo.storage import location
 
@@ -46,7 +58,7 @@ _VARYING = ("NAXIS1", "NAXIS2", "CRPIX1", "CRPIX2", "OBJECT", "VLKBSRCL", "VLKBS
 
 def fast_path_applies(opts: Options) -> bool:
     """Whether stamps of ``opts`` may take the kept-tile path (see the module text)."""
-    return opts.bkg is None and opts.beam is None and not opts.regrid
+    return opts.beam is None and not opts.regrid
 
 
 @dataclass
@@ -66,6 +78,13 @@ class _Tile:
     where: dict[str, int]
     comments: dict[str, str]
     conversions: list[str]
+    #: BKG: the method, the template's state (skipped or not), the target unit -> Jy/sr factor, and
+    #: where the level's note sits in the conversions and the header's HISTORY cards
+    bkg: str | None = None
+    skipped: bool = False
+    to_jysr: float = 1.0
+    note_at: int = -1
+    history_at: int = -1
 
 
 def _tile(ds: Dataset, src: Source, survey: str, opts: Options) -> tuple[_Tile | None, Stamp]:
@@ -91,14 +110,24 @@ def _tile(ds: Dataset, src: Source, survey: str, opts: Options) -> tuple[_Tile |
         return None, first
     primary = fits.PrimaryHDU(first.data, first.header).header
     cards = [card.image for card in primary.cards]
-    where = {k: i for i, card in enumerate(primary.cards) if (k := card.keyword) in _VARYING}
-    if set(where) != set(_VARYING):
+    skipped = "BKGSKIP" in primary
+    varying = (*_VARYING, "BKGLEVEL") if opts.bkg is not None and not skipped else _VARYING
+    where = {k: i for i, card in enumerate(primary.cards) if (k := card.keyword) in varying}
+    if set(where) != set(varying) or len(cards) != len(primary.cards):
         return None, first
+    note_at = history_at = -1
+    if opts.bkg is not None and not skipped:
+        note_at = next((i for i, n in enumerate(first.conversions) if n.startswith("background ")), -1)
+        history_at = next((i for i, c in enumerate(primary.cards)
+                           if c.keyword == "HISTORY" and str(c.value).startswith("vlkb stamp: background ")), -1)
+        if note_at < 0 or history_at < 0:
+            return None, first
     blank = cut.header.get("BLANK")
     tile = _Tile(data, wcs, wcs.wcs.ctype[0].startswith("GLON"), _pixel_deg(wcs),
                  float(cut.header.get("BSCALE", 1.0)), float(cut.header.get("BZERO", 0.0)),
                  int(blank) if blank is not None and np.dtype(dtype).kind in "iu" else None, ratio,
-                 cards, where, {k: primary.comments[k] for k in _VARYING}, list(first.conversions))
+                 cards, where, {k: primary.comments[k] for k in varying}, list(first.conversions),
+                 opts.bkg, skipped, bright.factor(opts.unit), note_at, history_at)
     return tile, first
 
 
@@ -113,13 +142,12 @@ def _card(key: str, value: object, comment: str) -> str:
     return card[:80].ljust(80)
 
 
-def _file(data: np.ndarray, tile: _Tile, src: Source, crpix1: float, crpix2: float, coverage: float) -> bytes:
+def _file(data: np.ndarray, tile: _Tile, values: dict[str, object], history: str | None = None) -> bytes:
     cards = list(tile.cards)
-    ny, nx = data.shape
-    values = {"NAXIS1": nx, "NAXIS2": ny, "CRPIX1": crpix1, "CRPIX2": crpix2, "OBJECT": src.name,
-              "VLKBSRCL": src.l, "VLKBSRCB": src.b, "VLKBCOV": round(coverage, 6)}
     for key, value in values.items():
         cards[tile.where[key]] = _card(key, value, tile.comments[key])
+    if history is not None:
+        cards[tile.history_at] = history
     head = "".join(cards) + "END".ljust(80)
     head += " " * (-len(head) % _BLOCK)
     body = np.ascontiguousarray(data, dtype=">f4").tobytes()
@@ -174,11 +202,28 @@ def _cut(tile: _Tile, src: Source, radec: tuple[float, float], survey: str, did:
     out *= tile.scale
     out += tile.zero
     out *= tile.factor
+    conversions = list(tile.conversions)
+    history = None
+    values: dict[str, object] = {}
+    if tile.bkg is not None:
+        # the annulus level in the target unit: a positive factor commutes with the median and the clip
+        sub, level = subtract_background(out, tile.bkg)
+        if (level is None) != tile.skipped:
+            return None  # the template's cards do not fit: the general path
+        if level is not None:
+            out = sub
+            values["BKGLEVEL"] = level * tile.to_jysr
+            note = f"background {tile.bkg} {level * tile.to_jysr:.6g} Jy/sr subtracted"
+            conversions[tile.note_at] = note
+            history = fits.Card("HISTORY", f"vlkb stamp: {note}").image
+            if len(history) != 80:
+                return None
     data = out.astype(np.float32)
     cov = _coverage(data)
     # FITS pixels count from 1: the tile's reference pixel, moved to the window's corner
     crpix1, crpix2 = float(tile.wcs.wcs.crpix[0] - x0), float(tile.wcs.wcs.crpix[1] - y0)
-    stamp = Stamp(src, survey, data, None, dids=[did], conversions=list(tile.conversions), coverage=cov,
-                  method="cut")
-    stamp.file = _file(data, tile, src, crpix1, crpix2, cov)
+    stamp = Stamp(src, survey, data, None, dids=[did], conversions=conversions, coverage=cov, method="cut")
+    values.update({"NAXIS1": size, "NAXIS2": size, "CRPIX1": crpix1, "CRPIX2": crpix2, "OBJECT": src.name,
+                   "VLKBSRCL": src.l, "VLKBSRCB": src.b, "VLKBCOV": round(cov, 6)})
+    stamp.file = _file(data, tile, values, history)
     return stamp
