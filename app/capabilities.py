@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 from app.settings import Settings
 from vo import tap, vosi
+from vo.stamps import STD_STAMPS_ASYNC, STD_STAMPS_SYNC
 
-__all__ = ["STD_SFIND", "sfind_capabilities", "sia_capabilities", "tap_capabilities"]
+__all__ = ["STD_SFIND", "sfind_capabilities", "sia_capabilities", "stamps_capabilities", "tap_capabilities"]
 
 
 def tap_capabilities(settings: Settings, base: str, security: Sequence[str | None], path: str) -> bytes:
@@ -36,8 +37,7 @@ def tap_capabilities(settings: Settings, base: str, security: Sequence[str | Non
         upload_methods=tap.UPLOAD_METHODS,
         upload_limit=vosi.UploadLimit(rows=settings.upload_max_rows, bytes=settings.upload_max_bytes),
         # DALI 1.1 section 2.3: the examples document is read in a browser, hence vr:WebBrowser.
-        extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser"),
-               *sfind_capabilities()],
+        extra=[vosi.Capability(vosi.STD_EXAMPLES, "/tap/examples", xsi_type="vr:WebBrowser")],
         security=security,
     )
     return body
@@ -54,7 +54,17 @@ def sia_capabilities(base: str, security: Sequence[str | None]) -> bytes:
 STD_SFIND = "ivo://vlkb/std/sfind#async-1.0"
 
 
-def sfind_capabilities() -> list[vosi.Capability]:
-    """Source finding (docs/sfind.md): its UWS 1.1 job list, parameters as HTTP form fields (DALI style
-    ``vs:ParamHTTP``), listed in the TAP capabilities and in the service's registry record."""
-    return [vosi.Capability(STD_SFIND, "/sfind/async")]
+def sfind_capabilities(base: str, security: Sequence[str | None]) -> bytes:
+    """Source finding (docs/sfind.md): no IVOA standard, so vlkb's own standardID on a
+    ``vs:ParamHTTP`` interface (its UWS 1.1 job list, parameters as HTTP form fields)."""
+    return vosi.service_capabilities(base, "/sfind", [vosi.Capability(STD_SFIND, "/sfind/async")],
+                                     security=security)
+
+
+def stamps_capabilities(base: str, security: Sequence[str | None]) -> bytes:
+    """The postage-stamps service (docs/stamps.md): no IVOA standard, so vlkb's own standardIDs on
+    ``vs:ParamHTTP`` interfaces (a DALI-style sync endpoint and a UWS job list)."""
+    return vosi.service_capabilities(base, "/stamps", [
+        vosi.Capability(STD_STAMPS_SYNC, "/stamps/sync"),
+        vosi.Capability(STD_STAMPS_ASYNC, "/stamps/async"),
+    ], security=security)

@@ -56,7 +56,8 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
                          table_limits=table_limits, tile_processes=settings.sfind_tile_processes),
         "stamps": partial(run_stamps, max_sources=settings.stamps_max_sources, max_radius=settings.stamps_max_radius,
                           max_voxels=settings.merge_max_voxels, list_limit=settings.stamps_list_limit,
-                          max_query_length=settings.adql_max_length, table_limits=table_limits),
+                          max_query_length=settings.adql_max_length, table_limits=table_limits,
+                          processes=settings.stamps_processes),
     }
 
 

@@ -221,6 +221,10 @@ class Settings(BaseSettings):
         200, ge=0, description="An async stamps job lists each stamp file as a result of its own when it makes "
         "at most this many; larger jobs hand them back in the tar.gz only (the manifest names every file).",
     )
+    stamps_processes: int = Field(
+        1, ge=1, le=64, description="Processes one async stamps job of more than one chunk (200 sources) makes its "
+        "stamps in; 1: in the job's own thread. Each process holds a database connection and its own open tiles.",
+    )
     body_timeout: float = Field(
         300, gt=0,
         description="Longest time, seconds, a client may take to send a form or multipart request body "

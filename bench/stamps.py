@@ -5,9 +5,10 @@ random positions over the demo tiles (|l| < 0.3, |b| < 0.25; radius ``--radius``
 makes their stamps on three surveys (Hi-GAL 70, 160 and 250 um), measuring in the same run:
 
 - the stamps runner (``vo/jobs/stamps.py``, what a worker runs: coverage lookups in PostgreSQL,
-  slab reads, unit conversion, a FITS file per stamp into a tar.gz) with one worker, and with two
-  workers each running half the sources (two processes, as two ``vlkb worker``), without and with
-  ``REGRID=true`` (``reproject_exact``, flux-conserving);
+  slab reads, unit conversion, a FITS file per stamp into a tar.gz) with one worker, with two
+  workers each running half the sources (two processes, as two ``vlkb worker``), and one job over
+  two processes (``VLKB_STAMPS_PROCESSES=2``); then, on ``--regrid-sources`` sources, with
+  ``REGRID=true`` (``reproject_exact``, flux-conserving: the general path) against the loop;
 - the baseline: a plain loop over the same files with the tiles' WCS known in advance and every
   file opened once (memory-mapped): for each source and survey, the first tile holding the
   position, ``astropy.nddata.Cutout2D``, ``reproject_interp`` onto a grid centred on the source,
@@ -55,7 +56,8 @@ def _table(n: int, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
     return text.encode(), lon, lat
 
 
-def _job(conninfo: str, root: str, job_id: str, table: bytes, radius: float, regrid: bool) -> tuple[float, float]:
+def _job(conninfo: str, root: str, job_id: str, table: bytes, radius: float, regrid: bool,
+         processes: int = 1) -> tuple[float, float]:
     """One stamps job (in a worker process): seconds and the process's peak RSS, MB."""
     store = ResultStore(root)
     with store.writer(job_id, SOURCES_FILE) as out:
@@ -63,19 +65,22 @@ def _job(conninfo: str, root: str, job_id: str, table: bytes, radius: float, reg
     ctx = RunContext(job_id, conninfo, store, timeout=None)
     params = {"SURVEY": list(SURVEYS), "SIZE": [str(radius)], "REGRID": ["true" if regrid else "false"]}
     t0 = time.perf_counter()
-    run_stamps(params, ctx, max_sources=1_000_000, max_radius=1.0, max_voxels=16_000_000, list_limit=0)
+    run_stamps(params, ctx, max_sources=1_000_000, max_radius=1.0, max_voxels=16_000_000, list_limit=0,
+               processes=processes)
     return time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _runner(conninfo: str, root: Path, table: bytes, radius: float, regrid: bool, workers: int) -> float:
+def _runner(conninfo: str, root: Path, table: bytes, radius: float, regrid: bool, workers: int,
+            processes: int = 1) -> float:
     lines = table.decode().splitlines()
     head, rows = lines[0], lines[1:]
     parts = [("\n".join([head, *rows[k::workers]]) + "\n").encode() for k in range(workers)]
-    tag = f"{'regrid' if regrid else 'native'}-{workers}-{time.monotonic_ns()}"
+    tag = f"{'regrid' if regrid else 'native'}-{workers}-{processes}-{time.monotonic_ns()}"
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
         done = list(pool.map(_job, [conninfo] * workers, [str(root)] * workers,
-                             [f"{tag}-{k}" for k in range(workers)], parts, [radius] * workers, [regrid] * workers))
+                             [f"{tag}-{k}" for k in range(workers)], parts, [radius] * workers, [regrid] * workers,
+                             [processes] * workers))
     wall = time.perf_counter() - t0
     print(f"  (worker peak RSS {max(mb for _, mb in done):.0f} MB)")
     return wall
@@ -115,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stamps", description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=10_000)
     parser.add_argument("--radius", type=float, default=0.01)
+    parser.add_argument("--regrid-sources", type=int, default=1000,
+                        help="sources of the REGRID runs (the general path, about 20x slower; 0: none)")
     parser.add_argument("--home", type=Path, default=ROOT / "var" / "bench" / "stamps")
     args = parser.parse_args(argv)
     home = args.home.resolve()
@@ -126,15 +133,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         table, lon, lat = _table(args.sources, seed=1)
         stamps = args.sources * len(SURVEYS)
         print(f"{args.sources} sources x {len(SURVEYS)} surveys, radius {args.radius} deg, "
-              f"load {os.getloadavg()[0]:.2f}")
+              f"load {os.getloadavg()[0]:.2f} (a shared machine: compare the ratios, not the rates)")
         base = _baseline(home / "data", lon, lat, args.radius)
-        print(f"{'plain loop (Cutout2D + reproject_interp)':<44} {stamps / base:8.1f} stamps/s")
+        print(f"{'plain loop (Cutout2D + reproject_interp)':<48} {stamps / base:8.1f} stamps/s")
         results = home / "results"
-        for regrid in (False, True):
+        runs = [(False, 1, 1), (False, 2, 1), (False, 1, 2)]
+        for regrid, workers, processes in runs:
+            secs = _runner(url, results, table, args.radius, regrid, workers, processes)
+            label = f"stamps runner, {workers} worker(s) x {processes} process(es)"
+            print(f"{label:<48} {stamps / secs:8.1f} stamps/s  x{base / secs:.2f} the loop  "
+                  f"load {os.getloadavg()[0]:.2f}")
+        if args.regrid_sources:
+            table, lon, lat = _table(args.regrid_sources, seed=2)
+            stamps = args.regrid_sources * len(SURVEYS)
+            base = _baseline(home / "data", lon, lat, args.radius)
+            print(f"REGRID, {args.regrid_sources} sources: plain loop {stamps / base:.1f} stamps/s")
             for workers in (1, 2):
-                secs = _runner(url, results, table, args.radius, regrid, workers)
-                label = f"stamps runner, {workers} worker(s){', REGRID' if regrid else ''}"
-                print(f"{label:<44} {stamps / secs:8.1f} stamps/s  x{base / secs:.2f} the loop")
+                secs = _runner(url, results, table, args.radius, True, workers)
+                label = f"stamps runner, {workers} worker(s), REGRID"
+                print(f"{label:<48} {stamps / secs:8.1f} stamps/s  x{base / secs:.2f} the loop  "
+                      f"load {os.getloadavg()[0]:.2f}")
     finally:
         cluster.stop()
 

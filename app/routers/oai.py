@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.access import Offer
-from app.capabilities import sfind_capabilities, sia_capabilities, tap_capabilities
+from app.capabilities import sfind_capabilities, sia_capabilities, stamps_capabilities, tap_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RawParams, RequestParams
 from app.settings import Settings
@@ -87,10 +87,12 @@ async def get_oai(params: RequestParams, settings: AppSettings, base: BaseUrl, p
         vosi.Capability(STD_SODA_SYNC, "/soda/sync"),
         vosi.Capability(STD_SODA_ASYNC, "/soda/async"),
         vosi.Capability(STD_LINKS, "/datalink/links"),
-        *sfind_capabilities(),
     ], security=offer.security))
+    # source finding and postage stamps (vlkb's own standardIDs)
+    stamps = capability_elements(stamps_capabilities(base, offer.security))
+    sfind = capability_elements(sfind_capabilities(base, offer.security))
     published = await published_records(
-        pool, site_of(settings, base), capabilities=[*tap, *sia, *others],
+        pool, site_of(settings, base), capabilities=[*tap, *sia, *others, *sfind, *stamps],
         tableset=vosi.tableset(load_schemas()), cache=MocCache(settings.moc_cache_dir),
         moc_order=settings.moc_order, book=DatestampBook(_book_path(settings)),
         oai_path=OAI_PATH, page_size=settings.oai_page_size, tap_url=base + "/tap", sia_url=base + "/sia/query",

@@ -168,7 +168,8 @@ ROWS: list[Row] = [
 #: routes that read no parameter a client sends (documents about the service)
 NO_PARAMETERS = {"/", "/health", "/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
                  "/sia/capabilities", "/sia/availability", "/vlkb/availability", "/vlkb/capabilities",
-                 "/vlkb/tables", "/hips/list", "/dev-issuer/.well-known/openid-configuration"}
+                 "/vlkb/tables", "/hips/list", "/dev-issuer/.well-known/openid-configuration",
+                 "/stamps/capabilities", "/stamps/availability", "/sfind/capabilities", "/sfind/availability"}
 
 
 def _table_paths() -> set[str]:

@@ -159,12 +159,14 @@ def test_apps_list_and_descriptions(http) -> None:
 
 
 def test_the_job_list_is_in_the_capabilities_and_the_registry_record(http) -> None:
-    """VOSI: /tap/capabilities lists the sfind job list (a vlkb standardID, vs:ParamHTTP, checked against
-    the VOSI and VODataService schemas); the service's registry record (OAI-PMH) carries it too."""
+    """VOSI: /sfind/capabilities lists the sfind job list (a vlkb standardID, vs:ParamHTTP, checked against
+    the VOSI and VODataService schemas) beside its VOSI capabilities and availability; the service's
+    registry record (OAI-PMH) carries it too."""
     from app.capabilities import STD_SFIND
 
-    root = assert_valid(http.get("/tap/capabilities").content, "http://www.ivoa.net/xml/VOSICapabilities/v1.0",
-                        "http://www.ivoa.net/xml/TAPRegExt/v1.0", "http://www.ivoa.net/xml/VODataService/v1.1")
+    root = assert_valid(http.get("/sfind/capabilities").content, "http://www.ivoa.net/xml/VOSICapabilities/v1.0",
+                        "http://www.ivoa.net/xml/VODataService/v1.1")
+    assert b"<vosi:available>true</vosi:available>" in http.get("/sfind/availability").content
     caps = [c for c in root.iterfind("capability") if c.get("standardID") == STD_SFIND]
     assert len(caps) == 1
     url = caps[0].findtext("interface/accessURL")

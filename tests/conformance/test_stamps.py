@@ -27,7 +27,10 @@ from lxml import etree
 from demo import DEFAULT_SEED
 from demo.sky import make_sky
 from demo.structures import make_structures
+from tests.xsd import assert_valid
+from vo.uws.xml import VLKB_NS
 
+UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 SURVEYS = {"70": "Hi-GAL/70 um", "160": "Hi-GAL/160 um", "250": "Hi-GAL/250 um", "24": "MIPSGAL/24 um"}
 
 
@@ -233,6 +236,8 @@ def test_a_line_survey_gives_a_moment_zero_map(server) -> None:
     ({"SURVEY": "Hi-GAL/70 um", "PIXSCALE": "nan"}, "PIXSCALE"),
     ({"SURVEY": "Hi-GAL/70 um", "POSSYS": "FK4"}, "POSSYS"),
     ({"SURVEY": "Hi-GAL/70 um", "QUERY": "SELECT 1"}, "one position"),
+    ({"SURVEY": "Hi-GAL/70 um", "STACKSIZE": "fwhma"}, "give STACK too"),
+    ({"SURVEY": "Hi-GAL/70 um", "STACKCOMMON": "10"}, "needs STACKSIZE"),
 ])
 def test_bad_requests_get_clear_errors(server, params, needle) -> None:
     params = {"POS": "CIRCLE 0.1 0.05 0.01", "POSSYS": "GALACTIC", **params}
@@ -324,6 +329,14 @@ def test_async_query_cube_and_stack(server, catalogues, database) -> None:
      {"SOURCES": ("t.csv", b"glon,glat\n" + b"0.1,0\n" * 6, "text/csv")}, "more than 5 sources"),
     ({"SURVEY": "Nope/1 um", "POS": "CIRCLE 0.1 0 0.01", "POSSYS": "GALACTIC"}, None, "unknown survey"),
     ({"SURVEY": "Hi-GAL/70 um", "POS": "CIRCLE 30 0 0.01", "POSSYS": "GALACTIC"}, None, "no stamp"),
+    ({"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01", "STACK": "mean", "STACKSIZE": "fwhm"},
+     {"SOURCES": ("t.csv", b"glon,glat\n0.1,0\n", "text/csv")}, "no column 'fwhm'"),
+    ({"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01", "STACK": "mean", "STACKSIZE": "fwhm"},
+     {"SOURCES": ("t.csv", b"glon,glat,fwhm\n0.1,0,-2\n", "text/csv")}, "must be positive"),
+    ({"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01", "STACK": "mean", "STACKSIZE": "fwhm", "STACKSIZEUNIT": "pc"},
+     {"SOURCES": ("t.csv", b"glon,glat,fwhm\n0.1,0,2\n", "text/csv")}, "STACKSIZEUNIT"),
+    ({"SURVEY": "Hi-GAL/70 um", "POS": "CIRCLE 0.1 0 0.01", "POSSYS": "GALACTIC", "STACK": "mean",
+      "STACKSIZE": "fwhm"}, None, "positions have none"),
 ])
 def test_async_bad_input_ends_the_job_in_error(limited_server, data, files, needle) -> None:
     url, phase = run_job(limited_server, data, files=files)
@@ -375,3 +388,85 @@ def test_pyvo_async_job_from_an_adql_query(server) -> None:
     stamp = fits.open(io.BytesIO(httpx.get(f"{job.url}/results/{manifest['file'][0]}", timeout=60).content))[0]
     assert stamp.header["BUNIT"] == "MJy/sr"
     job.delete()
+
+
+def test_async_stamps_from_kept_tiles_keep_centre_and_flux_and_report_progress(server, catalogues) -> None:
+    """No BKG, no REGRID: stamps after a tile's first are cut from the kept tile (vo/stamps/tiles.py).
+    Each source sits within half a pixel of the centre, and its flux, after the test's own annulus
+    median is taken off (numpy), is the catalogue's within 2%; the job document shows the progress."""
+    cat = catalogues["70"]
+    picks = isolated(cat, lrange=(-0.6, 0.6), brange=(-0.45, 0.45), count=4)
+    table = "name,glon,glat,radius\n" + "".join(
+        f"k{k},{cat['l'][i] % 360},{cat['b'][i]},{stamp_radius(cat['fwhma'][i])}\n" for k, i in enumerate(picks))
+    url, phase = run_job(server, {"SURVEY": SURVEYS["70"]}, files={"SOURCES": ("s.csv", table.encode(), "text/csv")})
+    assert phase == "COMPLETED", httpx.get(url + "/error").text
+    job = assert_valid(httpx.get(url, timeout=30).content, UWS)
+    progress = job.find(f"{{{UWS}}}jobInfo/{{{VLKB_NS}}}progress")
+    assert progress is not None and progress.text == "4 of 4" and progress.get("total") == "4"
+    manifest = parse_single_table(io.BytesIO(result(url, "manifest"))).to_table()
+    assert list(manifest["status"]) == ["OK"] * 4
+    for k, i in enumerate(picks):
+        stamp = fits.open(io.BytesIO(result(url, manifest["file"][k])))[0]
+        assert stamp.header["OBJECT"] == f"k{k}" and stamp.header["BUNIT"] == "Jy/pixel"
+        l, b, fwhm = cat["l"][i], cat["b"][i], cat["fwhma"][i]  # noqa: E741
+        dx, dy = offset_px(stamp, l, b)
+        assert abs(dx) <= 0.5 and abs(dy) <= 0.5, (dx, dy)
+        ny, nx = stamp.data.shape
+        y, x = np.mgrid[0:ny, 0:nx]
+        r = np.hypot(x - (nx - 1) / 2, y - (ny - 1) / 2)
+        half = (min(nx, ny) - 1) / 2
+        level = float(np.median(stamp.data[(r >= 0.7 * half) & (r <= half)]))
+        wcs = WCS(stamp.header)
+        x0, y0 = wcs.world_to_pixel_values(l % 360.0, b)
+        aperture = np.hypot(x - x0, y - y0) <= 1.5 * fwhm / (math.sqrt(proj_plane_pixel_area(wcs)) * 3600)
+        flux = float(np.sum(stamp.data[aperture], dtype=np.float64)) - level * int(aperture.sum())
+        assert flux == pytest.approx(cat["flux"][i], rel=0.02), (i, flux, cat["flux"][i])
+
+
+def test_a_stack_scaled_by_the_catalogue_size_has_the_common_width(server, catalogues) -> None:
+    """STACKSIZE=fwhma over a QUERY of demo sources of different sizes: each stamp is scaled so its
+    source's FWHM becomes the median FWHM (the generator's truth), so the stack's profile has that
+    FWHM (second moment of the background-subtracted stack, numpy), within 15%."""
+    cat = catalogues["70"]
+    picks = isolated(cat, lrange=(-0.6, 0.6), brange=(-0.45, 0.45), count=12)
+    fwhm = cat["fwhma"][picks]
+    assert fwhm.max() > 1.3 * fwhm.min(), "the demo draws sources of different sizes"
+    table = "name,glon,glat,fwhma\n" + "".join(f"z{k},{cat['l'][i] % 360},{cat['b'][i]},{cat['fwhma'][i]}\n"
+                                               for k, i in enumerate(picks))
+    url, phase = run_job(server, {"SURVEY": SURVEYS["70"], "SIZE": str(4 * fwhm.max() / 3600), "STACK": "mean",
+                                  "BKG": "median", "STACKSIZE": "fwhma"},
+                         files={"SOURCES": ("s.csv", table.encode(), "text/csv")})
+    assert phase == "COMPLETED", httpx.get(url + "/error").text
+    with tarfile.open(fileobj=io.BytesIO(result(url, "stamps.tar.gz")), mode="r:gz") as tar:
+        stack = fits.open(io.BytesIO(tar.extractfile(next(n for n in tar.getnames() if n.startswith("stack_")))
+                                     .read()))[0]
+    common = float(np.median(fwhm))
+    assert stack.header["STKSIZE"] * 3600 == pytest.approx(common, rel=1e-9)
+    pix = math.sqrt(proj_plane_pixel_area(WCS(stack.header))) * 3600
+    data = np.nan_to_num(stack.data.astype(np.float64))
+    n = data.shape[0]
+    y, x = np.mgrid[0:n, 0:n]
+    c = (n - 1) / 2
+    inside = np.hypot(x - c, y - c) <= 2.5 * common / pix  # the profile, not the annulus noise
+    w = np.where(inside, data, 0.0)
+    sigma = math.sqrt(np.sum(w * ((x - c) ** 2 + (y - c) ** 2)) / np.sum(w) / 2) * pix
+    assert sigma * 2 * math.sqrt(2 * math.log(2)) == pytest.approx(common, rel=0.15)
+
+
+def test_capabilities_and_the_registry_record_list_the_stamps_service(server) -> None:
+    caps = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+    resp = httpx.get(server.url + "/stamps/capabilities", timeout=30)
+    root = assert_valid(resp.content, caps, "http://www.ivoa.net/xml/VODataService/v1.1")
+    found = {c.get("standardID"): c.find("interface/accessURL").text for c in root.iter("capability")}
+    assert found["ivo://vlkb/std/stamps#sync-1.0"] == server.url + "/stamps/sync"
+    assert found["ivo://vlkb/std/stamps#async-1.0"] == server.url + "/stamps/async"
+    assert found["ivo://ivoa.net/std/VOSI#availability"] == server.url + "/stamps/availability"
+    assert b"<vosi:available>true</vosi:available>" in httpx.get(server.url + "/stamps/availability").content
+    record = httpx.get(server.url + "/oai", params={"verb": "ListRecords", "metadataPrefix": "ivo_vor"},
+                       timeout=120).content
+    service = [c for c in etree.fromstring(record).iter("capability")
+               if c.get("standardID", "").startswith("ivo://vlkb/std/stamps#")]
+    assert {c.get("standardID") for c in service} == {"ivo://vlkb/std/stamps#sync-1.0",
+                                                       "ivo://vlkb/std/stamps#async-1.0"}
+    assert all(c.find("interface").get("{http://www.w3.org/2001/XMLSchema-instance}type") == "vs:ParamHTTP"
+               for c in service)

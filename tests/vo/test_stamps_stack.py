@@ -7,7 +7,7 @@ import pytest
 from astropy.io import fits
 
 from vo.errors import UsageError
-from vo.stamps.stack import Stacker
+from vo.stamps.stack import Stacker, scale_about_centre
 from vo.stamps.stamp import annulus_noise, subtract_background
 
 SIZE = 41  # pixels: the source at the centre pixel (20, 20)
@@ -93,3 +93,33 @@ def test_background_is_the_annulus_median_and_skipped_when_blank() -> None:
     blank[r >= 8] = np.nan
     same, none = subtract_background(blank, "median")
     assert none is None and same is blank
+
+
+def _width(stack: np.ndarray) -> float:
+    """The Gaussian sigma of a centred profile, pixels, from its second moment (numpy)."""
+    n = stack.shape[0]
+    y, x = np.mgrid[0:n, 0:n]
+    c = (n - 1) / 2
+    w = np.where(np.isfinite(stack), stack, 0.0)
+    return float(np.sqrt(np.sum(w * ((x - c) ** 2 + (y - c) ** 2)) / np.sum(w) / 2))
+
+
+def test_stamps_scaled_by_their_source_size_stack_to_the_common_size() -> None:
+    """Injected Gaussians of sigma 1.5 ... 4 px, each scaled by common/own size: the stacked profile's
+    sigma is the common size; without scaling it is not (the mean of different widths)."""
+    rng = np.random.default_rng(7)
+    n, common = 61, 2.5
+    y, x = np.mgrid[0:n, 0:n]
+    c = (n - 1) / 2
+    scaled, plain = Stacker("mean"), Stacker("mean")
+    sigmas = rng.uniform(1.5, 4.0, 60)
+    for sigma in sigmas:
+        data = np.exp(-0.5 * ((x - c) ** 2 + (y - c) ** 2) / sigma**2) + rng.normal(0, 0.002, (n, n))
+        assert scaled.add(scale_about_centre(data, common / sigma))
+        assert plain.add(data)
+    got = _width(scaled.result()[0])
+    assert got == pytest.approx(common, rel=0.05)
+    assert abs(_width(plain.result()[0]) - common) > 0.1 * common
+    # magnifying keeps the centre where it was and marks what came from outside the stamp as blank
+    shrunk = scale_about_centre(np.ones((n, n)), 0.5)
+    assert np.isnan(shrunk[0, 0]) and shrunk[int(c), int(c)] == 1.0

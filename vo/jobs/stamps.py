@@ -1,17 +1,20 @@
 """The stamps runner: sources x surveys in, stamp files, a manifest, a stack and a tar.gz out.
 
-Pure: no HTTP and no job SQL. Sources are read one at a time (:mod:`vo.stamps.sources`), each
-source's stamps are made (:func:`vo.stamps.stamp.make_stamps`), written into the archive
-``stamps.tar.gz`` as they are made (a gzip stream into the results store), added to the
-stack when ``STACK`` is asked, and forgotten: memory does not grow with the number of sources
-(the manifest's short rows and a ``median`` stack's stamps excepted). A stamp that fails is a
-manifest row with its reason and never fails the job; the job fails only when the request
-itself is wrong (parameters, surveys, table, query) or when no stamp at all could be made.
+Pure: no HTTP and no job SQL. Sources are read one at a time (:mod:`vo.stamps.sources`) and
+made in chunks of :data:`vo.stamps.chunk.CHUNK` (one coverage statement per survey and chunk,
+tiles kept open: :mod:`vo.stamps.chunk`), in this thread or, for a job of several chunks, over
+``processes`` processes (a few chunks in flight). Each stamp is written into the archive
+``stamps.tar.gz`` as it comes (a gzip stream into the results store), its manifest row into a
+spooled VOTable, added to the stack when ``STACK`` is asked, and forgotten: memory does not grow
+with the number of sources (a ``median`` stack's stamps excepted, docs/stamps.md). A stamp that
+fails is a manifest row with its reason and never fails the job; the job fails only when the
+request itself is wrong (parameters, surveys, table, query) or when no stamp at all could be made.
 
 Results: ``manifest`` (VOTable, one row per source and survey), ``stamps.tar.gz`` (every
 file and the manifest), ``stack-<survey>.fits`` per survey with ``STACK``, and each stamp
-file as a result of its own when the job makes at most ``list_limit`` of them. Progress is
-logged as ``n of N`` (a query's rows are spooled and counted before the first stamp).
+file as a result of its own when the job makes at most ``list_limit`` of them. Progress
+``n of N`` goes where a UWS client sees it, the job document's ``uws:jobInfo``
+(:class:`vo.uws.context.Progress`; a query's rows are spooled and counted before the first stamp).
 
 ``SAVE_AS=user_<name>.<table>`` (:mod:`vo.jobs.save_as`) keeps the manifest as a user table: the
 name is checked before any source is read, the table is created once the other results are
@@ -23,25 +26,35 @@ Everything is read for the job's owner with the groups they had at creation (``c
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import multiprocessing
+import shutil
 import tarfile
+import tempfile
 import time
+from array import array
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+import psycopg
 import structlog
 
 from db.jobs import ResultRow
 from vo.errors import UsageError
 from vo.jobs.save_as import SaveAs
-from vo.stamps.coverage import SurveyRef, covering_blocking, resolve_blocking
-from vo.stamps.output import cube_file, manifest_row, manifest_votable, stamp_file
+from vo.stamps.chunk import CHUNK, ChunkMaker, pool_chunk, pool_init
+from vo.stamps.coverage import SurveyRef, resolve_blocking
+from vo.stamps.output import ManifestWriter, cube_file, manifest_row, stamp_file
 from vo.stamps.params import StampParams
 from vo.stamps.sources import query_sources, table_sources
-from vo.stamps.stack import Stacker
-from vo.stamps.stamp import Source, Stamp, make_stamps
+from vo.stamps.stack import Stacker, scale_about_centre
+from vo.stamps.stamp import Options, Source, Stamp
 from vo.usertables import Limits
-from vo.uws.context import RunContext
+from vo.uws.context import Progress, RunContext
 
 __all__ = ["ARCHIVE", "MANIFEST", "SAVED_AS", "SOURCES_FILE", "run_stamps"]
 
@@ -78,24 +91,39 @@ class _Archive:
 
 
 def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int, max_radius: float,
-             max_query_length: int | None) -> tuple[Iterator[Source], int]:
-    """The job's sources and their number, known before any stamp is made (too many fail the job then)."""
+             max_query_length: int | None) -> tuple[Iterator[Source], int, float | None]:
+    """The job's sources, their number (known before any stamp is made: too many fail the job then)
+    and, with ``STACKSIZE``, the common size the stamps are scaled to (degrees; None without)."""
     if q.circles:
         if len(q.circles) > max_sources:
             raise UsageError(f"POS: {len(q.circles)} sources; at most {max_sources} per job")
-        return iter(q.circles), len(q.circles)
+        return iter(q.circles), len(q.circles), None
     if q.query is not None:
-        found, count = query_sources(conn, q.query, ctx.caller, possys=q.possys, size=q.size,  # type: ignore[arg-type]
-                                     max_radius=max_radius, max_sources=max_sources, timeout=ctx.timeout,
-                                     max_query_length=max_query_length)
+        found, count, median = query_sources(conn, q.query, ctx.caller, possys=q.possys,  # type: ignore[arg-type]
+                                             size=q.size, max_radius=max_radius, max_sources=max_sources,
+                                             timeout=ctx.timeout, max_query_length=max_query_length, scale=q.scale)
         if count > max_sources:
             raise UsageError(f"QUERY: more than {max_sources} sources; split the request (VLKB_STAMPS_MAX_SOURCES)")
-        return found, count
+        return found, count, (q.scale.common if q.scale is not None and q.scale.common else median)
     location = ctx.results.location(ctx.job_id, SOURCES_FILE)
     data = b"".join(ctx.results.read(location)) if ctx.results.exists(location) else (q.table or "").encode()
-    # read the table whole first, so a malformed row fails the job before any stamp is made
-    sources = list(table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources))
-    return iter(sources), len(sources)
+
+    def read() -> Iterator[Source]:
+        return table_sources(data, possys=q.possys, size=q.size, max_radius=max_radius, max_sources=max_sources,
+                             scale=q.scale)
+
+    # read the table through once first, so a malformed row fails the job before any stamp is made, and
+    # N (and the sizes' median) is known; then again for the stamps (the Sources are never all held)
+    sizes = array("d")
+    count = 0
+    for src in read():
+        count += 1
+        if src.size is not None:
+            sizes.append(src.size)
+    common = q.scale.common if q.scale is not None else None
+    if q.scale is not None and common is None and len(sizes):
+        common = float(np.median(sizes))
+    return read(), count, common
 
 
 #: the key of a source's cube in :func:`_names`
@@ -108,66 +136,117 @@ def _names(src: Source, n: int, surveys: list[SurveyRef]) -> dict[str, str]:
     return {CUBE: f"{n:06d}_{stem}_cube.fits", **{s.text: f"{n:06d}_{stem}_{s.slug}.fits" for s in surveys}}
 
 
+def _made(ctx: RunContext, conn: psycopg.Connection, surveys: list[SurveyRef], options: Options,
+          sources: Iterator[Source], total: int, processes: int) -> Iterator[tuple[list[Source], list[list[Stamp]]]]:
+    """Each chunk of sources with its stamps, in order: made here, or by ``processes`` processes when
+    the job has more than one chunk (a few chunks in flight, so memory does not grow with N)."""
+    chunks = _chunked(sources, CHUNK)
+    if processes <= 1 or total <= CHUNK:
+        maker = ChunkMaker(conn, ctx.caller, surveys, options)
+        for chunk in chunks:
+            ctx.check()
+            yield chunk, maker.make(chunk)
+        return
+    # spawn, not fork: the job runs in a thread of a process that has others (the service's, a worker's)
+    pool = ProcessPoolExecutor(min(processes, -(-total // CHUNK)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=pool_init,
+                               initargs=(ctx.conninfo, f"vlkb-job-{ctx.job_id}", ctx.caller, surveys, options))
+    try:
+        flight: deque[tuple[list[Source], Future[list[list[Stamp]]]]] = deque()
+        for chunk in chunks:
+            ctx.check()
+            flight.append((chunk, pool.submit(pool_chunk, chunk)))
+            if len(flight) >= 2 * processes:
+                first, fut = flight.popleft()
+                yield first, fut.result()
+        while flight:
+            ctx.check()
+            first, fut = flight.popleft()
+            yield first, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunked(sources: Iterator[Source], size: int) -> Iterator[list[Source]]:
+    while chunk := list(itertools.islice(sources, size)):
+        yield chunk
+
+
 def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources: int, max_radius: float,
                max_voxels: int, list_limit: int = 200, max_query_length: int | None = None,
-               table_limits: Limits | None = None) -> list[ResultRow]:
+               table_limits: Limits | None = None, processes: int = 1) -> list[ResultRow]:
     """Make the job's stamps into the results store; see the module text for the results.
-    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
+    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused);
+    ``processes``: processes making the stamps of a job of several chunks (1: the job's thread)."""
     stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
     q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
     save_as = SaveAs.at_start(params, ctx, table_limits)
     stackers: dict[str, Stacker] = {}
-    rows: list[tuple] = []
+    reasons: dict[str, None] = {}
     made = 0
-    with ctx.connect() as conn:
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the manifest, closed below
+    with spool, ctx.connect() as conn:
         surveys = resolve_blocking(conn, q.surveys, ctx.caller)
         if q.stack is not None:
             stackers = {s.text: Stacker(q.stack) for s in surveys}
-        sources, total = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
-                                  max_query_length=max_query_length)
+        sources, total, common = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
+                                          max_query_length=max_query_length)
         per_source = 1 if q.format == "cube" else len(surveys)
         expected = total * per_source
+        manifest = ManifestWriter(spool)
         with ctx.results.writer(ctx.job_id, ARCHIVE) as raw, tarfile.open(fileobj=raw, mode="w|gz") as tar:
             archive = _Archive(tar)
-            started = time.monotonic()
+            progress = Progress(ctx, total)
+            t0 = time.monotonic()
             n = 0
-            for n, src in enumerate(sources, start=1):
-                ctx.check()
-                inputs = []
-                for s in surveys:
-                    cov = covering_blocking(conn, s, (src.l, src.b), src.radius, src.icrs, ctx.caller)
-                    inputs.append((s.text, cov.full, cov.partial))
-                stamps = make_stamps(src, inputs, q.options)
-                made += _write(ctx, q, archive, stamps, _names(src, n, surveys), rows, list_limit, expected)
-                for st in stamps:
-                    if st.ok and st.survey in stackers:
-                        assert st.data is not None
-                        stackers[st.survey].add(st.data, st.header)
-                if n == total or n % max(1, total // 10) == 0:
-                    log.info("stamps progress", job_id=ctx.job_id, done=n, total=total, progress=f"{n} of {total}",
-                             seconds=round(time.monotonic() - started, 1))
+            for chunk, stamps in _made(ctx, conn, surveys, q.options, sources, total, processes):
+                for src, mine in zip(chunk, stamps, strict=True):
+                    n += 1
+                    made += _write(ctx, q, archive, mine, _names(src, n, surveys), manifest, list_limit, expected)
+                    for st in mine:
+                        if not st.ok and len(reasons) < 5:
+                            reasons[st.error] = None
+                        if st.ok and st.survey in stackers:
+                            assert st.data is not None
+                            stackers[st.survey].add(_scaled(st, common), st.header)
+                progress.report(n)
+            log.info("stamps made", job_id=ctx.job_id, sources=n, stamps=made, seconds=round(time.monotonic() - t0, 1))
             if n == 0:
                 raise UsageError("no sources: the table or query gave no rows")
             if made == 0:
-                reasons = dict.fromkeys(r[6] for r in rows if r[6])
-                raise UsageError("no stamp could be made: " + "; ".join(list(reasons)[:5]))
-            manifest = manifest_votable(rows)
+                raise UsageError("no stamp could be made: " + "; ".join(reasons))
+            manifest.close()
             for survey, stacker in stackers.items():
-                _add_stack(ctx, archive, survey, stacker, surveys, list_limit)
-            archive.add(ctx, "manifest.xml", manifest, 0, None)
-    with ctx.results.writer(ctx.job_id, MANIFEST) as out:
-        out.write(manifest)
+                _add_stack(ctx, archive, survey, stacker, surveys, list_limit, common if q.scale else None)
+            size = spool.tell()
+            spool.seek(0)
+            info = tarfile.TarInfo("manifest.xml")
+            info.size, info.mtime = size, int(time.time())
+            tar.addfile(info, spool)
+        spool.seek(0)
+        with ctx.results.writer(ctx.job_id, MANIFEST) as out:
+            shutil.copyfileobj(spool, out)
+        spool.seek(0)
+        manifest_bytes = spool.read() if save_as is not None else b""
     results = [_row(ctx, MANIFEST, VOTABLE), _row(ctx, ARCHIVE, "application/gzip")]
     results += [_row(ctx, name, FITS) for name, _ in archive.listed]
     if save_as is not None:
         assert table_limits is not None  # checked at the start
         ctx.check()
-        saved = save_as.save(ctx, manifest, table_limits, f"stamps manifest of job {ctx.job_id} "
+        saved = save_as.save(ctx, manifest_bytes, table_limits, f"stamps manifest of job {ctx.job_id} "
                              f"({', '.join(q.surveys)})")
         with ctx.results.writer(ctx.job_id, SAVED_AS) as out:
             out.write(json.dumps(saved, indent=2).encode())
         results.append(_row(ctx, SAVED_AS, "application/json"))
     return results
+
+
+def _scaled(st: Stamp, common: float | None) -> np.ndarray:
+    """The stamp's data magnified so that its source's size becomes ``common`` (STACKSIZE), else as it is."""
+    assert st.data is not None
+    if common is None or st.source.size is None:
+        return st.data
+    return scale_about_centre(st.data, common / st.source.size)
 
 
 def _row(ctx: RunContext, name: str, media: str) -> ResultRow:
@@ -176,32 +255,35 @@ def _row(ctx: RunContext, name: str, media: str) -> ResultRow:
 
 
 def _write(ctx: RunContext, q: StampParams, archive: _Archive, stamps: list[Stamp], names: dict[str, str],
-           rows: list[tuple], list_limit: int, expected: int | None) -> int:
+           manifest: ManifestWriter, list_limit: int, expected: int | None) -> int:
     """Write one source's stamps (a file each, or one cube) and their manifest rows; the count made."""
     if q.format == "cube":
         data = cube_file(stamps)
         name = names[CUBE]
         if data is not None:
             archive.add(ctx, name, data, list_limit, expected)
-        rows.extend(manifest_row(s, name) for s in stamps)
+        for s in stamps:
+            manifest.add(manifest_row(s, name))
         return int(data is not None)
     made = 0
     for s in stamps:
         if s.ok:
             archive.add(ctx, names[s.survey], stamp_file(s), list_limit, expected)
             made += 1
-        rows.append(manifest_row(s, names[s.survey]))
+        manifest.add(manifest_row(s, names[s.survey]))
     return made
 
 
 def _add_stack(ctx: RunContext, archive: _Archive, survey: str, stacker: Stacker, surveys: list[SurveyRef],
-               list_limit: int) -> None:
+               list_limit: int, common: float | None = None) -> None:
     if stacker.count == 0:
         return
     from astropy.io import fits
 
     stack, cover, header = stacker.result()
     header["SURVEY"] = survey
+    if common is not None:
+        header["STKSIZE"] = (common, "[deg] common source size each stamp was scaled to (STACKSIZE)")
     cov_header = fits.Header()
     cov_header["EXTNAME"] = "COVERAGE"
     cov_header["BUNIT"] = ("", "stamps with data at this pixel")

@@ -7,3 +7,8 @@ background, beam, grid); ``units`` holds the brightness relations; ``stack`` com
 writes FITS files and the manifest; ``sync`` answers ``/stamps/sync``. The async runner is
 ``vo/jobs/stamps.py``. No HTTP here.
 """
+
+#: the standardIDs of the stamps service's capabilities (not IVOA standards: vlkb's own, documented in
+#: docs/stamps.md), in VOSI capabilities (``/stamps/capabilities``) and the registry's service record
+STD_STAMPS_SYNC = "ivo://vlkb/std/stamps#sync-1.0"
+STD_STAMPS_ASYNC = "ivo://vlkb/std/stamps#async-1.0"

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from vo.caller import Caller, Dataset, datasets, datasets_blocking, session, session_blocking
 from vo.errors import UsageError
 
-__all__ = ["Covering", "SurveyRef", "covering", "covering_blocking", "resolve", "resolve_blocking"]
+__all__ = ["Covering", "SurveyRef", "covering", "covering_many_blocking", "resolve", "resolve_blocking"]
 
 _SURVEYS_SQL = "SELECT name, species, transition, dataproduct_type FROM datasets.surveys ORDER BY 1, 2, 3"
 # the circle as a pgSphere constant built from bound parameters (degrees in, radians for pgSphere)
@@ -35,6 +35,23 @@ WHERE o.obs_collection = %(name)s AND o.obs_title = %(title)s AND o.s_region_gal
 ORDER BY 2 DESC, spoint(radians(o.s_ra), radians(o.s_dec)) <-> spoint(radians(%(ra)s), radians(%(dec)s)),
          o.obs_publisher_did
 LIMIT 64
+"""
+# the same lookup for a chunk of sources in one statement: the sources as arrays unnested into rows,
+# each joined LATERAL against ObsCore (the GiST index per source, the per-source order and LIMIT kept)
+_SRC_CIRCLE = "scircle(spoint(radians(s.l), radians(s.b)), radians(s.r))"
+_COVERING_MANY_SQL = f"""
+SELECT s.i, c.obs_publisher_did, c.full
+FROM unnest(%(i)s::int[], %(l)s::float8[], %(b)s::float8[], %(r)s::float8[], %(ra)s::float8[],
+            %(dec)s::float8[]) AS s(i, l, b, r, ra, dec)
+CROSS JOIN LATERAL (
+    SELECT o.obs_publisher_did, o.s_region_galactic @> {_SRC_CIRCLE} AS full
+    FROM ivoa.obscore o
+    WHERE o.obs_collection = %(name)s AND o.obs_title = %(title)s AND o.s_region_galactic && {_SRC_CIRCLE}
+    ORDER BY 2 DESC, spoint(radians(o.s_ra), radians(o.s_dec)) <-> spoint(radians(s.ra), radians(s.dec)),
+             o.obs_publisher_did
+    LIMIT 64
+) AS c
+ORDER BY s.i
 """
 
 
@@ -127,19 +144,38 @@ def _split(rows: Sequence[tuple[str, bool]], found: dict[str, Dataset]) -> Cover
     return Covering(full, partial)
 
 
-def covering_blocking(conn: psycopg.Connection, survey: SurveyRef, lonlat: tuple[float, float],
-                      radius: float, radec: tuple[float, float], caller: Caller) -> Covering:
-    """The datasets of ``survey`` meeting the circle (Galactic ``lonlat``, ``radius`` degrees)."""
-    if not math.isfinite(radius) or radius <= 0:
-        raise UsageError("SIZE: the stamp radius must be positive")
+def covering_many_blocking(conn: psycopg.Connection, survey: SurveyRef,
+                           centres: Sequence[tuple[float, float, float, float, float]], caller: Caller,
+                           known: dict[str, Dataset] | None = None) -> list[Covering]:
+    """The datasets of ``survey`` meeting each stamp of a chunk, in one statement for the chunk.
+
+    ``centres`` holds ``(l, b, radius, ra, dec)`` in degrees per stamp; one :class:`Covering` per
+    centre comes back, in order. ``known`` (DID -> dataset, filled here) keeps the datasets already
+    read for this caller, so a job reads each tile's row once, not once per source.
+    """
+    if not centres:
+        return []
+    for _, _, r, _, _ in centres:
+        if not math.isfinite(r) or r <= 0:
+            raise UsageError("SIZE: the stamp radius must be positive")
+    known = {} if known is None else known
+    args: dict[str, object] = {"name": survey.name, "title": survey.title, "i": list(range(len(centres)))}
+    for k, key in enumerate(("l", "b", "r", "ra", "dec")):
+        args[key] = [min(max(c[k], 1e-6), 90.0) if key == "r" else c[k] for c in centres]
     with session_blocking(conn, caller) as c:
-        rows = c.execute(_COVERING_SQL, _args(survey, *lonlat, radius, *radec)).fetchall()
-    return _split(rows, datasets_blocking(conn, [d for d, _ in rows], caller))
+        rows = c.execute(_COVERING_MANY_SQL, args).fetchall()
+    missing = {d for _, d, _ in rows} - known.keys()
+    if missing:
+        known.update(datasets_blocking(conn, sorted(missing), caller))
+    per: list[list[tuple[str, bool]]] = [[] for _ in centres]
+    for i, did, full in rows:
+        per[i].append((did, full))
+    return [_split(found, known) for found in per]
 
 
 async def covering(pool: AsyncConnectionPool, survey: SurveyRef, lonlat: tuple[float, float],
                    radius: float, radec: tuple[float, float], caller: Caller) -> Covering:
-    """:func:`covering_blocking` over the service's pool."""
+    """The datasets of ``survey`` meeting the circle (Galactic ``lonlat``, ``radius`` degrees), for ``caller``."""
     async with session(pool, caller) as conn:
         rows = await (await conn.execute(_COVERING_SQL, _args(survey, *lonlat, radius, *radec))).fetchall()
     return _split(rows, await datasets(pool, [d for d, _ in rows], caller))

@@ -6,22 +6,23 @@
   ``BUNITk``); a survey that failed is a NaN plane;
 - ``/stamps/sync``: an empty primary HDU and one image extension per survey (``EXTNAME`` the
   survey), failed surveys listed in the primary header;
-- the manifest: a VOTable with one row per source and survey.
+- the manifest: a VOTable with one row per source and survey, written as the rows come.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
+from typing import BinaryIO
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 from astropy.io import fits
-from astropy.io.votable import from_table
-from astropy.table import Table
 
 from vo.stamps.stamp import Stamp
 
-__all__ = ["MANIFEST_COLUMNS", "cube_file", "manifest_votable", "stamp_file", "sync_file"]
+__all__ = ["MANIFEST_COLUMNS", "ManifestWriter", "cube_file", "manifest_row", "stamp_file", "sync_file"]
 
 
 def _bytes(hdus: fits.HDUList) -> bytes:
@@ -32,6 +33,8 @@ def _bytes(hdus: fits.HDUList) -> bytes:
 
 def stamp_file(stamp: Stamp) -> bytes:
     """One stamp as a FITS file."""
+    if stamp.file is not None:
+        return stamp.file
     assert stamp.data is not None and stamp.header is not None
     return _bytes(fits.HDUList([fits.PrimaryHDU(stamp.data, stamp.header)]))
 
@@ -93,11 +96,7 @@ MANIFEST_COLUMNS = ("source", "glon", "glat", "radius", "survey", "status", "rea
                     "coverage", "conversions", "datasets")
 
 
-def manifest_votable(rows: Sequence[tuple]) -> bytes:
-    """The manifest: one row per source and survey (see :data:`MANIFEST_COLUMNS`)."""
-    table = Table(rows=list(rows) or None, names=MANIFEST_COLUMNS,
-                  dtype=(str, float, float, float, str, str, str, str, str, float, str, str))
-    described = {
+_DESCRIBED = {
         "source": ("the source's name", None), "glon": ("Galactic longitude of the stamp centre", "deg"),
         "glat": ("Galactic latitude of the stamp centre", "deg"), "radius": ("stamp radius", "deg"),
         "survey": ("survey as requested (name/transition)", None),
@@ -108,14 +107,8 @@ def manifest_votable(rows: Sequence[tuple]) -> bytes:
         "coverage": ("fraction of the stamp circle with data", None),
         "conversions": ("the steps applied (unit conversion, background, beam, grid), '; '-separated", None),
         "datasets": ("the input datasets (publisher DIDs), space-separated", None),
-    }
-    for name, (text, unit) in described.items():
-        table[name].description = text
-        if unit:
-            table[name].unit = unit
-    buf = io.BytesIO()
-    from_table(table).to_xml(buf)
-    return buf.getvalue()
+}
+_FLOATS = ("glon", "glat", "radius", "coverage")
 
 
 def manifest_row(stamp: Stamp, file: str) -> tuple:
@@ -123,3 +116,39 @@ def manifest_row(stamp: Stamp, file: str) -> tuple:
     return (s.name, s.l, s.b, s.radius, stamp.survey, "OK" if stamp.ok else "ERROR", stamp.error,
             file if stamp.ok else "", stamp.method, stamp.coverage, "; ".join(stamp.conversions),
             " ".join(stamp.dids))
+
+
+class ManifestWriter:
+    """The manifest written row by row into ``out`` (VOTable 1.4 TABLEDATA), so a job of 100,000
+    sources never holds its rows. Hand-written rather than astropy's writer, which needs the whole
+    table in memory; the FIELDs are those of :func:`manifest_votable`."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.rows = 0
+        fields = []
+        for name in MANIFEST_COLUMNS:
+            text, unit = _DESCRIBED[name]
+            kind = 'datatype="double"' if name in _FLOATS else 'datatype="unicodeChar" arraysize="*"'
+            unit_attr = f" unit={quoteattr(unit)}" if unit else ""
+            fields.append(f'<FIELD name="{name}" ID="{name}" {kind}{unit_attr}>'
+                          f"<DESCRIPTION>{escape(text)}</DESCRIPTION></FIELD>\n")
+        out.write(('<?xml version="1.0" encoding="utf-8"?>\n'
+                   '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3" '
+                   'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+                   '<RESOURCE type="results">\n<TABLE name="manifest">\n' + "".join(fields)
+                   + "<DATA><TABLEDATA>\n").encode())
+
+    def add(self, row: tuple) -> None:
+        cells = []
+        for name, value in zip(MANIFEST_COLUMNS, row, strict=True):
+            if name in _FLOATS:
+                v = float(value)
+                cells.append("<TD>NaN</TD>" if not math.isfinite(v) else f"<TD>{v!r}</TD>")
+            else:
+                cells.append(f"<TD>{escape(str(value))}</TD>")
+        self.out.write(("<TR>" + "".join(cells) + "</TR>\n").encode())
+        self.rows += 1
+
+    def close(self) -> None:
+        self.out.write(b"</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n</VOTABLE>\n")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from vo.dali import DaliParams
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval, parse_shape
-from vo.stamps.stack import METHODS
+from vo.stamps.stack import METHODS, SIZE_UNITS, StackScale
 from vo.stamps.stamp import Options, Source
 from vo.stamps.units import parse_unit
 
@@ -64,6 +64,8 @@ class StampParams:
     size: float | None = None
     stack: str | None = None
     format: str = "fits"
+    #: STACKSIZE: each stamp scaled by the source's own size before stacking
+    scale: StackScale | None = None
 
     @classmethod
     def from_params(cls, raw: dict[str, list[str]], *, max_radius: float, max_voxels: int,
@@ -111,6 +113,7 @@ class StampParams:
         stack = (p.single("STACK") or "").lower() or None
         if stack is not None and stack not in METHODS:
             raise UsageError(f"STACK: unknown method {stack!r}; expected one of {', '.join(METHODS)}")
+        scale = _stack_scale(p, stack, bool(query or table or table_file))
         fmt = (p.single("FORMAT") or "fits").lower()
         if fmt not in _FORMATS:
             raise UsageError(f"FORMAT: unknown format {fmt!r}; expected fits or cube")
@@ -124,7 +127,26 @@ class StampParams:
                           pixel=_positive(p, "PIXSCALE", 1 / 3600), beam=beam,
                           velo=Interval.parse(velo, "VELO") if velo else None,
                           band=Interval.parse(band, "BAND") if band else None, max_voxels=max_voxels)
-        return cls(surveys, options, tuple(circles), query, table, possys, size, stack, fmt)
+        return cls(surveys, options, tuple(circles), query, table, possys, size, stack, fmt, scale)
+
+
+def _stack_scale(p: DaliParams, stack: str | None, has_columns: bool) -> StackScale | None:
+    """``STACKSIZE`` (a column), ``STACKSIZEUNIT`` and ``STACKCOMMON`` (the common size, same unit)."""
+    column = p.single("STACKSIZE")
+    unit = (p.single("STACKSIZEUNIT") or "arcsec").lower()
+    if column is None:
+        for name in ("STACKSIZEUNIT", "STACKCOMMON"):
+            if p.single(name) is not None:
+                raise UsageError(f"{name}: needs STACKSIZE, the column of each source's size")
+        return None
+    if stack is None:
+        raise UsageError("STACKSIZE: scales the stamps of a stack; give STACK too")
+    if not has_columns:
+        raise UsageError("STACKSIZE: names a column of the SOURCES table or the QUERY's rows; positions have none")
+    if unit not in SIZE_UNITS:
+        raise UsageError(f"STACKSIZEUNIT: unknown unit {unit!r}; expected one of {', '.join(SIZE_UNITS)}")
+    common = _positive(p, "STACKCOMMON", SIZE_UNITS[unit])
+    return StackScale(column.strip(), unit, common)
 
 
 def _check_radius(radius: float, max_radius: float) -> None:

@@ -64,6 +64,8 @@ class Source:
     l: float  # noqa: E741 - the astronomer's name of Galactic longitude
     b: float
     radius: float
+    #: the source's own size, degrees (``STACKSIZE``: a stack scales each stamp by it); None: not given
+    size: float | None = None
 
     @property
     def icrs(self) -> tuple[float, float]:
@@ -101,6 +103,8 @@ class Stamp:
     conversions: list[str] = field(default_factory=list)
     coverage: float = 0.0
     method: str = ""
+    #: the stamp's FITS file when it was written already (:mod:`vo.stamps.tiles`; ``header`` is then None)
+    file: bytes | None = None
 
     @property
     def ok(self) -> bool:

@@ -30,7 +30,7 @@ from radio_beam import Beam
 
 from vo.errors import UsageError
 
-__all__ = ["TARGETS", "Brightness", "beam_of", "frequency_of", "parse_unit", "to_target"]
+__all__ = ["TARGETS", "Brightness", "beam_of", "frequency_of", "parse_bunit", "parse_unit", "to_target"]
 
 #: the target units a request may ask for (UNIT), by their spelling in requests and headers
 TARGETS = ("Jy/pixel", "MJy/sr", "Jy/beam", "K")
@@ -70,7 +70,7 @@ def frequency_of(header: fits.Header) -> u.Quantity | None:
     return None
 
 
-def _parse_bunit(text: str) -> str:
+def parse_bunit(text: str) -> str:
     """A header BUNIT as one of the forms this module knows (spelling variants folded)."""
     t = text.strip().replace(" ", "").lower()
     if t in ("mjy/sr", "mjysr-1", "mjy.sr-1", "mjy/steradian"):
@@ -121,7 +121,7 @@ class Brightness:
 
 def to_surface(data: np.ndarray, bunit: str, b: Brightness) -> tuple[np.ndarray, str]:
     """``data`` in Jy/sr, and a note of the conversion made (provenance)."""
-    unit = _parse_bunit(bunit)
+    unit = parse_bunit(bunit)
     f = b.factor(unit)
     return data * f, f"{unit} -> Jy/sr x {f:.6g}"
 

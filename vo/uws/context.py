@@ -10,6 +10,7 @@ service can cancel their statements from another machine (by ``application_name`
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,8 @@ from db.jobs import ResultRow, set_progress_blocking
 from vo.caller import ANONYMOUS, Caller
 from vo.uws.results import ResultStore
 
-__all__ = ["JobAborted", "RunContext", "Runner"]
+__all__ = ["JobAborted", "Progress", "RunContext", "Runner"]
+
 
 
 class JobAborted(Exception):
@@ -97,3 +99,19 @@ class RunContext:
 
 Runner = Callable[[Mapping[str, list[str]], RunContext], Sequence[ResultRow]]
 
+
+class Progress:
+    """A runner's progress, ``n of N``, reported through :meth:`RunContext.progress` at most every
+    ``every`` seconds, and at the end (a job of many small items would otherwise write once per item)."""
+
+    def __init__(self, ctx: RunContext, total: int, every: float = 2.0) -> None:
+        self.ctx, self.total, self.every = ctx, total, every
+        self._last = -math.inf
+        self.report(0)
+
+    def report(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self._last < self.every:
+            return
+        self._last = now
+        self.ctx.progress(f"{done} of {self.total}")

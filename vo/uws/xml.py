@@ -51,12 +51,17 @@ def _results(results: Sequence[JobResult], job_url: str) -> etree._Element:
 
 def _job_info(job: Job) -> etree._Element | None:
     """UWS 1.1 has no progress element; ``uws:jobInfo`` (section 2.2.1, any content) carries the
-    runner's progress line as ``<vlkb:progress>2 of 4 tiles</vlkb:progress>``."""
+    runner's progress line as ``<vlkb:progress done="2" total="4">2 of 4 tiles</vlkb:progress>``
+    (the attributes when the line starts ``n of N``)."""
     if job.progress is None:
         return None
     info = E("uws:jobInfo")
     progress = etree.SubElement(info, f"{{{VLKB_NS}}}progress", nsmap={"vlkb": VLKB_NS})
     progress.text = job.progress
+    parts = job.progress.split()
+    if len(parts) >= 3 and parts[1] == "of" and parts[0].isdigit() and parts[2].isdigit():
+        progress.set("done", parts[0])
+        progress.set("total", parts[2])
     return info
 
 
