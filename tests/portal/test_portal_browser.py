@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
+from lxml import etree
 from PIL import Image
 
 from app.dev_issuer import mint
@@ -429,3 +431,53 @@ def test_oidc_login_with_pkce_shows_the_restricted_survey_and_logout_hides_it(vi
     assert v.page.evaluate("() => window.vlkbPortal.footprints") == public
     assert "MeerKAT" not in v.page.text_content("#footprint-legend")
     assert v.errors == [] and v.outside == []
+
+
+def _job(server, path: str, data: dict, headers: dict, files: dict | None = None, run: bool = True) -> str:
+    """A job created (and run to its end) over HTTP with the user's token: its URL."""
+    resp = httpx.post(server.url + path, data=data, files=files, headers=headers, timeout=60, follow_redirects=False)
+    assert resp.status_code == 303, resp.text[:400]
+    url = resp.headers["location"]
+    url = server.url + url if url.startswith("/") else url
+    if run:
+        httpx.post(url + "/phase", data={"PHASE": "RUN"}, headers=headers, timeout=30)
+        for _ in range(30):
+            if httpx.get(url + "/phase", params={"WAIT": "10"}, headers=headers,
+                         timeout=30).text.strip() in ("COMPLETED", "ERROR", "ABORTED"):
+                break
+    return url
+
+
+def test_my_jobs_lists_the_users_jobs_of_every_kind_with_phase_progress_and_results(visit, server, artefacts) -> None:
+    """Jobs of three kinds made over HTTP with one user's token: the My jobs tab lists exactly them, each with
+    the phase and the results its own job document gives, and a stamps job's progress 'N of N' for its N sources."""
+    token = mint(Settings(home=server.env["VLKB_HOME"]), "portal-jobs-user", ())
+    auth = {"Authorization": f"Bearer {token}"}
+    positions = [(0.4391, 0.0593), (0.5, -0.1), (359.8, 0.2)]
+    sources = "name,glon,glat\n" + "".join(f"s{i},{lon},{lat}\n" for i, (lon, lat) in enumerate(positions))
+    made = {
+        _job(server, "/tap/async", {"LANG": "ADQL", "QUERY": "SELECT TOP 3 * FROM TAP_SCHEMA.tables"},
+             auth): "TAP query",
+        _job(server, "/stamps/async", {"SURVEY": "Hi-GAL/70 um", "SIZE": "0.01"}, auth,
+             files={"SOURCES": ("s.csv", sources.encode(), "text/csv")}): "stamps",
+        _job(server, "/soda/async", {"ID": "nothing-here"}, auth, run=False): "cutout",
+    }
+    v = visit("jobs", token=token)
+    v.page.wait_for_function("() => /^\\d+ jobs$/.test(document.getElementById('jobs-status').textContent)",
+                             timeout=60_000)
+    rows = v.page.evaluate("""() => [...document.querySelectorAll('#jobs-table tbody tr')].map((tr) => ({
+        id: tr.dataset.job, cells: [...tr.cells].map((c) => c.textContent.trim()),
+        results: [...tr.cells[5].querySelectorAll('a')].map((a) => a.textContent)}))""")
+    v.page.screenshot(path=str(artefacts / "my-jobs.png"), full_page=True)
+    assert {r["id"] for r in rows} == {url.rsplit("/", 1)[1] for url in made}
+    for url, kind in made.items():
+        row = next(r for r in rows if r["id"] == url.rsplit("/", 1)[1])
+        doc = etree.fromstring(httpx.get(url, headers=auth, timeout=30).content)
+        uws = {"uws": "http://www.ivoa.net/xml/UWS/v1.0"}
+        assert row["cells"][0] == kind
+        assert row["cells"][2] == doc.findtext("uws:phase", namespaces=uws)
+        assert row["results"] == [r.get("id") for r in doc.iterfind("uws:results/uws:result", uws)]
+    stamps = next(r for r in rows if r["cells"][0] == "stamps")
+    assert stamps["cells"][2] == "COMPLETED" and stamps["cells"][3] == f"{len(positions)} of {len(positions)}"
+    assert next(r for r in rows if r["cells"][0] == "cutout")["cells"][2] == "PENDING"
+    assert not v.errors and not v.outside
