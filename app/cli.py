@@ -243,6 +243,9 @@ def ingest_datasets(
         typer.echo(report.summary())
         if report.stored:
             typer.echo(f"coverage MOCs of {survey}: {_refresh_mocs(settings, url, survey)} refreshed")
+            if settings.hips_after_ingest:
+                built = _build_hips(settings, url, survey)
+                typer.echo(f"HiPS of {survey}: {len(built)} bands in {settings.hips_root}")
     if report.failed and not report.stored:
         raise typer.Exit(1)
 
@@ -426,21 +429,14 @@ def policy_list() -> None:
         typer.echo(f"{p.survey:<{width}}  {p.datasets:>8}  {'everyone' if p.public else ', '.join(p.groups)}")
 
 
-@hips_cli.command("build")
-def hips_build(
-    survey: Annotated[str | None, typer.Argument(help="A sub-survey slug (hi-gal-70um) or survey name; default all.")]
-    = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even the HiPS whose datasets have not changed.")] = False,
-) -> None:
-    """Build the Galactic HiPS of every 2D survey (or of SURVEY) into VLKB_HIPS_DIR; current ones are kept."""
+def _build_hips(settings: Settings, url: str, survey: str | None, *, force: bool = False) -> list:
+    """Build the HiPS of every 2D band (or of ``survey``), telling each as it is done; the build reports."""
     import asyncio
 
     from psycopg_pool import AsyncConnectionPool
 
     from db.policies import list_policies
     from vo.hips import BuildReport, build_all
-
-    settings = _settings()
 
     def told(r: BuildReport) -> None:
         what = "current, kept" if r.skipped else f"built in {r.seconds:.1f} s"
@@ -453,9 +449,20 @@ def hips_build(
             return await build_all(pool, settings.hips_root, restricted, authority=settings.authority,
                                    only=survey, force=force, progress=told)
 
+    return asyncio.run(run())
+
+
+@hips_cli.command("build")
+def hips_build(
+    survey: Annotated[str | None, typer.Argument(help="A sub-survey slug (hi-gal-70um) or survey name; default all.")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even the HiPS whose datasets have not changed.")] = False,
+) -> None:
+    """Build the Galactic HiPS of every 2D survey (or of SURVEY) into VLKB_HIPS_DIR; current ones are kept."""
+    settings = _settings()
     with _operator_errors():
         url = _ensure_database(settings)
-        reports = asyncio.run(run())
+        reports = _build_hips(settings, url, survey, force=force)
     if not reports:
         raise _fail(f"no 2D survey {survey!r} with datasets" if survey else "no 2D survey with datasets yet")
     typer.echo(f"{len(reports)} HiPS in {settings.hips_root}")

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
         None, description="Directory of the HiPS built by `vlkb hips build` and served at `/hips` "
         "(default: `VLKB_HOME/hips`).",
     )
+    hips_after_ingest: bool = Field(
+        False, description="`vlkb ingest datasets` also builds the HiPS of the 2D bands of the survey it fed "
+        "(as `vlkb hips build SURVEY`: only bands whose files changed are rebuilt).",
+    )
     portal_client_id: str = Field(
         "vlkb-portal", description="OAuth client id of the web portal at the OIDC issuer (a public client: "
         "authorization code with PKCE, redirect URI the portal's own address, `VLKB_BASE_URL/`).",
