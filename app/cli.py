@@ -439,7 +439,8 @@ def _build_hips(settings: Settings, url: str, survey: str | None, *, force: bool
     from vo.hips import BuildReport, build_all
 
     def told(r: BuildReport) -> None:
-        what = "current, kept" if r.skipped else f"built in {r.seconds:.1f} s"
+        what = ("current, kept" if r.skipped else f"built in {r.seconds:.1f} s" if r.updated is None
+                else f"{r.updated} tiles updated in {r.seconds:.1f} s")
         typer.echo(f"{r.slug}: {r.datasets} datasets, order {r.order}, {r.tiles} tiles: {what}")
 
     async def run() -> list[BuildReport]:

@@ -11,12 +11,19 @@ A build goes to a temporary directory next to the target and replaces it with a 
 service never serves a half-built HiPS. It is skipped when the ``vlkb_source_digest`` property of
 the HiPS already on disk matches the datasets (DID, location, size and version of every file):
 re-running ``vlkb hips build`` after an ingest rebuilds only the sub-surveys whose files changed.
+Within a sub-survey, a build **updates only the tiles of the datasets that changed** (added,
+re-ingested or removed) when the mosaic's grid is the one the HiPS was built on: the deepest-order
+tiles within reach of those datasets' footprints (old and new, kept beside the HiPS in
+``.<slug>.sources.json``) are reprojected again, then their parents at every lower order, their PNGs,
+the Allsky and the MOC; every other tile is kept as it is. A new grid (a dataset that extends the
+mosaic, a finer resolution) or ``--force`` rebuilds the whole HiPS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -24,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import astropy.units as u
 import numpy as np
@@ -75,6 +83,8 @@ class BuildReport:
     tiles: int
     seconds: float
     skipped: bool
+    #: tiles written again when only some datasets changed (None: the whole HiPS was built)
+    updated: int | None = None
 
 
 async def hips_sources(pool: AsyncConnectionPool, caller: Caller) -> list[HipsSource]:
@@ -103,6 +113,93 @@ def source_digest(ds: tuple[Dataset, ...]) -> str:
         info = storage.file_info(d.path)
         h.update(f"{d.publisher_did}\n{d.path}\n{info.size}\n{info.version}\n".encode())
     return h.hexdigest()[:32]
+
+
+def _dataset_digest(d: Dataset) -> str:
+    info = storage.file_info(d.path)
+    return hashlib.sha256(f"{d.publisher_did}\n{d.path}\n{info.size}\n{info.version}\n".encode()).hexdigest()[:32]
+
+
+def _reach(wcs: WCS, shape: tuple[int, ...]) -> list[float]:
+    """``[l, b, radius]`` (degrees) of a circle holding an image: its centre and farthest corner."""
+    ny, nx = shape[-2:]
+    points = wcs.pixel_to_world([-0.5, nx - 0.5, -0.5, nx - 0.5, (nx - 1) / 2],
+                                [-0.5, -0.5, ny - 0.5, ny - 0.5, (ny - 1) / 2]).galactic
+    centre = points[4]
+    return [float(centre.l.deg), float(centre.b.deg), float(centre.separation(points[:4]).max().deg)]
+
+
+def _grid(wcs: WCS, shape: tuple[int, ...]) -> str:
+    """What identifies a mosaic's pixel grid: the same grid gives the same tiles from the same pixels."""
+    return hashlib.sha256(f"{wcs.to_header_string()}{tuple(shape)}".encode()).hexdigest()[:32]
+
+
+def _tile_path(root: Path, order: int, npix: int) -> Path:
+    return root / f"Norder{order}" / f"Dir{npix // 10000 * 10000}" / f"Npix{npix}.fits"
+
+
+def _touched(order: int, circles: list[list[float]]) -> list[int]:
+    """The deepest-order tiles that overlap ``circles`` (``[l, b, radius]``), even partly (astropy-healpix's
+    cone search, as reproject finds the tiles of an image)."""
+    from astropy_healpix import HEALPix
+
+    hp = HEALPix(nside=2**order, order="nested", frame=Galactic())
+    out: set[int] = set()
+    for lon, lat, radius in circles:
+        out |= {int(i) for i in hp.cone_search_lonlat(lon * u.deg, lat * u.deg, radius * u.deg)}
+    return sorted(out)
+
+
+def _update_tiles(root: Path, array: np.ndarray, wcs: WCS, order: int, indices: list[int]) -> list[Path]:
+    """Reproject the deepest-order tiles ``indices`` of the HiPS at ``root`` again from the mosaic, then
+    their parents at every lower order; the tile files written (their PNGs are the caller's).
+
+    reproject has no public call that updates some tiles of a HiPS: its tile header, trimmed FITS writer
+    and lower-order builder are used here as ``reproject_to_hips`` uses them, so the tiles are the
+    ones a whole build gives (tested against a forced rebuild).
+    """
+    from reproject import reproject_interp
+    from reproject.hips._high_level import compute_lower_resolution_tiles
+    from reproject.hips._trim_utils import fits_writeto_withtrim
+    from reproject.hips._utils import tile_header
+
+    frame = Galactic()
+    written = []
+    for npix in indices:
+        path = _tile_path(root, order, npix)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".png").unlink(missing_ok=True)
+        header = tile_header(level=order, index=npix, frame=frame, tile_dims=TILE_WIDTH)
+        if isinstance(header, tuple):  # a tile on the border of the HPX projection: two halves
+            out1, foot1 = reproject_interp((array, wcs), header[0])
+            out2, foot2 = reproject_interp((array, wcs), header[1])
+            with np.errstate(invalid="ignore"):
+                out = (np.nan_to_num(out1) * foot1 + np.nan_to_num(out2) * foot2) / (foot1 + foot2)
+            foot, header = (foot1 + foot2) / 2, header[0]
+        else:
+            out, foot = reproject_interp((array, wcs), header)
+        if np.all(foot == 0):
+            continue
+        out[foot == 0] = np.nan
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fits_writeto_withtrim(str(path), out, header)
+        written.append(path)
+    parents = []
+    for level in range(order - 1, -1, -1):
+        for npix in np.unique(np.asarray(indices, dtype=np.int64) // 4 ** (order - level)):
+            path = _tile_path(root, level, int(npix))
+            path.unlink(missing_ok=True)  # the lower-order builder does not overwrite
+            path.with_suffix(".png").unlink(missing_ok=True)
+            parents.append(path)
+    compute_lower_resolution_tiles(output_directory=str(root), ndim=2, frame=frame, tile_format="fits",
+                                   tile_size=TILE_WIDTH, tile_depth=1, spatial_level=order, level_depth=None,
+                                   indices=list(indices))
+    for path in parents:  # a parent whose children are all gone is written blank: none in a whole build
+        if path.exists() and not np.isfinite(fits.getdata(path)).any():
+            path.unlink()
+        elif path.exists():
+            written.append(path)
+    return written
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -236,15 +333,38 @@ def build_survey(source: HipsSource, root: Path, *, authority: str, public: bool
     root.mkdir(parents=True, exist_ok=True)
     building = root / f".{source.slug}.building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
-    array, wcs = _mosaic([_image(d) for d in source.datasets])
-    cuts = _cuts(array)
-    reproject_to_hips((array, wcs), coord_system_out="galactic", reproject_function=reproject_interp,
-                      output_directory=str(building), tile_size=TILE_WIDTH)
-    tiles = _tile_files(building)
-    _write_pngs(tiles, cuts)
-    allsky = _write_allsky(building, tiles, cuts)
-    props = read_properties(building / "properties")
-    order = int(props["hips_order"])
+    record_path = root / f".{source.slug}.sources.json"
+    images = {d.publisher_did: _image(d) for d in source.datasets}
+    array, wcs = _mosaic(list(images.values()))
+    each = {d.publisher_did: {"digest": _dataset_digest(d), "reach": _reach(images[d.publisher_did][1],
+                                                                        images[d.publisher_did][0].shape)}
+            for d in source.datasets}
+    record: dict[str, Any] = {"grid": _grid(wcs, array.shape), "datasets": each}
+    record_text = json.dumps(record)
+    old = _read_record(record_path, target) if not force else None
+    if old is not None and old["grid"] == record["grid"]:
+        props = read_properties(target / "properties")
+        order = int(props["hips_order"])
+        lo, hi = (float(v) for v in props["hips_pixel_cut"].split())
+        cuts = (lo, hi)
+        changed = [v["reach"] for did, v in old["datasets"].items() if record["datasets"].get(did) != v]
+        changed += [v["reach"] for did, v in record["datasets"].items() if old["datasets"].get(did) != v]
+        shutil.copytree(target, building)
+        written = _update_tiles(building, array, wcs, order, _touched(order, changed))
+        tiles = _tile_files(building)
+        _write_pngs({0: [(0, p) for p in written]}, cuts)
+        allsky = _write_allsky(building, tiles, cuts)
+        updated = len(written)
+    else:
+        cuts = _cuts(array)
+        reproject_to_hips((array, wcs), coord_system_out="galactic", reproject_function=reproject_interp,
+                          output_directory=str(building), tile_size=TILE_WIDTH)
+        tiles = _tile_files(building)
+        _write_pngs(tiles, cuts)
+        allsky = _write_allsky(building, tiles, cuts)
+        props = read_properties(building / "properties")
+        order = int(props["hips_order"])
+        updated = None
     _write_moc(building, tiles, order)
     finite = array[np.isfinite(array)]
     props.update({
@@ -262,15 +382,32 @@ def build_survey(source: HipsSource, root: Path, *, authority: str, public: bool
         "hips_tile_count": str(sum(len(v) for v in tiles.values())),
         "hips_allsky": "yes" if allsky else "no",
         "vlkb_source_digest": digest,
+        # ties the record of what the tiles were made from (beside the HiPS) to this very build
+        "vlkb_source_record": hashlib.sha256(record_text.encode()).hexdigest()[:32],
     })
     write_properties(building / "properties", props)
-    old = root / f".{source.slug}.old-{os.getpid()}"
+    previous = root / f".{source.slug}.old-{os.getpid()}"
     if target.exists():
-        target.rename(old)
+        target.rename(previous)
     building.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    record_path.write_text(record_text, encoding="utf-8")
     return BuildReport(source.slug, len(source.datasets), order, sum(len(v) for v in tiles.values()),
-                       time.perf_counter() - started, skipped=False)
+                       time.perf_counter() - started, skipped=False, updated=updated)
+
+
+def _read_record(path: Path, hips: Path) -> dict | None:
+    """What the HiPS at ``hips`` was built from (grid, each dataset's digest and reach); None if unknown
+    or not the record of that very build (e.g. a build stopped between the swap and the record)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        props = read_properties(hips / "properties")
+        record = json.loads(text)
+    except (OSError, ValueError):
+        return None
+    if props.get("vlkb_source_record") != hashlib.sha256(text.encode()).hexdigest()[:32]:
+        return None
+    return record if isinstance(record, dict) and "grid" in record and "datasets" in record else None
 
 
 async def build_all(pool: AsyncConnectionPool, root: Path, restricted: dict[str, tuple[str, ...]], *, authority: str,
