@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +185,27 @@ def test_adql_console_runs_an_example_and_shows_its_rows(visit, database, artefa
     v.page.fill("#adql-query", "SELECT FROM compactsources.band500um")
     v.page.click("#adql-run")
     v.page.wait_for_selector("#adql-error:not([hidden])", timeout=30_000)
-    assert "line 1" in v.page.text_content("#adql-error")
-    assert v.outside == []
+    error = v.page.text_content("#adql-error")
+    where = re.search(r"line (\d+), column (\d+)", error)
+    assert where is not None and where.group(1) == "1", error
+    column = int(where.group(2))
+    # the offending line with a caret under the named column, and the query selected from there
+    assert error.endswith("SELECT FROM compactsources.band500um\n" + " " * (column - 1) + "^"), error
+    assert v.page.evaluate("() => document.getElementById('adql-query').selectionStart") == column - 1
+    # a scatter plot of two numeric columns of the answer: every row with both values, as the database has them
+    v.page.fill("#adql-query", "SELECT TOP 60 designation, glon, glat FROM compactsources.band500um ORDER BY flux DESC")
+    v.page.click("#adql-run")
+    v.page.wait_for_function("() => document.getElementById('adql-status').dataset.rows === '60'", timeout=60_000)
+    with psycopg.connect(database.url) as c:
+        pairs = sorted(c.execute("SELECT glon, glat FROM compactsources.band500um ORDER BY flux DESC LIMIT 60")
+                       .fetchall())
+    assert v.page.evaluate("() => window.vlkbAdql.plotted") == {"x": "glon", "y": "glat", "points": len(pairs)}
+    drawn = v.page.evaluate("() => window.vlkbAdql.plot.data")
+    np.testing.assert_allclose(drawn[0], [p[0] for p in pairs])
+    np.testing.assert_allclose(sorted(drawn[1]), sorted(p[1] for p in pairs))
+    v.page.screenshot(path=str(artefacts / "adql-scatter.png"), full_page=True)
+    # the only console error is the browser's note of the refused query (its 400)
+    assert v.outside == [] and all("400" in e for e in v.errors), v.errors
 
 
 def test_cube_channel_map_changes_with_the_slider(visit, artefacts) -> None:

@@ -1,10 +1,13 @@
 // The ADQL console: the service's examples (TAPRegExt/DALI examples document), errors as the service
-// words them, a paged table of the answer, and downloads in every output format of /tap/sync.
+// words them and shown where they are in the query, a paged table of the answer, a scatter plot of two of
+// its numeric columns, and downloads in every output format of /tap/sync.
 
+import uPlot from "/static/vendor/uPlot.esm.js";
 import { ServiceError, get, tap } from "./api.js";
 
 const MAXREC = 10000;
-const state = { columns: [], rows: [], page: 0 };
+const NUMERIC = new Set(["short", "int", "long", "float", "double", "unsignedByte"]);
+const state = { columns: [], rows: [], page: 0, numeric: [], plot: null, plotted: null };
 window.vlkbAdql = state;
 
 const $ = (id) => document.getElementById(id);
@@ -58,12 +61,64 @@ async function run() {
       (overflow ? ` (truncated at ${MAXREC}: download for all rows)` : "");
     $("adql-status").dataset.rows = String(rows.length);
     render();
+    axes(answer.metadata);
   } catch (e) {
     $("adql-status").textContent = "";
-    const err = $("adql-error");
-    err.textContent = e instanceof ServiceError ? e.message : String(e);
-    err.hidden = false;
+    showError(e instanceof ServiceError ? e.message : String(e));
   }
+}
+
+// The error under the query: the service's words, and where a position is named ("line L, column C"), that
+// line with a caret under the column, and the query's text selected from there to the end of the word.
+function showError(message) {
+  const err = $("adql-error");
+  err.textContent = message;
+  delete err.dataset.line;
+  const at = /line (\d+), column (\d+)/.exec(message);
+  const box = $("adql-query");
+  const lines = box.value.split("\n");
+  if (at && Number(at[1]) >= 1 && Number(at[1]) <= lines.length) {
+    const line = Number(at[1]), col = Math.max(1, Number(at[2]));
+    err.textContent += `\n\n${lines[line - 1]}\n${" ".repeat(col - 1)}^`;
+    err.dataset.line = String(line);
+    err.dataset.column = String(col);
+    const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + col - 1;
+    const word = /^[^\s,()]*/.exec(box.value.slice(start))[0];
+    box.focus();
+    box.setSelectionRange(start, start + Math.max(1, word.length));
+  }
+  err.hidden = false;
+}
+
+// The scatter plot's column choices: the answer's numeric columns (first two preselected).
+function axes(metadata) {
+  state.numeric = metadata.map((m, i) => [m, i]).filter(([m]) => NUMERIC.has(m.datatype) && !m.arraysize)
+    .map(([m, i]) => ({ name: m.name, unit: m.unit || "", index: i }));
+  for (const [id, pick] of [["adql-x", 0], ["adql-y", 1]]) {
+    const select = $(id);
+    select.textContent = "";
+    state.numeric.forEach((c, k) => select.add(new Option(c.name, String(k), false, k === pick)));
+  }
+  $("adql-scatter").hidden = state.numeric.length < 2;
+  if (state.numeric.length >= 2) scatter();
+}
+
+// Every row with both values as a point (uPlot draws points with no line between them: x sorted).
+function scatter() {
+  const x = state.numeric[Number($("adql-x").value)], y = state.numeric[Number($("adql-y").value)];
+  if (!x || !y) return;
+  const pts = state.rows.map((r) => [r[x.index], r[y.index]])
+    .filter(([a, b]) => typeof a === "number" && typeof b === "number" && isFinite(a) && isFinite(b))
+    .sort((p, q) => p[0] - q[0]);
+  state.plotted = { x: x.name, y: y.name, points: pts.length };
+  if (state.plot) state.plot.destroy();
+  const label = (c) => (c.unit ? `${c.name} (${c.unit})` : c.name);
+  state.plot = new uPlot({
+    width: 480, height: 320, scales: { x: { time: false } },
+    axes: [{ label: label(x) }, { label: label(y) }],
+    series: [{ label: label(x) }, { label: label(y), stroke: "#1f77b4", width: 0, paths: () => null,
+              points: { show: true, size: 5, fill: "#1f77b4" } }],
+  }, [pts.map((p) => p[0]), pts.map((p) => p[1])], $("adql-plot"));
 }
 
 // A download is a form POST to /tap/sync, so the browser saves the answer; the token cannot go in a form,
@@ -89,6 +144,8 @@ export async function start() {
   $("adql-run").addEventListener("click", run);
   $("adql-download").addEventListener("click", download);
   $("adql-page-size").addEventListener("change", render);
+  $("adql-x").addEventListener("change", scatter);
+  $("adql-y").addEventListener("change", scatter);
   $("adql-prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); render(); });
   $("adql-next").addEventListener("click", () => { state.page += 1; render(); });
   $("adql-query").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(); });
