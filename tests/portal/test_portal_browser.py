@@ -501,3 +501,34 @@ def test_my_jobs_lists_the_users_jobs_of_every_kind_with_phase_progress_and_resu
     assert stamps["cells"][2] == "COMPLETED" and stamps["cells"][3] == f"{len(positions)} of {len(positions)}"
     assert next(r for r in rows if r["cells"][0] == "cutout")["cells"][2] == "PENDING"
     assert not v.errors and not v.outside
+
+
+def test_band_merged_sources_filament_outlines_and_bubbles_for_the_view(visit, database, artefacts) -> None:
+    """The overlays of the view against the database: band-merged sources (Galactic positions only), filament
+    outlines and bubbles whose centres fall in the view's circle (its centre taken to Galactic by astropy)."""
+    from astropy.coordinates import SkyCoord
+
+    v = visit()
+    _sky_ready(v.page)
+    v.page.select_option("#catalogue-select", "compactsources.sed_view_final")
+    v.page.check("#show-outlines-filaments")
+    v.page.check("#show-bubbles")
+    _sky_ready(v.page)
+    ra, dec, r = _circle(v.page)
+    gal = SkyCoord(ra, dec, unit="deg", frame="icrs").galactic
+    circle = "scircle(spoint(radians(%s), radians(%s)), radians(%s))"
+    args = (gal.l.deg, gal.b.deg, r)
+    with psycopg.connect(database.url) as c:
+        merged = c.execute(f"SELECT count(*) FROM compactsources.sed_view_final WHERE pos_gal <@ {circle}",
+                           args).fetchone()[0]
+        filaments = c.execute("SELECT count(*) FROM filaments.filaments WHERE contour_poly IS NOT NULL "
+                              f"AND spoint(radians(glon), radians(glat)) <@ {circle}", args).fetchone()[0]
+        bubbles = c.execute("SELECT count(*) FROM filaments.bubbles WHERE contour_poly IS NOT NULL "
+                            f"AND pos_gal <@ {circle}", args).fetchone()[0]
+    state = v.page.evaluate("() => ({src: window.vlkbPortal.sources, fil: window.vlkbPortal.filamentsCount, "
+                            "bub: window.vlkbPortal.bubblesCount})")
+    assert merged > 0 and state["src"] == min(merged, 3000)
+    assert filaments > 0 and state["fil"] == min(filaments, 2000)
+    assert bubbles > 0 and state["bub"] == min(bubbles, 2000)
+    v.page.screenshot(path=str(artefacts / "merged-filaments-bubbles.png"))
+    assert v.errors == [] and v.outside == []

@@ -70,7 +70,8 @@ async function bestModel(pts, distanceKpc) {
 
 export async function showSource(row) {
   details(row);
-  const band = (row.table || "").match(/band(\d+)um/);
+  // a band's source is found by its designation in that band; a band-merged one by its reference band's (ft)
+  const band = (row.table || "").match(/band(\d+)um/) || (row.table === "compactsources.sed_view_final" ? [0, "ft"] : null);
   const el = document.getElementById("sed-plot");
   if (!band) return;
   const cols = BANDS.map(([b]) => `flux${b}, err_flux${b}`).join(", ") + ", distance";

@@ -75,22 +75,35 @@ async function loadFootprints(signal) {
   }
 }
 
+// The band-merged catalogue has Galactic positions only (those of its reference band, suffix ft)
+const MERGED = "compactsources.sed_view_final";
+
 async function loadCatalogue(signal) {
   const table = document.getElementById("catalogue-select").value;
   if (state.catalogue) state.catalogue.removeAll();
   state.sources = 0;
   if (!table) return;
   const { ra, dec, r } = region();
-  const { columns, rows } = await tap(
-    `SELECT TOP 3000 designation, glon, glat, ra, dec, flux, err_flux, snr FROM ${table} ` +
-    `WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ${ra}, ${dec}, ${r})) ORDER BY flux DESC`, { signal });
+  let columns, rows;
+  if (table === MERGED) {
+    const [l, b] = icrsToGal(ra, dec);
+    ({ columns, rows } = await tap(
+      `SELECT TOP 3000 designationft AS designation, glonft AS glon, glatft AS glat, distance FROM ${MERGED} ` +
+      `WHERE 1 = CONTAINS(POINT('GALACTIC', glonft, glatft), CIRCLE('GALACTIC', ${l}, ${b}, ${r}))`, { signal }));
+  } else {
+    ({ columns, rows } = await tap(
+      `SELECT TOP 3000 designation, glon, glat, ra, dec, flux, err_flux, snr FROM ${table} ` +
+      `WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ${ra}, ${dec}, ${r})) ORDER BY flux DESC`, { signal }));
+  }
   if (!state.catalogue) {
     state.catalogue = A.catalog({ name: "sources", sourceSize: 8, color: "#00e5ff", shape: "circle" });
     state.aladin.addCatalog(state.catalogue);
   }
   const at = Object.fromEntries(columns.map((c, i) => [c, i]));
-  state.catalogue.addSources(rows.map((row) => A.source(row[at.ra], row[at.dec], {
-    ...Object.fromEntries(columns.map((c, i) => [c, row[i]])), table })));
+  state.catalogue.addSources(rows.map((row) => {
+    const [sra, sdec] = table === MERGED ? galToIcrs(row[at.glon], row[at.glat]) : [row[at.ra], row[at.dec]];
+    return A.source(sra, sdec, { ...Object.fromEntries(columns.map((c, i) => [c, row[i]])), table });
+  }));
   state.sources = rows.length;
 }
 
@@ -131,6 +144,37 @@ async function loadBranches(signal) {
   }
 }
 
+// Filament and bubble outlines near the view (pgSphere polygons in Galactic coordinates, DALI lists in JSON).
+const OUTLINES = {
+  filaments: { table: "filaments.filaments", id: "idfil_mos", lon: "glon", lat: "glat", colour: "#ff66cc",
+               box: "show-outlines-filaments" },
+  bubbles: { table: "filaments.bubbles", id: "idbubble", lon: "glon_cen", lat: "glat_cen", colour: "#7CFC00",
+             box: "show-bubbles" },
+};
+
+async function loadOutlines(kind, signal) {
+  const o = OUTLINES[kind];
+  state.outlines = state.outlines || {};
+  if (state.outlines[kind]) state.outlines[kind].removeAll();
+  state[`${kind}Count`] = 0;
+  if (!document.getElementById(o.box).checked) return;
+  const { ra, dec, r } = region();
+  const [l, b] = icrsToGal(ra, dec);
+  const { rows } = await tap(`SELECT TOP 2000 ${o.id}, contour_poly FROM ${o.table} WHERE 1 = CONTAINS(` +
+                             `POINT('GALACTIC', ${o.lon}, ${o.lat}), CIRCLE('GALACTIC', ${l}, ${b}, ${r}))`, { signal });
+  if (!state.outlines[kind]) {
+    state.outlines[kind] = A.graphicOverlay({ color: o.colour, lineWidth: 2, name: kind });
+    state.aladin.addOverlay(state.outlines[kind]);
+  }
+  for (const [, poly] of rows) {
+    if (!poly || poly.length < 6) continue;
+    const pts = [];
+    for (let i = 0; i + 1 < poly.length; i += 2) pts.push(galToIcrs(poly[i], poly[i + 1]));
+    state.outlines[kind].add(A.polygon(pts, { color: o.colour }));
+    state[`${kind}Count`] += 1;
+  }
+}
+
 async function refresh() {
   if (state.pending) state.pending.abort();
   const ctl = new AbortController();
@@ -138,9 +182,12 @@ async function refresh() {
   document.getElementById("sky-status").dataset.ready = "no";
   status("loading…");
   try {
-    await Promise.all([loadFootprints(ctl.signal), loadCatalogue(ctl.signal), loadBranches(ctl.signal)]);
+    await Promise.all([loadFootprints(ctl.signal), loadCatalogue(ctl.signal), loadBranches(ctl.signal),
+                       loadOutlines("filaments", ctl.signal), loadOutlines("bubbles", ctl.signal)]);
     status(`${state.footprints} datasets, ${state.sources} sources` +
-           (state.branchCount ? `, ${state.branchCount} filament branches` : "") + " in view");
+           (state.branchCount ? `, ${state.branchCount} filament branches` : "") +
+           (state.filamentsCount ? `, ${state.filamentsCount} filaments` : "") +
+           (state.bubblesCount ? `, ${state.bubblesCount} bubbles` : "") + " in view");
     document.getElementById("sky-status").dataset.ready = "yes";
   } catch (e) {
     if (e.name === "AbortError") return;
@@ -189,5 +236,7 @@ export async function start() {
   document.getElementById("show-footprints").addEventListener("change", refresh);
   document.getElementById("catalogue-select").addEventListener("change", refresh);
   document.getElementById("show-filaments").addEventListener("change", refresh);
+  document.getElementById("show-outlines-filaments").addEventListener("change", refresh);
+  document.getElementById("show-bubbles").addEventListener("change", refresh);
   await refresh();
 }
