@@ -82,6 +82,15 @@ def conn(database: Database) -> Iterator[psycopg.Connection]:
         c.rollback()
 
 
+def forget_survey(url: str, survey: str) -> None:
+    """Remove every trace of a survey a test ingested (its datasets, ObsCore rows, listing and policy)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (survey,))
+        conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (survey,))
+        conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (survey,))
+        conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (survey,))
+
+
 @dataclass(frozen=True)
 class Server:
     """A running ``vlkb serve`` and its base URL."""

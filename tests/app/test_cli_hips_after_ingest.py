@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import psycopg
 from astropy.coordinates import Galactic
 from astropy.io import fits
 from astropy.wcs import WCS
 from astropy_healpix import HEALPix
 
 from tests.app.test_cli_errors import run_vlkb
+from tests.conftest import forget_survey
 from vo.hips.build import read_properties
 from vo.ingest.obscore import survey_slug
 
@@ -47,8 +47,4 @@ def test_ingest_builds_the_hips_of_the_survey_it_fed_when_enabled(database, tmp_
         npix = int(HEALPix(nside=2**order, order="nested", frame=Galactic()).skycoord_to_healpix(centre))
         assert (tmp_path / "on" / slug / f"Norder{order}" / f"Dir{npix // 10000 * 10000}" / f"Npix{npix}.fits").exists()
     finally:
-        with psycopg.connect(database.url) as conn:
-            conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (SURVEY,))
-            conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (SURVEY,))
+        forget_survey(database.url, SURVEY)

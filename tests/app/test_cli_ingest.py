@@ -17,6 +17,7 @@ from astropy.io import fits
 from astropy.io.votable import parse_single_table
 
 from tests.app.test_cli_errors import assert_one_clear_line, run_vlkb
+from tests.conftest import forget_survey
 from vo.preview import preview_dir
 
 SURVEY = "CliIngestTest"
@@ -39,11 +40,7 @@ def test_ingest_reports_and_skips_bad_files(database, tmp_path: Path) -> None:
             rows = conn.execute("SELECT obs_title FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,)).fetchall()
             assert rows == [("Continuum | 70 um",)] * 2
     finally:
-        with psycopg.connect(database.url) as conn:
-            conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (SURVEY,))
-            conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (SURVEY,))
+        forget_survey(database.url, SURVEY)
 
 
 # -- issue 13.5: band keywords, species and transition, re-ingest and remove --------------------

@@ -10,6 +10,7 @@ import psycopg
 from mocpy import MOC
 
 from tests.app.test_cli_errors import run_vlkb
+from tests.conftest import forget_survey
 
 SURVEY = "MocRefreshTest"
 
@@ -46,8 +47,4 @@ def test_ingest_refreshes_the_survey_mocs(database, tmp_path: Path) -> None:
         for path in second:
             assert MOC.load(str(path), "fits").contains_lonlat(ra * u.deg, dec * u.deg).all()
     finally:
-        with psycopg.connect(database.url) as conn:
-            conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (SURVEY,))
-            conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (SURVEY,))
+        forget_survey(database.url, SURVEY)

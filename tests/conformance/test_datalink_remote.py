@@ -13,6 +13,7 @@ import psycopg
 from pyvo.dal.adhoc import DatalinkResults
 
 from tests.app.test_cli_errors import run_vlkb
+from tests.conftest import forget_survey
 from tests.http_files import serve_directory
 
 SURVEY = "RemoteHttpTest"
@@ -51,8 +52,4 @@ def test_http_datasets_through_datalink(database, server, tmp_path: Path) -> Non
                 png = httpx.get(by["#preview"].access_url, timeout=60)
                 assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
         finally:
-            with psycopg.connect(database.url) as conn:
-                conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,))
-                conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (SURVEY,))
-                conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (SURVEY,))
-                conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (SURVEY,))
+            forget_survey(database.url, SURVEY)

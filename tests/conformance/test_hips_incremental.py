@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import psycopg
 from astropy.io import fits
 
 from tests.app.test_cli_errors import run_vlkb
+from tests.conftest import forget_survey
 from vo.hips.build import read_properties
 from vo.ingest.obscore import survey_slug
 
@@ -71,8 +71,4 @@ def test_a_changed_dataset_updates_only_its_tiles_and_equals_a_whole_rebuild(dat
         for name in kept:
             np.testing.assert_array_equal(fits.getdata(after[name]), fits.getdata(full[name]))
     finally:
-        with psycopg.connect(database.url) as conn:
-            conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (SURVEY,))
-            conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (SURVEY,))
-            conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (SURVEY,))
+        forget_survey(database.url, SURVEY)

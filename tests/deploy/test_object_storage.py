@@ -25,7 +25,7 @@ import pytest
 from astropy.io import fits
 
 from tests.app.test_cli_errors import run_vlkb
-from tests.conftest import Server, running_server
+from tests.conftest import Server, forget_survey, running_server
 from tests.s3_server import S3Server, s3_server
 
 SURVEY = "S3StoreTest"
@@ -85,11 +85,7 @@ def remote(database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remot
                 with running_server(database, results_url=f"s3://{RESULTS}/jobs") as server:
                     yield Remote(s3, {f.name: f for f in originals}, server, next(logs.glob("moto-*.log")))
             finally:
-                with psycopg.connect(database.url) as conn:
-                    conn.execute("DELETE FROM ivoa.obscore WHERE obs_collection = %s", (SURVEY,))
-                    conn.execute("DELETE FROM vlkb.datasets WHERE survey = %s", (SURVEY,))
-                    conn.execute("DELETE FROM datasets.surveys WHERE name = %s", (SURVEY,))
-                    conn.execute("DELETE FROM vlkb.survey_policies WHERE survey = %s", (SURVEY,))
+                forget_survey(database.url, SURVEY)
 
 
 def _datasets(database) -> dict[str, tuple[str, float, float]]:
