@@ -7,7 +7,7 @@ anyone, which is fine for a demo on one's own machine and never for a deployment
 is off as soon as an external database or a real issuer is configured
 (``Settings.dev_issuer``), and the service logs a warning at every start while it is on.
 
-:class:`AuthCodes` holds the one-time codes of the development login (``app/routers/dev_login.py``,
+:class:`AuthCodes` keeps the one-time codes of the development login (``app/routers/dev_login.py``,
 the OIDC authorization-code flow with PKCE the portal uses).
 """
 
@@ -91,29 +91,56 @@ class Grant:
 
 
 class AuthCodes:
-    """One-time authorization codes (RFC 6749 4.1.2: short-lived, single use), in this process's memory.
+    """One-time authorization codes (RFC 6749 4.1.2: short-lived, single use), shared by every process of
+    the service through files in ``root`` (``VLKB_HOME/dev-issuer/codes``): ``vlkb serve`` runs several
+    processes, and the token request may reach another one than the login did.
 
-    A code is bound to its client, redirect URI and PKCE challenge (RFC 7636 4.6: ``BASE64URL(SHA256(
-    verifier)) == challenge``); a wrong verifier spends the code too, so it cannot be guessed at.
+    A code is stored under the SHA-256 of its value (the code itself is never written) and spent by
+    removing its file, which succeeds once whichever process tries. It is bound to its client, redirect
+    URI and PKCE challenge (RFC 7636 4.6: ``BASE64URL(SHA256(verifier)) == challenge``); a wrong verifier
+    spends the code too, so it cannot be guessed at.
     """
 
-    def __init__(self, ttl: float = 60.0, max_codes: int = 1000) -> None:
+    def __init__(self, root: Path, ttl: float = 60.0, max_codes: int = 1000) -> None:
+        self.root = root
         self.ttl = ttl
         self.max_codes = max_codes
-        self._grants: dict[str, Grant] = {}
+
+    def _path(self, code: str) -> Path:
+        return self.root / hashlib.sha256(code.encode()).hexdigest()
 
     def issue(self, user: str, groups: tuple[str, ...], client_id: str, redirect_uri: str, challenge: str) -> str:
-        now = time.monotonic()
-        self._grants = {c: g for c, g in self._grants.items() if g.expires > now}
-        if len(self._grants) >= self.max_codes:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        now = time.time()
+        pending = 0
+        for old in self.root.iterdir():
+            try:
+                if old.stat().st_mtime + self.ttl < now:
+                    old.unlink()
+                else:
+                    pending += 1
+            except FileNotFoundError:  # spent or cleared meanwhile by another process
+                continue
+        if pending >= self.max_codes:
             raise UsageError("too many pending logins; try again in a minute")
         code = secrets.token_urlsafe(32)
-        self._grants[code] = Grant(user, groups, client_id, redirect_uri, challenge, now + self.ttl)
+        grant = {"user": user, "groups": list(groups), "client_id": client_id, "redirect_uri": redirect_uri,
+                 "challenge": challenge, "expires": now + self.ttl}
+        fd = os.open(self._path(code), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(grant, out)
         return code
 
     def redeem(self, code: str, verifier: str, client_id: str, redirect_uri: str) -> Grant:
-        grant = self._grants.pop(code, None)
-        if grant is None or grant.expires <= time.monotonic():
+        path = self._path(code)
+        try:
+            stored = json.loads(path.read_text())
+            path.unlink()  # spent: only one reader gets past this
+        except (FileNotFoundError, ValueError):
+            raise UsageError("code: unknown, used or expired authorization code (invalid_grant)") from None
+        grant = Grant(stored["user"], tuple(stored["groups"]), stored["client_id"], stored["redirect_uri"],
+                      stored["challenge"], stored["expires"])
+        if grant.expires <= time.time():
             raise UsageError("code: unknown, used or expired authorization code (invalid_grant)")
         if (client_id, redirect_uri) != (grant.client_id, grant.redirect_uri):
             raise UsageError("client_id/redirect_uri: not those of the authorization request (invalid_grant)")

@@ -15,7 +15,8 @@ the development issuer is on.
   ``code_verifier``: a token minted by :func:`app.dev_issuer.mint` (joserfc, RS256).
 
 Bad requests are DALI errors like every other 4xx of the service (the portal is the only client).
-The codes live in this process only (``app.state``): the development issuer serves one process.
+The pending codes are files under ``VLKB_HOME/dev-issuer/codes`` (:class:`app.dev_issuer.AuthCodes`),
+so a token request may reach any of the service's processes.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from __future__ import annotations
 import html
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from app.deps import AppSettings, BaseUrl
 from app.dev_issuer import DEV_ISSUER, AuthCodes, mint
 from app.params import RequestParams
+from app.settings import Settings
 from vo.dali import DaliParams
 from vo.errors import UsageError
 
@@ -50,11 +52,9 @@ $hidden
 </form></main></body></html>"""
 
 
-def _codes(request: Request) -> AuthCodes:
-    codes: AuthCodes | None = getattr(request.app.state, "dev_auth_codes", None)
-    if codes is None:  # no await since the check: one request makes it
-        codes = request.app.state.dev_auth_codes = AuthCodes()
-    return codes
+def _codes(settings: Settings) -> AuthCodes:
+    """The pending codes, shared by the service's processes (files under ``VLKB_HOME``)."""
+    return AuthCodes(settings.home / "dev-issuer" / "codes")
 
 
 def _authorization(p: DaliParams, base: str) -> dict[str, str]:
@@ -96,7 +96,7 @@ async def get_dev_login(params: RequestParams, base: BaseUrl) -> HTMLResponse:
 
 
 @router.post("/authorize")
-async def post_dev_login(request: Request, params: RequestParams, base: BaseUrl) -> RedirectResponse:
+async def post_dev_login(params: RequestParams, base: BaseUrl, settings: AppSettings) -> RedirectResponse:
     """The login form's answer: back to the client with a one-time code (RFC 6749 4.1.2)."""
     p = DaliParams(params.values)
     auth = _authorization(p, base)
@@ -104,19 +104,19 @@ async def post_dev_login(request: Request, params: RequestParams, base: BaseUrl)
     if not 1 <= len(user) <= 64 or not all(c.isalnum() or c in "_.@-" for c in user):
         raise UsageError("username: 1 to 64 letters, digits or _ . @ -")
     groups = tuple(g.strip() for g in (p.single("GROUPS") or "").split(",") if g.strip())
-    code = _codes(request).issue(user, groups, auth["client_id"], auth["redirect_uri"], auth["code_challenge"])
+    code = _codes(settings).issue(user, groups, auth["client_id"], auth["redirect_uri"], auth["code_challenge"])
     sep = "&" if "?" in auth["redirect_uri"] else "?"
     query = urlencode({"code": code, "state": auth["state"]})
     return RedirectResponse(f"{auth['redirect_uri']}{sep}{query}", status_code=303)
 
 
 @router.post("/token")
-async def post_dev_token(request: Request, params: RequestParams, settings: AppSettings) -> JSONResponse:
+async def post_dev_token(params: RequestParams, settings: AppSettings) -> JSONResponse:
     """The token for a code and its PKCE verifier (RFC 6749 4.1.3, RFC 7636 4.5-4.6)."""
     p = DaliParams(params.values)
     if p.required("GRANT_TYPE", "give grant_type=authorization_code") != "authorization_code":
         raise UsageError("grant_type: only authorization_code is supported")
-    grant = _codes(request).redeem(
+    grant = _codes(settings).redeem(
         p.required("CODE", "give the authorization code"), p.required("CODE_VERIFIER", "give the PKCE code_verifier"),
         p.required("CLIENT_ID", "give the client_id"), p.required("REDIRECT_URI", "give the redirect_uri"))
     ttl = 3600

@@ -100,3 +100,23 @@ def test_no_login_routes_without_the_development_issuer(database) -> None:
         warnings.simplefilter("ignore")  # FastAPI warns of operation ids shared by GET and POST routes
         paths = set(create_app(settings).openapi()["paths"])
     assert "/hips/list" in paths and not any(p.startswith("/dev-issuer") for p in paths)
+
+
+def test_a_code_issued_by_one_process_is_redeemed_once_by_another(tmp_path) -> None:
+    """`vlkb serve` runs several processes: the login and the token request may reach different ones. Two
+    stores on one directory stand for two processes; the code works across them, once, and is not on disk."""
+    from app.dev_issuer import AuthCodes
+    from vo.errors import UsageError
+
+    verifier, challenge = _pkce()
+    login, token = AuthCodes(tmp_path / "codes"), AuthCodes(tmp_path / "codes")
+    code = login.issue("alice", ("survey-team",), CLIENT, "http://h/", challenge)
+    assert all(code not in p.read_text() and code not in p.name for p in (tmp_path / "codes").iterdir())
+    grant = token.redeem(code, verifier, CLIENT, "http://h/")
+    assert (grant.user, grant.groups) == ("alice", ("survey-team",))
+    for store in (login, token):
+        with pytest.raises(UsageError, match="used or expired"):
+            store.redeem(code, verifier, CLIENT, "http://h/")
+    expired = AuthCodes(tmp_path / "codes", ttl=-1).issue("bob", (), CLIENT, "http://h/", challenge)
+    with pytest.raises(UsageError, match="used or expired"):
+        token.redeem(expired, verifier, CLIENT, "http://h/")
