@@ -31,6 +31,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import TypedDict, Unpack
 
 import numpy as np
 import psycopg
@@ -46,6 +47,7 @@ __all__ = [
     "BINARY_SIGNATURE",
     "CopyBatch",
     "CopyFormat",
+    "CopyOptions",
     "astream_copy",
     "copy_statement",
     "stream_copy",
@@ -254,9 +256,24 @@ def _drain_gen(pgconn: pq.abc.PGconn) -> Generator[int, None, None]:
         # a command tag) is dropped and the next result fetched.
 
 
-def _start(conn: psycopg.Connection | psycopg.AsyncConnection, query: str, select_list: Sequence[str],
-           fmt: CopyFormat, limit: int | None, role: str | None, timeout: float | None, groups: Sequence[str],
-           user: str | None, batch_bytes: int, tables: Sequence[TempTable], base_url: str | None,
+class CopyOptions(TypedDict, total=False):
+    """The options of :func:`stream_copy` and :func:`astream_copy` (written once; defaults in :func:`_start`)."""
+
+    fmt: CopyFormat
+    limit: int | None
+    role: str | None
+    timeout: float | None
+    groups: Sequence[str]
+    user: str | None
+    batch_bytes: int
+    tables: Sequence[TempTable]
+    base_url: str | None
+
+
+def _start(conn: psycopg.Connection | psycopg.AsyncConnection, query: str, select_list: Sequence[str], *,
+           fmt: CopyFormat = "binary", limit: int | None = None, role: str | None = QUERY_ROLE,
+           timeout: float | None = 60.0, groups: Sequence[str] = (), user: str | None = None,
+           batch_bytes: int = 1 << 19, tables: Sequence[TempTable] = (), base_url: str | None = None,
            ) -> tuple[_PQGen, dict[str, bool], bytes | None]:
     """What both drivers run: the COPY conversation (not started), its state, and, when there are
     upload ``tables``, the command that opens the writable transaction they are loaded in first
@@ -306,21 +323,8 @@ def _run_sync(gen: Generator[int, None, None], pgconn: pq.abc.PGconn, timeout: f
         waiter.wait(what, deadline)
 
 
-def stream_copy(
-    conn: psycopg.Connection,
-    query: str,
-    select_list: Sequence[str],
-    *,
-    fmt: CopyFormat = "binary",
-    limit: int | None = None,
-    role: str | None = QUERY_ROLE,
-    timeout: float | None = 60.0,
-    groups: Sequence[str] = (),
-    user: str | None = None,
-    batch_bytes: int = 1 << 19,
-    tables: Sequence[TempTable] = (),
-    base_url: str | None = None,
-) -> Iterator[CopyBatch]:
+def stream_copy(conn: psycopg.Connection, query: str, select_list: Sequence[str],
+                **options: Unpack[CopyOptions]) -> Iterator[CopyBatch]:
     """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
 
     ``select_list`` and ``limit`` shape the output as in :func:`copy_statement`. ``conn``
@@ -333,8 +337,8 @@ def stream_copy(
     ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
     is made read-only only after that (``db/upload.py``); the rollback drops them.
     """
-    gen, state, writable = _start(conn, query, select_list, fmt, limit, role, timeout, groups, user, batch_bytes,
-                                  tables, base_url)
+    gen, state, writable = _start(conn, query, select_list, **options)
+    tables, role = options.get("tables", ()), options.get("role", QUERY_ROLE)
     waiter = _Waiter(conn.pgconn)
     try:
         if writable is not None:
@@ -354,11 +358,7 @@ def _cleanup_sync(conn: psycopg.Connection, copying: bool) -> None:
     """Cancel and drain an unfinished COPY, then roll back; close the connection if that fails."""
     try:
         if copying:
-            cancel = getattr(conn, "cancel_safe", None)
-            if cancel is not None:
-                cancel(timeout=_CLEANUP_TIMEOUT)
-            else:  # psycopg < 3.2
-                conn.cancel()
+            conn.cancel_safe(timeout=_CLEANUP_TIMEOUT)
             _run_sync(_drain_gen(conn.pgconn), conn.pgconn, _CLEANUP_TIMEOUT)
         conn.rollback()
     except Exception as exc:
@@ -398,21 +398,8 @@ async def _run_async(gen: Generator[int, None, None], pgconn: pq.abc.PGconn) -> 
         await _wait_async(pgconn, what)
 
 
-async def astream_copy(
-    conn: psycopg.AsyncConnection,
-    query: str,
-    select_list: Sequence[str],
-    *,
-    fmt: CopyFormat = "binary",
-    limit: int | None = None,
-    role: str | None = QUERY_ROLE,
-    timeout: float | None = 60.0,
-    groups: Sequence[str] = (),
-    user: str | None = None,
-    batch_bytes: int = 1 << 19,
-    tables: Sequence[TempTable] = (),
-    base_url: str | None = None,
-) -> AsyncIterator[CopyBatch]:
+async def astream_copy(conn: psycopg.AsyncConnection, query: str, select_list: Sequence[str],
+                       **options: Unpack[CopyOptions]) -> AsyncIterator[CopyBatch]:
     """The asyncio variant of :func:`stream_copy`, for a pooled ``AsyncConnection``.
 
     Close it with ``aclose()`` (e.g. ``contextlib.aclosing``) when stopping early, so the
@@ -420,8 +407,8 @@ async def astream_copy(
     its pool. If the task is cancelled while waiting on the database, the connection is
     closed instead (a pool replaces it): that always ends the transaction and cannot block.
     """
-    gen, state, writable = _start(conn, query, select_list, fmt, limit, role, timeout, groups, user, batch_bytes,
-                                  tables, base_url)
+    gen, state, writable = _start(conn, query, select_list, **options)
+    tables, role = options.get("tables", ()), options.get("role", QUERY_ROLE)
     pgconn = conn.pgconn
     cancelled = False
     try:
@@ -477,11 +464,7 @@ async def _cleanup_async(conn: psycopg.AsyncConnection, copying: bool) -> None:
     try:
         async with asyncio.timeout(_CLEANUP_TIMEOUT):
             if copying:
-                cancel = getattr(conn, "cancel_safe", None)
-                if cancel is not None:
-                    await cancel(timeout=_CLEANUP_TIMEOUT)
-                else:  # psycopg < 3.2
-                    await asyncio.to_thread(conn.cancel)
+                await conn.cancel_safe(timeout=_CLEANUP_TIMEOUT)
                 await _run_async(_drain_gen(conn.pgconn), conn.pgconn)
             await conn.rollback()
     except asyncio.CancelledError:
