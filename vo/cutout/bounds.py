@@ -34,7 +34,7 @@ from vo.shapes import Circle, Interval, Polygon, Range
 
 __all__ = [
     "C", "STOKES", "CutRequest", "NoOverlapError", "SkyGrid", "channel_frequencies", "header_wcs", "pixel_box",
-    "rest_frequency", "sky_grid",
+    "NoRestFrequency", "rest_frequency", "sky_grid", "to_frequency",
 ]
 
 C = 299_792_458.0  # m/s
@@ -192,27 +192,44 @@ def rest_frequency(header: fits.Header, wcs: WCS) -> float | None:
     return None
 
 
+class NoRestFrequency(ValueError):
+    """A velocity or redshift axis without a rest frequency: it has no frequencies."""
+
+
+def to_frequency(kind: str, values: np.ndarray, f0: float | None) -> np.ndarray | None:
+    """Frequencies (Hz) of spectral world values in SI units of axis type ``kind`` (the first four
+    letters of its CTYPE), with ``f0`` the rest frequency; None for a type vlkb does not convert.
+    The one conversion of cuts (:func:`channel_frequencies`) and of ingest (``em_min``/``em_max``)."""
+    if kind == "FREQ":
+        return values
+    if kind in ("WAVE", "AWAV"):
+        return C / values
+    if f0 is None:
+        raise NoRestFrequency(kind)
+    if kind == "VRAD":
+        return f0 * (1 - values / C)
+    if kind == "VOPT":
+        return f0 / (1 + values / C)
+    if kind == "ZOPT":
+        return f0 / (1 + values)
+    if kind in ("VELO", "VELF"):
+        return f0 * np.sqrt((C - values) / (C + values))
+    return None
+
+
 def channel_frequencies(header: fits.Header, wcs: WCS, n: int) -> np.ndarray:
     """Frequencies (Hz) of the channel centres of the spectral axis."""
     spec = wcs.wcs.spec
     world = wcs.sub([spec + 1]).wcs_pix2world(np.arange(n, dtype=float), 0)[0]  # SI units
     kind = wcs.wcs.ctype[spec][:4].rstrip("-")
-    f0 = rest_frequency(header, wcs)
-    if kind == "FREQ":
-        return world
-    if kind in ("WAVE", "AWAV"):
-        return C / world
-    if f0 is None:
-        raise UsageError(f"the dataset's spectral axis {kind} has no rest frequency: cannot cut by BAND or VELO")
-    if kind == "VRAD":
-        return f0 * (1 - world / C)
-    if kind == "VOPT":
-        return f0 / (1 + world / C)
-    if kind == "ZOPT":
-        return f0 / (1 + world)
-    if kind in ("VELO", "VELF"):
-        return f0 * np.sqrt((C - world) / (C + world))
-    raise UsageError(f"cannot cut the dataset's spectral axis of type {kind}")
+    try:
+        freq = to_frequency(kind, world, rest_frequency(header, wcs))
+    except NoRestFrequency:
+        raise UsageError(f"the dataset's spectral axis {kind} has no rest frequency: "
+                         "cannot cut by BAND or VELO") from None
+    if freq is None:
+        raise UsageError(f"cannot cut the dataset's spectral axis of type {kind}")
+    return freq
 
 
 def _select(values: np.ndarray, iv: Interval, what: str) -> tuple[int, int]:

@@ -38,7 +38,8 @@ from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from schemas import find_table
 from vo import storage
-from vo.cutout.bounds import rest_frequency
+from vo.cutout.bounds import C as _C
+from vo.cutout.bounds import NoRestFrequency, rest_frequency, to_frequency
 from vo.datalink import DATALINK_MEDIA, links_ref, preview_ref
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
 
 #: access_format of rows whose access_url is a DataLink links document (DataLink 1.1 section 3.3).
 DATALINK_FORMAT = DATALINK_MEDIA
-_C = 299_792_458.0  # m/s
 _STOKES = {1: "I", 2: "Q", 3: "U", 4: "V", -1: "RR", -2: "LL", -3: "RL", -4: "LR", -5: "XX", -6: "YY",
            -7: "XY", -8: "YX"}
 
@@ -257,25 +257,17 @@ def _footprint(cel: WCS, nx: int, ny: int) -> dict[str, Any]:
 
 # -- spectral ------------------------------------------------------------------------------------
 def _to_frequency(ctype: str, values: np.ndarray, f0: float | None) -> np.ndarray:
-    """Frequencies (Hz) of spectral world values in SI units of axis type ``ctype``."""
+    """Frequencies (Hz) of spectral world values in SI units of axis type ``ctype`` (energy too)."""
     kind = ctype[:4].rstrip("-")
-    if kind == "FREQ":
-        return values
-    if kind in ("WAVE", "AWAV"):
-        return _C / values
     if kind == "ENER":
         return values / 6.62607015e-34
-    if f0 is None:
-        raise IngestError(f"spectral axis {ctype} needs a rest frequency (RESTFRQ or RESTWAV)")
-    if kind == "VRAD":
-        return f0 * (1 - values / _C)
-    if kind == "VOPT":
-        return f0 / (1 + values / _C)
-    if kind == "ZOPT":
-        return f0 / (1 + values)
-    if kind in ("VELO", "VELF"):
-        return f0 * np.sqrt((_C - values) / (_C + values))
-    raise IngestError(f"unsupported spectral axis type {ctype}")
+    try:
+        freq = to_frequency(kind, values, f0)
+    except NoRestFrequency:
+        raise IngestError(f"spectral axis {ctype} needs a rest frequency (RESTFRQ or RESTWAV)") from None
+    if freq is None:
+        raise IngestError(f"unsupported spectral axis type {ctype}")
+    return freq
 
 
 _EM_UCD = {"FREQ": "em.freq", "WAVE": "em.wl", "AWAV": "em.wl", "VRAD": "spect.dopplerVeloc.radio",
