@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.session import caller_fetch
 
-__all__ = ["Dataset", "dataset_by_key", "did_key", "fetch_datasets", "find_datasets", "find_datasets_blocking"]
+__all__ = ["Dataset", "dataset_by_key", "did_key", "fetch_datasets", "find_datasets_blocking"]
 
 #: The key of a DID in file and preview URLs: what follows the first "?" (the whole DID if none).
 _KEY_SQL = "substr(d.publisher_did, strpos(d.publisher_did, '?') + 1)"
@@ -76,36 +76,27 @@ SELECT d.publisher_did, d.survey, d.path, d.size, o.dataproduct_type, o.em_min, 
        vlkb_dali_polygon(o.s_region_galactic) AS s_region_galactic
 FROM vlkb.datasets d JOIN ivoa.obscore o ON o.obs_publisher_did = d.publisher_did
 """
-
-
-async def find_datasets(conn: AsyncConnection, dids: Iterable[str]) -> dict[str, Dataset]:
-    """The datasets among ``dids`` that exist and the session's caller may read, by DID."""
-    dids = list(dict.fromkeys(dids))
-    if not dids:
-        return {}
-    async with conn.cursor(row_factory=class_row(Dataset)) as cur:
-        await cur.execute(_SELECT + " WHERE d.publisher_did = ANY(%(dids)s::text[])", {"dids": dids})
-        return {row.publisher_did: row for row in await cur.fetchall()}
+_BY_DIDS = _SELECT + " WHERE d.publisher_did = ANY(%(dids)s::text[])"
 
 
 async def fetch_datasets(pool: AsyncConnectionPool, dids: Iterable[str], groups: Sequence[str],
                          user: str | None) -> dict[str, Dataset]:
-    """:func:`find_datasets` in a caller's session of its own, in one round trip (:func:`db.session.caller_fetch`)."""
+    """The datasets among ``dids`` that exist and the caller (``groups``, ``user``) may read, by DID, in a
+    caller's session of its own, in one round trip (:func:`db.session.caller_fetch`)."""
     dids = list(dict.fromkeys(dids))
     if not dids:
         return {}
-    rows = await caller_fetch(pool, _SELECT + " WHERE d.publisher_did = ANY(%(dids)s::text[])", {"dids": dids},
-                              class_row(Dataset), groups, user=user)
+    rows = await caller_fetch(pool, _BY_DIDS, {"dids": dids}, class_row(Dataset), groups, user=user)
     return {row.publisher_did: row for row in rows}
 
 
 def find_datasets_blocking(conn: Connection, dids: Iterable[str]) -> dict[str, Dataset]:
-    """:func:`find_datasets` over a blocking connection, for job runners (which run in threads)."""
+    """:func:`fetch_datasets` over a blocking connection in the caller's session, for job runners (in threads)."""
     dids = list(dict.fromkeys(dids))
     if not dids:
         return {}
     with conn.cursor(row_factory=class_row(Dataset)) as cur:
-        cur.execute(_SELECT + " WHERE d.publisher_did = ANY(%(dids)s::text[])", {"dids": dids})
+        cur.execute(_BY_DIDS, {"dids": dids})
         return {row.publisher_did: row for row in cur.fetchall()}
 
 

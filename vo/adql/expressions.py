@@ -10,7 +10,6 @@ query level (:meth:`query`, implemented by :class:`vo.adql.translator.Translator
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from sqlglot import exp
 
@@ -244,7 +243,7 @@ class ExpressionTranslator:
             left, right = right, left
         if not (isinstance(left, exp.Anonymous) and left.name.upper() == "DISTANCE"):
             return None
-        radius = _constant_number(right)
+        radius = geometry.constant_number(right)
         if radius is None or not 0 <= radius <= 90:
             return None
         args = [self.expr(a, scope, ctes) for a in left.expressions]
@@ -420,25 +419,3 @@ def _arith_unit(node: exp.Expression, a: Value, b: Value) -> str | None:
     if isinstance(node, exp.Div) and lit_b:
         return a.meta.unit
     return None
-
-
-_FOLD: dict[type[exp.Expression], Callable[[float, float], float]] = {
-    exp.Add: float.__add__, exp.Sub: float.__sub__, exp.Mul: float.__mul__, exp.Div: float.__truediv__}
-
-
-def _constant_number(node: exp.Expression) -> float | None:
-    """The value of a numeric literal or of literals under + - * / (``5.0/3600``), else None."""
-    if isinstance(node, exp.Paren):
-        return _constant_number(node.this)
-    if isinstance(node, exp.Neg):
-        inner = _constant_number(node.this)
-        return None if inner is None else -inner
-    if isinstance(node, exp.Literal):
-        return None if node.is_string else float(node.this)
-    op = _FOLD.get(type(node))
-    if op is None:
-        return None
-    a, b = _constant_number(node.this), _constant_number(node.expression)
-    if a is None or b is None or (op is float.__truediv__ and b == 0):
-        return None
-    return op(a, b)

@@ -32,6 +32,7 @@ __all__ = [
     "area",
     "box",
     "centroid",
+    "constant_number",
     "circle",
     "contains",
     "coord",
@@ -484,12 +485,12 @@ _ARITHMETIC: dict[type[exp.Expression], Callable[[float, float], float]] = {
 }
 
 
-def _constant_number(node: exp.Expression) -> float | None:
-    """The value of constant arithmetic on numbers (``2/3600.``), else None."""
+def constant_number(node: exp.Expression) -> float | None:
+    """The value of a numeric literal or of literals under + - * / (``2/3600.``), else None."""
     if isinstance(node, exp.Paren):
-        return _constant_number(node.this)
+        return constant_number(node.this)
     if isinstance(node, exp.Neg):
-        v = _constant_number(node.this)
+        v = constant_number(node.this)
         return None if v is None else -v
     if isinstance(node, exp.Literal) and not node.is_string:
         try:
@@ -498,7 +499,7 @@ def _constant_number(node: exp.Expression) -> float | None:
             return None
     op = _ARITHMETIC.get(type(node))
     if op is not None:
-        a, b = _constant_number(node.this), _constant_number(node.expression)
+        a, b = constant_number(node.this), constant_number(node.expression)
         if a is None or b is None or (op is float.__truediv__ and b == 0):
             return None
         return op(a, b)
@@ -528,7 +529,7 @@ def distance_within(args: list[Value], radius: exp.Expression) -> Value | None:
     p, q = _align(p, q)
     # a cross-match (q a column) with a constant radius pgSphere accepts: the leakproof twin of
     # scircle(), so p's GiST index still serves the join on a table with row-level security
-    degrees = _constant_number(radius)
+    degrees = constant_number(radius)
     circle = "vlkb_join_circle" if not q.constant and degrees is not None and 0 < degrees <= 90 else "scircle"
     node = SphereOp(this=p.node, expression=func(circle, q.node, func("radians", radius)), op="<@")
     return Value(node=node, pg="boolean", exact=True)
