@@ -10,7 +10,6 @@ import faulthandler
 import os
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from pydantic import ValidationError
 
 from app.database import cluster_for, database_url
 from app.settings import Settings
-from db.cluster import ClusterError, find_bindir
+from db.cluster import ClusterError, find_bindir, port_free
 from db.pgsphere import find_script
 
 __all__ = ["main"]
@@ -40,6 +39,11 @@ hips_cli = typer.Typer(help="HiPS of the 2D surveys, served at /hips.", no_args_
 cli.add_typer(hips_cli, name="hips")
 
 T = TypeVar("T")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's text (its type's name when it has none)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _fail(message: str) -> typer.Exit:
@@ -64,13 +68,10 @@ def _operator_errors() -> Iterator[None]:
     except ClusterError as exc:
         raise _fail(str(exc)) from None
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(
-            f"database unreachable ({first}): start it with `vlkb db start`, or check VLKB_DATABASE_URL"
-        ) from None
+        raise _fail(f"database unreachable ({_first_line(exc)}): start it with `vlkb db start`, "
+                    "or check VLKB_DATABASE_URL") from None
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(f"database error: {first}") from None
+        raise _fail(f"database error: {_first_line(exc)}") from None
     except PermissionError as exc:
         raise _fail(f"permission denied on {exc.filename}: check VLKB_HOME and file permissions") from None
 
@@ -178,6 +179,25 @@ def demo_data(
         _load_demo(settings, url, scale or settings.demo_scale, force)
 
 
+def _files(patterns: list[str], *, all_match: bool) -> list[str]:
+    """The files the ``patterns`` (paths, fsspec URLs, globs) name; a pattern that names none stops
+    the command when ``all_match``, else it is a warning."""
+    from vo import storage
+
+    files: list[str] = []
+    for pattern in patterns:
+        try:
+            matched = storage.expand(pattern)
+        except (OSError, ValueError, ImportError) as exc:  # unknown protocol, unreachable store
+            raise _fail(f"cannot list {pattern}: {exc}") from None
+        if not matched and all_match:
+            raise _fail(f"no file matches {pattern}")
+        if not matched:
+            typer.secho(f"vlkb: no file matches {pattern}", err=True, fg=typer.colors.YELLOW)
+        files += matched
+    return files
+
+
 def _refresh_mocs(settings: Settings, url: str, survey: str) -> int:
     """Rebuild the coverage MOCs of ``survey`` (``/moc``) after an ingest, as its readers see them."""
     import asyncio
@@ -213,21 +233,12 @@ def ingest_datasets(
 ) -> None:
     """Ingest FITS images and cubes (headers only) into ivoa.obscore; bad files are reported and skipped."""
     from app.progress import file_progress
-    from vo import storage
     from vo.ingest.datasets import MissingOptionError
     from vo.ingest.datasets import ingest_datasets as ingest
     from vo.preview import forget_previews
 
     settings = _settings()
-    files: list[str] = []
-    for pattern in paths:
-        try:
-            matched = storage.expand(pattern)
-        except (OSError, ValueError, ImportError) as exc:  # unknown protocol, unreachable store
-            raise _fail(f"cannot list {pattern}: {exc}") from None
-        if not matched:
-            typer.secho(f"vlkb: no file matches {pattern}", err=True, fg=typer.colors.YELLOW)
-        files += matched
+    files = _files(paths, all_match=False)
     info = {"name": survey, "species": (species or "").strip() or None,
             "transition": (transition or "").strip() or None,
             "groups": None if groups is None else tuple(g.strip() for g in groups.split(",") if g.strip())}
@@ -294,22 +305,13 @@ def ingest_catalog(
 
     from app.progress import row_progress
     from schemas import find_table
-    from vo import storage
     from vo.ingest.catalog import CatalogError, CatalogFileError, ColumnMap, load_catalog
 
     try:
         declared = find_table(table)
     except KeyError:
         raise _fail(f"no published table {table}: declare it in schemas/ and run `vlkb db migrate`") from None
-    files: list[str] = []
-    for pattern in paths:
-        try:
-            matched = storage.expand(pattern)
-        except (OSError, ValueError, ImportError) as exc:
-            raise _fail(f"cannot list {pattern}: {exc}") from None
-        if not matched:
-            raise _fail(f"no file matches {pattern}")
-        files += matched
+    files = _files(paths, all_match=True)
     try:
         cmap = ColumnMap.from_file(mapping) if mapping else ColumnMap()
     except CatalogError as exc:
@@ -487,16 +489,6 @@ def dev_token(
     typer.echo(mint(settings, user, tuple(g.strip() for g in groups.split(",") if g.strip()), ttl))
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _metrics_dir(settings: Settings) -> None:
     """Give prometheus_client's multiprocess mode this service's own directory (app/metrics.py),
     unless the operator named one: it must be set before prometheus_client is imported.
@@ -537,7 +529,7 @@ def _serve(settings: Settings, demo: bool) -> None:
     from app.main import create_app
     from app.serving import worker_count
 
-    if not _port_free(settings.host, settings.port):
+    if not port_free(settings.port, settings.host):
         raise _fail(f"port {settings.port} on {settings.host} is taken: stop that program or set VLKB_PORT")
     cluster = cluster_for(settings)
     started_here = settings.embedded and not cluster.running()
@@ -737,7 +729,7 @@ def check() -> None:
     results.append(_check_step("database", database))
     _production_warnings(settings)
     results.append(_check_step("HTTP port", lambda: (
-        f"{settings.host}:{settings.port} free" if _port_free(settings.host, settings.port)
+        f"{settings.host}:{settings.port} free" if port_free(settings.port, settings.host)
         else f"{settings.host}:{settings.port} in use (a running vlkb, or set VLKB_PORT)")))
     if not all(results):
         raise typer.Exit(1)

@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ClusterError", "EmbeddedCluster", "find_bindir"]
+__all__ = ["ClusterError", "EmbeddedCluster", "find_bindir", "port_free"]
 
 SUPERUSER = "vlkb"
 DATABASE = "vlkb"
@@ -55,10 +55,13 @@ def find_bindir(configured: Path | None = None) -> Path:
     )
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now (as servers bind, with SO_REUSEADDR: a port
+    left in TIME_WAIT by a stopped server counts as free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
@@ -188,7 +191,7 @@ class EmbeddedCluster:
         if self.running():
             return
         port = self.current_port()
-        if not _port_free(port):
+        if not port_free(port):
             if self.port or self._portfile.exists():
                 raise ClusterError(
                     f"port {port} for the embedded PostgreSQL is taken by another program: "
