@@ -544,10 +544,7 @@ class TableUpdate:
             cols = tuple(c.strip() for c in index.split(","))
             if len(cols) not in (1, 2) or not all(cols):
                 raise UsageError(f"INDEX: {index!r}: one column, or two (lon,lat) for a spatial index")
-        unique = (p.single("UNIQUE") or "false").lower()
-        if unique not in ("true", "false"):
-            raise UsageError(f"UNIQUE: expected true or false, got {unique!r}")
-        return cls(table, cols, unique == "true", None if groups is None else read_groups(groups))
+        return cls(table, cols, p.flag("UNIQUE"), None if groups is None else read_groups(groups))
 
 
 def _with_index(label: str, decl: Table, cols: Sequence[str], unique: bool) -> tuple[Table, Index]:
