@@ -24,7 +24,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg_pool import AsyncConnectionPool
 
-from db.query import astream_copy, stream_copy
+from db.query import CopyOptions, astream_copy, stream_copy
 from db.upload import TempTable, UploadLoadError
 from vo.caller import Caller
 from vo.errors import FatalError, TransientError, UsageError, VlkbError
@@ -81,31 +81,30 @@ def query_error(exc: BaseException) -> VlkbError:
     return FatalError("internal error while running the query")
 
 
-def _limit(maxrec: int | None) -> int | None:
-    """The rows to ask the database for: MAXREC + 1, so an overflow can be told."""
-    return None if maxrec is None else max(0, maxrec) + 1
+def _prepare(plan: QueryPlan, caller: Caller, timeout: float | None) -> tuple[ResultWriter, CopyOptions]:
+    """The writer of ``plan`` and the COPY that feeds it, run for ``caller``; the database is asked
+    for MAXREC + 1 rows, so an overflow can be told."""
+    writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
+    limit = None if plan.maxrec is None else max(0, plan.maxrec) + 1
+    return writer, CopyOptions(fmt=writer.copy_format, limit=limit, timeout=timeout, tables=plan.tables,
+                               groups=caller.groups, user=caller.user, base_url=plan.base_url)
 
 
 def stream_select_blocking(conn: psycopg.Connection, plan: QueryPlan, caller: Caller, *,
                            timeout: float | None) -> Iterator[bytes]:
     """Run ``plan`` for ``caller`` over a blocking connection (job runners, tests, benchmarks)."""
-    writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
-    batches = stream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format, limit=_limit(plan.maxrec),
-                          timeout=timeout, tables=plan.tables, groups=caller.groups, user=caller.user,
-                          base_url=plan.base_url)
-    return writer.stream(batches, maxrec=plan.maxrec)
+    writer, options = _prepare(plan, caller, timeout)
+    return writer.stream(stream_copy(conn, plan.sql, writer.select_list, **options), maxrec=plan.maxrec)
 
 
 async def stream_select(pool: AsyncConnectionPool, plan: QueryPlan, caller: Caller, *,
                         timeout: float | None) -> AsyncIterator[bytes]:
     """Run ``plan`` for ``caller``; the result stream, already started (early failures raise here)."""
-    writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
+    writer, options = _prepare(plan, caller, timeout)
 
     async def body() -> AsyncIterator[bytes]:
         async with pool.connection() as conn:
-            batches = astream_copy(conn, plan.sql, writer.select_list, fmt=writer.copy_format,
-                                   limit=_limit(plan.maxrec), timeout=timeout, tables=plan.tables,
-                                   groups=caller.groups, user=caller.user, base_url=plan.base_url)
+            batches = astream_copy(conn, plan.sql, writer.select_list, **options)
             # aclosing: an early stop (client gone) rolls back before the connection is pooled again
             async with aclosing(writer.astream(batches, maxrec=plan.maxrec)) as chunks:
                 async for chunk in chunks:
