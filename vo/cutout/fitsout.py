@@ -47,7 +47,7 @@ from vo.storage import is_remote, location
 __all__ = ["Cutout", "fitting_comment", "plan"]
 
 _BLOCK = 2880
-_CHUNK = 8 << 20  # bytes of data per yielded chunk, about
+_CHUNK = 1 << 20  # bytes of data per yielded chunk: reading the next overlaps sending this one (issue 16)
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|CHECKSUM|DATASUM|GROUPS)$")
 _CRPIX = re.compile(r"^CRPIX(\d+)([A-Z]?)$")
 #: parsed sources kept per process (a header, a WCS and an output header each: tens of KB)
