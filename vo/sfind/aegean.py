@@ -19,6 +19,7 @@ from astropy.io import fits
 from vo.sfind.bane import bane_maps
 from vo.sfind.finder import Components, FinderImage, FinderOutput
 from vo.sfind.options import Option, OptionValue
+from vo.sfind.threads import one_core
 
 __all__ = ["AegeanFinder"]
 
@@ -61,6 +62,12 @@ class AegeanFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
+        # one BLAS/OpenMP thread: the fits' many small matrix inversions ran up to 8 times as long with a
+        # thread per core on the shared machine, and longest inside the service (vo/sfind/threads.py)
+        with one_core():
+            return self._run(image, options)
+
+    def _run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
         from AegeanTools.AeRes import make_model
         from AegeanTools.source_finder import SourceFinder
 

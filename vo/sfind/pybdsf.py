@@ -29,6 +29,7 @@ from vo.errors import UsageError
 from vo.sfind.bane import bane_maps
 from vo.sfind.finder import Components, FinderImage, FinderOutput
 from vo.sfind.options import Option, OptionValue
+from vo.sfind.threads import one_core
 
 __all__ = ["PyBdsfFinder"]
 
@@ -68,6 +69,11 @@ class PyBdsfFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
+        # one BLAS/OpenMP thread, as Aegean (vo/sfind/threads.py): tiles are the unit of parallelism
+        with one_core():
+            return self._run(image, options)
+
+    def _run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
         import bdsf
 
         extra: dict[str, object] = {}
