@@ -62,6 +62,8 @@ class AegeanFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
+        from AegeanTools import BANE, AeRes, source_finder  # noqa: F401  (loaded before the limit below)
+
         # one BLAS/OpenMP thread: the fits' many small matrix inversions ran up to 8 times as long with a
         # thread per core on the shared machine, and longest inside the service (vo/sfind/threads.py)
         with one_core():

@@ -69,6 +69,9 @@ class PyBdsfFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
+        import bdsf  # noqa: F401  (its OpenMP and BLAS loaded before the limit below)
+        from AegeanTools import BANE  # noqa: F401
+
         # one BLAS/OpenMP thread, as Aegean (vo/sfind/threads.py): tiles are the unit of parallelism
         with one_core():
             return self._run(image, options)
