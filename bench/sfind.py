@@ -7,7 +7,8 @@ and prints, per app:
   time from creation to COMPLETED, results written) against the same finder called directly on the
   same cut image in this process, measured in the same run: the ratio is the service's overhead;
 - where the service's extra time goes, from the job's own report (search, outputs, the rest: dispatch,
-  result writes, the client's UWS ``WAIT``);
+  result writes, the client's UWS ``WAIT``), and the finder's own steps (BANE, island finding and
+  fitting, ...) in both paths side by side: a step slower only in the service points at the cause;
 - one four-tile job (the four ASKAP tiles around (0, 0)) with ``VLKB_SFIND_TILE_PROCESSES=1`` and ``=2``
   (tiles searched one after the other, or two at once): seconds and the speed-up.
 
@@ -99,15 +100,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 finder.run(image, validate_options(finder.options(), {}))  # warm-up: imports
                 _wait([_job(base, {"APP": name, "ID": did, **region})])  # warm-up
                 # direct and service runs alternate, so both see the same load of the shared machine
+                steps: list[tuple[dict, dict]] = []
                 for _ in range(args.repeat):
                     t0 = time.perf_counter()
-                    finder.run(image, validate_options(finder.options(), {}))
+                    out = finder.run(image, validate_options(finder.options(), {}))
                     direct = time.perf_counter() - t0
                     t0 = time.perf_counter()
                     url = _job(base, {"APP": name, "ID": did, **region})
                     _wait([url])
                     pairs.append((direct, time.perf_counter() - t0))
-                    reports.append(_report(url)["timings"])
+                    report = _report(url)
+                    reports.append({**report["timings"], "tile_s": report["inputs"][0]["seconds"]})
+                    steps.append((dict(out.notes.get("steps", {})), report["inputs"][0].get("steps", {})))
             mpix = image.data.size / 1e6
             ratios = sorted(sv / d for d, sv in pairs)
             d, sv = min(p[0] for p in pairs), min(p[1] for p in pairs)
@@ -115,9 +119,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{name}: {mpix:.3f} Mpix; direct {mpix / d:.4f} Mpix/s ({d:.2f} s), service "
                   f"{mpix / sv:.4f} Mpix/s ({sv:.2f} s), best of {args.repeat}; overhead of the best "
                   f"{sv / d - 1:+.1%}, of each pair {', '.join(f'{r - 1:+.0%}' for r in ratios)}; in the job: "
-                  f"search {t['search_s']:.2f} s, cross-match {t['xmatch_s']:.2f} s, outputs "
+                  f"search {t['search_s']:.2f} s (the tile in its process {t['tile_s']:.2f} s), cross-match "
+                  f"{t['xmatch_s']:.2f} s, outputs "
                   f"{t['job_s'] - t['total_s']:.2f} s; outside the job {sv - t['job_s']:.2f} s "
                   f"(load {os.getloadavg()[0]:.2f})")
+            for key in steps[0][0]:  # each step's best of the runs, direct against the service
+                d_s, s_s = min(st[0][key] for st in steps), min(st[1].get(key, float("nan")) for st in steps)
+                print(f"  {name} step {key.removesuffix('_s')}: direct {d_s:.3f} s, service {s_s:.3f} s "
+                      f"({s_s / d_s - 1:+.0%})")
         name = args.apps.split(",")[0]
         times = {}
         four = {"APP": name, "ID": [d for d, _ in tiles[:4]], "CIRCLE": "0 0 0.1", "POSSYS": "GALACTIC"}

@@ -72,7 +72,7 @@ def _report(q: SfindParams, run: SfindRun, started: float) -> dict[str, object]:
         "app": finder.name, "version": finder.version(), "options": q.options,
         "inputs": [{"id": t.did, "region": t.image.header.get("VLKBREG", "whole dataset"),
                     "shape": list(t.image.data.shape), "components": len(t.detections),
-                    "band_table": t.band_table, "seconds": round(t.seconds, 3)} for t in run.tiles],
+                    "band_table": t.band_table, "seconds": round(t.seconds, 3), **t.output.notes} for t in run.tiles],
         "region": {k: v for k, v in q.cut.items()},
         "progress": f"{len(run.tiles)} of {len(q.ids)} tiles",
         "counts": {"components": len(det), "duplicates_removed": run.duplicates, "matched": matched,

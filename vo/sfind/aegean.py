@@ -9,6 +9,7 @@ engine's workers), not the finder's own process pool.
 from __future__ import annotations
 
 import logging
+import time
 import types
 from collections.abc import Mapping, Sequence
 
@@ -18,6 +19,7 @@ from astropy.io import fits
 from vo.sfind.bane import bane_maps
 from vo.sfind.finder import Components, FinderImage, FinderOutput
 from vo.sfind.options import Option, OptionValue
+from vo.sfind.threads import one_core
 
 __all__ = ["AegeanFinder"]
 
@@ -60,20 +62,35 @@ class AegeanFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
+        from AegeanTools import BANE, AeRes, source_finder  # noqa: F401  (loaded before the limit below)
+
+        # one BLAS/OpenMP thread: the fits' many small matrix inversions ran up to 8 times as long with a
+        # thread per core on the shared machine, and longest inside the service (vo/sfind/threads.py)
+        with one_core():
+            return self._run(image, options)
+
+    def _run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
         from AegeanTools.AeRes import make_model
         from AegeanTools.source_finder import SourceFinder
 
         _numpy_compat()
+        # seconds of each step, kept in the report: the service's overhead is found by comparing them
+        steps: dict[str, float] = {}
+        t0 = time.perf_counter()
         bkg, rms = bane_maps(image, grid=int(options["grid_size"]), box=int(options["box_size"]))
+        steps["bane_s"] = time.perf_counter() - t0
         bkg_path, rms_path = image.workdir / "bkg.fits", image.workdir / "rms.fits"
         fits.PrimaryHDU(bkg, image.header).writeto(bkg_path, overwrite=True)
         fits.PrimaryHDU(rms, image.header).writeto(rms_path, overwrite=True)
+        t0 = time.perf_counter()
         finder = SourceFinder(log=logging.getLogger("vlkb.sfind.aegean"))
         summits = int(options["max_summits"]) or None
         found = finder.find_sources_in_image(
             str(image.path), cores=1, rmsin=str(rms_path), bkgin=str(bkg_path), innerclip=float(options["innerclip"]),
             outerclip=float(options["outerclip"]), max_summits=summits, docov=bool(options["docov"]),
             nonegative=not options["negative"], progress=False)
+        steps["find_fit_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         rows = [{
             "lon": c.ra, "lat": c.dec, "err_lon": c.err_ra, "err_lat": c.err_dec, "peak": c.peak_flux,
             "err_peak": c.err_peak_flux, "flux": c.int_flux, "err_flux": c.err_int_flux, "a": c.a, "b": c.b,
@@ -87,4 +104,6 @@ class AegeanFinder:
         if finder.wcshelper is not None:
             model = make_model(found, image.data.shape, finder.wcshelper)
             residual = (image.data - bkg - model).astype(np.float32)
-        return FinderOutput(comps, background=bkg, rms=rms, residual=residual)
+        steps["model_s"] = time.perf_counter() - t0
+        return FinderOutput(comps, background=bkg, rms=rms, residual=residual,
+                            notes={"steps": {k: round(v, 3) for k, v in steps.items()}})

@@ -19,6 +19,7 @@ degrees. Plotting is off and it runs on one core: tiles are the unit of parallel
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ from vo.errors import UsageError
 from vo.sfind.bane import bane_maps
 from vo.sfind.finder import Components, FinderImage, FinderOutput
 from vo.sfind.options import Option, OptionValue
+from vo.sfind.threads import one_core
 
 __all__ = ["PyBdsfFinder"]
 
@@ -67,12 +69,23 @@ class PyBdsfFinder:
         return _OPTIONS
 
     def run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
+        import bdsf  # noqa: F401  (its OpenMP and BLAS loaded before the limit below)
+        from AegeanTools import BANE  # noqa: F401
+
+        # one BLAS/OpenMP thread, as Aegean (vo/sfind/threads.py): tiles are the unit of parallelism
+        with one_core():
+            return self._run(image, options)
+
+    def _run(self, image: FinderImage, options: Mapping[str, OptionValue]) -> FinderOutput:
         import bdsf
 
         extra: dict[str, object] = {}
         path, bkg = image.path, None
+        steps: dict[str, float] = {}  # seconds of each step, for the report
         if options["background"] == "bane":
+            t0 = time.perf_counter()
             bkg, rms = bane_maps(image, grid=int(options["grid_size"]), box=int(options["box_size"]))
+            steps["bane_s"] = time.perf_counter() - t0
             path = image.workdir / "image-bkg.fits"
             fits.PrimaryHDU(image.data - bkg, image.header).writeto(path, overwrite=True)
             fits.PrimaryHDU(np.zeros_like(rms), image.header).writeto(image.workdir / "zero.fits", overwrite=True)
@@ -87,6 +100,7 @@ class PyBdsfFinder:
         h = image.header
         frequency = h.get("FREQ") or h.get("RESTFRQ") or (2.998e8 / h["WAVELENG"] if "WAVELENG" in h else 1e9)
         logging.getLogger("PyBDSF").setLevel(logging.ERROR)
+        t0 = time.perf_counter()
         try:
             img = bdsf.process_image(
                 str(path), beam=image.beam, frequency=float(frequency), thresh="hard",
@@ -96,6 +110,7 @@ class PyBdsfFinder:
                 outfile=str(image.workdir / "pybdsf"), **extra)
         except RuntimeError as exc:  # PyBDSF's own refusals of an image (e.g. blank, no noise)
             raise UsageError(f"ID: PyBDSF cannot search this image: {exc}") from None
+        steps["find_fit_s"] = time.perf_counter() - t0
         gaussians = list(getattr(img, "gaussians", []) or [])
         rows = [{
             "lon": g.centre_sky[0], "lat": g.centre_sky[1], "err_lon": g.centre_skyE[0],
@@ -113,4 +128,4 @@ class PyBdsfFinder:
             return None if a is None else np.asarray(a, dtype=np.float32).squeeze().T
 
         return FinderOutput(comps, background=bkg if bkg is not None else plane(mean), rms=plane(rms_arr),
-                            residual=plane(resid))
+                            residual=plane(resid), notes={"steps": {k: round(v, 3) for k, v in steps.items()}})
