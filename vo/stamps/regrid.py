@@ -5,14 +5,23 @@ tile's memory map (:func:`vo.cutout.source.mapping`), its celestial WCS, its uni
 header cards a stamp inherits, so each further stamp reads only the slab its grid needs (the grid's
 outline mapped into the tile, plus the kernel's reach) with no header parse, no ``WCS`` built and
 no temporary file. The general path (:func:`vo.stamps.stamp.make_stamps`) is the same steps from
-a SODA cut. One :class:`RegridTiles` serves one job (one thread): it moves the kept WCS's
-reference pixel per slab rather than copying the WCS (a copy costs ~1 ms).
+a SODA cut. A kept tile moves its WCS's reference pixel to each slab rather than copying the WCS
+(a copy costs ~1 ms), under a lock.
+
+**Files from a template**: the first stamp of a tile on one kind of grid (survey, shape, pixel,
+frame) is finished the general way (:func:`vo.stamps.stamp._finish`) and its serialised header
+kept; the next stamps of that tile and grid rewrite only the cards that differ between sources
+(``CRVAL``, ``LONPOLE``/``LATPOLE``, ``OBJECT``, source position, coverage, background level and
+its ``HISTORY`` card), as :mod:`vo.stamps.tiles` does for native stamps (astropy's header
+building and verification were a quarter of a stamp's time). Such a stamp is a
+:class:`FileStamp`: its header is parsed back from its file only when a cube or a stack asks.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -60,9 +69,9 @@ __all__ = ["FileStamp", "KeptTile", "RegridTiles", "make_stamps", "slab_box"]
 CARRIED = ("BMAJ", "BMIN", "BPA", "RESTFRQ", "RESTFREQ", "FREQ", "WAVELENG", "TELESCOP", "INSTRUME")
 
 
-def slab_box(wcs: WCS, grid: WCS, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """``(x0, x1, y0, y1)``: the pixels of an image of ``shape`` on ``wcs`` that ``grid`` needs (its
-    outline mapped into ``wcs``, plus the kernel's reach of two output pixels and two input pixels);
+def slab_box(wcs: WCS, grid: WCS) -> tuple[int, int, int, int] | None:
+    """``(x0, x1, y0, y1)``: the pixels of an image on ``wcs`` that ``grid`` needs (its outline
+    mapped into ``wcs``, plus the kernel's reach (one output pixel) doubled, plus two input pixels);
     may reach outside the image. None when the grid does not map into ``wcs``."""
     nx, ny = grid.pixel_shape
     edge_x = np.arange(-0.5, nx, 1.0)
@@ -109,7 +118,7 @@ class KeptTile:
 
     did: str
     data: np.ndarray
-    #: the tile's celestial WCS; its reference pixel is moved per slab (:meth:`slab`)
+    #: the tile's celestial WCS; its reference pixel is moved per slab (:meth:`resampled`)
     wcs: WCS
     crpix: tuple[float, float]
     pixel: float
@@ -121,34 +130,36 @@ class KeptTile:
     #: the cards a stamp inherits (beam, frequency, instrument)
     header: fits.Header
     note: str
-    #: the header templates of this tile's stamps, by grid (shape, pixel, frame)
+    #: the header templates of this tile's stamps, by survey and grid (shape, pixel, frame)
     templates: dict[tuple[object, ...], _Template | None] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def slab(self, grid: WCS) -> tuple[np.ndarray, WCS] | None:
-        """The slab ``grid`` needs, in Jy/sr (NaN outside the tile), and its WCS (the kept one, moved
-        to the slab: valid until the next call). None when the grid does not map into the tile."""
-        self.wcs.wcs.crpix = self.crpix
-        self.wcs.wcs.set()
-        ny, nx = self.data.shape
-        box = slab_box(self.wcs, grid, (ny, nx))
-        if box is None:
-            return None
-        x0, x1, y0, y1 = box
-        out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float64)
-        sx, sy = slice(max(0, x0), min(nx, x1)), slice(max(0, y0), min(ny, y1))
-        if sx.start >= sx.stop or sy.start >= sy.stop:
-            return None
-        raw = self.data[sy, sx]
-        part = raw.astype(np.float64)
-        if self.blank is not None:
-            part[raw == self.blank] = np.nan
-        out[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] = part
-        out *= self.scale
-        out += self.zero
-        out *= self.factor
-        self.wcs.wcs.crpix = [self.crpix[0] - x0, self.crpix[1] - y0]
-        self.wcs.wcs.set()
-        return out, self.wcs
+    def resampled(self, grid: WCS, max_voxels: int) -> np.ndarray:
+        """The slab of the tile ``grid`` needs (NaN outside the tile), in Jy/sr, resampled onto ``grid``."""
+        with self.lock:  # the kept WCS is moved to the slab: one slab at a time
+            self.wcs.wcs.crpix = self.crpix
+            self.wcs.wcs.set()
+            box = slab_box(self.wcs, grid)
+            if box is None:
+                raise StampError("the source is outside the projection of the data")
+            x0, x1, y0, y1 = box
+            if (x1 - x0) * (y1 - y0) > max_voxels:
+                raise StampError(f"the cut would hold {(x1 - x0) * (y1 - y0)} pixels; use a smaller SIZE")
+            ny, nx = self.data.shape
+            out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float64)
+            sx, sy = slice(max(0, x0), min(nx, x1)), slice(max(0, y0), min(ny, y1))
+            if sx.start < sx.stop and sy.start < sy.stop:
+                raw = self.data[sy, sx]
+                part = raw.astype(np.float64)
+                if self.blank is not None:
+                    part[raw == self.blank] = np.nan
+                out[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] = part
+            out *= self.scale
+            out += self.zero
+            out *= self.factor
+            self.wcs.wcs.crpix = [self.crpix[0] - x0, self.crpix[1] - y0]
+            self.wcs.wcs.set()
+            return resample(out, self.wcs, grid)
 
 
 def _keep(ds: Dataset, query: soda.SodaParams) -> KeptTile | None:
@@ -274,11 +285,8 @@ def _from_template(t: _Template, sb: np.ndarray, src: Source, survey: str, grid:
 def _tile_stamp(tile: KeptTile, src: Source, survey: str, grid: WCS, opts: Options) -> Stamp:
     """The stamp of ``src`` from a kept tile: its slab resampled onto ``grid``; the header from the
     tile's template for this kind of grid, or (the first) made the general way and kept as one."""
-    got = tile.slab(grid)
-    if got is None:
-        raise StampError("the source is outside the projection of the data")
-    sb = resample(*got, grid)
-    key = _grid_key(grid)
+    sb = tile.resampled(grid, opts.max_voxels)
+    key = (survey, *_grid_key(grid))
     t = tile.templates.get(key)
     if t is not None:
         made = _from_template(t, sb, src, survey, grid, tile.did, opts)
