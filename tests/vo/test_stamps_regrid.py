@@ -34,22 +34,31 @@ SR = (math.pi / 180) ** 2
 GAUSSIANS = [(0.10, 0.05, 2.5, 10.0), (0.13, 0.03, 1.0, 8.0), (0.07, 0.08, 4.0, 14.0), (0.11, 0.09, 0.5, 9.0)]
 
 
-def tile(path: Path) -> tuple[Dataset, WCS]:
+def tile(path: Path, *, rotated: bool = False) -> tuple[Dataset, WCS]:
+    """The Gaussians on a Galactic CAR tile, or (``rotated``) on an ICRS TAN tile turned by 30 degrees."""
     h = fits.Header()
     h["CTYPE1"], h["CTYPE2"], h["CRVAL1"], h["CRVAL2"] = "GLON-CAR", "GLAT-CAR", 0.1, 0.05
     h["CDELT1"], h["CDELT2"], h["CRPIX1"], h["CRPIX2"] = -PIX, PIX, 200.5, 150.5
+    if rotated:
+        c = SkyCoord(0.1 * u.deg, 0.05 * u.deg, frame="galactic").icrs
+        h["CTYPE1"], h["CTYPE2"], h["CRVAL1"], h["CRVAL2"] = "RA---TAN", "DEC--TAN", c.ra.deg, c.dec.deg
+        h["RADESYS"], h["CRPIX1"], h["CRPIX2"] = "ICRS", 200.5, 200.5
+        a = math.radians(30.0)
+        h["PC1_1"], h["PC1_2"], h["PC2_1"], h["PC2_2"] = math.cos(a), -math.sin(a), math.sin(a), math.cos(a)
     h["BUNIT"], h["BMAJ"], h["BMIN"] = "MJy/sr", 8.0 / 3600, 8.0 / 3600
     wcs = WCS(h)
-    y, x = np.mgrid[0:300, 0:400]
-    lon, lat = wcs.pixel_to_world_values(x, y)
+    y, x = np.mgrid[0:300, 0:400] if not rotated else np.mgrid[0:400, 0:400]
+    world = wcs.pixel_to_world(x, y)
+    gal = world.galactic if rotated else world
+    lon, lat = gal.l.deg, gal.b.deg
     lon = (lon + 180) % 360 - 180
-    sky = np.zeros((300, 400))
+    sky = np.zeros(x.shape)
     for l0, b0, total, fwhm in GAUSSIANS:
         s = fwhm / 3600 / (2 * math.sqrt(2 * math.log(2)))
         r2 = ((lon - l0) * np.cos(np.radians(b0))) ** 2 + (lat - b0) ** 2
         sky += total / (2 * math.pi * s * s * SR) * np.exp(-r2 / (2 * s * s)) / 1e6  # MJy/sr
     fits.PrimaryHDU(sky.astype(np.float32), h).writeto(path)
-    corners = wcs.calc_footprint(axes=(400, 300))
+    corners = wcs.calc_footprint(axes=x.shape[::-1])
     ds = Dataset(publisher_did=f"ivo://test/vlkb?t/{path.name}", survey="T", path=str(path), size=None,
                  dataproduct_type="image", em_min=None, em_max=None, t_min=None, t_max=None, pol_states=None,
                  vel_min=None, vel_max=None, s_ra=None, s_dec=None, s_fov=None, s_region=None,
@@ -151,3 +160,20 @@ def test_the_resampler_is_reprojects_adaptive_one() -> None:
         want = reproject_adaptive((data, wcs_in), grid, shape_out=(15, 15), kernel=KERNEL, conserve_flux=False,
                                   roundtrip_coords=False, return_footprint=False)
     np.testing.assert_array_equal(resample(data, wcs_in, grid), want)
+
+
+def test_a_rotated_tile_gives_the_grid_s_wcs_and_keeps_the_flux(tmp_path: Path) -> None:
+    """A tile turned by 30 degrees in another frame: its stamps carry the common grid's WCS only (none
+    of the tile's PCi_j or RADESYS), the same cards as a Galactic tile's stamp, and each total flux."""
+    gal, _ = tile(tmp_path / "g.fits")
+    rot, _ = tile(tmp_path / "r.fits", rotated=True)
+    inputs = [("G/1 um", [gal], []), ("R/1 um", [rot], [])]
+    kept = RegridTiles()
+    for src, (_, _, total, _) in zip(SOURCES, GAUSSIANS, strict=True):
+        for stamps in (regrid_stamps(src, inputs, Options(regrid=True), kept),
+                       make_stamps(src, inputs, Options(regrid=True))):
+            g, r = (fits.open(io.BytesIO(stamp_file(s)))[0] for s in stamps)
+            assert not [k for k in r.header if k.startswith(("PC", "RADESYS", "EQUINOX")) or k in ("CD1_1", "CD1_2")]
+            assert WCS(r.header).to_header_string() == WCS(g.header).to_header_string()
+            for hdu in (g, r):
+                assert float(np.sum(hdu.data, dtype=np.float64)) == pytest.approx(total, rel=0.01)

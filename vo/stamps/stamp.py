@@ -298,6 +298,9 @@ def common_grid(src: Source, pixels: Sequence[float], opts: Options) -> WCS:
 
 
 def _regrid(n: _Native, grid: WCS) -> None:
+    # the native WCS cards go with the native grid (a rotated tile's PCi_j would otherwise rotate the stamp)
+    for key in n.wcs.to_header():
+        n.header.remove(key, ignore_missing=True, remove_all=True)
     n.data, n.wcs = resample(n.data, n.wcs, grid), grid
     n.notes.append(regrid_note(grid))
 
