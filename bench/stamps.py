@@ -8,7 +8,8 @@ makes their stamps on three surveys (Hi-GAL 70, 160 and 250 um), measuring in th
   slab reads, unit conversion, a FITS file per stamp into a tar.gz) with one worker, with two
   workers each running half the sources (two processes, as two ``vlkb worker``), and one job over
   two processes (``VLKB_STAMPS_PROCESSES=2``); then, on ``--regrid-sources`` sources, with
-  ``REGRID=true`` (``reproject_exact``, flux-conserving: the general path) against the loop;
+  ``REGRID=true`` (reproject's adaptive resampler, flux-conserving, from the kept tiles'
+  slabs: ``vo/stamps/regrid.py``) against the loop measured again on those sources;
 - the baseline: a plain loop over the same files with the tiles' WCS known in advance and every
   file opened once (memory-mapped): for each source and survey, the first tile holding the
   position, ``astropy.nddata.Cutout2D``, ``reproject_interp`` onto a grid centred on the source,
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sources", type=int, default=10_000)
     parser.add_argument("--radius", type=float, default=0.01)
     parser.add_argument("--regrid-sources", type=int, default=1000,
-                        help="sources of the REGRID runs (the general path, about 20x slower; 0: none)")
+                        help="sources of the REGRID runs (0: none)")
     parser.add_argument("--home", type=Path, default=ROOT / "var" / "bench" / "stamps")
     args = parser.parse_args(argv)
     home = args.home.resolve()

@@ -470,3 +470,46 @@ def test_capabilities_and_the_registry_record_list_the_stamps_service(server) ->
                                                        "ivo://vlkb/std/stamps#async-1.0"}
     assert all(c.find("interface").get("{http://www.w3.org/2001/XMLSchema-instance}type") == "vs:ParamHTTP"
                for c in service)
+
+
+def test_async_regridded_stamps_keep_centre_and_flux_and_share_one_wcs(server, catalogues) -> None:
+    """REGRID in a job: stamps after a tile's first are resampled from the kept tile's slab, their file
+    from its header template (vo/stamps/regrid.py). Two isolated sources of each band, one stamp per
+    band each: a source's stamps share one WCS exactly; on its own band a source sits within half a
+    pixel of the centre (its flux-weighted centroid too) with its catalogue flux within 2%."""
+    bands = ("70", "160", "250")
+    picks = [(band, i) for band in bands
+             for i in isolated(catalogues[band], lrange=(-0.55, 0.55), brange=(-0.4, 0.4), count=2)]
+    size = max(stamp_radius(catalogues[band]["fwhma"][i]) for band, i in picks)
+    table = "name,glon,glat\n" + "".join(f"r{k},{catalogues[band]['l'][i] % 360},{catalogues[band]['b'][i]}\n"
+                                         for k, (band, i) in enumerate(picks))
+    url, phase = run_job(server, {"SURVEY": [SURVEYS[b] for b in bands], "SIZE": str(size), "REGRID": "true",
+                                  "BKG": "median"}, files={"SOURCES": ("s.csv", table.encode(), "text/csv")})
+    assert phase == "COMPLETED", httpx.get(url + "/error").text
+    manifest = parse_single_table(io.BytesIO(result(url, "manifest"))).to_table()
+    assert list(manifest["status"]) == ["OK"] * len(picks) * len(bands)
+    keys = ("NAXIS1", "NAXIS2", "CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2",
+            "LONPOLE", "LATPOLE")
+    with tarfile.open(fileobj=io.BytesIO(result(url, "stamps.tar.gz")), mode="r:gz") as tar:
+        files = {(r["source"], r["survey"]): fits.open(io.BytesIO(tar.extractfile(r["file"]).read()))[0]
+                 for r in manifest}
+    for k, (band, i) in enumerate(picks):
+        mine = [files[(f"r{k}", SURVEYS[b])] for b in bands]
+        for s in mine[1:]:
+            assert [s.header[key] for key in keys] == [mine[0].header[key] for key in keys]
+        assert abs(mine[0].header["CDELT2"]) * 3600 == pytest.approx(6.0)  # the coarsest survey's pixel
+        stamp = files[(f"r{k}", SURVEYS[band])]
+        cat = catalogues[band]
+        l, b, fwhm = cat["l"][i], cat["b"][i], cat["fwhma"][i]  # noqa: E741
+        dx, dy = offset_px(stamp, l, b)
+        assert abs(dx) <= 0.5 and abs(dy) <= 0.5, (dx, dy)
+        flux = aperture_sum(stamp, l, b, 1.5 * fwhm)
+        assert flux == pytest.approx(cat["flux"][i], rel=0.02), (band, i, flux, cat["flux"][i])
+        # where the flux is: the centroid of the aperture (numpy) within half a pixel of the centre
+        ny, nx = stamp.data.shape
+        y, x = np.mgrid[0:ny, 0:nx]
+        inside = np.hypot(x - (nx - 1) / 2 - dx, y - (ny - 1) / 2 - dy) <= 1.5 * fwhm / (abs(stamp.header["CDELT2"])
+                                                                                        * 3600)
+        w = stamp.data[inside].astype(np.float64)
+        cx, cy = float(np.sum(x[inside] * w) / w.sum()), float(np.sum(y[inside] * w) / w.sum())
+        assert abs(cx - (nx - 1) / 2) <= 0.5 and abs(cy - (ny - 1) / 2) <= 0.5, (band, cx, cy)

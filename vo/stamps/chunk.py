@@ -20,7 +20,9 @@ from astropy.coordinates import SkyCoord
 
 from vo.caller import Caller, Dataset
 from vo.stamps.coverage import SurveyRef, covering_many_blocking
-from vo.stamps.stamp import Options, Source, Stamp, make_stamps
+from vo.stamps.regrid import RegridTiles
+from vo.stamps.regrid import make_stamps as regrid_stamps
+from vo.stamps.stamp import Options, Source, Stamp
 from vo.stamps.tiles import TileCache, fast_path_applies
 
 __all__ = ["CHUNK", "ChunkMaker", "pool_chunk", "pool_init"]
@@ -48,6 +50,7 @@ class ChunkMaker:
     options: Options
     known: dict[str, Dataset] = field(default_factory=dict)
     tiles: TileCache = field(default_factory=TileCache)
+    regrid_tiles: RegridTiles = field(default_factory=RegridTiles)
 
     def make(self, sources: Sequence[Source]) -> list[list[Stamp]]:
         """The stamps of each source, one per survey in the order of ``surveys``."""
@@ -66,7 +69,7 @@ class ChunkMaker:
                 else:
                     rest.append((sv.text, cov[k].full, cov[k].partial))
             if rest:
-                made.update((st.survey, st) for st in make_stamps(src, rest, self.options))
+                made.update((st.survey, st) for st in regrid_stamps(src, rest, self.options, self.regrid_tiles))
             out.append([made[sv.text] for sv in self.surveys])
         return out
 

@@ -14,8 +14,11 @@ The steps (issue 19; each is named in the header's ``VLKBCONV`` / ``HISTORY``):
    0.7 R ... R is subtracted; skipped, and flagged ``BKGSKIP``, when under half of it has data.
 5. **common beam** (``BEAM``): convolution with radio-beam's kernel from the native to the target
    beam (``Beam.deconvolve(...).as_kernel``); a target smaller than the native beam is an error.
-6. **common grid** (``REGRID``): ``reproject_exact`` (flux-conserving for surface brightness) onto
-   the source's grid, north-aligned in the requested frame, shared by every survey of the source.
+6. **common grid** (``REGRID``): reproject's adaptive resampler (flux-conserving for surface
+   brightness, :mod:`vo.stamps.resample`) onto the source's grid, north-aligned in the requested
+   frame, shared by every survey of the source. The whole cut is resampled (no window first), so
+   the grid's edge pixels have their neighbours. In a job, a stamp held by one local 2D tile (no
+   ``BEAM``) reads only the slab its grid needs from the tile kept open (:mod:`vo.stamps.regrid`).
 7. **target unit** with the output pixel, beam and frequency.
 
 No HTTP, no SQL: the datasets come from :mod:`vo.stamps.coverage`.
@@ -38,13 +41,13 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 from radio_beam import Beam
 from radio_beam.utils import BeamError
-from reproject import reproject_exact
 
 from vo import soda
 from vo.caller import Dataset
 from vo.cutout.bounds import header_wcs
 from vo.errors import UsageError
 from vo.shapes import Circle, Interval
+from vo.stamps.resample import KERNEL, resample
 from vo.stamps.units import Brightness, beam_of, to_surface, to_target
 
 __all__ = ["Options", "Source", "Stamp", "StampError", "common_grid", "make_stamp"]
@@ -199,7 +202,8 @@ def _native(full: Sequence[Dataset], partial: Sequence[Dataset], src: Source, op
         notes.append(f"moment 0 over {int(header.get('NAXIS3', 0)) or 'all'} channels x {kms:g} km/s")
     elif data.ndim != 2:
         raise StampError(f"cannot make a stamp of data with {data.ndim} axes")
-    data, cel = _window(data, wcs, src)
+    # REGRID resamples the whole cut (the grid's edges need their neighbours); else the centred window
+    data, cel = (data, _cel(wcs)) if opts.regrid else _window(data, wcs, src)
     out_header = cel.to_header()
     for key in ("BMAJ", "BMIN", "BPA", "RESTFRQ", "RESTFREQ", "FREQ", "WAVELENG", "TELESCOP", "INSTRUME"):
         if key in header:
@@ -270,10 +274,10 @@ def _convolve(n: _Native, target: Beam) -> None:
         n.header[key] = value
 
 
-def common_grid(src: Source, natives: Sequence[_Native], opts: Options) -> WCS:
+def common_grid(src: Source, pixels: Sequence[float], opts: Options) -> WCS:
     """The grid shared by every survey of ``src``: north-aligned CAR in the requested frame, the
-    coarsest native pixel (or ``opts.pixel``), centred on the source."""
-    pixel = opts.pixel or max(_pixel_deg(n.wcs) for n in natives)
+    coarsest of the native ``pixels`` (degrees; or ``opts.pixel``), centred on the source."""
+    pixel = opts.pixel or max(pixels)
     half = max(1, math.ceil(src.radius / pixel))
     if (2 * half + 1) ** 2 > opts.max_voxels:
         raise StampError(f"PIXSCALE: a grid of {2 * half + 1} pixels a side is more than allowed; use a larger pixel")
@@ -294,13 +298,16 @@ def common_grid(src: Source, natives: Sequence[_Native], opts: Options) -> WCS:
 
 
 def _regrid(n: _Native, grid: WCS) -> None:
-    shape = (grid.pixel_shape[1], grid.pixel_shape[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # FITSFixedWarning and NaN warnings of the inputs
-        values, footprint = reproject_exact((n.data, n.wcs), grid, shape_out=shape, parallel=False)
-    values[footprint < 0.5] = np.nan
-    n.data, n.wcs = np.asarray(values, dtype=np.float64), grid
-    n.notes.append(f"reproject_exact onto {grid.wcs.ctype[0][:4]} CAR grid of {_pixel_deg(grid) * 3600:.3f}\"")
+    # the native WCS cards go with the native grid (a rotated tile's PCi_j would otherwise rotate the stamp)
+    for key in n.wcs.to_header():
+        n.header.remove(key, ignore_missing=True, remove_all=True)
+    n.data, n.wcs = resample(n.data, n.wcs, grid), grid
+    n.notes.append(regrid_note(grid))
+
+
+def regrid_note(grid: WCS) -> str:
+    """The provenance note of a regrid onto ``grid``."""
+    return f"reproject_adaptive ({KERNEL}) onto {grid.wcs.ctype[0][:4]} CAR grid of {_pixel_deg(grid) * 3600:.3f}\""
 
 
 def _coverage(data: np.ndarray) -> float:
@@ -351,14 +358,14 @@ def make_stamps(src: Source, inputs: Sequence[tuple[str, Sequence[Dataset], Sequ
     out: dict[str, Stamp] = {}
     for survey, full, partial in inputs:
         if not full and not partial:
-            out[survey] = Stamp(src, survey, error="no coverage: no dataset of this survey meets the stamp")
+            out[survey] = no_coverage(src, survey)
             continue
         try:
             natives[survey] = _native(full, partial, src, opts)
         except UsageError as exc:
-            out[survey] = Stamp(src, survey, error=f"{exc.code}: {exc.message}")
+            out[survey] = failed(src, survey, exc)
     target = _target_beam(opts.beam, list(natives.values())) if natives else None
-    grid = common_grid(src, list(natives.values()), opts) if natives and opts.regrid else None
+    grid = common_grid(src, [_pixel_deg(n.wcs) for n in natives.values()], opts) if natives and opts.regrid else None
     for survey, n in natives.items():
         try:
             if target is not None:
@@ -367,8 +374,18 @@ def make_stamps(src: Source, inputs: Sequence[tuple[str, Sequence[Dataset], Sequ
                 _regrid(n, grid)
             out[survey] = _finish(n, src, survey, opts)
         except UsageError as exc:
-            out[survey] = Stamp(src, survey, error=f"{exc.code}: {exc.message}")
+            out[survey] = failed(src, survey, exc)
     return [out[s] for s, _, _ in inputs]
+
+
+def no_coverage(src: Source, survey: str) -> Stamp:
+    """The stamp of a survey no dataset of which meets the stamp."""
+    return Stamp(src, survey, error="no coverage: no dataset of this survey meets the stamp")
+
+
+def failed(src: Source, survey: str, exc: UsageError) -> Stamp:
+    """The stamp that ``exc`` stopped (its manifest row gives the reason)."""
+    return Stamp(src, survey, error=f"{exc.code}: {exc.message}")
 
 
 def make_stamp(src: Source, survey: str, full: Sequence[Dataset], partial: Sequence[Dataset],
