@@ -6,7 +6,8 @@ sends wake-ups over a Redis broker to ``vlkb worker`` processes on any number of
 Both run jobs with the same :class:`~vo.uws.worker.JobWorker`, so the runners
 (``vo/jobs/*``) and the guarantees are the same: a job is claimed once by compare-and-set and
 never re-run; a process that dies leaves its jobs to the reaper, which ends them in ERROR;
-QUEUED jobs left by a stopped service run when one starts again.
+QUEUED jobs left by a stopped service run when one starts again. A free slot also runs the parts
+a job fans out (``vo/uws/parts.py``), its own or another process's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Protocol
 import structlog
 
 from db.jobs import JobStore
-from vo.uws.context import JobAborted, RunContext, Runner
+from db.parts import PartRow
+from vo.uws.context import JobAborted, PartFunction, RunContext, Runner
 from vo.uws.model import Job
 from vo.uws.results import ResultStore
 from vo.uws.worker import HEARTBEAT, JobWorker, worker_dead
@@ -47,17 +49,20 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs jobs in threads of the service process, at most ``concurrency`` at a time (and at
-    most ``per_owner`` of one owner; the others stay QUEUED until one of theirs ends)."""
+    """Runs jobs and parts of jobs in threads of the service process, at most ``concurrency`` at a
+    time (and at most ``per_owner`` jobs of one owner; the others stay QUEUED until one of theirs
+    ends). Parts come first: they finish work already started. Other processes' parts are found
+    by polling every ``poll`` seconds, then at once as long as there are some."""
 
     def __init__(self, store: JobStore, results: ResultStore, runners: Mapping[str, Runner], *,
                  conninfo: str, concurrency: int = 4, per_owner: int = 0, poll: float = 2.0,
-                 heartbeat: float = HEARTBEAT) -> None:
+                 heartbeat: float = HEARTBEAT, parts: Mapping[str, PartFunction] | None = None) -> None:
         self.worker = JobWorker(store, results, runners, conninfo=conninfo, per_owner=per_owner,
-                                heartbeat=heartbeat)
+                                heartbeat=heartbeat, parts=parts)
         self.concurrency = concurrency
         self.poll = poll
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._part_tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
@@ -68,6 +73,13 @@ class LocalExecutor:
         return list(self._tasks)
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # a runner queued parts (from its thread): look for them now
+
+        def wake(_count: int) -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self.worker.wake = wake
         self._loop_task = asyncio.create_task(self._dispatch(), name="vlkb-uws-dispatch")
 
     async def stop(self) -> None:
@@ -76,9 +88,9 @@ class LocalExecutor:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for ctx in list(self.worker.running.values()):
+        for ctx in [*self.worker.running.values(), *self.worker.running_parts.values()]:
             await asyncio.to_thread(ctx.cancel)
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._part_tasks.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
 
@@ -105,7 +117,13 @@ class LocalExecutor:
                 if time.monotonic() - self._last_sweep > self.worker.heartbeat:
                     self._last_sweep = time.monotonic()
                     await self._sweep()
-                while len(self._tasks) < self.concurrency:
+                while len(self._tasks) + len(self._part_tasks) < self.concurrency:
+                    part = await self.worker.claim_part()
+                    if part is None:
+                        break
+                    key = (part.job_id, part.part)
+                    self._part_tasks[key] = asyncio.create_task(self._run_part(part), name=f"vlkb-part-{key}")
+                while len(self._tasks) + len(self._part_tasks) < self.concurrency:
                     job = await self.worker.claim()
                     if job is None:
                         break
@@ -119,6 +137,13 @@ class LocalExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(self.poll, self.worker.heartbeat))
             self._wake.clear()
+
+    async def _run_part(self, part: PartRow) -> None:
+        try:
+            await self.worker.run_part(part)
+        finally:
+            self._part_tasks.pop((part.job_id, part.part), None)
+            self._wake.set()
 
     async def _execute(self, job: Job, ctx: RunContext) -> None:
         try:
