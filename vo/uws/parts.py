@@ -82,7 +82,7 @@ def run_claimed(conn: psycopg.Connection, row: PartRow, fn: PartFunction, ctx: R
                 sql.requeue_blocking(conn, row)
             raise JobAborted(ctx.job_id) from None
         if isinstance(exc, VlkbError):
-            sql.finish_blocking(conn, row, "error", error_code=type(exc).__name__, error=exc.message)
+            sql.finish_blocking(conn, row, "error", error_code=_error_class(exc), error=exc.message)
         else:
             log.error("job part crashed", job_id=row.job_id, part=row.part, name=row.name, exc_info=exc)
             sql.finish_blocking(conn, row, "error", error=f"{type(exc).__name__}: {exc}")
@@ -90,6 +90,12 @@ def run_claimed(conn: psycopg.Connection, row: PartRow, fn: PartFunction, ctx: R
     if not sql.finish_blocking(conn, row, "done", output=output):
         # queued again meanwhile, or the job ended (its results may be removed already): drop ours
         ctx.results.remove(output)
+
+
+def _error_class(exc: VlkbError) -> str:
+    """The name of the class of ``exc`` in :mod:`vo.errors`, or of its nearest base there
+    (``NoOverlapError`` is sent back as the ``UsageError`` it is)."""
+    return next(c.__name__ for c in type(exc).__mro__ if getattr(errors, c.__name__, None) is c)
 
 
 def _error(row: PartRow) -> Exception:
