@@ -20,7 +20,7 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["PartRow", "add_blocking", "claim", "claim_blocking", "executing_blocking", "finish_blocking",
-           "parts_blocking",
+           "outputs", "parts_blocking",
            "requeue", "requeue_blocking", "running", "running_blocking"]
 
 _COLUMNS = "job_id, part, name, state, worker, heartbeat, runs, error_code, error, output"
@@ -142,6 +142,15 @@ def executing_blocking(conn: psycopg.Connection, job_id: str) -> bool:
     row = conn.execute("SELECT phase = 'EXECUTING' FROM vlkb.jobs WHERE job_id = %s", (job_id,)).fetchone()
     conn.commit()
     return bool(row and row[0])
+
+
+async def outputs(pool: AsyncConnectionPool, job_id: str) -> list[str]:
+    """Where the done parts of ``job_id`` wrote their outputs (read back and removed by the job's
+    runner, unless it failed first)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT output FROM vlkb.job_parts WHERE job_id = %s AND state = 'done'"
+                                 " AND output IS NOT NULL", (job_id,))
+        return [r[0] for r in await cur.fetchall()]
 
 
 async def running(pool: AsyncConnectionPool) -> list[PartRow]:

@@ -115,6 +115,15 @@ def _pid(worker: object) -> int:
     return int(str(worker).split(":")[1])
 
 
+def _running_in(stack: JobStack, job_id: str, pid: int, timeout: float = 120) -> list[dict]:
+    """Wait for parts of ``job_id`` running in process ``pid``; their rows."""
+    deadline = time.monotonic() + timeout
+    while not (rows := [p for p in _parts(stack, job_id) if p["state"] == "running" and _pid(p["worker"]) == pid]):
+        assert time.monotonic() < deadline, f"no part of {job_id} ran in {pid}: {_parts(stack, job_id)}"
+        time.sleep(0.02)
+    return rows
+
+
 def _results(base: str, path: str, job_id: str) -> dict[str, str]:
     doc = etree.fromstring(httpx.get(f"{base}/{path}/async/{job_id}/results", timeout=30).content)
     return {e.get("id"): e.get(f"{{{NS['xlink']}}}href") for e in doc.iterfind("uws:result", NS)}
@@ -137,8 +146,10 @@ def test_stamps_and_sfind_run_their_parts_in_two_worker_processes(stack: JobStac
     base, workers = celery
     pids = {w.pid for w in workers}
     n = 1000  # five chunks of 200 sources
+    # one after the other: two jobs at once would each hold one worker's only slot, and make their parts alone
     stamps = _submit(base, "stamps", {"SURVEY": SURVEYS, "SIZE": "0.005"},
                      files={"SOURCES": ("sources.csv", _sources_table(n), "text/csv")})
+    wait_phase(stack, stamps, ("COMPLETED", "ERROR", "ABORTED"), timeout=600)
     sfind = _submit(base, "sfind", {"APP": "aegean", "ID": _askap(stack), **REGION})
     for job_id in (stamps, sfind):
         row = wait_phase(stack, job_id, ("COMPLETED", "ERROR", "ABORTED"), timeout=600)
@@ -179,10 +190,7 @@ def test_a_worker_killed_while_running_a_part(stack: JobStack, celery) -> None:
         row = wait_phase(stack, job_id, ("EXECUTING",), timeout=120)
         parent = _pid(row["worker"])
         other = next(w for w in workers if w.pid != parent)
-        victim: list[dict] = []
-        wait_until("a part running in the other worker", lambda: bool(victim.extend(
-            p for p in _parts(stack, job_id) if p["state"] == "running" and _pid(p["worker"]) == other.pid
-        ) or victim), timeout=120)
+        victim = _running_in(stack, job_id, other.pid)
         other.kill()
         done = wait_phase(stack, job_id, ("COMPLETED", "ERROR", "ABORTED"), timeout=600)
         assert done["phase"] == "COMPLETED", done["error_message"]

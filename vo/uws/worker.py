@@ -142,6 +142,11 @@ class JobWorker:
                                            error_message=message, error_code=code)
         if done is None:  # aborted, deleted or reaped meanwhile: that end stands, drop our output
             await asyncio.to_thread(self.results.delete, job.job_id)
+        else:
+            # parts that ended before the runner failed left outputs nobody reads; no part can end
+            # now that the job is not EXECUTING (vo/uws/parts.py)
+            for location in await parts_sql.outputs(self.store.pool, job.job_id):
+                await asyncio.to_thread(self.results.remove, location)
 
     async def _stopped(self, job: Job, ctx: RunContext, bound: structlog.typing.FilteringBoundLogger) -> None:
         """The runner stopped on a cancel: the execution duration ran out, our shutdown, or an
