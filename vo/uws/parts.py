@@ -88,8 +88,10 @@ def run_claimed(conn: psycopg.Connection, row: PartRow, fn: PartFunction, ctx: R
             sql.finish_blocking(conn, row, "error", error=f"{type(exc).__name__}: {exc}")
         return
     if not sql.finish_blocking(conn, row, "done", output=output):
-        # queued again meanwhile, or the job ended (its results may be removed already): drop ours
+        # queued again meanwhile, or the job ended (its results may be removed already): drop ours,
+        # and give the claim up if it is still ours (the job ended: the part stays queued, unclaimed)
         ctx.results.remove(output)
+        sql.requeue_blocking(conn, row)
 
 
 def _error_class(exc: VlkbError) -> str:

@@ -101,7 +101,8 @@ class JobWorker:
         try:
             job = await self.store.get(row.job_id)
             if job is None or job.phase != Phase.EXECUTING:
-                return  # ended since the claim: nobody waits for this part
+                await parts_sql.requeue(self.store.pool, row)  # ended since the claim: give the claim up
+                return
             ctx = self.context(job, part=True)
             self.running_parts[key] = ctx
             await asyncio.to_thread(self._run_part, row, ctx)
