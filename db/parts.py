@@ -19,8 +19,8 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["PartRow", "add_blocking", "claim", "claim_blocking", "executing_blocking", "finish_blocking",
-           "outputs", "parts_blocking",
+__all__ = ["CHANNEL", "PartRow", "add_blocking", "claim", "claim_blocking", "executing_blocking", "finish_blocking",
+           "notify_blocking", "outputs", "parts_blocking",
            "requeue", "requeue_blocking", "running", "running_blocking"]
 
 _COLUMNS = "job_id, part, name, state, worker, heartbeat, runs, error_code, error, output"
@@ -89,6 +89,16 @@ def add_blocking(conn: psycopg.Connection, job_id: str, part: int, name: str, pa
     """Queue part ``part`` of ``job_id``."""
     conn.execute("INSERT INTO vlkb.job_parts (job_id, part, name, payload) VALUES (%s, %s, %s, %s)",
                  (job_id, part, name, payload))
+    conn.commit()
+
+
+#: the PostgreSQL notification channel a runner signals when it queued parts (the local executors listen)
+CHANNEL = "vlkb_parts"
+
+
+def notify_blocking(conn: psycopg.Connection) -> None:
+    """Tell every process listening on :data:`CHANNEL` that parts are queued."""
+    conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
     conn.commit()
 
 

@@ -18,10 +18,11 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+import psycopg
 import structlog
 
 from db.jobs import JobStore
-from db.parts import PartRow
+from db.parts import CHANNEL, PartRow
 from vo.uws.context import JobAborted, PartFunction, RunContext, Runner
 from vo.uws.model import Job
 from vo.uws.results import ResultStore
@@ -52,7 +53,8 @@ class LocalExecutor:
     """Runs jobs and parts of jobs in threads of the service process, at most ``concurrency`` at a
     time (and at most ``per_owner`` jobs of one owner; the others stay QUEUED until one of theirs
     ends). Parts come first: they finish work already started. Other processes' parts are found
-    by polling every ``poll`` seconds, then at once as long as there are some."""
+    at once (a runner notifies ``db.parts.CHANNEL``, which this process listens to), else by
+    polling every ``poll`` seconds, then at once as long as there are some."""
 
     def __init__(self, store: JobStore, results: ResultStore, runners: Mapping[str, Runner], *,
                  conninfo: str, concurrency: int = 4, per_owner: int = 0, poll: float = 2.0,
@@ -65,7 +67,9 @@ class LocalExecutor:
         self._part_tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        self._conninfo = conninfo
 
     @property
     def running(self) -> list[str]:
@@ -80,14 +84,17 @@ class LocalExecutor:
             loop.call_soon_threadsafe(self._wake.set)
 
         self.worker.wake = wake
+        if self.worker.parts:
+            self._listen_task = asyncio.create_task(self._listen(), name="vlkb-uws-parts-listen")
         self._loop_task = asyncio.create_task(self._dispatch(), name="vlkb-uws-dispatch")
 
     async def stop(self) -> None:
         self.worker.stopping = True
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._listen_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for ctx in [*self.worker.running.values(), *self.worker.running_parts.values()]:
             await asyncio.to_thread(ctx.cancel)
         tasks = [*self._tasks.values(), *self._part_tasks.values()]
@@ -137,6 +144,22 @@ class LocalExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(self.poll, self.worker.heartbeat))
             self._wake.clear()
+
+    async def _listen(self) -> None:
+        """Wake the dispatch loop when a runner of any process queued parts (LISTEN; on a lost
+        connection, polling alone until it is back)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,
+                                                                 application_name="vlkb-parts-listen") as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("parts listener lost", error=str(exc))
+            await asyncio.sleep(self.poll)
 
     async def _run_part(self, part: PartRow) -> None:
         try:

@@ -149,8 +149,10 @@ def fan_out(ctx: RunContext, name: str, payloads: Iterable[Any], *, window: int 
                 sql.add_blocking(conn, ctx.job_id, no, name, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
                 flight.append(no)
                 added += 1
-            if added and ctx.wake is not None:
-                ctx.wake(added)
+            if added:
+                sql.notify_blocking(conn)  # the local executors of other processes listen
+                if ctx.wake is not None:
+                    ctx.wake(added)
             if not flight:
                 return
             ctx.check()
