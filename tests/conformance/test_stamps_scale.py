@@ -51,6 +51,8 @@ del table, lon, lat
 run_stamps({"SURVEY": ["Hi-GAL/70 um"], "SIZE": ["0.002"]},
            RunContext(job, url, store, timeout=None, parts=job_parts(), worker_id=worker),
            max_sources=10**6, max_radius=1.0, max_voxels=10**7, list_limit=0)
+with psycopg.connect(url) as c:  # ended as a worker ends it (else a reaper would see its process gone)
+    c.execute("UPDATE vlkb.jobs SET phase = 'COMPLETED', end_time = now() WHERE job_id = %s", (job,))
 print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
