@@ -8,7 +8,7 @@ and prints, per app:
   same cut image in this process, measured in the same run: the ratio is the service's overhead;
 - where the service's extra time goes, from the job's own report (search, outputs, the rest: dispatch,
   result writes, the client's UWS ``WAIT``);
-- one four-tile job (the four ASKAP tiles around (0, 0)) on one and two worker processes of the job
+- one four-tile job (the four ASKAP tiles around (0, 0), 0.3 degree circle) on one and two worker processes of the job
   engine (``vlkb serve`` with ``VLKB_WORKERS=1`` and ``=2``, one job slot each: the tiles are parts of
   the job, ``vo/uws/parts.py``, searched one after the other or two at once): seconds and the speed-up.
 
@@ -121,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"(load {os.getloadavg()[0]:.2f})")
         name = args.apps.split(",")[0]
         times = {}
-        four = {"APP": name, "ID": [d for d, _ in tiles[:4]], "CIRCLE": "0 0 0.1", "POSSYS": "GALACTIC"}
+        # 0.3 degrees: some 300 x 300 pixels of each tile, so the tiles (not the job's fixed costs) take the time
+        four = {"APP": name, "ID": [d for d, _ in tiles[:4]], "CIRCLE": "0 0 0.3", "POSSYS": "GALACTIC"}
         for procs in ("1", "2"):
             with serve(home, cluster.current_port(), local_concurrency="1", workers=procs) as (base, _):
                 for _ in range(int(procs)):  # warm-up: the finder's imports in each process

@@ -40,6 +40,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.jobs import JobStore
 from vo.uws.context import PartFunction, Runner
+from vo.uws.parts import one_blas_thread
 from vo.uws.results import ResultStore
 from vo.uws.worker import HEARTBEAT, JobWorker
 
@@ -187,6 +188,7 @@ class WorkerHost:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def start(self) -> JobWorker:
+        one_blas_thread()
         self._thread.start()
         return self._call(self._open(), timeout=60)
 

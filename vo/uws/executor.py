@@ -25,6 +25,7 @@ from db.jobs import JobStore
 from db.parts import CHANNEL, PartRow
 from vo.uws.context import JobAborted, PartFunction, RunContext, Runner
 from vo.uws.model import Job
+from vo.uws.parts import one_blas_thread
 from vo.uws.results import ResultStore
 from vo.uws.worker import HEARTBEAT, JobWorker, worker_dead
 
@@ -77,6 +78,7 @@ class LocalExecutor:
         return list(self._tasks)
 
     async def start(self) -> None:
+        one_blas_thread()
         loop = asyncio.get_running_loop()
         # a runner queued parts (from its thread): look for them now
 

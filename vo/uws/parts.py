@@ -45,7 +45,7 @@ from vo.errors import VlkbError
 from vo.uws.context import JobAborted, PartFunction, RunContext
 from vo.uws.liveness import worker_dead
 
-__all__ = ["PartFailed", "fan_out", "requeue_dead", "run_claimed"]
+__all__ = ["PartFailed", "fan_out", "one_blas_thread", "requeue_dead", "run_claimed"]
 
 log = structlog.get_logger("vlkb.uws")
 
@@ -55,6 +55,16 @@ _MIN_WAIT, _MAX_WAIT = 0.02, 0.25
 
 class PartFailed(RuntimeError):
     """A part function crashed (not a VlkbError): the job ends as an internal failure."""
+
+
+def one_blas_thread() -> None:
+    """Limit BLAS (OpenBLAS, MKL) to one thread in this process, for good: a process running jobs
+    runs parts in several threads and next to other such processes, and BLAS threads spinning on
+    oversubscribed cores made one four-tile Aegean job on two processes slower than on one
+    (docs/performance.md, "Source finding")."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _bookkeeping(ctx: RunContext) -> psycopg.Connection:
