@@ -11,6 +11,7 @@ has the tiles searched as parts of the job by any process running jobs (:class:`
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,13 @@ def _open_upload(path: Path, did: str, q: soda.SodaParams) -> Cutout:
         raise UsageError(f"UPLOAD {did.removeprefix('upload:')}: not a readable FITS image ({exc})") from None
 
 
+#: one search at a time in a process: tiles are parts run in threads of the processes
+#: running jobs, and finders are not thread-safe (AegeanTools keeps the image being searched in module
+#: globals: two tiles at once in one process failed with its UnboundLocalError). The parallelism of a
+#: job comes from processes, and a finder holds the GIL for most of its work anyway.
+_FINDER_LOCK = threading.Lock()
+
+
 def _one_tile(ds: Dataset | None, did: str, q: SfindParams, workdir: Path, *, max_pixels: int,
               upload: Path | None = None) -> TileResult:
     started = time.monotonic()
@@ -131,7 +139,8 @@ def _one_tile(ds: Dataset | None, did: str, q: SfindParams, workdir: Path, *, ma
     image = prepare_image(cut, did, workdir, spectral_given=spectral, max_pixels=max_pixels)
     finder = find_app(q.app)
     try:
-        out = finder.run(image, q.options)
+        with _FINDER_LOCK:
+            out = finder.run(image, q.options)
     except VlkbError:
         raise
     except Exception as exc:  # the finder's own crash: the job ends in ERROR with its text
