@@ -570,7 +570,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Jobs run at once; 0: VLKB_WORKER_CONCURRENCY.")] = 0,
 ) -> None:
     """Run async jobs taken from the Redis broker (VLKB_EXECUTOR=celery on the service); Ctrl-C to stop."""
-    from app.jobs import broker_url, job_runners, results_store
+    from app.jobs import broker_url, job_parts, job_runners, results_store
     from app.logging import configure_logging
 
     settings = _settings()
@@ -591,7 +591,7 @@ def worker(
 
     host = WorkerHost(url, results_store(settings), job_runners(settings),
                       concurrency=concurrency or settings.worker_concurrency, per_owner=settings.jobs_per_owner,
-                      heartbeat=settings.job_heartbeat)
+                      heartbeat=settings.job_heartbeat, parts=job_parts())
     run_worker(broker_url(settings), host, loglevel=settings.log_level)
 
 

@@ -3,7 +3,8 @@
 ``start_jobs`` is called by the lifespan in ``app/main.py``: it builds the store, the results
 store and the executor chosen by ``VLKB_EXECUTOR``, and puts the :class:`JobService` on
 ``app.state.jobs``; ``stop_jobs`` stops the executor. Runners are registered by kind in
-:func:`job_runners`, which ``vlkb worker`` uses too, so both executors run the same code.
+:func:`job_runners`, and the functions of the parts a job fans out (``vo/uws/parts.py``) by name in
+:func:`job_parts`; ``vlkb worker`` uses both too, so every process runs the same code.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from app.database import database_url
 from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.mcutout import run_mcutout
-from vo.jobs.sfind import run_sfind
+from vo.jobs.sfind import TILE_PART, run_sfind, search_part
 from vo.jobs.soda import run_soda
-from vo.jobs.stamps import run_stamps
+from vo.jobs.stamps import CHUNK_PART, make_chunk, run_stamps
 from vo.jobs.table_update import run_table_update
 from vo.jobs.tap import run_tap
 from vo.upload import UploadLimits
 from vo.upload_fetch import FetchPolicy
 from vo.usertables import Limits
-from vo.uws.context import Runner
+from vo.uws.context import PartFunction, Runner
 from vo.uws.executor import Executor, LocalExecutor
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService
 
-__all__ = ["broker_url", "job_runners", "results_store", "start_jobs", "stop_jobs"]
+__all__ = ["broker_url", "job_parts", "job_runners", "results_store", "start_jobs", "stop_jobs"]
 
 
 def job_runners(settings: Settings) -> dict[str, Runner]:
@@ -53,12 +54,16 @@ def job_runners(settings: Settings) -> dict[str, Runner]:
         # the ViaLactea legacy vlkb_cutout / vlkb_merge: SODA jobs (MERGE read from the parameters)
         "vlkb_legacy": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "sfind": partial(run_sfind, max_tiles=settings.sfind_max_tiles, max_pixels=settings.sfind_max_pixels,
-                         table_limits=table_limits, tile_processes=settings.sfind_tile_processes),
+                         table_limits=table_limits),
         "stamps": partial(run_stamps, max_sources=settings.stamps_max_sources, max_radius=settings.stamps_max_radius,
                           max_voxels=settings.merge_max_voxels, list_limit=settings.stamps_list_limit,
-                          max_query_length=settings.adql_max_length, table_limits=table_limits,
-                          processes=settings.stamps_processes),
+                          max_query_length=settings.adql_max_length, table_limits=table_limits),
     }
+
+
+def job_parts() -> dict[str, PartFunction]:
+    """The part functions by name: a runner's ``ctx.fan_out(name, ...)`` runs them in any process."""
+    return {TILE_PART: search_part, CHUNK_PART: make_chunk}
 
 
 def results_store(settings: Settings) -> ResultStore:
@@ -85,7 +90,7 @@ async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool
     else:
         executor = LocalExecutor(store, results, runners, conninfo=database_url(settings),
                                  concurrency=settings.local_concurrency, per_owner=settings.jobs_per_owner,
-                                 heartbeat=settings.job_heartbeat)
+                                 heartbeat=settings.job_heartbeat, parts=job_parts())
     service = JobService(store, executor, results, execution_duration=settings.execution_duration,
                          destruction_days=settings.destruction_days)
     await executor.start()

@@ -209,11 +209,6 @@ class Settings(BaseSettings):
         16_000_000, gt=0, description="Most pixels of one image a source finder is given (after the region cut); "
         "a larger image is refused with a hint to give a region."
     )
-    sfind_tile_processes: int = Field(
-        2, ge=1, le=64, description="How many tiles of one source-finding job are searched at once, each in a "
-        "process of the worker that runs the job (1: one after the other). Finders are CPU-bound: about the "
-        "cores of a worker."
-    )
     stamps_max_sources: int = Field(
         100_000, ge=1, description="Most sources one async stamps job (`/stamps/async`) may ask for: positions, "
         "rows of its SOURCES table or of its QUERY.",
@@ -224,10 +219,6 @@ class Settings(BaseSettings):
     stamps_list_limit: int = Field(
         200, ge=0, description="An async stamps job lists each stamp file as a result of its own when it makes "
         "at most this many; larger jobs hand them back in the tar.gz only (the manifest names every file).",
-    )
-    stamps_processes: int = Field(
-        1, ge=1, le=64, description="Processes one async stamps job of more than one chunk (200 sources) makes its "
-        "stamps in; 1: in the job's own thread. Each process holds a database connection and its own open tiles.",
     )
     body_timeout: float = Field(
         300, gt=0,

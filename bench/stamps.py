@@ -4,10 +4,11 @@ Builds (once) under ``var/bench/stamps`` a private cluster with the demo data, d
 random positions over the demo tiles (|l| < 0.3, |b| < 0.25; radius ``--radius`` degrees) and
 makes their stamps on three surveys (Hi-GAL 70, 160 and 250 um), measuring in the same run:
 
-- the stamps runner (``vo/jobs/stamps.py``, what a worker runs: coverage lookups in PostgreSQL,
-  slab reads, unit conversion, a FITS file per stamp into a tar.gz) with one worker, with two
-  workers each running half the sources (two processes, as two ``vlkb worker``), and one job over
-  two processes (``VLKB_STAMPS_PROCESSES=2``); then, on ``--regrid-sources`` sources, with
+- one stamps job (``/stamps/async`` with the table as ``SOURCES``: ``vo/jobs/stamps.py``, coverage
+  lookups in PostgreSQL, slab reads, unit conversion, a FITS file per stamp into a tar.gz) on one
+  and on two worker processes of the job engine (``vlkb serve`` with ``VLKB_WORKERS=1`` and ``=2``,
+  one job slot each: the job's 200-source chunks are parts, ``vo/uws/parts.py``, made by both
+  processes), wall time from the request to COMPLETED; then, on ``--regrid-sources`` sources, with
   ``REGRID=true`` (reproject's adaptive resampler, flux-conserving, from the kept tiles'
   slabs: ``vo/stamps/regrid.py``) against the loop measured again on those sources;
 - the baseline: a plain loop over the same files with the tiles' WCS known in advance and every
@@ -15,7 +16,7 @@ makes their stamps on three surveys (Hi-GAL 70, 160 and 250 um), measuring in th
   position, ``astropy.nddata.Cutout2D``, ``reproject_interp`` onto a grid centred on the source,
   the unit factor, and ``writeto`` into memory.
 
-Prints stamps/s and the ratio to the baseline, and the peak RSS of the one-worker run.
+Prints stamps/s, the ratio to the baseline and the ratio of two workers to one.
 
     python -m bench.stamps [--sources 10000] [--radius 0.01]
 """
@@ -25,12 +26,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import resource
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
@@ -39,10 +39,7 @@ from astropy.nddata import Cutout2D
 from astropy.wcs import WCS
 from reproject import reproject_interp
 
-from bench.server import demo_cluster
-from vo.jobs.stamps import SOURCES_FILE, run_stamps
-from vo.uws.context import RunContext
-from vo.uws.results import ResultStore
+from bench.server import demo_cluster, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SURVEYS = ("Hi-GAL/70 um", "Hi-GAL/160 um", "Hi-GAL/250 um")
@@ -57,34 +54,27 @@ def _table(n: int, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
     return text.encode(), lon, lat
 
 
-def _job(conninfo: str, root: str, job_id: str, table: bytes, radius: float, regrid: bool,
-         processes: int = 1) -> tuple[float, float]:
-    """One stamps job (in a worker process): seconds and the process's peak RSS, MB."""
-    store = ResultStore(root)
-    with store.writer(job_id, SOURCES_FILE) as out:
-        out.write(table)
-    ctx = RunContext(job_id, conninfo, store, timeout=None)
-    params = {"SURVEY": list(SURVEYS), "SIZE": [str(radius)], "REGRID": ["true" if regrid else "false"]}
-    t0 = time.perf_counter()
-    run_stamps(params, ctx, max_sources=1_000_000, max_radius=1.0, max_voxels=16_000_000, list_limit=0,
-               processes=processes)
-    return time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _runner(home: Path, db_port: int, table: bytes, radius: float, regrid: bool, workers: int) -> float:
+    """One stamps job over ``table`` on ``workers`` worker processes (``vlkb serve``, one slot each): seconds."""
+    data = {"SURVEY": list(SURVEYS), "SIZE": str(radius), "REGRID": "true" if regrid else "false", "PHASE": "RUN"}
+    with serve(home, db_port, workers=str(workers), local_concurrency="1") as (base, _):
+        # warm-up: a small job (imports, first tiles), so the figure is the job's own work
+        small = b"\n".join(table.splitlines()[:3]) + b"\n"
+        _wait(base, httpx.post(base + "/stamps/async", data=data, files={"SOURCES": ("s.csv", small)}, timeout=60))
+        t0 = time.perf_counter()
+        _wait(base, httpx.post(base + "/stamps/async", data=data, files={"SOURCES": ("s.csv", table)}, timeout=600))
+        return time.perf_counter() - t0
 
 
-def _runner(conninfo: str, root: Path, table: bytes, radius: float, regrid: bool, workers: int,
-            processes: int = 1) -> float:
-    lines = table.decode().splitlines()
-    head, rows = lines[0], lines[1:]
-    parts = [("\n".join([head, *rows[k::workers]]) + "\n").encode() for k in range(workers)]
-    tag = f"{'regrid' if regrid else 'native'}-{workers}-{processes}-{time.monotonic_ns()}"
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers) as pool:
-        done = list(pool.map(_job, [conninfo] * workers, [str(root)] * workers,
-                             [f"{tag}-{k}" for k in range(workers)], parts, [radius] * workers, [regrid] * workers,
-                             [processes] * workers))
-    wall = time.perf_counter() - t0
-    print(f"  (worker peak RSS {max(mb for _, mb in done):.0f} MB)")
-    return wall
+def _wait(base: str, created: httpx.Response) -> None:
+    if created.status_code != 303:
+        raise SystemExit(f"job refused: {created.status_code} {created.text[:300]}")
+    url = created.headers["location"]
+    url = base + url if url.startswith("/") else url
+    while (phase := httpx.get(url + "/phase", timeout=60).text) in ("PENDING", "QUEUED", "EXECUTING"):
+        httpx.get(url, params={"WAIT": "30"}, timeout=60)
+    if phase != "COMPLETED":
+        raise SystemExit(f"{url} ended {phase}: {httpx.get(url + '/error').text[:300]}")
 
 
 def _baseline(data_dir: Path, lon: np.ndarray, lat: np.ndarray, radius: float) -> float:
@@ -129,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.geteuid() == 0:
         home.parent.mkdir(parents=True, exist_ok=True)
         home.parent.chmod(0o755)
-    cluster, url = demo_cluster(home)
+    cluster, _ = demo_cluster(home)
     try:
         table, lon, lat = _table(args.sources, seed=1)
         stamps = args.sources * len(SURVEYS)
@@ -137,20 +127,21 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"load {os.getloadavg()[0]:.2f} (a shared machine: compare the ratios, not the rates)")
         base = _baseline(home / "data", lon, lat, args.radius)
         print(f"{'plain loop (Cutout2D + reproject_interp)':<48} {stamps / base:8.1f} stamps/s")
-        results = home / "results"
-        runs = [(False, 1, 1), (False, 2, 1), (False, 1, 2)]
-        for regrid, workers, processes in runs:
-            secs = _runner(url, results, table, args.radius, regrid, workers, processes)
-            label = f"stamps runner, {workers} worker(s) x {processes} process(es)"
-            print(f"{label:<48} {stamps / secs:8.1f} stamps/s  x{base / secs:.2f} the loop  "
+        port = cluster.current_port()
+        took: dict[int, float] = {}
+        for workers in (1, 2):
+            took[workers] = _runner(home, port, table, args.radius, False, workers)
+            label = f"one stamps job, {workers} worker process(es)"
+            print(f"{label:<48} {stamps / took[workers]:8.1f} stamps/s  x{base / took[workers]:.2f} the loop  "
                   f"load {os.getloadavg()[0]:.2f}")
+        print(f"{'one job, 2 worker processes / 1':<48} x{took[1] / took[2]:.2f} faster")
         if args.regrid_sources:
             table, lon, lat = _table(args.regrid_sources, seed=2)
             stamps = args.regrid_sources * len(SURVEYS)
             base = _baseline(home / "data", lon, lat, args.radius)
             print(f"REGRID, {args.regrid_sources} sources: plain loop {stamps / base:.1f} stamps/s")
             for workers in (1, 2):
-                secs = _runner(url, results, table, args.radius, True, workers)
+                secs = _runner(home, port, table, args.radius, True, workers)
                 label = f"stamps runner, {workers} worker(s), REGRID"
                 print(f"{label:<48} {stamps / secs:8.1f} stamps/s  x{base / secs:.2f} the loop  "
                       f"load {os.getloadavg()[0]:.2f}")

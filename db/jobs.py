@@ -264,10 +264,13 @@ class JobStore:
             return int(row[0]) if row else 0
 
     async def beat(self, worker: str) -> None:
-        """Mark ``worker``'s EXECUTING jobs as alive."""
+        """Mark ``worker``'s EXECUTING jobs and running parts (``db/parts.py``) as alive."""
         async with self.pool.connection() as conn:
             await conn.execute(
                 "UPDATE vlkb.jobs SET heartbeat = now() WHERE worker = %s AND phase = 'EXECUTING'", (worker,)
+            )
+            await conn.execute(
+                "UPDATE vlkb.job_parts SET heartbeat = now() WHERE worker = %s AND state = 'running'", (worker,)
             )
 
 

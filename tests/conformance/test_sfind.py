@@ -343,7 +343,7 @@ def test_four_tiles_give_one_catalogue_without_duplicates(http, askap) -> None:
 
 
 def test_two_tiles_run_in_parallel_and_report_progress(http, askap) -> None:
-    """Two tiles of one job are searched at once (VLKB_SFIND_TILE_PROCESSES, default 2) and stitched;
+    """Two tiles of one job are searched as parts of the job (vo/uws/parts.py: the runner and a free slot) and stitched;
     a UWS client reads ``n of N tiles`` in the job's ``uws:jobInfo`` while it runs and after."""
     r = http.post("/sfind/async", data={"APP": "aegean", "ID": askap[:2], "CIRCLE": "0 0 0.04",
                                         "POSSYS": "GALACTIC", "PHASE": "RUN"})

@@ -4,7 +4,9 @@ Pure: no HTTP and no job SQL. The datasets are looked up for the job's owner wit
 they had at creation (``ctx.caller``), so a dataset the owner may not read is missing, exactly
 like one that does not exist. Scratch files live in a temporary directory removed whatever
 happens; results are written only once every tile has been searched, so a failed or cancelled
-job leaves no partial catalogue behind.
+job leaves no partial catalogue behind. Each tile is a part of the job (:data:`TILE_PART`,
+:meth:`~vo.uws.context.RunContext.fan_out`): the tiles of one job are searched at once by every
+process running jobs (this one included), and come back in the order given.
 
 ``UPLOAD=image,param:part``: the FITS image sent with the job (kept as ``upload.fits`` by the router,
 never a result) is searched instead of archived datasets; it is checked here, so a file that is no
@@ -41,11 +43,11 @@ from vo.sfind.catalog import catalog_csv, catalog_table, catalog_votable, ds9_re
 from vo.sfind.params import SfindParams
 from vo.sfind.preview import preview_png
 from vo.sfind.registry import find_app
-from vo.sfind.run import SfindRun, run_tiles
+from vo.sfind.run import SfindRun, TileResult, TileTask, run_tiles, search_tile
 from vo.usertables import Limits
 from vo.uws.context import RunContext
 
-__all__ = ["UPLOAD_FILE", "run_sfind"]
+__all__ = ["TILE_PART", "UPLOAD_FILE", "run_sfind", "search_part"]
 
 log = structlog.get_logger("vlkb.sfind")
 
@@ -54,6 +56,8 @@ _TYPES = {"catalog": "application/x-votable+xml", "catalog-csv": "text/csv", "re
 FITS = "application/fits"
 #: the image sent with UPLOAD, kept with the job when it was created (never a result)
 UPLOAD_FILE = "upload.fits"
+#: the part function searching one tile (:func:`search_part`, registered in app/jobs.py)
+TILE_PART = "sfind.tile"
 
 
 def _fits(data: np.ndarray, header: fits.Header, what: str) -> bytes:
@@ -84,11 +88,10 @@ def _report(q: SfindParams, run: SfindRun, started: float) -> dict[str, object]:
 
 
 def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: int, max_pixels: int,
-              table_limits: Limits | None = None, tile_processes: int = 1) -> list[ResultRow]:
+              table_limits: Limits | None = None) -> list[ResultRow]:
     """Search the job's images and write its results; see the module docstring. ``table_limits``:
-    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused); ``tile_processes``: how
-    many tiles of the job are searched at once. Progress (``n of N tiles``) goes to the job's
-    ``uws:jobInfo`` as tiles end."""
+    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused). Progress (``n of N
+    tiles``) goes to the job's ``uws:jobInfo`` as tiles come back."""
     started = time.monotonic()
     q = SfindParams.from_params(params, max_tiles=max_tiles)
     save_as = SaveAs.at_start(params, ctx, table_limits)
@@ -98,14 +101,16 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
             found = datasets_blocking(conn, q.ids, ctx.caller)
     bound = log.bind(job_id=ctx.job_id, app=q.app)
     with tempfile.TemporaryDirectory(prefix="vlkb-sfind-") as tmp:
-        upload = _upload(ctx, q, Path(tmp))
+        _upload_location(ctx, q)  # a missing upload fails the job before any tile is sent
+
         def progress(n: int, total: int) -> None:
             bound.info("sfind progress", done=n, total=total)
             ctx.progress(f"{n} of {total} tiles")
 
         progress(0, len(q.ids))
         run = run_tiles(q, found, Path(tmp), caller=ctx.caller, connect=ctx.connect, max_pixels=max_pixels,
-                        processes=tile_processes, upload=upload, progress=progress, check=ctx.check)
+                        search=lambda tasks: ctx.fan_out(TILE_PART, tasks, window=len(q.ids)),
+                        progress=progress, check=ctx.check)
         ctx.check()
         table = catalog_table(run.detections, q.app)
         finder = find_app(q.app)
@@ -141,17 +146,25 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
     return rows
 
 
-def _upload(ctx: RunContext, q: SfindParams, tmp: Path) -> Path | None:
-    """The uploaded image copied to ``tmp`` (the finders and the cutout engine read files)."""
+def search_part(task: TileTask, ctx: RunContext) -> TileResult:
+    """The part function: search one tile in a scratch directory of this process."""
+    with tempfile.TemporaryDirectory(prefix="vlkb-sfind-") as tmp:
+        upload = None
+        if (location := _upload_location(ctx, task.q)) is not None:
+            upload = Path(tmp) / UPLOAD_FILE
+            with open(upload, "wb") as out:
+                for chunk in ctx.results.read(location):
+                    out.write(chunk)
+        return search_tile(task, Path(tmp), upload)
+
+
+def _upload_location(ctx: RunContext, q: SfindParams) -> str | None:
+    """Where the uploaded image is in the results store (None: no UPLOAD; the finders and the cutout
+    engine read files, so a part copies it to its scratch directory)."""
     if q.upload is None:
         return None
     location = ctx.results.location(ctx.job_id, UPLOAD_FILE)
     if not ctx.results.exists(location):
         raise UsageError(f"UPLOAD {q.upload}: no file was sent with the job (send it as the part the UPLOAD "
                          "parameter names, with the request that creates the job)")
-    path = tmp / UPLOAD_FILE
-    with open(path, "wb") as out:
-        for chunk in ctx.results.read(location):
-            out.write(chunk)
-    return path
-
+    return location

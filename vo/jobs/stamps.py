@@ -2,8 +2,9 @@
 
 Pure: no HTTP and no job SQL. Sources are read one at a time (:mod:`vo.stamps.sources`) and
 made in chunks of :data:`vo.stamps.chunk.CHUNK` (one coverage statement per survey and chunk,
-tiles kept open: :mod:`vo.stamps.chunk`), in this thread or, for a job of several chunks, over
-``processes`` processes (a few chunks in flight). Each stamp is written into the archive
+tiles kept open: :mod:`vo.stamps.chunk`), each chunk a part of the job (:data:`CHUNK_PART`,
+:meth:`~vo.uws.context.RunContext.fan_out`) that any process running jobs makes, this one
+included, :data:`WINDOW` chunks in flight. Each stamp is written into the archive
 ``stamps.tar.gz`` as it comes (a gzip stream into the results store), its manifest row into a
 spooled VOTable, added to the stack when ``STACK`` is asked, and forgotten: memory does not grow
 with the number of sources (a ``median`` stack's stamps excepted, docs/stamps.md). A stamp that
@@ -28,7 +29,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import multiprocessing
 import shutil
 import tarfile
 import tempfile
@@ -36,17 +36,15 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import psycopg
 import structlog
 
 from db.jobs import ResultRow
 from vo.errors import UsageError
 from vo.jobs.save_as import SaveAs
-from vo.stamps.chunk import CHUNK, ChunkMaker, pool_chunk, pool_init
+from vo.stamps.chunk import CHUNK, ChunkMaker, kept
 from vo.stamps.coverage import SurveyRef, resolve_blocking
 from vo.stamps.output import ManifestWriter, cube_file, manifest_row, stamp_file
 from vo.stamps.params import StampParams
@@ -56,7 +54,7 @@ from vo.stamps.stamp import Options, Source, Stamp
 from vo.usertables import Limits
 from vo.uws.context import Progress, RunContext
 
-__all__ = ["ARCHIVE", "MANIFEST", "SAVED_AS", "SOURCES_FILE", "run_stamps"]
+__all__ = ["ARCHIVE", "CHUNK_PART", "MANIFEST", "SAVED_AS", "SOURCES_FILE", "make_chunk", "run_stamps"]
 
 log = structlog.get_logger("vlkb.stamps")
 
@@ -68,6 +66,10 @@ MANIFEST = "manifest"
 ARCHIVE = "stamps.tar.gz"
 #: the result recording the user table the manifest was saved as (``SAVE_AS``)
 SAVED_AS = "saved_as"
+#: the part function making a chunk's stamps (:func:`make_chunk`, registered in app/jobs.py)
+CHUNK_PART = "stamps.chunk"
+#: chunks queued or being made at once: enough to keep a few processes busy, and memory bounded
+WINDOW = 8
 
 
 @dataclass
@@ -136,35 +138,27 @@ def _names(src: Source, n: int, surveys: list[SurveyRef]) -> dict[str, str]:
     return {CUBE: f"{n:06d}_{stem}_cube.fits", **{s.text: f"{n:06d}_{stem}_{s.slug}.fits" for s in surveys}}
 
 
-def _made(ctx: RunContext, conn: psycopg.Connection, surveys: list[SurveyRef], options: Options,
-          sources: Iterator[Source], total: int, processes: int) -> Iterator[tuple[list[Source], list[list[Stamp]]]]:
-    """Each chunk of sources with its stamps, in order: made here, or by ``processes`` processes when
-    the job has more than one chunk (a few chunks in flight, so memory does not grow with N)."""
-    chunks = _chunked(sources, CHUNK)
-    if processes <= 1 or total <= CHUNK:
-        maker = ChunkMaker(conn, ctx.caller, surveys, options)
-        for chunk in chunks:
-            ctx.check()
-            yield chunk, maker.make(chunk)
-        return
-    # spawn, not fork: the job runs in a thread of a process that has others (the service's, a worker's)
-    pool = ProcessPoolExecutor(min(processes, -(-total // CHUNK)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=pool_init,
-                               initargs=(ctx.conninfo, f"vlkb-job-{ctx.job_id}", ctx.caller, surveys, options))
-    try:
-        flight: deque[tuple[list[Source], Future[list[list[Stamp]]]]] = deque()
-        for chunk in chunks:
-            ctx.check()
-            flight.append((chunk, pool.submit(pool_chunk, chunk)))
-            if len(flight) >= 2 * processes:
-                first, fut = flight.popleft()
-                yield first, fut.result()
-        while flight:
-            ctx.check()
-            first, fut = flight.popleft()
-            yield first, fut.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+def make_chunk(payload: tuple[list[SurveyRef], Options, list[Source]], ctx: RunContext) -> list[list[Stamp]]:
+    """The part function: the stamps of one chunk of sources, read for the job's owner (``ctx.caller``)."""
+    surveys, options, sources = payload
+    known, tiles = kept(ctx.job_id)
+    with ctx.connect() as conn:
+        return ChunkMaker(conn, ctx.caller, surveys, options, known, tiles).make(sources)
+
+
+def _made(ctx: RunContext, surveys: list[SurveyRef], options: Options,
+          sources: Iterator[Source]) -> Iterator[tuple[list[Source], list[list[Stamp]]]]:
+    """Each chunk of sources with its stamps, in order, made by the job's parts (:data:`WINDOW` in
+    flight, so memory does not grow with N)."""
+    flight: deque[list[Source]] = deque()
+
+    def payloads() -> Iterator[tuple[list[SurveyRef], Options, list[Source]]]:
+        for chunk in _chunked(sources, CHUNK):
+            flight.append(chunk)
+            yield surveys, options, chunk
+
+    for stamps in ctx.fan_out(CHUNK_PART, payloads(), window=WINDOW):
+        yield flight.popleft(), stamps
 
 
 def _chunked(sources: Iterator[Source], size: int) -> Iterator[list[Source]]:
@@ -174,10 +168,9 @@ def _chunked(sources: Iterator[Source], size: int) -> Iterator[list[Source]]:
 
 def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources: int, max_radius: float,
                max_voxels: int, list_limit: int = 200, max_query_length: int | None = None,
-               table_limits: Limits | None = None, processes: int = 1) -> list[ResultRow]:
+               table_limits: Limits | None = None) -> list[ResultRow]:
     """Make the job's stamps into the results store; see the module text for the results.
-    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused);
-    ``processes``: processes making the stamps of a job of several chunks (1: the job's thread)."""
+    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
     stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
     q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
     save_as = SaveAs.at_start(params, ctx, table_limits)
@@ -199,7 +192,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
             progress = Progress(ctx, total)
             t0 = time.monotonic()
             n = 0
-            for chunk, stamps in _made(ctx, conn, surveys, q.options, sources, total, processes):
+            for chunk, stamps in _made(ctx, surveys, q.options, sources):
                 for src, mine in zip(chunk, stamps, strict=True):
                     n += 1
                     made += _write(ctx, q, archive, mine, _names(src, n, surveys), manifest, list_limit, expected)

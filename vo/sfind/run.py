@@ -5,16 +5,15 @@ caller and cut through the cutout engine (:func:`vo.soda.open_cutout`: only the 
 is read; a dataset the caller may not read is missing), turned into a 2D image
 (:mod:`vo.sfind.image`) and searched by the app. Each tile's components get ICRS and Galactic
 positions, their distance to the tile's edge and the nearest known source; tiles are stitched
-(:mod:`vo.sfind.stitch`). No HTTP and no job SQL: :mod:`vo.jobs.sfind` writes the results.
+(:mod:`vo.sfind.stitch`). No HTTP and no job SQL: :mod:`vo.jobs.sfind` writes the results, and
+has the tiles searched as parts of the job by any process running jobs (:class:`TileTask`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.context
+import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from vo.sfind.registry import find_app
 from vo.sfind.stitch import duplicates
 from vo.sfind.xmatch import band_table, nearest_known
 
-__all__ = ["SfindRun", "TileResult", "run_tiles"]
+__all__ = ["SfindRun", "TileResult", "TileTask", "run_tiles", "search_tile"]
 
 log = structlog.get_logger("vlkb.sfind")
 
@@ -52,6 +51,19 @@ class TileResult:
     detections: Detections
     band_table: str | None
     seconds: float
+
+
+@dataclass(frozen=True)
+class TileTask:
+    """One tile to search, all a process needs besides the files: tile ``n`` of ``total``, its dataset
+    (looked up for the job's caller; None for an upload or a dataset the caller may not read)."""
+
+    n: int
+    total: int
+    did: str
+    dataset: Dataset | None
+    q: SfindParams
+    max_pixels: int
 
 
 @dataclass
@@ -110,6 +122,13 @@ def _open_upload(path: Path, did: str, q: soda.SodaParams) -> Cutout:
         raise UsageError(f"UPLOAD {did.removeprefix('upload:')}: not a readable FITS image ({exc})") from None
 
 
+#: one search at a time in a process: tiles are parts run in threads of the processes
+#: running jobs, and finders are not thread-safe (AegeanTools keeps the image being searched in module
+#: globals: two tiles at once in one process failed with its UnboundLocalError). The parallelism of a
+#: job comes from processes, and a finder holds the GIL for most of its work anyway.
+_FINDER_LOCK = threading.Lock()
+
+
 def _one_tile(ds: Dataset | None, did: str, q: SfindParams, workdir: Path, *, max_pixels: int,
               upload: Path | None = None) -> TileResult:
     started = time.monotonic()
@@ -120,7 +139,8 @@ def _one_tile(ds: Dataset | None, did: str, q: SfindParams, workdir: Path, *, ma
     image = prepare_image(cut, did, workdir, spectral_given=spectral, max_pixels=max_pixels)
     finder = find_app(q.app)
     try:
-        out = finder.run(image, q.options)
+        with _FINDER_LOCK:
+            out = finder.run(image, q.options)
     except VlkbError:
         raise
     except Exception as exc:  # the finder's own crash: the job ends in ERROR with its text
@@ -130,53 +150,13 @@ def _one_tile(ds: Dataset | None, did: str, q: SfindParams, workdir: Path, *, ma
     return TileResult(did, image, out, det, band_table(ds) if ds is not None else None, time.monotonic() - started)
 
 
-#: modules the tile processes' fork server imports once, so a tile does not pay for them
-_PRELOAD = ["vo.sfind.run", "vo.sfind.aegean", "vo.sfind.pybdsf", "AegeanTools.source_finder", "bdsf"]
-
-
-def _tile_context() -> multiprocessing.context.BaseContext:
-    # forkserver: the service and the Celery workers are threaded, and fork() of a threaded process
-    # may deadlock (Python warns); spawn would re-import astropy and the finders for every job
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
-
-
-def _tiles_in_processes(q: SfindParams, found: Mapping[str, Dataset], workdir: Path, *, max_pixels: int,
-                        processes: int, done: Callable[[int, TileResult], None],
-                        check: Callable[[], None], upload: Path | None = None) -> None:
-    """Search the tiles in ``processes`` processes, calling ``done(index, tile)`` as each ends (in
-    any order); the first failure, or a cancel seen by ``check``, stops the others at once.
-
-    A ProcessPoolExecutor, not a multiprocessing.Pool: BANE starts processes of its own, which the
-    daemonic workers of a Pool may not (Python 3.9 made the executor's workers non-daemonic)."""
-    pool = ProcessPoolExecutor(processes, mp_context=_tile_context())
+def search_tile(task: TileTask, workdir: Path, upload: Path | None = None) -> TileResult:
+    """Search one tile in ``workdir``; a tile that cannot be searched raises with its number."""
     try:
-        pending: dict[Future[TileResult], int] = {}
-        for n, did in enumerate(q.ids, start=1):
-            tile_dir = workdir / f"tile-{n:04d}"
-            tile_dir.mkdir(parents=True, exist_ok=True)
-            pending[pool.submit(_one_tile, found.get(did), did, q, tile_dir, max_pixels=max_pixels,
-                                upload=upload)] = n
-        while pending:
-            check()
-            ended, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for fut in ended:
-                n = pending.pop(fut)
-                try:
-                    done(n, fut.result())
-                except (UsageError, NotFoundError) as exc:
-                    _name_tile(exc, n, len(q.ids))
-                    raise
-    finally:
-        # a cancelled or failed job stops its other tiles now: the executor has no public way to end
-        # running work, so its worker processes are terminated (nothing is left once all are done)
-        workers = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            proc.join(timeout=10)
+        return _one_tile(task.dataset, task.did, task.q, workdir, max_pixels=task.max_pixels, upload=upload)
+    except (UsageError, NotFoundError) as exc:
+        _name_tile(exc, task.n, task.total)
+        raise
 
 
 def _name_tile(exc: UsageError | NotFoundError, n: int, total: int) -> None:
@@ -186,42 +166,36 @@ def _name_tile(exc: UsageError | NotFoundError, n: int, total: int) -> None:
 
 
 def run_tiles(q: SfindParams, found: Mapping[str, Dataset], workdir: Path, *, caller: Caller,
-              connect: Callable[[], psycopg.Connection], max_pixels: int, processes: int = 1,
+              connect: Callable[[], psycopg.Connection], max_pixels: int,
+              search: Callable[[Iterable[TileTask]], Iterator[TileResult]] | None = None,
               upload: Path | None = None,
               progress: Callable[[int, int], None] = lambda done, total: None,
               check: Callable[[], None] = lambda: None) -> SfindRun:
     """Search every tile of ``q`` (datasets already looked up for ``caller`` in ``found``), stitch, cross-match.
 
-    The tiles are searched in ``processes`` processes at once (0: in this thread, for library use).
-    Processes even for one tile: finders are CPU-bound Python with compiled fits that may hold the GIL,
-    and in a thread of the service they compete with its event loop (HTTP answers, job heartbeats: on
-    the loaded machine one bench job was reaped as dead); a process also ends at once on ABORT.
+    ``search`` gives the result of each task in order: a job's runner has them searched as parts of
+    the job by every process running jobs (:mod:`vo.jobs.sfind`); None: one after the other in this
+    thread (``upload``: the uploaded image's file), for library use.
     A tile that cannot be searched (missing, outside the region, no WCS, ...) fails the job with its
     reason: a catalogue silently missing a tile would look complete when it is not.
     """
     started = time.monotonic()
-    by_index: dict[int, TileResult] = {}
+    tasks = [TileTask(n, len(q.ids), did, found.get(did), q, max_pixels) for n, did in enumerate(q.ids, start=1)]
 
-    def done(n: int, tile: TileResult) -> None:
-        by_index[n] = tile
-        progress(len(by_index), len(q.ids))
-        log.info("sfind tile done", tile=n, tiles=len(q.ids), components=len(tile.detections))
-
-    if processes >= 1:
-        _tiles_in_processes(q, found, workdir, max_pixels=max_pixels, processes=min(processes, len(q.ids)),
-                            done=done, check=check, upload=upload)
-    else:
-        for n, did in enumerate(q.ids, start=1):
+    def here(tasks: Iterable[TileTask]) -> Iterator[TileResult]:
+        for task in tasks:
             check()
-            tile_dir = workdir / f"tile-{n:04d}"
+            tile_dir = workdir / f"tile-{task.n:04d}"
             tile_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                done(n, _one_tile(found.get(did), did, q, tile_dir, max_pixels=max_pixels, upload=upload))
-            except (UsageError, NotFoundError) as exc:
-                _name_tile(exc, n, len(q.ids))
-                raise
+            yield search_tile(task, tile_dir, upload)
+
+    by_index: dict[int, TileResult] = {}
+    for task, tile in zip(tasks, (search or here)(tasks), strict=True):
+        by_index[task.n] = tile
+        progress(len(by_index), len(q.ids))
+        log.info("sfind tile done", tile=task.n, tiles=len(q.ids), components=len(tile.detections))
     tiles = [by_index[n] for n in sorted(by_index)]
-    search = time.monotonic() - started
+    searched = time.monotonic() - started
     check()
     det = Detections.concat([t.detections for t in tiles])
     tile_of = np.concatenate([np.full(len(t.detections), k) for k, t in enumerate(tiles)] or [np.zeros(0, int)])
@@ -242,6 +216,6 @@ def run_tiles(q: SfindParams, found: Mapping[str, Dataset], workdir: Path, *, ca
                 for i, name, sep in zip(sel, got_names, got_seps, strict=True):
                     names[i], seps[i] = name, sep
         det.match_name, det.match_sep = names, seps
-    timings = {"search_s": round(search, 3), "xmatch_s": round(time.monotonic() - xm_started, 3),
+    timings = {"search_s": round(searched, 3), "xmatch_s": round(time.monotonic() - xm_started, 3),
                "total_s": round(time.monotonic() - started, 3)}
     return SfindRun(tiles, det, int(drop.sum()), timings)

@@ -1,7 +1,7 @@
 """One core per finder run: the compiled libraries' own thread pools limited to one thread.
 
-Tiles are the unit of parallelism (``VLKB_SFIND_TILE_PROCESSES`` processes, several jobs on the
-workers), so a run must not also start a thread per core in OpenBLAS (numpy and scipy's linear
+Tiles are the unit of parallelism (parts of the job, run by every process running jobs:
+``vo/uws/parts.py``; one search at a time per process, ``vo/sfind/run.py``), so a run must not also start a thread per core in OpenBLAS (numpy and scipy's linear
 algebra) or OpenMP. On a shared or busy machine those threads cost far more than they give:
 Aegean's fits invert and diagonalise a small covariance matrix per island (``docov``), and
 OpenBLAS's threads synchronise by spinning, so when a core is taken by anything else (another tile,

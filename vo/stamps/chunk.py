@@ -4,12 +4,13 @@ A job's sources are made in chunks (:data:`CHUNK` sources): the ICRS centres of 
 computed in one vectorised transform, the covering datasets of each survey come from one
 statement for the chunk (:func:`vo.stamps.coverage.covering_many_blocking`), and each stamp is
 cut from a kept tile when it can (:mod:`vo.stamps.tiles`), the general path otherwise. A
-:class:`ChunkMaker` keeps the job's datasets and tiles between chunks; in a process pool each
-process has its own (:func:`pool_init` / :func:`pool_chunk`).
+:class:`ChunkMaker` keeps the job's datasets and tiles between chunks; a thread running chunks of
+a job (any process may) keeps them for its next chunk of the same job (:func:`kept`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from vo.stamps.regrid import make_stamps as regrid_stamps
 from vo.stamps.stamp import Options, Source, Stamp
 from vo.stamps.tiles import TileCache, fast_path_applies
 
-__all__ = ["CHUNK", "ChunkMaker", "pool_chunk", "pool_init"]
+__all__ = ["CHUNK", "ChunkMaker", "kept"]
 
 #: sources per chunk: one coverage statement per survey, and a unit of work for a process
 CHUNK = 200
@@ -74,18 +75,12 @@ class ChunkMaker:
         return out
 
 
-_maker: ChunkMaker | None = None
+_kept = threading.local()
 
 
-def pool_init(conninfo: str, application_name: str, caller: Caller, surveys: list[SurveyRef],
-              options: Options) -> None:
-    """A pool process's set-up: its own connection (named as the job's, so a cancel reaches it) and caches."""
-    global _maker
-    conn = psycopg.connect(conninfo, application_name=application_name)
-    _maker = ChunkMaker(conn, caller, surveys, options)
-
-
-def pool_chunk(sources: list[Source]) -> list[list[Stamp]]:
-    """:meth:`ChunkMaker.make` in a pool process."""
-    assert _maker is not None, "pool_init did not run"
-    return _maker.make(sources)
+def kept(job_id: str) -> tuple[dict[str, Dataset], TileCache]:
+    """The datasets and tiles this thread keeps for ``job_id`` between its chunks (a job's chunks
+    are parts any process may run, ``vo/jobs/stamps.py``): those of the last job it worked for."""
+    if getattr(_kept, "job_id", None) != job_id:
+        _kept.job_id, _kept.known, _kept.tiles = job_id, {}, TileCache()
+    return _kept.known, _kept.tiles

@@ -17,6 +17,9 @@ ABORT reaches a query running on another machine through PostgreSQL (``pg_cancel
 the connections named ``vlkb-job-<id>``) at once, and the worker's heartbeat notices the phase
 change within one period. Workers run jobs in threads (``--pool threads``): a worker is one
 process, which is what its id, the heartbeat and kill -9 are about; run several for more cores.
+
+A job that fans out (``vo/uws/parts.py``) sends one wake-up per part it queues, from the worker
+running it; a task's drain claims parts as well as jobs, so the parts spread over the workers.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,7 +39,7 @@ from celery import Celery, signals
 from psycopg_pool import AsyncConnectionPool
 
 from db.jobs import JobStore
-from vo.uws.context import Runner
+from vo.uws.context import PartFunction, Runner
 from vo.uws.results import ResultStore
 from vo.uws.worker import HEARTBEAT, JobWorker
 
@@ -74,6 +77,19 @@ def celery_app(broker_url: str, *, queue: str = QUEUE) -> Celery:
     return app
 
 
+def send_wakeups(app: Celery, queue: str, count: int = 1) -> bool:
+    """Send ``count`` wake-ups; False if the broker could not be reached (then the sweep sends again
+    later, and a job's runner works on its parts itself)."""
+    try:
+        with app.producer_or_acquire() as producer:
+            for _ in range(count):
+                app.send_task(TASK, queue=queue, producer=producer, retry=False)
+        return True
+    except Exception as exc:
+        log.warning("job wake-up not sent", error=str(exc))
+        return False
+
+
 class CeleryExecutor:
     """The service side: wake-ups on submit, cancels through PostgreSQL, and the sweep (heartbeat
     of nothing, reaper, destruction, wake-ups for waiting jobs)."""
@@ -98,14 +114,7 @@ class CeleryExecutor:
         await asyncio.to_thread(self.app.close)
 
     def _send(self, count: int = 1) -> bool:
-        try:
-            with self.app.producer_or_acquire() as producer:
-                for _ in range(count):
-                    self.app.send_task(TASK, queue=self.queue, producer=producer, retry=False)
-            return True
-        except Exception as exc:  # the broker is down: the sweep sends again later
-            log.warning("job wake-up not sent", error=str(exc))
-            return False
+        return send_wakeups(self.app, self.queue, count)
 
     async def submit(self, job_id: str) -> None:
         await asyncio.to_thread(self._send)
@@ -155,10 +164,14 @@ class WorkerHost:
     :meth:`run_queued`, which runs on that loop."""
 
     def __init__(self, conninfo: str, results: ResultStore, runners: Mapping[str, Runner], *, concurrency: int,
-                 per_owner: int = 0, heartbeat: float = HEARTBEAT) -> None:
+                 per_owner: int = 0, heartbeat: float = HEARTBEAT,
+                 parts: Mapping[str, PartFunction] | None = None) -> None:
         self.conninfo = conninfo
         self.results = results
         self.runners = dict(runners)
+        self.parts = dict(parts or {})
+        #: sends wake-ups through the broker when a job queued parts (set by :func:`run_worker`)
+        self.wake: Callable[[int], None] | None = None
         self.concurrency = concurrency
         self.per_owner = per_owner
         self.heartbeat = heartbeat
@@ -182,7 +195,8 @@ class WorkerHost:
                                          kwargs={"application_name": "vlkb-worker"})
         await self._pool.open(wait=True, timeout=30)
         self.worker = JobWorker(JobStore(self._pool), self.results, self.runners, conninfo=self.conninfo,
-                                per_owner=self.per_owner, heartbeat=self.heartbeat)
+                                per_owner=self.per_owner, heartbeat=self.heartbeat, parts=self.parts)
+        self.worker.wake = self.wake
         self._beat = asyncio.create_task(self._heartbeats(), name="vlkb-worker-heartbeat")
         log.info("worker ready", worker=self.worker.worker_id, concurrency=self.concurrency)
         return self.worker
@@ -200,7 +214,7 @@ class WorkerHost:
             await asyncio.sleep(self.heartbeat)
 
     def run_queued(self) -> int:
-        """The Celery task: run jobs until none is left for this process; how many ran."""
+        """The Celery task: run jobs and parts until none is left for this process; how many ran."""
         assert self.worker is not None
         return int(self._call(self.worker.drain()))
 
@@ -236,6 +250,7 @@ def run_worker(broker_url: str, host: WorkerHost, *, loglevel: str = "INFO", que
         host.shutting_down()
 
     signals.worker_shutting_down.connect(on_shutdown, weak=False)
+    host.wake = lambda count: None if send_wakeups(app, queue, count) else None
     started = time.monotonic()
     host.start()
     try:

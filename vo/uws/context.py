@@ -5,6 +5,9 @@ in a thread of whichever process claimed the job (the service or a ``vlkb worker
 through ``ctx.results`` and open their database connections with :meth:`RunContext.connect`,
 so an ABORT or the execution-duration watchdog can cancel them from another thread, and the
 service can cancel their statements from another machine (by ``application_name``).
+
+A runner spreads its work over every process that runs jobs with :meth:`RunContext.fan_out`:
+parts (``vo/uws/parts.py``) run by registered :data:`PartFunction` s, results back in order.
 """
 
 from __future__ import annotations
@@ -13,17 +16,18 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
 from db.jobs import ResultRow, set_progress_blocking
 from vo.caller import ANONYMOUS, Caller
+from vo.uws.liveness import HEARTBEAT, STALE_BEATS, new_worker_id
 from vo.uws.results import ResultStore
 
-__all__ = ["JobAborted", "Progress", "RunContext", "Runner"]
-
+__all__ = ["JobAborted", "PartFunction", "Progress", "RunContext", "Runner"]
 
 
 class JobAborted(Exception):
@@ -47,8 +51,17 @@ class RunContext:
     cancelled: bool = False
     #: cancelled because the execution duration ran out
     expired: bool = False
+    #: the process running the job (or the part): written on the parts it claims
+    worker_id: str = field(default_factory=new_worker_id)
+    #: the part functions by name (:meth:`fan_out`); the same mapping in every process
+    parts: Mapping[str, PartFunction] = field(default_factory=dict)
+    #: called with a number of new parts, to wake idle processes (set by whoever built the context)
+    wake: Callable[[int], None] | None = None
+    #: seconds without a heartbeat after which a process running a part is taken for dead
+    stale: float = STALE_BEATS * HEARTBEAT
     _conns: list[psycopg.Connection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _parts_used: int = 0
 
     def __post_init__(self) -> None:
         if self.deadline is None and self.timeout is not None:
@@ -58,6 +71,8 @@ class RunContext:
         """A database connection that a cancel interrupts (close it when done)."""
         conn = psycopg.connect(self.conninfo, application_name=f"vlkb-job-{self.job_id}")
         with self._lock:
+            # a job of many parts connects once a part: forget the connections closed since
+            self._conns = [c for c in self._conns if not c.closed]
             self._conns.append(conn)
             if self.cancelled:
                 conn.close()
@@ -91,6 +106,20 @@ class RunContext:
         except psycopg.Error:
             pass
 
+    def fan_out(self, name: str, payloads: Iterable[Any], *, window: int = 8) -> Iterator[Any]:
+        """The results of part function ``name`` on each of ``payloads``, in order, computed by any
+        process that runs jobs (this one included), at most ``window`` parts queued or running at
+        once; see :func:`vo.uws.parts.fan_out`."""
+        from vo.uws.parts import fan_out
+
+        return fan_out(self, name, payloads, window=window)
+
+    def next_part(self) -> int:
+        """A part number not used yet by this job's runner."""
+        with self._lock:
+            self._parts_used += 1
+            return self._parts_used
+
     def check(self) -> None:
         """Raise :class:`JobAborted` if the job was cancelled (runners call it between steps)."""
         if self.cancelled:
@@ -98,6 +127,9 @@ class RunContext:
 
 
 Runner = Callable[[Mapping[str, list[str]], RunContext], Sequence[ResultRow]]
+#: a part of a job's work: ``(payload, ctx) -> result``, both picklable; pure, and idempotent (a part
+#: whose process died is run again); ``ctx`` is the job's (its owner in ``ctx.caller``)
+PartFunction = Callable[[Any, RunContext], Any]
 
 
 class Progress:

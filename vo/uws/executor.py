@@ -6,7 +6,8 @@ sends wake-ups over a Redis broker to ``vlkb worker`` processes on any number of
 Both run jobs with the same :class:`~vo.uws.worker.JobWorker`, so the runners
 (``vo/jobs/*``) and the guarantees are the same: a job is claimed once by compare-and-set and
 never re-run; a process that dies leaves its jobs to the reaper, which ends them in ERROR;
-QUEUED jobs left by a stopped service run when one starts again.
+QUEUED jobs left by a stopped service run when one starts again. A free slot also runs the parts
+a job fans out (``vo/uws/parts.py``), its own or another process's.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+import psycopg
 import structlog
 
 from db.jobs import JobStore
-from vo.uws.context import JobAborted, RunContext, Runner
+from db.parts import CHANNEL, PartRow
+from vo.uws.context import JobAborted, PartFunction, RunContext, Runner
 from vo.uws.model import Job
 from vo.uws.results import ResultStore
 from vo.uws.worker import HEARTBEAT, JobWorker, worker_dead
@@ -47,20 +50,26 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs jobs in threads of the service process, at most ``concurrency`` at a time (and at
-    most ``per_owner`` of one owner; the others stay QUEUED until one of theirs ends)."""
+    """Runs jobs and parts of jobs in threads of the service process, at most ``concurrency`` at a
+    time (and at most ``per_owner`` jobs of one owner; the others stay QUEUED until one of theirs
+    ends). Parts come first: they finish work already started. Other processes' parts are found
+    at once (a runner notifies ``db.parts.CHANNEL``, which this process listens to), else by
+    polling every ``poll`` seconds, then at once as long as there are some."""
 
     def __init__(self, store: JobStore, results: ResultStore, runners: Mapping[str, Runner], *,
                  conninfo: str, concurrency: int = 4, per_owner: int = 0, poll: float = 2.0,
-                 heartbeat: float = HEARTBEAT) -> None:
+                 heartbeat: float = HEARTBEAT, parts: Mapping[str, PartFunction] | None = None) -> None:
         self.worker = JobWorker(store, results, runners, conninfo=conninfo, per_owner=per_owner,
-                                heartbeat=heartbeat)
+                                heartbeat=heartbeat, parts=parts)
         self.concurrency = concurrency
         self.poll = poll
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._part_tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        self._conninfo = conninfo
 
     @property
     def running(self) -> list[str]:
@@ -68,17 +77,27 @@ class LocalExecutor:
         return list(self._tasks)
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # a runner queued parts (from its thread): look for them now
+
+        def wake(_count: int) -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self.worker.wake = wake
+        if self.worker.parts:
+            self._listen_task = asyncio.create_task(self._listen(), name="vlkb-uws-parts-listen")
         self._loop_task = asyncio.create_task(self._dispatch(), name="vlkb-uws-dispatch")
 
     async def stop(self) -> None:
         self.worker.stopping = True
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for ctx in list(self.worker.running.values()):
+        for task in (self._loop_task, self._listen_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for ctx in [*self.worker.running.values(), *self.worker.running_parts.values()]:
             await asyncio.to_thread(ctx.cancel)
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._part_tasks.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
 
@@ -105,7 +124,13 @@ class LocalExecutor:
                 if time.monotonic() - self._last_sweep > self.worker.heartbeat:
                     self._last_sweep = time.monotonic()
                     await self._sweep()
-                while len(self._tasks) < self.concurrency:
+                while len(self._tasks) + len(self._part_tasks) < self.concurrency:
+                    part = await self.worker.claim_part()
+                    if part is None:
+                        break
+                    key = (part.job_id, part.part)
+                    self._part_tasks[key] = asyncio.create_task(self._run_part(part), name=f"vlkb-part-{key}")
+                while len(self._tasks) + len(self._part_tasks) < self.concurrency:
                     job = await self.worker.claim()
                     if job is None:
                         break
@@ -119,6 +144,29 @@ class LocalExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(self.poll, self.worker.heartbeat))
             self._wake.clear()
+
+    async def _listen(self) -> None:
+        """Wake the dispatch loop when a runner of any process queued parts (LISTEN; on a lost
+        connection, polling alone until it is back)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,
+                                                                 application_name="vlkb-parts-listen") as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("parts listener lost", error=str(exc))
+            await asyncio.sleep(self.poll)
+
+    async def _run_part(self, part: PartRow) -> None:
+        try:
+            await self.worker.run_part(part)
+        finally:
+            self._part_tasks.pop((part.job_id, part.part), None)
+            self._wake.set()
 
     async def _execute(self, job: Job, ctx: RunContext) -> None:
         try:

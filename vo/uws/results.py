@@ -95,6 +95,11 @@ class ResultStore:
             while block := f.read(chunk):
                 yield block
 
+    def remove(self, location: str) -> None:
+        """Remove one file (a part's output once read, ``vo/uws/parts.py``); gone already is fine."""
+        with suppress(FileNotFoundError):
+            self.fs.rm(self._path(location))
+
     def delete(self, job_id: str) -> None:
         """Remove every result of ``job_id`` (finished or still being written)."""
         folder = f"{self.root}/{_check(job_id)}"

@@ -7,7 +7,9 @@ COMPLETED or ERROR, again by compare-and-set, so an ABORT, a destruction or the 
 the end has one winner and the loser's results are removed. Its periodic :meth:`watch` is the
 heartbeat, and it notices what other processes did to its jobs (ABORT, DELETE, destruction) and
 the execution duration running out. :meth:`reap` ends in ERROR the jobs of processes that are
-gone: a half-run job is never re-run (exactly once), and never left EXECUTING.
+gone: a half-run job is never re-run (exactly once), and never left EXECUTING. It also runs the
+parts other jobs fan out (:mod:`vo.uws.parts`: :meth:`claim_part`, :meth:`run_part`), beats and
+watches them like jobs, and the reaper queues again the parts of processes that are gone.
 
 ``LocalExecutor`` (``vo/uws/executor.py``) drives one inside the service; each ``vlkb worker``
 (``vo/uws/celery_executor.py``) drives one per process.
@@ -16,78 +18,48 @@ gone: a half-run job is never re-run (exactly once), and never left EXECUTING.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import structlog
 
+from db import parts as parts_sql
 from db.jobs import JobStore
+from db.parts import PartRow
 from vo.caller import Caller
 from vo.errors import TransientError, VlkbError
-from vo.uws.context import JobAborted, RunContext, Runner
+from vo.uws.context import JobAborted, PartFunction, RunContext, Runner
+from vo.uws.liveness import HEARTBEAT, STALE_BEATS, new_worker_id, worker_dead
 from vo.uws.model import Job, Phase
+from vo.uws.parts import run_claimed
 from vo.uws.results import ResultStore
 
-__all__ = ["JobWorker", "new_worker_id", "worker_dead"]
+__all__ = ["HEARTBEAT", "JobWorker", "new_worker_id", "worker_dead"]
 
 log = structlog.get_logger("vlkb.uws")
 
-#: seconds between heartbeats (and watches) of a process running jobs
-HEARTBEAT = 10.0
-#: a job whose heartbeat is older than this many heartbeats is taken for dead
-STALE_BEATS = 4
 #: the watchdog cancels a job this long after its execution duration ran out (statement_timeout,
 #: the first line of enforcement, should have stopped it already)
 GRACE = 2.0
-
-
-def new_worker_id() -> str:
-    """``host:pid:random``: unique per process start, and tells the reaper where to look."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-_STALE = timedelta(seconds=STALE_BEATS * HEARTBEAT)
-
-
-def worker_dead(job: Job, me: str, now: datetime, stale: timedelta = _STALE) -> bool:
-    """Whether the process that claimed ``job`` is gone: no worker, a stale heartbeat, or a
-    process of this host that no longer runs (or is us, restarted under a new id)."""
-    if not job.worker:
-        return True
-    if job.worker == me:
-        return False
-    if job.heartbeat is None or now - job.heartbeat > stale:
-        return True
-    host, _, rest = job.worker.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host == socket.gethostname() and pid_text.isdigit():
-        pid = int(pid_text)
-        return pid == os.getpid() or not _pid_alive(pid)
-    return False
 
 
 class JobWorker:
     """Claims, runs and ends jobs for one process; see the module docstring."""
 
     def __init__(self, store: JobStore, results: ResultStore, runners: Mapping[str, Runner], *, conninfo: str,
-                 per_owner: int = 0, heartbeat: float = HEARTBEAT, worker_id: str | None = None) -> None:
+                 per_owner: int = 0, heartbeat: float = HEARTBEAT, worker_id: str | None = None,
+                 parts: Mapping[str, PartFunction] | None = None) -> None:
         self.store = store
         self.results = results
         self.runners = dict(runners)
+        #: the part functions by name (vo/uws/parts.py)
+        self.parts = dict(parts or {})
+        #: wakes idle processes when a runner queued parts (set by the executor; None: they poll)
+        self.wake: Callable[[int], None] | None = None
+        #: contexts of the parts running here, by (job id, part)
+        self.running_parts: dict[tuple[str, int], RunContext] = {}
         self.conninfo = conninfo
         self.per_owner = per_owner
         self.heartbeat = heartbeat
@@ -107,12 +79,43 @@ class JobWorker:
             return None
         return await self.store.claim_next(list(self.runners), self.worker_id, per_owner=self.per_owner)
 
-    def context(self, job: Job) -> RunContext:
+    def context(self, job: Job, *, part: bool = False) -> RunContext:
+        """The context of ``job``'s runner (or, with ``part``, of one of its parts run here)."""
         timeout = float(job.execution_duration) if job.execution_duration > 0 else None
         ctx = RunContext(job.job_id, self.conninfo, self.results, timeout,
-                         caller=Caller(job.owner, tuple(job.owner_groups)))
-        self.running[job.job_id] = ctx
+                         caller=Caller(job.owner, tuple(job.owner_groups)), worker_id=self.worker_id,
+                         parts=self.parts, wake=self.wake, stale=STALE_BEATS * self.heartbeat)
+        if not part:
+            self.running[job.job_id] = ctx
         return ctx
+
+    async def claim_part(self) -> PartRow | None:
+        """The next queued part of an EXECUTING job this process can run, now running here."""
+        if self.stopping or not self.parts:
+            return None
+        return await parts_sql.claim(self.store.pool, self.worker_id, list(self.parts))
+
+    async def run_part(self, row: PartRow) -> None:
+        """Run a claimed part in a thread and record its end; never raises."""
+        key = (row.job_id, row.part)
+        try:
+            job = await self.store.get(row.job_id)
+            if job is None or job.phase != Phase.EXECUTING:
+                await parts_sql.requeue(self.store.pool, row)  # ended since the claim: give the claim up
+                return
+            ctx = self.context(job, part=True)
+            self.running_parts[key] = ctx
+            await asyncio.to_thread(self._run_part, row, ctx)
+        except JobAborted:
+            log.info("job part stopped", job_id=row.job_id, part=row.part)
+        except Exception as exc:
+            log.error("job part bookkeeping failed", job_id=row.job_id, part=row.part, exc_info=exc)
+        finally:
+            self.running_parts.pop(key, None)
+
+    def _run_part(self, row: PartRow, ctx: RunContext) -> None:
+        with psycopg.connect(self.conninfo, application_name="vlkb-parts") as conn:
+            run_claimed(conn, row, self.parts[row.name], ctx)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel ``job_id`` if it runs here (from the event loop; the cancel itself may block)."""
@@ -140,6 +143,11 @@ class JobWorker:
                                            error_message=message, error_code=code)
         if done is None:  # aborted, deleted or reaped meanwhile: that end stands, drop our output
             await asyncio.to_thread(self.results.delete, job.job_id)
+        else:
+            # parts that ended before the runner failed left outputs nobody reads; no part can end
+            # now that the job is not EXECUTING (vo/uws/parts.py)
+            for location in await parts_sql.outputs(self.store.pool, job.job_id):
+                await asyncio.to_thread(self.results.remove, location)
 
     async def _stopped(self, job: Job, ctx: RunContext, bound: structlog.typing.FilteringBoundLogger) -> None:
         """The runner stopped on a cancel: the execution duration ran out, our shutdown, or an
@@ -193,11 +201,15 @@ class JobWorker:
         """The heartbeat: mark our jobs alive, cancel those another process ended (ABORT,
         DELETE, destruction) and those past their execution duration."""
         await self.store.beat(self.worker_id)
-        if not self.running:
+        if not self.running and not self.running_parts:
             return
         # a snapshot: jobs claimed while the phases are read are not in the answer
         watched = dict(self.running)
-        phases = await self.store.phases(list(watched))
+        parts = dict(self.running_parts)
+        phases = await self.store.phases(list(watched) + [job_id for job_id, _ in parts])
+        for (job_id, _), ctx in parts.items():
+            if phases.get(job_id) != Phase.EXECUTING:
+                await asyncio.to_thread(ctx.cancel)
         now = time.monotonic()
         for job_id, ctx in watched.items():
             if phases.get(job_id) != Phase.EXECUTING:
@@ -206,8 +218,12 @@ class JobWorker:
                 await asyncio.to_thread(ctx.cancel, expired=True)
 
     async def reap(self) -> list[str]:
-        """End in ERROR the EXECUTING jobs whose process is gone; their ids."""
+        """End in ERROR the EXECUTING jobs whose process is gone, and queue again the parts whose
+        process is gone (:mod:`vo.uws.parts`); the ids of the jobs ended."""
         now = datetime.now(UTC)
+        for row in await parts_sql.running(self.store.pool):
+            if worker_dead(row, self.worker_id, now, self.stale) and await parts_sql.requeue(self.store.pool, row):
+                log.warning("job part queued again", job_id=row.job_id, part=row.part, worker=row.worker)
         reaped = []
         for job in await self.store.executing():
             if job.job_id in self.running or not worker_dead(job, self.worker_id, now, self.stale):
@@ -233,9 +249,13 @@ class JobWorker:
         return gone
 
     async def drain(self) -> int:
-        """Claim and run jobs one after another until none is left for us; how many ran."""
+        """Claim and run jobs and parts one after another until none is left for us; how many ran."""
         ran = 0
-        while (job := await self.claim()) is not None:
-            await self.execute(job)
+        while True:
+            if (job := await self.claim()) is not None:
+                await self.execute(job)
+            elif (part := await self.claim_part()) is not None:
+                await self.run_part(part)
+            else:
+                return ran
             ran += 1
-        return ran
