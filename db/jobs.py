@@ -23,7 +23,8 @@ __all__ = ["JobRow", "JobStore", "ResultRow", "set_progress_blocking"]
 
 _COLUMNS = (
     "job_id, kind, owner, owner_groups, run_id, phase, parameters, creation_time, start_time, end_time, "
-    "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat, runs, progress"
+    "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat, runs, progress, "
+    "base_url"
 )
 
 #: the transaction-level advisory lock that serialises claims, so the per-owner count of
@@ -58,6 +59,8 @@ class JobRow:
     runs: int
     #: what the runner last said of its progress (e.g. ``2 of 4 tiles``); None if it says nothing
     progress: str | None = None
+    #: the public base URL of the service the job was created through (its results' URLs); None: older jobs
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,14 @@ class JobStore:
 
     async def create(self, job_id: str, kind: str, *, owner: str | None, run_id: str | None,
                      parameters: dict[str, list[str]], execution_duration: int,
-                     destruction: datetime | None, owner_groups: Sequence[str] = ()) -> JobRow:
+                     destruction: datetime | None, owner_groups: Sequence[str] = (),
+                     base_url: str | None = None) -> JobRow:
         """Insert a PENDING job."""
         row = await self._one(
             f"INSERT INTO vlkb.jobs (job_id, kind, owner, owner_groups, run_id, parameters, execution_duration,"
-            f" destruction) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (job_id, kind, owner, list(owner_groups), run_id, Jsonb(parameters), execution_duration, destruction),
+            f" destruction, base_url) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (job_id, kind, owner, list(owner_groups), run_id, Jsonb(parameters), execution_duration, destruction,
+             base_url),
         )
         assert row is not None
         return row

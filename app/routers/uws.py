@@ -86,7 +86,8 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         p = UwsParams(params.values)
         phase, run_id = p.command("RUN"), p.single("RUNID")
         files = await keep(params, settings)
-        job = await jobs.create(kind, caller.user, p.job_parameters(), run_id=run_id, groups=caller.groups)
+        job = await jobs.create(kind, caller.user, p.job_parameters(), run_id=run_id, groups=caller.groups,
+                                base_url=base)
         if files:
             try:
                 await asyncio.to_thread(_store_files, jobs.results, job.job_id, files)

@@ -117,6 +117,27 @@ def test_tap_async_urls_start_with_the_base(servers, base) -> None:
         check_urls(votable(http.get(f"/tap/async/{job}/results/result").content), base, "TAP async")
 
 
+def test_tap_async_urls_are_those_of_the_service_the_job_was_created_through(database: Database, servers) -> None:
+    """A job runs in whichever process claims it (here: never the one it was created through, whose
+    executor sends its wake-ups to a broker nobody listens on, so the alpha, beta or session server
+    runs it); its result's URLs are still those of the base it was created under."""
+    gamma = "https://gamma.example/archive"
+    with running_server(database, base_url=gamma, executor="celery", broker_url="redis://127.0.0.1:9/0") as server, \
+            httpx.Client(base_url=server.url, timeout=30) as http:
+        created = http.post("/tap/async", data={"LANG": "ADQL", "QUERY": QUERY, "PHASE": "RUN"})
+        assert created.status_code == 303, created.text
+        job = urlsplit(created.headers["location"]).path.rsplit("/", 1)[1]
+        deadline = time.monotonic() + 60
+        while (phase := http.get(f"/tap/async/{job}/phase").text) in ("PENDING", "QUEUED", "EXECUTING"):
+            assert time.monotonic() < deadline, phase
+            time.sleep(0.2)
+        assert phase == "COMPLETED"
+        with psycopg.connect(database.url) as conn:
+            (worker,) = conn.execute("SELECT worker FROM vlkb.jobs WHERE job_id = %s", (job,)).fetchone()
+        assert worker, "the job was run by some process"
+        check_urls(votable(http.get(f"/tap/async/{job}/results/result").content), gamma, "TAP async elsewhere")
+
+
 @pytest.mark.parametrize("base", [ALPHA, BETA])
 def test_sia_urls_start_with_the_base(servers, base) -> None:
     resp = httpx.get(servers[base].url + "/sia/query", params=REGION, timeout=60)

@@ -34,9 +34,10 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
 
     ``upload_limits`` apply again to the stored uploads (they were checked at creation) and to
     those fetched by URL under ``fetch_policy`` (default: no address the policy forbids);
-    ``max_query_length`` bounds QUERY as for synchronous queries. ``base_url`` is the public base
-    URL the result's URLs start with: the configured one (``VLKB_BASE_URL``), since a job runs
-    later and maybe on another machine, and its result is read by whoever holds its URL.
+    ``max_query_length`` bounds QUERY as for synchronous queries. The result's URLs start with the
+    public base URL of the service the job was created through (``ctx.base_url``), whichever
+    process or machine runs it; ``base_url``, the configured one (``VLKB_BASE_URL``), serves jobs
+    created before jobs kept theirs.
     """
     q = TapQuery.from_params(dict(params), maxrec_default=maxrec_default, maxrec_limit=maxrec_limit,
                              max_query_length=max_query_length)
@@ -46,7 +47,7 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
         # the owner's readable user tables, through the access rule of their session
         with ctx.connect() as conn:
             mine = readable_blocking(conn, ctx.caller)
-    plan, _ = plan_query(q, uploads, base_url=base_url, user_tables=mine)
+    plan, _ = plan_query(q, uploads, base_url=ctx.base_url or base_url, user_tables=mine)
     started = time.monotonic()
     try:
         with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:

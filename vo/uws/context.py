@@ -46,6 +46,8 @@ class RunContext:
     #: the job's owner with the groups they had when the job was created: whom the job reads for
     #: (pass it to every read, :mod:`vo.caller`)
     caller: Caller = ANONYMOUS
+    #: the public base URL of the service the job was created through (URLs in its results); None: unknown
+    base_url: str | None = None
     #: time.monotonic() when the execution duration runs out
     deadline: float | None = None
     cancelled: bool = False

@@ -125,14 +125,17 @@ class JobService:
         self.destruction = timedelta(days=destruction_days)
 
     async def create(self, kind: str, owner: str | None, parameters: dict[str, list[str]], *,
-                     run_id: str | None = None, groups: Sequence[str] = ()) -> Job:
+                     run_id: str | None = None, groups: Sequence[str] = (), base_url: str | None = None) -> Job:
         """A new PENDING job of ``kind`` with ``parameters`` (validated by the caller).
 
         ``groups`` are the owner's groups now: the job reads what they allow, whenever it runs.
+        ``base_url``: the public base URL of the service creating it, which the URLs in its results
+        start with wherever it runs.
         """
         job = await self.store.create(
             secrets.token_hex(8), kind, owner=owner, owner_groups=groups, run_id=run_id, parameters=parameters,
             execution_duration=self.execution_duration, destruction=datetime.now(UTC) + self.destruction,
+            base_url=base_url,
         )
         log.info("job created", job_id=job.job_id, kind=kind, owner=owner)
         return job

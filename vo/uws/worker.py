@@ -83,7 +83,8 @@ class JobWorker:
         """The context of ``job``'s runner (or, with ``part``, of one of its parts run here)."""
         timeout = float(job.execution_duration) if job.execution_duration > 0 else None
         ctx = RunContext(job.job_id, self.conninfo, self.results, timeout,
-                         caller=Caller(job.owner, tuple(job.owner_groups)), worker_id=self.worker_id,
+                         caller=Caller(job.owner, tuple(job.owner_groups)), base_url=job.base_url,
+                         worker_id=self.worker_id,
                          parts=self.parts, wake=self.wake, stale=STALE_BEATS * self.heartbeat)
         if not part:
             self.running[job.job_id] = ctx
