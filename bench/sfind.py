@@ -9,7 +9,7 @@ and prints, per app:
 - where the service's extra time goes, from the job's own report (search, outputs, the rest: dispatch,
   result writes, the client's UWS ``WAIT``), and the finder's own steps (BANE, island finding and
   fitting, ...) in both paths side by side: a step slower only in the service points at the cause;
-- one four-tile job (the four ASKAP tiles around (0, 0), 0.3 degree circle) on one and two worker processes of the job
+- one four-tile job (the four ASKAP tiles around (0, 0), whole, or a circle: ``--four-radius``) on one and two worker processes of the job
   engine (``vlkb serve`` with ``VLKB_WORKERS=1`` and ``=2``, one job slot each: the tiles are parts of
   the job, ``vo/uws/parts.py``, searched one after the other or two at once): seconds and the speed-up.
 
@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--radius", type=float, default=0.15)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tiles-only", action="store_true", help="only the four-tile job")
+    ap.add_argument("--four-radius", type=float, default=0.0,
+                    help="the four-tile job over a circle of this radius (deg) around (0, 0); 0: the whole tiles")
     args = ap.parse_args(argv)
     home = ROOT / "var" / "bench" / "sfind"
     home.mkdir(parents=True, exist_ok=True)
@@ -130,8 +132,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                       f"({s_s / d_s - 1:+.0%})")
         name = args.apps.split(",")[0]
         times = {}
-        # 0.3 degrees: some 300 x 300 pixels of each tile, so the tiles (not the job's fixed costs) take the time
-        four = {"APP": name, "ID": [d for d, _ in tiles[:4]], "CIRCLE": "0 0 0.3", "POSSYS": "GALACTIC"}
+        # whole tiles by default (what a survey-wide job searches: 768 x 576 pixels each), so the tiles, not the
+        # job's fixed costs (dispatch, stitching, outputs), take the time; --four-radius: a circle around (0, 0)
+        four: dict[str, object] = {"APP": name, "ID": [d for d, _ in tiles[:4]]}
+        if args.four_radius > 0:
+            four.update(CIRCLE=f"0 0 {args.four_radius}", POSSYS="GALACTIC")
         for procs in ("1", "2"):
             with serve(home, cluster.current_port(), local_concurrency="1", workers=procs) as (base, _):
                 for _ in range(int(procs)):  # warm-up: the finder's imports in each process
