@@ -80,7 +80,8 @@ def _report(url: str) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--apps", default="aegean,pybdsf")
-    ap.add_argument("--radius", type=float, default=0.15)
+    ap.add_argument("--radius", type=float, default=0.15,
+                    help="the per-app runs over a circle of this radius (deg) in ASKAP tile 3; 0: the whole tile")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tiles-only", action="store_true", help="only the four-tile job")
     ap.add_argument("--four-radius", type=float, default=0.0,
@@ -89,13 +90,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     home = ROOT / "var" / "bench" / "sfind"
     home.mkdir(parents=True, exist_ok=True)
     cluster, tiles = _prepare(home)
-    region = {"CIRCLE": f"{CENTRE[0]} {CENTRE[1]} {args.radius}", "POSSYS": "GALACTIC"}
+    region = {"CIRCLE": f"{CENTRE[0]} {CENTRE[1]} {args.radius}", "POSSYS": "GALACTIC"} if args.radius > 0 else {}
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 shared cores: other work runs at the same time)")
     try:
         did, path = tiles[2]
         for name in [] if args.tiles_only else args.apps.split(","):
             finder = find_app(name)
-            cut = plan(path, CutRequest(region=Circle.parse(region["CIRCLE"], "CIRCLE"), frame="galactic"))
+            cut = plan(path, CutRequest(region=Circle.parse(region["CIRCLE"], "CIRCLE") if region else None,
+                                        frame="galactic"))
             pairs, reports = [], []
             with tempfile.TemporaryDirectory() as tmp, \
                     serve(home, cluster.current_port(), local_concurrency="1") as (base, _):
