@@ -9,9 +9,10 @@ and prints, per app:
 - where the service's extra time goes, from the job's own report (search, outputs, the rest: dispatch,
   result writes, the client's UWS ``WAIT``), and the finder's own steps (BANE, island finding and
   fitting, ...) in both paths side by side: a step slower only in the service points at the cause;
-- one four-tile job (the four ASKAP tiles around (0, 0), whole, or a circle: ``--four-radius``) on one and two worker processes of the job
-  engine (``vlkb serve`` with ``VLKB_WORKERS=1`` and ``=2``, one job slot each: the tiles are parts of
-  the job, ``vo/uws/parts.py``, searched one after the other or two at once): seconds and the speed-up.
+- one four-tile job (the four ASKAP tiles around (0, 0), whole, or a circle: ``--four-radius``) on
+  one and two worker processes of the job engine (``vlkb serve`` with ``VLKB_WORKERS=1`` and ``=2``,
+  one job slot each: the tiles are parts of the job, ``vo/uws/parts.py``, searched one after the
+  other or two at once): seconds and the speed-up.
 
 Each figure is the best of ``--repeat`` runs (the machine is shared: the load average is printed).
 
