@@ -33,7 +33,6 @@ from astropy.wcs.utils import pixel_to_pixel
 from vo import soda
 from vo.caller import Dataset
 from vo.cutout.bounds import header_wcs
-from vo.cutout.source import mapping
 from vo.errors import UsageError
 from vo.stamps.resample import resample
 from vo.stamps.stamp import (
@@ -55,9 +54,8 @@ from vo.stamps.stamp import (
     subtract_background,
 )
 from vo.stamps.stamp import make_stamps as general_stamps
-from vo.stamps.tiles import _card
+from vo.stamps.tiles import Plane, _card
 from vo.stamps.units import Brightness, parse_bunit
-from vo.storage import location
 
 _BLOCK = 2880
 #: the cards of a regridded stamp that differ between sources on grids of one shape and pixel
@@ -117,14 +115,11 @@ class KeptTile:
     """One tile as the regridded stamps cut from it share it."""
 
     did: str
-    data: np.ndarray
+    plane: Plane
     #: the tile's celestial WCS; its reference pixel is moved per slab (:meth:`resampled`)
     wcs: WCS
     crpix: tuple[float, float]
     pixel: float
-    scale: float
-    zero: float
-    blank: int | None
     #: tile values -> Jy/sr
     factor: float
     #: the cards a stamp inherits (beam, frequency, instrument)
@@ -145,17 +140,7 @@ class KeptTile:
             x0, x1, y0, y1 = box
             if (x1 - x0) * (y1 - y0) > max_voxels:
                 raise StampError(f"the cut would hold {(x1 - x0) * (y1 - y0)} pixels; use a smaller SIZE")
-            ny, nx = self.data.shape
-            out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float64)
-            sx, sy = slice(max(0, x0), min(nx, x1)), slice(max(0, y0), min(ny, y1))
-            if sx.start < sx.stop and sy.start < sy.stop:
-                raw = self.data[sy, sx]
-                part = raw.astype(np.float64)
-                if self.blank is not None:
-                    part[raw == self.blank] = np.nan
-                out[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] = part
-            out *= self.scale
-            out += self.zero
+            out = self.plane.window(x0, x1, y0, y1)
             out *= self.factor
             self.wcs.wcs.crpix = [self.crpix[0] - x0, self.crpix[1] - y0]
             self.wcs.wcs.set()
@@ -166,11 +151,8 @@ def _keep(ds: Dataset, query: soda.SodaParams) -> KeptTile | None:
     """``ds`` as a :class:`KeptTile`, or None when it cannot be kept (remote, compressed, a cube,
     a unit that cannot be converted)."""
     cut = soda.open_cutout(ds, query)
-    if cut.mapped is None or len(cut.shape) != 2:
-        return None
-    version, offset, dtype, shape = cut.mapped
-    data = mapping(str(location(cut.path)), version, offset, dtype, shape)
-    if data.ndim != 2:
+    plane = Plane.of(cut)
+    if plane is None:
         return None
     full = header_wcs(cut.header)
     if full.naxis != 2 or not full.has_celestial:
@@ -183,10 +165,7 @@ def _keep(ds: Dataset, query: soda.SodaParams) -> KeptTile | None:
         factor = Brightness.of(header, wcs).factor(unit)
     except UsageError:
         return None
-    blank = cut.header.get("BLANK")
-    return KeptTile(ds.publisher_did, data, wcs, crpix, _pixel_deg(wcs), float(cut.header.get("BSCALE", 1.0)),
-                    float(cut.header.get("BZERO", 0.0)),
-                    int(blank) if blank is not None and np.dtype(dtype).kind in "iu" else None, factor, header,
+    return KeptTile(ds.publisher_did, plane, wcs, crpix, _pixel_deg(wcs), factor, header,
                     f"{unit} -> Jy/sr x {factor:.6g}")
 
 

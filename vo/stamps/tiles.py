@@ -32,6 +32,7 @@ from astropy.wcs import WCS
 
 from vo import soda
 from vo.caller import Dataset
+from vo.cutout import Cutout
 from vo.cutout.bounds import header_wcs
 from vo.cutout.source import mapping
 from vo.errors import UsageError
@@ -62,16 +63,53 @@ def fast_path_applies(opts: Options) -> bool:
 
 
 @dataclass
-class _Tile:
-    """One tile as its stamps share it."""
+class Plane:
+    """A local 2D image read through its kept memory map (:mod:`vo.cutout.source`): the raw values
+    and how they become physical ones. Kept-tile stamps, native and regridded, read their pixels here."""
 
     data: np.ndarray
-    wcs: WCS
-    galactic: bool
-    pixel: float
     scale: float
     zero: float
     blank: int | None
+
+    @classmethod
+    def of(cls, cut: Cutout) -> Plane | None:
+        """The plane ``cut`` is planned on, or None when it is not a local uncompressed 2D image."""
+        if cut.mapped is None or len(cut.shape) != 2:
+            return None
+        version, offset, dtype, shape = cut.mapped
+        data = mapping(str(location(cut.path)), version, offset, dtype, shape)
+        if data.ndim != 2:
+            return None
+        blank = cut.header.get("BLANK")
+        return cls(data, float(cut.header.get("BSCALE", 1.0)), float(cut.header.get("BZERO", 0.0)),
+                   int(blank) if blank is not None and np.dtype(dtype).kind in "iu" else None)
+
+    def window(self, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
+        """Physical values (``BSCALE``/``BZERO`` applied, ``BLANK`` as NaN) of pixels ``[y0:y1, x0:x1]``
+        (0-based), as float64; NaN where the window leaves the plane."""
+        out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float64)
+        ny, nx = self.data.shape
+        sx, sy = slice(max(0, x0), min(nx, x1)), slice(max(0, y0), min(ny, y1))
+        if sx.start < sx.stop and sy.start < sy.stop:
+            raw = self.data[sy, sx]
+            part = raw.astype(np.float64)
+            if self.blank is not None:
+                part[raw == self.blank] = np.nan
+            out[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] = part
+        out *= self.scale
+        out += self.zero
+        return out
+
+
+@dataclass
+class _Tile:
+    """One tile as its stamps share it."""
+
+    plane: Plane
+    wcs: WCS
+    galactic: bool
+    pixel: float
     #: tile values -> target unit
     factor: float
     cards: list[str]
@@ -93,11 +131,8 @@ def _tile(ds: Dataset, src: Source, survey: str, opts: Options) -> tuple[_Tile |
     if not first.ok:
         return None, first
     cut = soda.open_cutout(ds, _params([ds.publisher_did], src, opts).cuts()[0])
-    if cut.mapped is None or len(cut.shape) != 2:
-        return None, first
-    version, offset, dtype, shape = cut.mapped
-    data = mapping(str(location(cut.path)), version, offset, dtype, shape)
-    if data.ndim != 2:
+    plane = Plane.of(cut)
+    if plane is None:
         return None, first
     wcs = _cel(header_wcs(cut.header)).deepcopy()
     wcs.wcs.crpix = [wcs.wcs.crpix[0] + cut.box[0][0], wcs.wcs.crpix[1] + cut.box[1][0]]
@@ -122,12 +157,9 @@ def _tile(ds: Dataset, src: Source, survey: str, opts: Options) -> tuple[_Tile |
                            if c.keyword == "HISTORY" and str(c.value).startswith("vlkb stamp: background ")), -1)
         if note_at < 0 or history_at < 0:
             return None, first
-    blank = cut.header.get("BLANK")
-    tile = _Tile(data, wcs, wcs.wcs.ctype[0].startswith("GLON"), _pixel_deg(wcs),
-                 float(cut.header.get("BSCALE", 1.0)), float(cut.header.get("BZERO", 0.0)),
-                 int(blank) if blank is not None and np.dtype(dtype).kind in "iu" else None, ratio,
-                 cards, where, {k: primary.comments[k] for k in varying}, list(first.conversions),
-                 opts.bkg, skipped, bright.factor(opts.unit), note_at, history_at)
+    tile = _Tile(plane, wcs, wcs.wcs.ctype[0].startswith("GLON"), _pixel_deg(wcs), ratio, cards, where,
+                 {k: primary.comments[k] for k in varying}, list(first.conversions), opts.bkg, skipped,
+                 bright.factor(opts.unit), note_at, history_at)
     return tile, first
 
 
@@ -189,18 +221,8 @@ def _cut(tile: _Tile, src: Source, radec: tuple[float, float], survey: str, did:
     half = max(1, math.ceil(src.radius / tile.pixel))
     ix, iy = round(x), round(y)
     size = 2 * half + 1
-    out = np.full((size, size), np.nan, dtype=np.float64)
-    ny, nx = tile.data.shape
     x0, y0 = ix - half, iy - half
-    sx, sy = slice(max(0, x0), min(nx, x0 + size)), slice(max(0, y0), min(ny, y0 + size))
-    if sx.start < sx.stop and sy.start < sy.stop:
-        raw = tile.data[sy, sx]
-        part = raw.astype(np.float64)
-        if tile.blank is not None:
-            part[raw == tile.blank] = np.nan
-        out[sy.start - y0:sy.stop - y0, sx.start - x0:sx.stop - x0] = part
-    out *= tile.scale
-    out += tile.zero
+    out = tile.plane.window(x0, x0 + size, y0, y0 + size)
     out *= tile.factor
     conversions = list(tile.conversions)
     history = None
