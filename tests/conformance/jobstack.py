@@ -10,9 +10,13 @@ the workers under test. Without demo data, the slow and fast queries use cross j
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +24,12 @@ import httpx
 import psycopg
 import redis
 
+from db.cluster import EmbeddedCluster
+from db.migrate import migrate
 from tests.conftest import ROOT, VLKB, free_port, wait_for_http
 
-__all__ = ["FAST", "FOREVER", "STREAM", "JobStack", "Proc", "start_redis", "submit", "wait_phase", "wait_until"]
+__all__ = ["FAST", "FOREVER", "STREAM", "JobStack", "Proc", "job_stack", "start_redis", "submit", "wait_phase",
+           "wait_until"]
 
 #: a query of a few tenths of a second (a count over some 3 million rows of a cross join)
 FAST = ("SELECT COUNT(*) AS n FROM TAP_SCHEMA.columns AS a, TAP_SCHEMA.columns AS b, TAP_SCHEMA.columns AS c"
@@ -177,6 +184,38 @@ class JobStack:
             row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                                (f"vlkb-job-{job_id}",)).fetchone()
             return int(row[0]) if row else 0
+
+
+@contextmanager
+def job_stack(prefix: str, *, demo: bool = False) -> Iterator[JobStack]:
+    """A cluster (with the demo data if ``demo``) and a redis-server of the caller's own, removed after
+    (kept with ``VLKB_TEST_KEEP`` set, to read the logs of a failure)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    cluster = EmbeddedCluster(home=home)
+    cluster.start()
+    redis_proc = None
+    try:
+        url = cluster.url()
+        migrate(url)
+        if demo:
+            from demo.load import load_demo
+
+            with psycopg.connect(url) as conn:
+                load_demo(conn, home / "data", scale=1, authority="vlkb.test")
+        redis_proc, redis_url = start_redis(home)
+        s = JobStack(home=home, db_port=cluster.current_port(), db_url=url, redis_url=redis_url)
+        try:
+            yield s
+        finally:
+            s.stop_all()
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)
+        cluster.stop()
+        if not os.environ.get("VLKB_TEST_KEEP"):
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def submit(http: httpx.Client, query: str, **params: str) -> str:

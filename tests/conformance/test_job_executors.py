@@ -7,9 +7,6 @@ claimed (``runs``): exactly once is ``runs == 1`` for every job, whatever was ki
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,15 +17,13 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from db.cluster import EmbeddedCluster
-from db.migrate import migrate
 from tests.conformance.jobstack import (
     FAST,
     FOREVER,
     STREAM,
     JobStack,
     Proc,
-    start_redis,
+    job_stack,
     submit,
     wait_phase,
     wait_until,
@@ -42,27 +37,8 @@ BIG = {"MAXREC": "10000000"}
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[JobStack]:
-    home = Path(tempfile.mkdtemp(prefix="vlkb-jobs-"))
-    home.chmod(0o755)
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    redis_proc = None
-    try:
-        url = cluster.url()
-        migrate(url)
-        redis_proc, redis_url = start_redis(home)
-        s = JobStack(home=home, db_port=cluster.current_port(), db_url=url, redis_url=redis_url)
-        try:
-            yield s
-        finally:
-            s.stop_all()
-    finally:
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
-        cluster.stop()
-        if not os.environ.get("VLKB_TEST_KEEP"):  # keep the logs to debug a failure
-            shutil.rmtree(home, ignore_errors=True)
+    with job_stack("vlkb-jobs-") as s:
+        yield s
 
 
 def _parts(root: Path, job_id: str) -> list[Path]:

@@ -16,13 +16,10 @@ jobs run through the same parts.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -31,9 +28,7 @@ from astropy.io.votable import parse_single_table
 from lxml import etree
 from psycopg.rows import dict_row
 
-from db.cluster import EmbeddedCluster
-from db.migrate import migrate
-from tests.conformance.jobstack import JobStack, Proc, start_redis, wait_phase, wait_until
+from tests.conformance.jobstack import JobStack, Proc, job_stack, wait_phase, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -46,34 +41,11 @@ REGION = {"CIRCLE": "0 0 0.08", "POSSYS": "GALACTIC"}
 def stack() -> Iterator[JobStack]:
     """A cluster with the demo data and a redis-server of this module's own: no other test's
     process claims its jobs or parts (they would write to another results store)."""
-    from demo.load import load_demo
-
     for tool in ("redis-server",):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (Makefile APT_PACKAGES)")
-    home = Path(tempfile.mkdtemp(prefix="vlkb-parts-"))
-    home.chmod(0o755)
-    cluster = EmbeddedCluster(home=home)
-    cluster.start()
-    redis_proc = None
-    try:
-        url = cluster.url()
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            load_demo(conn, home / "data", scale=1, authority="vlkb.test")
-        redis_proc, redis_url = start_redis(home)
-        s = JobStack(home=home, db_port=cluster.current_port(), db_url=url, redis_url=redis_url)
-        try:
-            yield s
-        finally:
-            s.stop_all()
-    finally:
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
-        cluster.stop()
-        if not os.environ.get("VLKB_TEST_KEEP"):
-            shutil.rmtree(home, ignore_errors=True)
+    with job_stack("vlkb-parts-", demo=True) as s:
+        yield s
 
 
 CELERY = {"VLKB_EXECUTOR": "celery", "VLKB_JOBS_PER_OWNER": "0", "VLKB_WORKER_CONCURRENCY": "1"}
