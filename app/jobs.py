@@ -28,6 +28,7 @@ from vo.upload_fetch import FetchPolicy
 from vo.usertables import Limits
 from vo.uws.context import PartFunction, Runner
 from vo.uws.executor import Executor, LocalExecutor
+from vo.uws.phase_watch import PhaseWatch
 from vo.uws.results import ResultStore
 from vo.uws.service import JobService
 
@@ -92,7 +93,7 @@ async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool
                                  concurrency=settings.local_concurrency, per_owner=settings.jobs_per_owner,
                                  heartbeat=settings.job_heartbeat, parts=job_parts())
     service = JobService(store, executor, results, execution_duration=settings.execution_duration,
-                         destruction_days=settings.destruction_days)
+                         destruction_days=settings.destruction_days, watch=PhaseWatch(database_url(settings)))
     await executor.start()
     app.state.jobs = service
     return service
@@ -101,4 +102,5 @@ async def start_jobs(app: FastAPI, settings: Settings, pool: AsyncConnectionPool
 async def stop_jobs(app: FastAPI) -> None:
     service: JobService | None = getattr(app.state, "jobs", None)
     if service is not None:
+        await service.close()
         await service.executor.stop()

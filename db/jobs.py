@@ -19,7 +19,10 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["JobRow", "JobStore", "ResultRow", "set_progress_blocking"]
+__all__ = ["PHASE_CHANNEL", "JobRow", "JobStore", "ResultRow", "set_progress_blocking"]
+
+#: where a job's change of phase (or deletion) is announced, its id the payload (migration 0009)
+PHASE_CHANNEL = "vlkb_job_phase"
 
 _COLUMNS = (
     "job_id, kind, owner, owner_groups, run_id, phase, parameters, creation_time, start_time, end_time, "

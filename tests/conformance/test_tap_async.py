@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import secrets
+import threading
 import time
 
 import httpx
+import psycopg
 import pytest
 import pyvo
 
@@ -108,6 +111,51 @@ def test_wait_blocks_until_done(http: httpx.Client) -> None:
     start = time.monotonic()
     http.get(url, params={"WAIT": "10"})
     assert time.monotonic() - start < 2
+
+
+def test_wait_wakes_when_another_process_moves_the_job(database, http: httpx.Client) -> None:
+    """WAIT on a PENDING job returns its new phase as soon as another process changes it (here: the
+    test, straight in the database, as a ``vlkb worker`` or the reaper would), woken by the database's
+    notification: while the server listens, it does not poll the row (it would re-read it only after
+    10 s, past this WAIT's 8 s, so without the notification the answer would still say PENDING)."""
+    url = _create(http)
+    job_id = url.rstrip("/").rsplit("/", 1)[1]
+
+    def move() -> None:
+        time.sleep(1.0)
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            conn.execute("UPDATE vlkb.jobs SET phase = 'ABORTED', end_time = now() WHERE job_id = %s", (job_id,))
+
+    http.get(url, params={"WAIT": "1"})  # the first WAIT of the process starts its listener
+    with psycopg.connect(database.url) as conn:
+        listeners = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 ("vlkb-job-phase-listen",)).fetchone()[0]
+    assert listeners >= 1
+    mover = threading.Thread(target=move)
+    mover.start()
+    try:
+        r = http.get(url, params={"WAIT": "8"})
+    finally:
+        mover.join()
+    root = assert_valid(r.content, UWS)
+    assert root.findtext("uws:phase", namespaces=NSP) == "ABORTED"
+
+
+def test_phase_changes_and_deletions_are_announced(database) -> None:
+    """The database announces a job's change of phase and its deletion (payload: its id), and
+    nothing else about it."""
+    job_id = f"notify-{secrets.token_hex(4)}"
+    with psycopg.connect(database.url, autocommit=True) as listener, \
+            psycopg.connect(database.url, autocommit=True) as conn:
+        listener.execute("LISTEN vlkb_job_phase")
+        conn.execute("INSERT INTO vlkb.jobs (job_id, kind, parameters) VALUES (%s, 'tap', '{}')", (job_id,))
+        conn.execute("UPDATE vlkb.jobs SET progress = '1 of 2' WHERE job_id = %s", (job_id,))
+        conn.execute("UPDATE vlkb.jobs SET phase = 'PENDING' WHERE job_id = %s", (job_id,))  # unchanged
+        conn.execute("UPDATE vlkb.jobs SET phase = 'ABORTED' WHERE job_id = %s", (job_id,))
+        conn.execute("DELETE FROM vlkb.jobs WHERE job_id = %s", (job_id,))
+        seen = [n.payload for n in listener.notifies(timeout=2, stop_after=10)]
+    # other jobs of the session may be announced meanwhile: only this one's count
+    assert [p for p in seen if p == job_id] == [job_id, job_id]
 
 
 def test_bad_parameters_end_in_error(http: httpx.Client) -> None:

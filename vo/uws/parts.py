@@ -11,6 +11,8 @@ writer, never a job result). The runner yields results in order, removing each o
 reads it, with at most ``window`` parts in flight (memory does not grow with the number of parts),
 and while the next result is not there it runs its own queued parts itself: a job progresses with
 one process, and never deadlocks when every slot holds a runner.
+A lone payload is computed by the runner itself: with nothing to spread, the queue, the pickles and
+the output file would only add time.
 
 Failures: a part function raising a :class:`~vo.errors.VlkbError` ends the job in ERROR with that
 message; any other exception is logged where it ran and ends the job as an internal failure. A
@@ -33,6 +35,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from itertools import chain, islice
 from typing import Any
 
 import psycopg
@@ -131,6 +134,15 @@ def fan_out(ctx: RunContext, name: str, payloads: Iterable[Any], *, window: int 
     fn = ctx.parts[name]  # registered under that name in every process (app/jobs.py)
     window = max(1, window)
     items = iter(payloads)
+    first = list(islice(items, 2))
+    if len(first) < 2:
+        # nothing to spread: the runner computes a lone part itself, without the queue, the pickles
+        # and the output file (a one-tile search, a stamps job of one chunk)
+        for payload in first:
+            ctx.check()
+            yield fn(payload, ctx)
+        return
+    items = chain(first, items)
     flight: deque[int] = deque()
     more = True
     wait = _MIN_WAIT

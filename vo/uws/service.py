@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from vo.errors import NotFoundError, UsageError
 from vo.shapes import parse_number
 from vo.uws.executor import Executor
 from vo.uws.model import ACTIVE, Job, JobResult, Phase
+from vo.uws.phase_watch import PhaseWatch
 from vo.uws.results import ResultStore
 
 __all__ = ["CONTROL", "JobService", "UwsParams", "parse_time"]
@@ -40,6 +42,8 @@ _MAX_LAST = 2**31 - 1
 #: EXECUTIONDURATION above this (68 years) is unlimited in practice; capped to the integer column
 _MAX_DURATION = 2**31 - 1
 _POLL = 0.1
+#: while notified, the row is read again at least this often anyway (seconds)
+_RECHECK = 10.0
 #: control parameters of the job list and job resources, never stored with the job
 CONTROL = frozenset({"PHASE", "ACTION", "WAIT"})
 
@@ -117,10 +121,12 @@ class JobService:
     """UWS jobs of every kind over one store, executor and results store."""
 
     def __init__(self, store: JobStore, executor: Executor, results: ResultStore, *,
-                 execution_duration: int, destruction_days: float) -> None:
+                 execution_duration: int, destruction_days: float, watch: PhaseWatch | None = None) -> None:
         self.store = store
         self.executor = executor
         self.results = results
+        #: wakes WAIT when a job changes phase; None: WAIT polls the job's row
+        self.watch = watch
         self.execution_duration = execution_duration
         self.destruction = timedelta(days=destruction_days)
 
@@ -220,22 +226,36 @@ class JobService:
 
     async def wait(self, job: Job, timeout: float, phase: Phase | None = None) -> Job:
         """WAIT (UWS 1.1 section 2.2.1.1): block while the job is in an active phase (or in
-        ``phase`` when given) and unchanged, at most ``timeout`` seconds (capped, -1: the cap)."""
+        ``phase`` when given) and unchanged, at most ``timeout`` seconds (capped, -1: the cap).
+
+        Woken by the job's change of phase announced by the database (:mod:`vo.uws.phase_watch`),
+        so the answer leaves as soon as the job moves; the row is polled only while nothing listens.
+        """
         limit = MAX_WAIT if timeout < 0 else min(timeout, MAX_WAIT)
         start_phase = job.phase
         if start_phase not in ACTIVE or (phase is not None and phase != start_phase):
             return job
         deadline = time.monotonic() + limit
-        current = job
-        # short jobs end within milliseconds: poll fast at first, then back off to _POLL
-        delay = 0.005
-        while time.monotonic() < deadline:
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, _POLL)
-            fresh = await self.store.get(job.job_id)
-            if fresh is None:
-                raise NotFoundError(f"no job {job.job_id!r}")
-            current = fresh
-            if current.phase != start_phase:
-                break
-        return current
+        with self.watch.watching(job.job_id) if self.watch else contextlib.nullcontext() as changed:
+            # short jobs end within milliseconds: poll fast at first, then back off to _POLL
+            delay = 0.005
+            while True:
+                # read after registering: a change made since the caller's read is not missed
+                current = await self.store.get(job.job_id)
+                if current is None:
+                    raise NotFoundError(f"no job {job.job_id!r}")
+                left = deadline - time.monotonic()
+                if current.phase != start_phase or left <= 0:
+                    return current
+                if changed is not None and self.watch is not None and self.watch.listening:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=min(left, _RECHECK))
+                    changed.clear()
+                else:
+                    await asyncio.sleep(min(delay, left))
+                    delay = min(delay * 2, _POLL)
+
+    async def close(self) -> None:
+        """Stop listening for phase changes (shutdown; the executor is stopped on its own)."""
+        if self.watch is not None:
+            await self.watch.close()

@@ -1,0 +1,85 @@
+"""Waking UWS ``WAIT`` requests when their job changes phase, from PostgreSQL's notifications.
+
+A trigger announces every change of a job's phase, and its deletion, on
+:data:`db.jobs.PHASE_CHANNEL` (migration 0009), whichever process made it. One connection per
+process listens; each waiting request registers its job id and wakes when that id is announced,
+then reads the row again. While the listener is down (the database restarting), :attr:`listening`
+is false and waiters poll the row instead, so a lost notification costs time, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+import structlog
+
+from db.jobs import PHASE_CHANNEL
+
+__all__ = ["PhaseWatch"]
+
+log = structlog.get_logger("vlkb.uws")
+
+
+class PhaseWatch:
+    """One listener per process, started by the first waiter, and the waiters' events by job id."""
+
+    def __init__(self, conninfo: str, *, retry: float = 1.0) -> None:
+        self._conninfo = conninfo
+        self._retry = retry
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+        #: whether notifications are being received now (else waiters poll)
+        self.listening = False
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever ``job_id`` changes phase or is deleted, while the block runs."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name="vlkb-job-phase-listen")
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            events = self._waiters.get(job_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[job_id]
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self._conninfo, autocommit=True, application_name="vlkb-job-phase-listen") as conn:
+                    await conn.execute(f"LISTEN {PHASE_CHANNEL}")
+                    self.listening = True
+                    self._wake_all()  # a change made while nobody listened is seen by re-reading
+                    async for note in conn.notifies():
+                        for event in self._waiters.get(note.payload, ()):
+                            event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("job phase listener lost", error=str(exc))
+            finally:
+                if self.listening:
+                    self.listening = False
+                    self._wake_all()  # back to polling at once
+            await asyncio.sleep(self._retry)
+
+    async def close(self) -> None:
+        """Stop listening (shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
