@@ -379,18 +379,12 @@ async def _wait_async(pgconn: pq.abc.PGconn, what: int) -> None:
         if not fut.done():
             fut.set_result(None)
 
-    if what == _WAIT_R:
-        loop.add_reader(fd, ready)
-        try:
-            await fut
-        finally:
-            loop.remove_reader(fd)
-    else:
-        loop.add_writer(fd, ready)
-        try:
-            await fut
-        finally:
-            loop.remove_writer(fd)
+    add, remove = (loop.add_reader, loop.remove_reader) if what == _WAIT_R else (loop.add_writer, loop.remove_writer)
+    add(fd, ready)
+    try:
+        await fut
+    finally:
+        remove(fd)
 
 
 async def _run_async(gen: Generator[int, None, None], pgconn: pq.abc.PGconn) -> None:
