@@ -15,23 +15,25 @@ its first rows) raises a :class:`~vo.errors.VlkbError` while the HTTP status can
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg_pool import AsyncConnectionPool
 
-from db.query import CopyOptions, astream_copy, stream_copy
+from db.query import CopyOptions, astream_copy
 from db.upload import TempTable, UploadLoadError
 from vo.caller import Caller
 from vo.errors import FatalError, TransientError, UsageError, VlkbError
 from vo.votable.columns import ResultColumn
 from vo.votable.writers import ResultFormat, ResultWriter, resolve_format
 
-__all__ = ["QueryPlan", "prime", "query_error", "stream_select", "stream_select_blocking"]
+__all__ = ["Connect", "QueryPlan", "prime", "query_error", "stream_select", "stream_select_blocking"]
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,29 @@ def _prepare(plan: QueryPlan, caller: Caller, timeout: float | None) -> tuple[Re
                                groups=caller.groups, user=caller.user, base_url=plan.base_url)
 
 
-def stream_select_blocking(conn: psycopg.Connection, plan: QueryPlan, caller: Caller, *,
+#: opens the connection a blocking stream runs on (``RunContext.aconnect``; ``partial(AsyncConnection.connect, url)``)
+Connect = Callable[[], Coroutine[Any, Any, psycopg.AsyncConnection]]
+
+
+def stream_select_blocking(connect: Connect, plan: QueryPlan, caller: Caller, *,
                            timeout: float | None) -> Iterator[bytes]:
-    """Run ``plan`` for ``caller`` over a blocking connection (job runners, tests, benchmarks)."""
+    """Run ``plan`` for ``caller`` in a thread with no event loop (job runners, tests, benchmarks):
+    the one COPY stream of :func:`stream_select`, on an event loop of this generator's own over the
+    connection ``connect`` opens (``RunContext.aconnect``, so a job's cancel reaches it), encoded
+    in this thread. The connection is closed at the end."""
     writer, options = _prepare(plan, caller, timeout)
-    return writer.stream(stream_copy(conn, plan.sql, writer.select_list, **options), maxrec=plan.maxrec)
+    with asyncio.Runner() as loop:
+        conn = loop.run(connect())
+        try:
+            chunks = writer.astream(astream_copy(conn, plan.sql, writer.select_list, **options),
+                                    maxrec=plan.maxrec, offload=False)
+            try:
+                while (chunk := loop.run(anext(chunks, None))) is not None:
+                    yield chunk
+            finally:
+                loop.run(chunks.aclose())
+        finally:
+            loop.run(conn.close())
 
 
 async def stream_select(pool: AsyncConnectionPool, plan: QueryPlan, caller: Caller, *,
