@@ -29,7 +29,6 @@ import logging
 import struct
 import threading
 from collections.abc import AsyncIterator, Generator, Sequence
-from typing import TypedDict, Unpack
 
 import numpy as np
 import psycopg
@@ -45,7 +44,6 @@ __all__ = [
     "BINARY_SIGNATURE",
     "CopyBatch",
     "CopyFormat",
-    "CopyOptions",
     "astream_copy",
     "copy_statement",
 ]
@@ -253,39 +251,6 @@ def _drain_gen(pgconn: pq.abc.PGconn) -> Generator[int, None, None]:
         # a command tag) is dropped and the next result fetched.
 
 
-class CopyOptions(TypedDict, total=False):
-    """The options of :func:`astream_copy` (defaults in :func:`_start`)."""
-
-    fmt: CopyFormat
-    limit: int | None
-    role: str | None
-    timeout: float | None
-    groups: Sequence[str]
-    user: str | None
-    batch_bytes: int
-    tables: Sequence[TempTable]
-    base_url: str | None
-
-
-def _start(conn: psycopg.Connection | psycopg.AsyncConnection, query: str, select_list: Sequence[str], *,
-           fmt: CopyFormat = "binary", limit: int | None = None, role: str | None = QUERY_ROLE,
-           timeout: float | None = 60.0, groups: Sequence[str] = (), user: str | None = None,
-           batch_bytes: int = 1 << 19, tables: Sequence[TempTable] = (), base_url: str | None = None,
-           ) -> tuple[_PQGen, dict[str, bool], bytes | None]:
-    """What the driver runs: the COPY conversation (not started), its state, and, when there are
-    upload ``tables``, the command that opens the writable transaction they are loaded in first
-    (sent as is: psycopg's execute() would open its own transaction)."""
-    _check_idle(conn)
-    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
-    state = {"copying": False}
-    version = conn.info.server_version
-    setup = (read_only_after(role) if tables
-             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
-    writable = (setup_statement(None, timeout, version, groups, user=user, read_only=False,
-                                base_url=base_url).as_bytes(conn) if tables else None)
-    return _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state), state, writable
-
-
 # -- the driver -----------------------------------------------------------------------------------
 
 
@@ -311,8 +276,11 @@ async def _run_async(gen: Generator[int, None, None], pgconn: pq.abc.PGconn) -> 
         await _wait_async(pgconn, what)
 
 
-async def astream_copy(conn: psycopg.AsyncConnection, query: str, select_list: Sequence[str],
-                       **options: Unpack[CopyOptions]) -> AsyncIterator[CopyBatch]:
+async def astream_copy(conn: psycopg.AsyncConnection, query: str, select_list: Sequence[str], *,
+                       fmt: CopyFormat = "binary", limit: int | None = None, role: str | None = QUERY_ROLE,
+                       timeout: float | None = 60.0, groups: Sequence[str] = (), user: str | None = None,
+                       batch_bytes: int = 1 << 19, tables: Sequence[TempTable] = (), base_url: str | None = None,
+                       ) -> AsyncIterator[CopyBatch]:
     """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
 
     ``select_list`` and ``limit`` shape the output as in :func:`copy_statement`. ``conn``
@@ -330,13 +298,21 @@ async def astream_copy(conn: psycopg.AsyncConnection, query: str, select_list: S
     its pool. If the task is cancelled while waiting on the database, the connection is
     closed instead (a pool replaces it): that always ends the transaction and cannot block.
     """
-    gen, state, writable = _start(conn, query, select_list, **options)
-    tables, role = options.get("tables", ()), options.get("role", QUERY_ROLE)
+    _check_idle(conn)
+    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
+    version = conn.info.server_version
+    setup = (read_only_after(role) if tables
+             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
+    state = {"copying": False}
+    gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False
     try:
-        if writable is not None:
-            await _run_async(_exec_gen(pgconn, writable), pgconn)
+        if tables:
+            # the writable transaction the upload tables are loaded in first, sent as is (psycopg's
+            # execute() would open its own transaction); ``setup`` then makes it read-only
+            writable = setup_statement(None, timeout, version, groups, user=user, read_only=False, base_url=base_url)
+            await _run_async(_exec_gen(pgconn, writable.as_bytes(conn)), pgconn)
             await aload_tables(conn, tables, grant_to=role)
         for item in gen:
             if isinstance(item, int):
