@@ -541,15 +541,12 @@ def _serve(settings: Settings, demo: bool) -> None:
         workers = worker_count(settings)
         typer.echo(f"serving {settings.public_url}/ with {workers} process{'es' if workers > 1 else ''} "
                    "(Ctrl-C to stop)")
+        # several workers: each builds its own app from the same environment (app/serving.py);
         # app/metrics.py logs each request once, hence no access log
-        if workers > 1:
-            # each worker builds its own app from the same environment (app/serving.py)
-            uvicorn.run("app.serving:app_from_environment", factory=True, workers=workers, host=settings.host,
-                        port=settings.port, log_config=None, timeout_graceful_shutdown=10, access_log=False,
-                        timeout_keep_alive=settings.keep_alive)
-        else:
-            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                        timeout_graceful_shutdown=10, access_log=False, timeout_keep_alive=settings.keep_alive)
+        app = "app.serving:app_from_environment" if workers > 1 else create_app(settings)
+        uvicorn.run(app, factory=workers > 1, workers=workers if workers > 1 else None, host=settings.host,
+                    port=settings.port, log_config=None, timeout_graceful_shutdown=10, access_log=False,
+                    timeout_keep_alive=settings.keep_alive)
     finally:
         if started_here:
             with _operator_errors():

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from app.database import database_url
+from app.routers.tap import fetch_policy, upload_limits
+from app.routers.user_tables import limits as user_table_limits
 from app.settings import Settings
 from db.jobs import JobStore
 from vo.jobs.mcutout import run_mcutout
@@ -23,9 +25,6 @@ from vo.jobs.soda import run_soda
 from vo.jobs.stamps import CHUNK_PART, make_chunk, run_stamps
 from vo.jobs.table_update import run_table_update
 from vo.jobs.tap import run_tap
-from vo.upload import UploadLimits
-from vo.upload_fetch import FetchPolicy
-from vo.usertables import Limits
 from vo.uws.context import PartFunction, Runner
 from vo.uws.executor import Executor, LocalExecutor
 from vo.uws.phase_watch import PhaseWatch
@@ -37,14 +36,11 @@ __all__ = ["broker_url", "job_parts", "job_runners", "results_store", "start_job
 
 def job_runners(settings: Settings) -> dict[str, Runner]:
     """The runner of each job kind."""
-    # SAVE_AS of sfind and stamps jobs: the quota of PUT /tap/tables (app/routers/user_tables.py)
-    table_limits = Limits(max_rows=settings.user_tables_max_rows, max_bytes=settings.user_tables_max_bytes,
-                          max_columns=settings.upload_max_columns)
+    # SAVE_AS of sfind and stamps jobs: the quota of PUT /tap/tables
+    table_limits = user_table_limits(settings)
     return {
         "tap": partial(run_tap, maxrec_default=settings.maxrec_default, maxrec_limit=settings.maxrec_limit,
-                       upload_limits=UploadLimits(settings.upload_max_rows, settings.upload_max_bytes,
-                                                  settings.upload_max_columns),
-                       fetch_policy=FetchPolicy(tuple(settings.upload_url_allow_hosts), settings.upload_url_timeout),
+                       upload_limits=upload_limits(settings), fetch_policy=fetch_policy(settings),
                        max_query_length=settings.adql_max_length, base_url=settings.public_url),
         "soda": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels),
         "merge": partial(run_soda, max_cuts=settings.soda_max_cuts, max_voxels=settings.merge_max_voxels,

@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.metrics import BYTES_SENT, LATENCY, REQUESTS
-from app.quotas import QuotaState, query_paths, quota_store
+from app.quotas import query_paths, quota_store
 from app.settings import Settings
 from vo.errors import QuotaError
 from vo.votable.errors import error_document
@@ -86,15 +86,11 @@ class QuotaGate:
         start = time.perf_counter()
         client = scope.get("client")
         key = f"addr:{client[0] if client else 'unknown'}"
-        store = quota_store(service)
-        if isinstance(store, QuotaState):
-            refusal = store.refusal(key, limits, settings.quota_window)
-        else:
-            try:
-                refusal = await store.refusal(key, limits, settings.quota_window)
-            except Exception as exc:  # Redis unreachable: the full path decides (and says so)
-                log.warning("quota store not read before routing", error=type(exc).__name__)
-                refusal = None
+        try:
+            refusal = await quota_store(service).refusal(key, limits, settings.quota_window)
+        except Exception as exc:  # Redis unreachable: the full path decides (and says so)
+            log.warning("quota store not read before routing", error=type(exc).__name__)
+            refusal = None
         if refusal is None:
             await self.app(scope, receive, send)
             return

@@ -111,7 +111,7 @@ class QuotaState:
     windows: dict[str, deque[float]] = field(default_factory=dict)
     settings: dict[QuotaLimits, Settings] = field(default_factory=dict)
 
-    def admit(self, key: str, limits: QuotaLimits, window: float) -> None:
+    async def admit(self, key: str, limits: QuotaLimits, window: float) -> None:
         """Count one more query of ``key`` in the window, or refuse it."""
         if limits.queries_per_window is None:
             return
@@ -123,7 +123,7 @@ class QuotaState:
             raise _window_error(limits.queries_per_window, window, math.ceil(times[0] + window - now))
         times.append(now)
 
-    def refusal(self, key: str, limits: QuotaLimits, window: float) -> QuotaError | None:
+    async def refusal(self, key: str, limits: QuotaLimits, window: float) -> QuotaError | None:
         """What :func:`query_quota` would answer ``key`` now, without counting anything: the early
         refusal of a flood (app/quota_gate.py)."""
         running = self.running.get(key, 0)
@@ -138,6 +138,20 @@ class QuotaState:
         if len(times) < limits.queries_per_window:
             return None
         return _window_error(limits.queries_per_window, window, math.ceil(times[0] + window - now))
+
+    async def acquire(self, key: str, limit: int) -> None:
+        """Take one of ``key``'s ``limit`` running-query slots, or refuse it."""
+        running = self.running.get(key, 0)
+        if running >= limit:
+            raise _concurrent_error(running)
+        self.running[key] = running + 1
+
+    async def release(self, key: str) -> None:
+        left = self.running[key] - 1
+        if left:
+            self.running[key] = left
+        else:
+            del self.running[key]
 
     def prune(self, key: str, window: float) -> None:
         """Forget ``key``'s window once it is empty, so idle clients cost no memory."""
@@ -256,15 +270,6 @@ def query_paths(app: Starlette) -> set[tuple[str, str]]:
     return paths
 
 
-def _redis(request: Request) -> RedisQuotas | None:
-    store = quota_store(request.app)
-    return store if isinstance(store, RedisQuotas) else None
-
-
-def _state(request: Request) -> QuotaState:
-    return _memory(request.app)
-
-
 def _client_key(request: Request, caller: Caller) -> str:
     if caller.user is not None:
         return f"user:{caller.user}"
@@ -280,7 +285,7 @@ def caller_settings(request: Request) -> Settings:
     _, limits = limits_for(settings, caller)
     if limits.maxrec is None and limits.upload_bytes is None and limits.execution_duration is None:
         return settings
-    cache = _state(request).settings
+    cache = _memory(request.app).settings
     if limits not in cache:
         cache[limits] = _class_settings(settings, limits)
     return cache[limits]
@@ -299,32 +304,17 @@ async def query_quota(request: Request, caller: CurrentCaller) -> AsyncIterator[
     if limits.sync_concurrent is None and limits.queries_per_window is None:
         yield
         return
-    key, shared = _client_key(request, caller), _redis(request)
-    if shared is not None:
-        if limits.sync_concurrent is not None:
-            await shared.acquire(key, limits.sync_concurrent)
-        try:
-            await shared.admit(key, limits, settings.quota_window)
-            yield
-        finally:
-            if limits.sync_concurrent is not None:
-                await shared.release(key)
-        return
-    state = _state(request)
-    running = state.running.get(key, 0)
-    if limits.sync_concurrent is not None and running >= limits.sync_concurrent:
-        raise _concurrent_error(running)
-    state.admit(key, limits, settings.quota_window)
-    state.running[key] = running + 1
+    key, store = _client_key(request, caller), quota_store(request.app)
+    if limits.sync_concurrent is not None:
+        await store.acquire(key, limits.sync_concurrent)
     try:
+        await store.admit(key, limits, settings.quota_window)
         yield
     finally:
-        left = state.running[key] - 1
-        if left:
-            state.running[key] = left
-        else:
-            del state.running[key]
-        state.prune(key, settings.quota_window)
+        if limits.sync_concurrent is not None:
+            await store.release(key)
+        if isinstance(store, QuotaState):
+            store.prune(key, settings.quota_window)
 
 
 async def job_quota(request: Request, caller: CurrentCaller, params: RequestParams) -> None:
@@ -347,10 +337,7 @@ async def job_quota(request: Request, caller: CurrentCaller, params: RequestPara
                              _JOBS_RETRY)
     if not creating:
         return
-    key, shared = _client_key(request, caller), _redis(request)
-    if shared is not None:
-        await shared.admit(key, limits, settings.quota_window)
-        return
-    state = _state(request)
-    state.admit(key, limits, settings.quota_window)
-    state.prune(key, settings.quota_window)
+    key, store = _client_key(request, caller), quota_store(request.app)
+    await store.admit(key, limits, settings.quota_window)
+    if isinstance(store, QuotaState):
+        store.prune(key, settings.quota_window)

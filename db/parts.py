@@ -5,8 +5,9 @@ Only SQL lives here; the rules (who claims, when a part is queued again, where o
 part of an EXECUTING job once (``FOR UPDATE SKIP LOCKED``, so concurrent claimers never wait on
 each other), and a finish or a re-queue names the claim it ends (worker and run number), so a
 late finisher whose part was queued again and claimed by another process changes nothing.
-The job's runner thread uses the blocking functions (its own connection); the executors' event
-loops claim with :func:`claim` over their pool.
+The job's runner thread uses the blocking functions on a connection of its own in autocommit mode
+(each statement its own transaction, so nothing is held between them); the executors' event loops
+claim with :func:`claim` over their pool.
 """
 
 from __future__ import annotations
@@ -79,17 +80,13 @@ def claim_blocking(conn: psycopg.Connection, worker: str, names: Sequence[str],
                    job_id: str | None = None) -> PartRow | None:
     """:func:`claim` on a blocking connection; ``job_id``: a part of that job only."""
     with conn.cursor(row_factory=class_row(PartRow)) as cur:
-        cur.execute(_CLAIM, {"worker": worker, "names": list(names), "job": job_id})
-        row = cur.fetchone()
-    conn.commit()
-    return row
+        return cur.execute(_CLAIM, {"worker": worker, "names": list(names), "job": job_id}).fetchone()
 
 
 def add_blocking(conn: psycopg.Connection, job_id: str, part: int, name: str, payload: bytes) -> None:
     """Queue part ``part`` of ``job_id``."""
     conn.execute("INSERT INTO vlkb.job_parts (job_id, part, name, payload) VALUES (%s, %s, %s, %s)",
                  (job_id, part, name, payload))
-    conn.commit()
 
 
 #: the PostgreSQL notification channel a runner signals when it queued parts (the local executors listen)
@@ -99,7 +96,6 @@ CHANNEL = "vlkb_parts"
 def notify_blocking(conn: psycopg.Connection) -> None:
     """Tell every process listening on :data:`CHANNEL` that parts are queued."""
     conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-    conn.commit()
 
 
 def finish_blocking(conn: psycopg.Connection, row: PartRow, state: str, *, output: str | None = None,
@@ -111,15 +107,12 @@ def finish_blocking(conn: psycopg.Connection, row: PartRow, state: str, *, outpu
         " FROM vlkb.jobs j WHERE j.job_id = p.job_id AND j.phase = 'EXECUTING'"
         " AND p.job_id = %s AND p.part = %s AND p.runs = %s AND p.worker = %s AND p.state = 'running'",
         (state, output, error_code, error, row.job_id, row.part, row.runs, row.worker))
-    conn.commit()
     return cur.rowcount == 1
 
 
 def requeue_blocking(conn: psycopg.Connection, row: PartRow) -> bool:
     """Give the claim ``row`` up: the part is queued again (if the claim is still that one)."""
-    cur = conn.execute(_REQUEUE, (row.job_id, row.part, row.runs))
-    conn.commit()
-    return cur.rowcount == 1
+    return conn.execute(_REQUEUE, (row.job_id, row.part, row.runs)).rowcount == 1
 
 
 async def requeue(pool: AsyncConnectionPool, row: PartRow) -> bool:
@@ -133,24 +126,18 @@ def parts_blocking(conn: psycopg.Connection, job_id: str, parts: Sequence[int]) 
     with conn.cursor(row_factory=class_row(PartRow)) as cur:
         cur.execute(f"SELECT {_COLUMNS} FROM vlkb.job_parts WHERE job_id = %s AND part = ANY(%s)",
                     (job_id, list(parts)))
-        rows = cur.fetchall()
-    conn.commit()
-    return {r.part: r for r in rows}
+        return {r.part: r for r in cur.fetchall()}
 
 
 def running_blocking(conn: psycopg.Connection, job_id: str) -> list[PartRow]:
     """The running parts of ``job_id`` (while it is EXECUTING)."""
     with conn.cursor(row_factory=class_row(PartRow)) as cur:
-        cur.execute(_RUNNING, {"job": job_id})
-        rows = cur.fetchall()
-    conn.commit()
-    return rows
+        return cur.execute(_RUNNING, {"job": job_id}).fetchall()
 
 
 def executing_blocking(conn: psycopg.Connection, job_id: str) -> bool:
     """Whether ``job_id`` is still EXECUTING."""
     row = conn.execute("SELECT phase = 'EXECUTING' FROM vlkb.jobs WHERE job_id = %s", (job_id,)).fetchone()
-    conn.commit()
     return bool(row and row[0])
 
 

@@ -14,9 +14,9 @@ file header and trailer are removed here.
 
 Reading goes through libpq directly (``PGconn.get_copy_data``), draining every message
 already received before waiting on the socket: psycopg's own ``Copy`` iterator costs one
-wait round trip per row, which halves the rate of the async variant. Both a blocking
-variant (:func:`stream_copy`) and an asyncio one (:func:`astream_copy`, for an
-``AsyncConnection`` from ``psycopg_pool.AsyncConnectionPool``) drive the same code.
+wait round trip per row, which halves the rate. :func:`astream_copy` drives it over an
+``AsyncConnection`` (from ``psycopg_pool.AsyncConnectionPool``, or one a job runner opens on an
+event loop of its own: ``vo.results.stream_select_blocking``).
 
 This module knows SQL and libpq, not VOTable: the per-column select list comes from the
 caller (``vo/votable``). It never commits anything.
@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import struct
 import threading
-import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from typing import TypedDict, Unpack
+from collections.abc import AsyncIterator, Generator, Sequence
 
 import numpy as np
 import psycopg
@@ -41,16 +38,14 @@ from psycopg import pq
 from db.copybatch import CopyBatch, CopyFormat
 from db.ddl import QUERY_ROLE
 from db.session import read_only_after, setup_statement
-from db.upload import TempTable, aload_tables, load_tables
+from db.upload import TempTable, aload_tables
 
 __all__ = [
     "BINARY_SIGNATURE",
     "CopyBatch",
     "CopyFormat",
-    "CopyOptions",
     "astream_copy",
     "copy_statement",
-    "stream_copy",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,10 +89,10 @@ def copy_statement(
     )
 
 
-# -- the libpq conversation, written once as a generator of waits -------------------------------
+# -- the libpq conversation, written as a generator of waits ------------------------------------
 #
 # The generators below yield _WAIT_R/_WAIT_W when libpq would block and CopyBatch objects when
-# rows are ready; the sync and async drivers only differ in how they wait.
+# rows are ready; the driver waits on the socket for the former and hands the latter on.
 
 _PQGen = Generator["int | CopyBatch", None, None]
 
@@ -256,118 +251,7 @@ def _drain_gen(pgconn: pq.abc.PGconn) -> Generator[int, None, None]:
         # a command tag) is dropped and the next result fetched.
 
 
-class CopyOptions(TypedDict, total=False):
-    """The options of :func:`stream_copy` and :func:`astream_copy` (written once; defaults in :func:`_start`)."""
-
-    fmt: CopyFormat
-    limit: int | None
-    role: str | None
-    timeout: float | None
-    groups: Sequence[str]
-    user: str | None
-    batch_bytes: int
-    tables: Sequence[TempTable]
-    base_url: str | None
-
-
-def _start(conn: psycopg.Connection | psycopg.AsyncConnection, query: str, select_list: Sequence[str], *,
-           fmt: CopyFormat = "binary", limit: int | None = None, role: str | None = QUERY_ROLE,
-           timeout: float | None = 60.0, groups: Sequence[str] = (), user: str | None = None,
-           batch_bytes: int = 1 << 19, tables: Sequence[TempTable] = (), base_url: str | None = None,
-           ) -> tuple[_PQGen, dict[str, bool], bytes | None]:
-    """What both drivers run: the COPY conversation (not started), its state, and, when there are
-    upload ``tables``, the command that opens the writable transaction they are loaded in first
-    (sent as is: psycopg's execute() would open its own transaction)."""
-    _check_idle(conn)
-    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
-    state = {"copying": False}
-    version = conn.info.server_version
-    setup = (read_only_after(role) if tables
-             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
-    writable = (setup_statement(None, timeout, version, groups, user=user, read_only=False,
-                                base_url=base_url).as_bytes(conn) if tables else None)
-    return _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state), state, writable
-
-
-# -- blocking driver ------------------------------------------------------------------------------
-
-
-class _Waiter:
-    """Blocks until the connection's socket is readable or writable (one poll object per stream)."""
-
-    def __init__(self, pgconn: pq.abc.PGconn) -> None:
-        self._polls = {}
-        for what, event in ((_WAIT_R, select.POLLIN), (_WAIT_W, select.POLLOUT)):
-            poll = select.poll()
-            poll.register(pgconn.socket, event)
-            self._polls[what] = poll
-
-    def wait(self, what: int, deadline: float | None = None) -> None:
-        poll = self._polls[what]
-        while True:
-            if deadline is None:
-                timeout_ms = None
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("database did not answer in time")
-                timeout_ms = int(left * 1000) + 1
-            if poll.poll(timeout_ms):
-                return
-
-
-def _run_sync(gen: Generator[int, None, None], pgconn: pq.abc.PGconn, timeout: float | None = None) -> None:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    waiter = _Waiter(pgconn)
-    for what in gen:
-        waiter.wait(what, deadline)
-
-
-def stream_copy(conn: psycopg.Connection, query: str, select_list: Sequence[str],
-                **options: Unpack[CopyOptions]) -> Iterator[CopyBatch]:
-    """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
-
-    ``select_list`` and ``limit`` shape the output as in :func:`copy_statement`. ``conn``
-    must be idle (no transaction open). The transaction is read-only, runs as ``role``
-    (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds
-    and sees what the caller ``user`` in ``groups`` may read (row-level security, anonymous by default),
-    with ``base_url`` as the public base URL of stored relative URLs (:mod:`db.session`),
-    and is rolled back when the generator ends, fails or is closed early; if that cleanup
-    itself fails, the connection is closed. Database errors are psycopg exceptions.
-    ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
-    is made read-only only after that (``db/upload.py``); the rollback drops them.
-    """
-    gen, state, writable = _start(conn, query, select_list, **options)
-    tables, role = options.get("tables", ()), options.get("role", QUERY_ROLE)
-    waiter = _Waiter(conn.pgconn)
-    try:
-        if writable is not None:
-            _run_sync(_exec_gen(conn.pgconn, writable), conn.pgconn)
-            load_tables(conn, tables, grant_to=role)
-        for item in gen:
-            if isinstance(item, int):
-                waiter.wait(item)
-            else:
-                yield item
-    finally:
-        gen.close()
-        _cleanup_sync(conn, state["copying"])
-
-
-def _cleanup_sync(conn: psycopg.Connection, copying: bool) -> None:
-    """Cancel and drain an unfinished COPY, then roll back; close the connection if that fails."""
-    try:
-        if copying:
-            conn.cancel_safe(timeout=_CLEANUP_TIMEOUT)
-            _run_sync(_drain_gen(conn.pgconn), conn.pgconn, _CLEANUP_TIMEOUT)
-        conn.rollback()
-    except Exception as exc:
-        # The connection is in an unknown state: closing it ends the transaction for sure.
-        log.warning("query cleanup failed, closing the connection: %s", exc)
-        conn.close()
-
-
-# -- asyncio driver -------------------------------------------------------------------------------
+# -- the driver -----------------------------------------------------------------------------------
 
 
 async def _wait_async(pgconn: pq.abc.PGconn, what: int) -> None:
@@ -379,18 +263,12 @@ async def _wait_async(pgconn: pq.abc.PGconn, what: int) -> None:
         if not fut.done():
             fut.set_result(None)
 
-    if what == _WAIT_R:
-        loop.add_reader(fd, ready)
-        try:
-            await fut
-        finally:
-            loop.remove_reader(fd)
-    else:
-        loop.add_writer(fd, ready)
-        try:
-            await fut
-        finally:
-            loop.remove_writer(fd)
+    add, remove = (loop.add_reader, loop.remove_reader) if what == _WAIT_R else (loop.add_writer, loop.remove_writer)
+    add(fd, ready)
+    try:
+        await fut
+    finally:
+        remove(fd)
 
 
 async def _run_async(gen: Generator[int, None, None], pgconn: pq.abc.PGconn) -> None:
@@ -398,22 +276,43 @@ async def _run_async(gen: Generator[int, None, None], pgconn: pq.abc.PGconn) -> 
         await _wait_async(pgconn, what)
 
 
-async def astream_copy(conn: psycopg.AsyncConnection, query: str, select_list: Sequence[str],
-                       **options: Unpack[CopyOptions]) -> AsyncIterator[CopyBatch]:
-    """The asyncio variant of :func:`stream_copy`, for a pooled ``AsyncConnection``.
+async def astream_copy(conn: psycopg.AsyncConnection, query: str, select_list: Sequence[str], *,
+                       fmt: CopyFormat = "binary", limit: int | None = None, role: str | None = QUERY_ROLE,
+                       timeout: float | None = 60.0, groups: Sequence[str] = (), user: str | None = None,
+                       batch_bytes: int = 1 << 19, tables: Sequence[TempTable] = (), base_url: str | None = None,
+                       ) -> AsyncIterator[CopyBatch]:
+    """Run ``query`` and yield its rows in COPY format ``fmt``, in batches of whole rows.
+
+    ``select_list`` and ``limit`` shape the output as in :func:`copy_statement`. ``conn``
+    must be idle (no transaction open). The transaction is read-only, runs as ``role``
+    (None: as the connection's own user) with ``statement_timeout`` = ``timeout`` seconds
+    and sees what the caller ``user`` in ``groups`` may read (row-level security, anonymous by default),
+    with ``base_url`` as the public base URL of stored relative URLs (:mod:`db.session`),
+    and is rolled back when the generator ends, fails or is closed early; if that cleanup
+    itself fails, the connection is closed. Database errors are psycopg exceptions.
+    ``tables`` (TAP uploads) are created and filled first, in the same transaction, which
+    is made read-only only after that (``db/upload.py``); the rollback drops them.
 
     Close it with ``aclose()`` (e.g. ``contextlib.aclosing``) when stopping early, so the
     COPY is cancelled and the transaction rolled back before the connection goes back to
     its pool. If the task is cancelled while waiting on the database, the connection is
     closed instead (a pool replaces it): that always ends the transaction and cannot block.
     """
-    gen, state, writable = _start(conn, query, select_list, **options)
-    tables, role = options.get("tables", ()), options.get("role", QUERY_ROLE)
+    _check_idle(conn)
+    statement = copy_statement(query, select_list, fmt=fmt, limit=limit)
+    version = conn.info.server_version
+    setup = (read_only_after(role) if tables
+             else setup_statement(role, timeout, version, groups, user=user, base_url=base_url)).as_bytes(conn)
+    state = {"copying": False}
+    gen = _copy_gen(conn, setup, statement.encode(), fmt == "binary", batch_bytes, state)
     pgconn = conn.pgconn
     cancelled = False
     try:
-        if writable is not None:
-            await _run_async(_exec_gen(pgconn, writable), pgconn)
+        if tables:
+            # the writable transaction the upload tables are loaded in first, sent as is (psycopg's
+            # execute() would open its own transaction); ``setup`` then makes it read-only
+            writable = setup_statement(None, timeout, version, groups, user=user, read_only=False, base_url=base_url)
+            await _run_async(_exec_gen(pgconn, writable.as_bytes(conn)), pgconn)
             await aload_tables(conn, tables, grant_to=role)
         for item in gen:
             if isinstance(item, int):

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-__all__ = ["TempTable", "UploadLoadError", "aload_tables", "load_tables", "table_statements"]
+__all__ = ["TempTable", "UploadLoadError", "aload_tables", "table_statements"]
 
 
 class UploadLoadError(Exception):
@@ -76,24 +76,9 @@ def _load_error(table: TempTable, exc: psycopg.Error) -> Exception:
     return UploadLoadError(table.label or table.name, primary)
 
 
-def load_tables(conn: psycopg.Connection, tables: Sequence[TempTable], *, grant_to: str | None) -> None:
-    """Create and fill ``tables`` in the transaction open on ``conn``."""
-    for table in tables:
-        before, copy = table_statements(table, grant_to)
-        for stmt in before:
-            conn.execute(stmt)
-        try:
-            with conn.cursor().copy(copy) as cp:
-                for chunk in table.rows():
-                    cp.write(chunk)
-        except psycopg.Error as exc:
-            raise _load_error(table, exc) from exc
-        conn.execute(_analyze(table))
-
-
 async def aload_tables(conn: psycopg.AsyncConnection, tables: Sequence[TempTable], *,
                        grant_to: str | None) -> None:
-    """The asyncio variant of :func:`load_tables`."""
+    """Create and fill ``tables`` in the transaction open on ``conn``."""
     for table in tables:
         before, copy = table_statements(table, grant_to)
         for stmt in before:

@@ -250,11 +250,9 @@ def load_schemas() -> tuple[SchemaDecl, ...]:
     if extra:
         entries += sorted(p for p in Path(extra).expanduser().glob("*.yaml"))
     for entry in entries:
-        if entry.name.endswith(".yaml"):
-            raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
-            decl = SchemaDecl.model_validate(raw)
-            tables = [t.model_copy(update={"schema_name": decl.name}) for t in decl.tables]
-            decls.append(decl.model_copy(update={"tables": tables}))
+        decl = SchemaDecl.model_validate(yaml.safe_load(entry.read_text(encoding="utf-8")))
+        tables = [t.model_copy(update={"schema_name": decl.name}) for t in decl.tables]
+        decls.append(decl.model_copy(update={"tables": tables}))
     names = [d.name.lower() for d in decls]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:

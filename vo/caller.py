@@ -13,8 +13,8 @@ everyone above this module: absent, and a :class:`~vo.errors.NotFoundError` wher
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 
 import psycopg
@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from db import catalog
 from db import datasets as dataset_store
 from db.datasets import Dataset
-from db.session import caller_session, caller_session_blocking
+from db.session import LOOKUP_TIMEOUT, caller_session, caller_session_blocking
 
 __all__ = [
     "ANONYMOUS", "Caller", "Dataset", "dataset_by_key", "datasets", "datasets_blocking", "session",
@@ -46,21 +46,16 @@ class Caller:
 ANONYMOUS = Caller()
 
 
-@asynccontextmanager
-async def session(pool: AsyncConnectionPool, caller: Caller, *,
-                  timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+def session(pool: AsyncConnectionPool, caller: Caller, *,
+            timeout: float | None = None) -> AbstractAsyncContextManager[psycopg.AsyncConnection]:
     """A connection in ``caller``'s read-only session (rolled back at the end), for reads that
     need their own SQL (the legacy search, footprints); ``timeout`` in seconds (default: a lookup's)."""
-    kwargs = {} if timeout is None else {"timeout": timeout}
-    async with caller_session(pool, caller.groups, user=caller.user, **kwargs) as conn:
-        yield conn
+    return caller_session(pool, caller.groups, user=caller.user, timeout=LOOKUP_TIMEOUT if timeout is None else timeout)
 
 
-@contextmanager
-def session_blocking(conn: psycopg.Connection, caller: Caller) -> Iterator[psycopg.Connection]:
+def session_blocking(conn: psycopg.Connection, caller: Caller) -> AbstractContextManager[psycopg.Connection]:
     """:func:`session` over a blocking connection the caller of this function owns (job runners)."""
-    with caller_session_blocking(conn, caller.groups, user=caller.user) as c:
-        yield c
+    return caller_session_blocking(conn, caller.groups, user=caller.user)
 
 
 async def datasets(pool: AsyncConnectionPool, ids: Iterable[str], caller: Caller) -> dict[str, Dataset]:

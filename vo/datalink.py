@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from urllib.parse import quote
 
 import structlog
@@ -172,11 +172,7 @@ class _Row:
     local_semantics: str | None = None
 
     def element(self) -> etree._Element:
-        values = (self.id, self.access_url, self.service_def, self.error_message, self.semantics,
-                  self.description, self.content_type,
-                  None if self.content_length is None else str(self.content_length),
-                  self.content_qualifier, self.local_semantics)
-        return V("TR", *(V("TD", v) for v in values))
+        return V("TR", *(V("TD", None if v is None else str(v)) for v in astuple(self)))
 
 
 def _rows(did: str, ds: Dataset | None, base: str) -> list[_Row]:

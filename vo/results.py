@@ -15,23 +15,27 @@ its first rows) raises a :class:`~vo.errors.VlkbError` while the HTTP status can
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg_pool import AsyncConnectionPool
 
-from db.query import CopyOptions, astream_copy, stream_copy
+from db.copybatch import CopyBatch
+from db.query import astream_copy
 from db.upload import TempTable, UploadLoadError
 from vo.caller import Caller
 from vo.errors import FatalError, TransientError, UsageError, VlkbError
 from vo.votable.columns import ResultColumn
 from vo.votable.writers import ResultFormat, ResultWriter, resolve_format
 
-__all__ = ["QueryPlan", "prime", "query_error", "stream_select", "stream_select_blocking"]
+__all__ = ["Connect", "QueryPlan", "prime", "query_error", "stream_select", "stream_select_blocking"]
 
 
 @dataclass(frozen=True)
@@ -81,34 +85,52 @@ def query_error(exc: BaseException) -> VlkbError:
     return FatalError("internal error while running the query")
 
 
-def _prepare(plan: QueryPlan, caller: Caller, timeout: float | None) -> tuple[ResultWriter, CopyOptions]:
-    """The writer of ``plan`` and the COPY that feeds it, run for ``caller``; the database is asked
-    for MAXREC + 1 rows, so an overflow can be told."""
+def _prepare(plan: QueryPlan, caller: Caller, timeout: float | None) -> tuple[ResultWriter, CopyStream]:
+    """The writer of ``plan`` and the COPY that feeds it, run for ``caller`` on the connection it is
+    given; the database is asked for MAXREC + 1 rows, so an overflow can be told."""
     writer = ResultWriter(plan.format, plan.columns, infos=plan.infos, classify=query_error)
     limit = None if plan.maxrec is None else max(0, plan.maxrec) + 1
-    return writer, CopyOptions(fmt=writer.copy_format, limit=limit, timeout=timeout, tables=plan.tables,
-                               groups=caller.groups, user=caller.user, base_url=plan.base_url)
+    return writer, partial(astream_copy, query=plan.sql, select_list=writer.select_list, fmt=writer.copy_format,
+                           limit=limit, timeout=timeout, tables=plan.tables, groups=caller.groups, user=caller.user,
+                           base_url=plan.base_url)
 
 
-def stream_select_blocking(conn: psycopg.Connection, plan: QueryPlan, caller: Caller, *,
+#: a query's COPY stream on the connection it is given (:func:`db.query.astream_copy` with its options)
+CopyStream = Callable[[psycopg.AsyncConnection], AsyncIterator[CopyBatch]]
+#: opens the connection a blocking stream runs on (``RunContext.aconnect``; ``partial(AsyncConnection.connect, url)``)
+Connect = Callable[[], Coroutine[Any, Any, psycopg.AsyncConnection]]
+
+
+def stream_select_blocking(connect: Connect, plan: QueryPlan, caller: Caller, *,
                            timeout: float | None) -> Iterator[bytes]:
-    """Run ``plan`` for ``caller`` over a blocking connection (job runners, tests, benchmarks)."""
-    writer, options = _prepare(plan, caller, timeout)
-    return writer.stream(stream_copy(conn, plan.sql, writer.select_list, **options), maxrec=plan.maxrec)
+    """Run ``plan`` for ``caller`` in a thread with no event loop (job runners, tests, benchmarks):
+    the one COPY stream of :func:`stream_select`, on an event loop of this generator's own over the
+    connection ``connect`` opens (``RunContext.aconnect``, so a job's cancel reaches it), encoded
+    in this thread. The connection is closed at the end."""
+    writer, copy = _prepare(plan, caller, timeout)
+    with asyncio.Runner() as loop:
+        conn = loop.run(connect())
+        try:
+            chunks = writer.astream(copy(conn), maxrec=plan.maxrec, offload=False)
+            try:
+                while (chunk := loop.run(anext(chunks, None))) is not None:
+                    yield chunk
+            finally:
+                loop.run(chunks.aclose())
+        finally:
+            loop.run(conn.close())
 
 
 async def stream_select(pool: AsyncConnectionPool, plan: QueryPlan, caller: Caller, *,
                         timeout: float | None) -> AsyncIterator[bytes]:
     """Run ``plan`` for ``caller``; the result stream, already started (early failures raise here)."""
-    writer, options = _prepare(plan, caller, timeout)
+    writer, copy = _prepare(plan, caller, timeout)
 
     async def body() -> AsyncIterator[bytes]:
-        async with pool.connection() as conn:
-            batches = astream_copy(conn, plan.sql, writer.select_list, **options)
-            # aclosing: an early stop (client gone) rolls back before the connection is pooled again
-            async with aclosing(writer.astream(batches, maxrec=plan.maxrec)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
+        # aclosing: an early stop (client gone) rolls back before the connection is pooled again
+        async with pool.connection() as conn, aclosing(writer.astream(copy(conn), maxrec=plan.maxrec)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     return await prime(body())
 

@@ -310,16 +310,11 @@ def _convert(label: str, decl: Table, incoming: _Incoming) -> _Incoming:
 
 def _match_fields(label: str, decl: Table, columns: Sequence[Column]) -> list[Column]:
     """The columns of ``decl`` a VOTable's FIELDs name (by name, ignoring case), in FIELD order."""
-    out = []
-    for c in columns:
-        try:
-            col = decl.column(c.name)
-        except KeyError:
-            raise UsageError(f"{label}: the table has no column {c.name}") from None
-        if not col.published:
-            raise UsageError(f"{label}: the table has no column {c.name}")
-        out.append(col)
-    return out
+    published = {col.name.lower(): col for col in decl.published_columns}
+    missing = [c.name for c in columns if c.name.lower() not in published]
+    if missing:
+        raise UsageError(f"{label}: the table has no column {missing[0]}")
+    return [published[c.name.lower()] for c in columns]
 
 
 # -- writes ------------------------------------------------------------------------------------------

@@ -13,14 +13,12 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from app.access import Offer
 from app.capabilities import sfind_capabilities
-from app.deps import BaseUrl, DbPool
+from app.deps import BaseUrl
 from app.params import RawParams, RequestParams
 from app.routers.uws import uws_router
-from app.routers.vosi import _STARTED, XML, database_up
+from app.routers.vosi import service_vosi
 from app.settings import Settings
-from vo import vosi
 from vo.dali import DaliParams
 from vo.errors import UsageError
 from vo.jobs.sfind import UPLOAD_FILE
@@ -41,17 +39,7 @@ def _wants_html(request: Request, params: RequestParams) -> bool:
     return "text/html" in accept and not accept.lstrip().startswith("application/json")
 
 
-@router.api_route("/sfind/capabilities", methods=["GET", "HEAD"])
-async def get_sfind_capabilities(base: BaseUrl, offer: Offer) -> Response:
-    """VOSI capabilities of source finding (vlkb's own standardID, docs/sfind.md)."""
-    return Response(sfind_capabilities(base, offer.security), media_type=XML, headers=offer.headers)
-
-
-@router.get("/sfind/availability")
-async def get_sfind_availability(pool: DbPool) -> Response:
-    """VOSI availability: the database answering, as for TAP."""
-    up, note = await database_up(pool)
-    return Response(vosi.availability(up, note, _STARTED), media_type=XML)
+service_vosi(router, "sfind", sfind_capabilities, "/sfind")  # vlkb's own standardID, docs/sfind.md
 
 
 @router.get("/sfind/apps")

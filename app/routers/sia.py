@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from app.access import CurrentCaller, Offer
+from app.access import CurrentCaller
 from app.capabilities import sia_capabilities
 from app.deps import AppSettings, BaseUrl, DbPool
 from app.params import RequestParams
-from app.routers.vosi import _STARTED, XML, database_up
-from vo import sia, vosi
+from app.routers.vosi import service_vosi
+from vo import sia
 
 __all__ = ["router"]
 
@@ -28,14 +28,4 @@ async def sia_query(params: RequestParams, pool: DbPool, settings: AppSettings,
     return StreamingResponse(chunks, media_type=q.format.media_type)
 
 
-@router.api_route("/capabilities", methods=["GET", "HEAD"])
-async def get_sia_capabilities(base: BaseUrl, offer: Offer) -> Response:
-    """VOSI capabilities of the SIA service (SIA 2.0 section 3)."""
-    return Response(sia_capabilities(base, offer.security), media_type=XML, headers=offer.headers)
-
-
-@router.get("/availability")
-async def get_sia_availability(pool: DbPool) -> Response:
-    """VOSI availability: the same check as TAP's, the database answering."""
-    up, note = await database_up(pool)
-    return Response(vosi.availability(up, note, _STARTED), media_type=XML)
+service_vosi(router, "sia", sia_capabilities)  # SIA 2.0 section 3

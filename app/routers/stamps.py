@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app.access import CurrentCaller, Offer
+from app.access import CurrentCaller
 from app.capabilities import stamps_capabilities
-from app.deps import AppSettings, BaseUrl, DbPool
+from app.deps import AppSettings, DbPool
 from app.params import RawParams, RequestParams
 from app.routers.uws import uws_router
-from app.routers.vosi import _STARTED, XML, database_up
+from app.routers.vosi import service_vosi
 from app.settings import Settings
-from vo import vosi
 from vo.errors import UsageError
 from vo.jobs.stamps import SOURCES_FILE
 from vo.stamps.sync import sync_stamps
@@ -39,17 +38,7 @@ async def get_sync_stamps(params: RequestParams, pool: DbPool, caller: CurrentCa
                     headers={"Content-Disposition": 'attachment; filename="stamps.fits"'})
 
 
-@router.api_route("/capabilities", methods=["GET", "HEAD"])
-async def get_stamps_capabilities(base: BaseUrl, offer: Offer) -> Response:
-    """VOSI capabilities of the stamps service (vlkb's own standardIDs, docs/stamps.md)."""
-    return Response(stamps_capabilities(base, offer.security), media_type=XML, headers=offer.headers)
-
-
-@router.get("/availability")
-async def get_stamps_availability(pool: DbPool) -> Response:
-    """VOSI availability: the database answering, as for TAP."""
-    up, note = await database_up(pool)
-    return Response(vosi.availability(up, note, _STARTED), media_type=XML)
+service_vosi(router, "stamps", stamps_capabilities)  # vlkb's own standardIDs, docs/stamps.md
 
 
 async def keep_sources(params: RawParams, settings: Settings) -> Mapping[str, bytes]:

@@ -123,10 +123,6 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         await jobs.delete(await load(jobs, job_id, caller))
         return _see_other(base + prefix)
 
-    @router.get("/{job_id}/phase", name=f"{kind}_get_job_phase")
-    async def get_job_phase(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
-        return Response((await load(jobs, job_id, caller)).phase, media_type=TEXT)
-
     @router.post("/{job_id}/phase", name=f"{kind}_post_job_phase")
     async def post_job_phase(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
                              base: BaseUrl) -> Response:
@@ -136,9 +132,21 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         await _change_phase(jobs, job, p.command("RUN", "ABORT"))
         return _see_other(job_url(base, job_id))
 
-    @router.get("/{job_id}/executionduration", name=f"{kind}_get_job_executionduration")
-    async def get_job_executionduration(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
-        return Response(str((await load(jobs, job_id, caller)).execution_duration), media_type=TEXT)
+    def get_value(value: Callable[[Job], str]) -> Callable[..., Awaitable[Response]]:
+        async def get_job_value(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
+            return Response(value(await load(jobs, job_id, caller)), media_type=TEXT)
+        return get_job_value
+
+    # the job's one-value children as text (UWS 1.1 section 2.2.3)
+    values: dict[str, Callable[[Job], str]] = {
+        "phase": lambda job: job.phase,
+        "executionduration": lambda job: str(job.execution_duration),
+        "destruction": lambda job: xml.isotime(job.destruction) if job.destruction else "",
+        "quote": lambda job: xml.isotime(job.quote) if job.quote else "",
+        "owner": lambda job: job.owner or "",
+    }
+    for child, value in values.items():
+        router.add_api_route(f"/{{job_id}}/{child}", get_value(value), methods=["GET"], name=f"{kind}_get_job_{child}")
 
     @router.post("/{job_id}/executionduration", name=f"{kind}_post_job_executionduration")
     async def post_job_executionduration(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
@@ -147,26 +155,12 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         await jobs.set_execution_duration(job, UwsParams(params.values).execution_duration())
         return _see_other(job_url(base, job_id))
 
-    @router.get("/{job_id}/destruction", name=f"{kind}_get_job_destruction")
-    async def get_job_destruction(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
-        job = await load(jobs, job_id, caller)
-        return Response(xml.isotime(job.destruction) if job.destruction else "", media_type=TEXT)
-
     @router.post("/{job_id}/destruction", name=f"{kind}_post_job_destruction")
     async def post_job_destruction(job_id: str, params: RequestParams, jobs: Jobs, caller: CurrentCaller,
                                    base: BaseUrl) -> Response:
         job = await load(jobs, job_id, caller)
         await jobs.set_destruction(job, UwsParams(params.values).destruction())
         return _see_other(job_url(base, job_id))
-
-    @router.get("/{job_id}/quote", name=f"{kind}_get_job_quote")
-    async def get_job_quote(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
-        job = await load(jobs, job_id, caller)
-        return Response(xml.isotime(job.quote) if job.quote else "", media_type=TEXT)
-
-    @router.get("/{job_id}/owner", name=f"{kind}_get_job_owner")
-    async def get_job_owner(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:
-        return Response((await load(jobs, job_id, caller)).owner or "", media_type=TEXT)
 
     @router.get("/{job_id}/error", name=f"{kind}_get_job_error")
     async def get_job_error(job_id: str, jobs: Jobs, caller: CurrentCaller) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
@@ -17,7 +18,7 @@ from vo import usertables, vosi
 from vo.dali import DaliParams
 from vo.errors import UsageError
 
-__all__ = ["XML", "database_up", "router"]
+__all__ = ["XML", "database_up", "router", "service_vosi"]
 
 router = APIRouter(prefix="/tap", tags=["VOSI"])
 
@@ -48,6 +49,20 @@ async def database_up(pool: DbPool) -> tuple[bool, str]:
 async def get_availability(pool: DbPool) -> Response:
     up, note = await database_up(pool)
     return Response(vosi.availability(up, note, _STARTED), media_type=XML)
+
+
+def service_vosi(router: APIRouter, name: str, capabilities: Callable[[str, Sequence[str | None]], bytes],
+                 prefix: str = "") -> None:
+    """Add the VOSI capabilities (``capabilities(base, security)``) and availability routes of a
+    service other than TAP (SIA, stamps, source finding) to ``router``, as ``get_<name>_capabilities``
+    and ``get_<name>_availability``; availability is TAP's check, the database answering."""
+
+    async def get_service_capabilities(base: BaseUrl, offer: Offer) -> Response:
+        return Response(capabilities(base, offer.security), media_type=XML, headers=offer.headers)
+
+    router.add_api_route(f"{prefix}/capabilities", get_service_capabilities, methods=["GET", "HEAD"],
+                         name=f"get_{name}_capabilities")
+    router.add_api_route(f"{prefix}/availability", get_availability, methods=["GET"], name=f"get_{name}_availability")
 
 
 @router.api_route("/capabilities", methods=["GET", "HEAD"])

@@ -17,7 +17,8 @@ import pytest
 from psycopg import errors as pgerrors
 
 from db.ddl import QUERY_ROLE
-from db.query import CopyBatch, astream_copy, copy_statement, stream_copy
+from db.query import BINARY_SIGNATURE, CopyBatch, astream_copy, copy_statement
+from tests.looped import Looped
 
 SCHEMA = "vlkb_test_query"
 
@@ -43,13 +44,13 @@ def scratch(db_url: str) -> Iterator[str]:
 
 
 @pytest.fixture()
-def conn(scratch: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(scratch, autocommit=True) as c:
+def conn(scratch: str) -> Iterator[Looped]:
+    with Looped(scratch) as c:
         yield c
 
 
-def _rows(conn: psycopg.Connection, query: str, ncols: int, **kw: object) -> list[CopyBatch]:
-    return list(stream_copy(conn, query, [f"{{{i}}}" for i in range(ncols)], **kw))  # type: ignore[arg-type]
+def _rows(conn: Looped, query: str, ncols: int, **kw: object) -> list[CopyBatch]:
+    return list(conn.stream(query, [f"{{{i}}}" for i in range(ncols)], **kw))
 
 
 def _text_rows(batches: list[CopyBatch]) -> list[list[str]]:
@@ -73,7 +74,7 @@ def test_copy_statement_renames_columns_positionally_and_limits() -> None:
         copy_statement("SELECT 1", ["{0}"], fmt="json")  # type: ignore[arg-type]
 
 
-def test_duplicate_output_names_and_limit(conn: psycopg.Connection) -> None:
+def test_duplicate_output_names_and_limit(conn: Looped) -> None:
     batches = _rows(conn, "SELECT 1 AS a, 2 AS a FROM generate_series(1, 10)", 2, fmt="text", limit=3)
     assert _text_rows(batches) == [["1", "2"]] * 3
 
@@ -82,7 +83,7 @@ def test_duplicate_output_names_and_limit(conn: psycopg.Connection) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["binary", "text", "csv"])
-def test_batches_hold_whole_rows(conn: psycopg.Connection, fmt: str) -> None:
+def test_batches_hold_whole_rows(conn: Looped, fmt: str) -> None:
     n = 60_000
     batches = _rows(conn, f"SELECT i, repeat('x', i % 37) FROM generate_series(1, {n}) i", 2, fmt=fmt,
                     batch_bytes=1 << 16)
@@ -103,7 +104,7 @@ def test_batches_hold_whole_rows(conn: psycopg.Connection, fmt: str) -> None:
         assert first.data.decode().splitlines()[0] == sep.join(["1", "x"])
 
 
-def test_zero_rows_give_no_batches(conn: psycopg.Connection) -> None:
+def test_zero_rows_give_no_batches(conn: Looped) -> None:
     for fmt in ("binary", "text"):
         assert _rows(conn, "SELECT 1 WHERE false", 1, fmt=fmt) == []
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -112,76 +113,76 @@ def test_zero_rows_give_no_batches(conn: psycopg.Connection) -> None:
 # -- the transaction -------------------------------------------------------------------------------
 
 
-def test_runs_read_only_as_the_query_role_with_timeout(conn: psycopg.Connection) -> None:
+def test_runs_read_only_as_the_query_role_with_timeout(conn: Looped) -> None:
     query = ("SELECT current_user, current_setting('transaction_read_only'), "
              "current_setting('statement_timeout'), current_setting('extra_float_digits')")
     (row,) = _text_rows(_rows(conn, query, 4, fmt="text", timeout=1.5))
     assert row == [QUERY_ROLE, "on", "1500ms", "1"]
     # nothing survives the transaction
-    assert conn.execute("SELECT current_user, current_setting('transaction_read_only')").fetchone() != (
+    assert conn.fetchone("SELECT current_user, current_setting('transaction_read_only')") != (
         QUERY_ROLE, "on")
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-def test_role_is_a_parameter(conn: psycopg.Connection) -> None:
-    me = conn.execute("SELECT current_user").fetchone()[0]
+def test_role_is_a_parameter(conn: Looped) -> None:
+    me = conn.fetchone("SELECT current_user")[0]
     assert _text_rows(_rows(conn, "SELECT current_user", 1, fmt="text", role=None)) == [[me]]
 
 
-def test_query_role_cannot_read_unpublished_tables(conn: psycopg.Connection) -> None:
+def test_query_role_cannot_read_unpublished_tables(conn: Looped) -> None:
     with pytest.raises(pgerrors.InsufficientPrivilege):
         _rows(conn, f"SELECT * FROM {SCHEMA}.hidden", 1)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-def test_transaction_is_read_only(conn: psycopg.Connection) -> None:
+def test_transaction_is_read_only(conn: Looped) -> None:
     with pytest.raises(pgerrors.ReadOnlySqlTransaction):
         _rows(conn, f"SELECT nextval('{SCHEMA}.seq')", 1)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-def test_only_one_statement_runs(conn: psycopg.Connection) -> None:
+def test_only_one_statement_runs(conn: Looped) -> None:
     with pytest.raises(psycopg.Error):
         _rows(conn, f"SELECT 1) TO STDOUT; CREATE TABLE {SCHEMA}.evil (x int); COPY (SELECT 1", 1)
-    assert conn.execute(f"SELECT to_regclass('{SCHEMA}.evil')").fetchone() == (None,)
+    assert conn.fetchone(f"SELECT to_regclass('{SCHEMA}.evil')") == (None,)
 
 
-def test_statement_timeout_cancels(conn: psycopg.Connection) -> None:
+def test_statement_timeout_cancels(conn: Looped) -> None:
     with pytest.raises(pgerrors.QueryCanceled):
         _rows(conn, "SELECT pg_sleep(5)", 1, timeout=0.3)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-def test_error_after_rows_raises_after_them(conn: psycopg.Connection) -> None:
+def test_error_after_rows_raises_after_them(conn: Looped) -> None:
     got = 0
     with pytest.raises(pgerrors.DivisionByZero):
-        for batch in stream_copy(conn, "SELECT 1 / (300000 - i) FROM generate_series(1, 400000) i", ["{0}"]):
+        for batch in conn.stream("SELECT 1 / (300000 - i) FROM generate_series(1, 400000) i", ["{0}"]):
             got += batch.nrows
     assert got > 0
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_needs_an_idle_connection(scratch: str) -> None:
-    with psycopg.connect(scratch) as c:
-        c.execute("SELECT 1")
+    with Looped(scratch, autocommit=False) as c:
+        c.fetchone("SELECT 1")
         with pytest.raises(psycopg.ProgrammingError, match="idle"):
-            next(stream_copy(c, "SELECT 1", ["{0}"]))
+            next(c.stream("SELECT 1", ["{0}"]))
 
 
-def test_closing_early_cancels_and_rolls_back(conn: psycopg.Connection, scratch: str) -> None:
+def test_closing_early_cancels_and_rolls_back(conn: Looped, scratch: str) -> None:
     # a set-returning function in the select list streams (in FROM it would be materialised first)
-    stream = stream_copy(conn, "SELECT i, md5(i::text) FROM (SELECT generate_series(1, 100000000) AS i) s",
+    stream = conn.stream("SELECT i, md5(i::text) FROM (SELECT generate_series(1, 100000000) AS i) s",
                          ["{0}", "{1}"])
     first = next(stream)
     assert first.nrows > 0
     stream.close()
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert _backend_state(scratch, conn.info.backend_pid) == "idle"
-    assert conn.execute("SELECT 42").fetchone() == (42,)
+    assert conn.fetchone("SELECT 42") == (42,)
 
 
-def test_garbage_collected_stream_rolls_back(conn: psycopg.Connection) -> None:
-    stream = stream_copy(conn, "SELECT generate_series(1, 100000000)", ["{0}"])
+def test_garbage_collected_stream_rolls_back(conn: Looped) -> None:
+    stream = conn.stream("SELECT generate_series(1, 100000000)", ["{0}"])
     next(stream)
     del stream
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -190,17 +191,15 @@ def test_garbage_collected_stream_rolls_back(conn: psycopg.Connection) -> None:
 # -- asyncio ---------------------------------------------------------------------------------------
 
 
-def test_async_stream_matches_sync(conn: psycopg.Connection, scratch: str) -> None:
-    query = "SELECT i, i * 0.5, 'r' || i FROM generate_series(1, 50000) i"
-    sync = b"".join(b.data for b in _rows(conn, query, 3))
-
-    async def run() -> bytes:
-        async with await psycopg.AsyncConnection.connect(scratch, autocommit=True) as ac:
-            chunks = [b.data async for b in astream_copy(ac, query, ["{0}", "{1}", "{2}"])]
-            assert ac.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            return b"".join(chunks)
-
-    assert asyncio.run(run()) == sync
+def test_stream_matches_psycopgs_own_copy(conn: Looped, scratch: str) -> None:
+    """The rows read from libpq are what psycopg's own COPY reader gets, without the binary file
+    header and trailer (an independent reading of the same statement)."""
+    query, select = "SELECT i, i * 0.5, 'r' || i FROM generate_series(1, 50000) i", ["{0}", "{1}", "{2}"]
+    with psycopg.connect(scratch) as c, c.cursor().copy(copy_statement(query, select)) as cp:
+        raw = b"".join(bytes(block) for block in cp)
+    assert raw[:11] == BINARY_SIGNATURE and raw[-2:] == b"\xff\xff"
+    assert b"".join(b.data for b in _rows(conn, query, 3)) == raw[19:-2]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_async_aclose_early_rolls_back(scratch: str) -> None:

@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from pyvo.dal import DALOverflowWarning, DALQueryError, DALResults
 
 from db.ddl import QUERY_ROLE
-from db.query import stream_copy
+from tests.looped import Looped
 from vo.adql.output import OutputColumn
 from vo.caller import ANONYMOUS
 from vo.errors import UsageError
@@ -103,10 +103,37 @@ def scratch(db_url: str) -> Iterator[str]:
         c.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
 
 
+class Watched(psycopg.AsyncConnection):
+    """A connection that notes, as it is closed, whether the stream left it idle and usable."""
+
+    left_idle = False
+
+    async def close(self) -> None:
+        if not self.closed and self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self.left_idle = await (await self.execute("SELECT 1")).fetchone() == (1,)
+        await super().close()
+
+
+class Streams:
+    """Opens the connections of the results runner's blocking streams (vo.results.Connect) and keeps them."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.opened: list[Watched] = []
+
+    async def connect(self) -> psycopg.AsyncConnection:
+        self.opened.append(await Watched.connect(self.url, autocommit=True))
+        return self.opened[-1]
+
+    @property
+    def all_left_idle(self) -> bool:
+        """Every stream's transaction ended (rolled back, the connection idle and usable) before its close."""
+        return bool(self.opened) and all(c.closed and c.left_idle for c in self.opened)
+
+
 @pytest.fixture()
-def conn(scratch: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(scratch, autocommit=True) as c:
-        yield c
+def conn(scratch: str) -> Streams:
+    return Streams(scratch)
 
 
 QUERY = f"SELECT * FROM {SCHEMA}.kinds ORDER BY id"
@@ -127,14 +154,14 @@ def expected(scratch: str) -> list[dict[str, Any]]:
     return rows
 
 
-def stream_result(conn: psycopg.Connection, query: str, columns: list[Col], fmt: str = "votable", *,
+def stream_result(conn: Streams, query: str, columns: list[Col], fmt: str = "votable", *,
                   maxrec: int | None = None, infos: dict[str, str] | None = None, timeout: float = 60.0) -> Any:
-    """The results runner (vo.results) for an anonymous caller over ``conn``."""
+    """The results runner (vo.results) for an anonymous caller, over a connection ``conn`` opens."""
     plan = QueryPlan.of(query, columns, fmt, maxrec=maxrec, infos=infos)
-    return stream_select_blocking(conn, plan, ANONYMOUS, timeout=timeout)
+    return stream_select_blocking(conn.connect, plan, ANONYMOUS, timeout=timeout)
 
 
-def _doc(conn: psycopg.Connection, fmt: str, query: str = QUERY, columns: list[Col] = COLUMNS,
+def _doc(conn: Streams, fmt: str, query: str = QUERY, columns: list[Col] = COLUMNS,
          **kw: Any) -> bytes:
     return b"".join(stream_result(conn, query, columns, fmt, **kw))
 
@@ -211,7 +238,7 @@ def _statuses(doc: bytes) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("fmt", ["votable", "votable/td"])
-def test_votable_gives_back_every_value(conn: psycopg.Connection, expected: list[dict[str, Any]], fmt: str) -> None:
+def test_votable_gives_back_every_value(conn: Streams, expected: list[dict[str, Any]], fmt: str) -> None:
     doc = _doc(conn, fmt, infos={"QUERY": "SELECT * FROM kinds", "LANG": "ADQL"})
     _check_votable(doc, expected, strips=fmt == "votable/td")
     if fmt == "votable/td":  # the blanks are in the document all the same
@@ -228,13 +255,13 @@ def test_votable_gives_back_every_value(conn: psycopg.Connection, expected: list
     assert fields["pt"].xtype == "point" and fields["pt"].arraysize == "2" and fields["f8"].unit == "deg"
 
 
-def test_binary_uses_in_band_nulls(conn: psycopg.Connection, expected: list[dict[str, Any]]) -> None:
+def test_binary_uses_in_band_nulls(conn: Streams, expected: list[dict[str, Any]]) -> None:
     doc = _doc(conn, "votable/b")
     assert b"<BINARY>" in doc and b'<VALUES null="-32768"/>' in doc
     _check_votable(doc, expected, in_band_nulls=True)
 
 
-def test_binary2_nulls_are_flagged(conn: psycopg.Connection) -> None:
+def test_binary2_nulls_are_flagged(conn: Streams) -> None:
     # astropy ignores null flags of text columns, so read the stream by hand: one unicodeChar
     # column makes each row a flag byte, an int32 character count and UTF-16 characters.
     query = f"SELECT s, i2 FROM {SCHEMA}.kinds WHERE id IN (3, 4, 1) ORDER BY id"
@@ -251,7 +278,7 @@ def test_binary2_nulls_are_flagged(conn: psycopg.Connection) -> None:
     assert rows == [(0x00, "abc", 1), (0x00, "", -32767), (0xC0, "", -32768)]
 
 
-def test_csv_gives_back_every_value(conn: psycopg.Connection, expected: list[dict[str, Any]]) -> None:
+def test_csv_gives_back_every_value(conn: Streams, expected: list[dict[str, Any]]) -> None:
     doc = _doc(conn, "csv")
     assert doc.startswith(b"id,i2,i4,i8,f4,f8,b,s,ts,pt,arr\r\n")
     assert b',"",' in doc  # the empty string is quoted, NULL is not
@@ -306,7 +333,7 @@ def _check_text_row(got: list[str], want: dict[str, Any], *, tsv: bool = False) 
             assert _same_list([float(v) for v in got[k].split()], want[name])
 
 
-def test_tsv_gives_back_every_value(conn: psycopg.Connection, expected: list[dict[str, Any]]) -> None:
+def test_tsv_gives_back_every_value(conn: Streams, expected: list[dict[str, Any]]) -> None:
     doc = _doc(conn, "tsv")
     lines = doc.decode().split("\n")
     assert lines[-1] == "" and lines[0] == "\t".join(c.name for c in COLUMNS)
@@ -319,7 +346,7 @@ def test_tsv_gives_back_every_value(conn: psycopg.Connection, expected: list[dic
     assert list(table["id"]) == [r["id"] for r in expected]
 
 
-def test_json_gives_back_every_value(conn: psycopg.Connection, expected: list[dict[str, Any]]) -> None:
+def test_json_gives_back_every_value(conn: Streams, expected: list[dict[str, Any]]) -> None:
     doc = json.loads(_doc(conn, "json", infos={"LANG": "ADQL"}))
     assert [m["name"] for m in doc["metadata"]] == [c.name for c in COLUMNS]
     assert doc["metadata"][5] | {} == {
@@ -367,7 +394,7 @@ def _many_expected(i: int) -> tuple[int, int | None, float | None, str | None]:
 
 
 @pytest.mark.parametrize("fmt", ["votable", "votable/b", "votable/td"])
-def test_many_rows_votable(conn: psycopg.Connection, fmt: str) -> None:
+def test_many_rows_votable(conn: Streams, fmt: str) -> None:
     arr = parse(io.BytesIO(_doc(conn, fmt, MANY_QUERY, MANY_COLUMNS))).get_first_table().array
     assert len(arr) == MANY
     ids = np.asarray(arr["id"])
@@ -382,7 +409,7 @@ def test_many_rows_votable(conn: psycopg.Connection, fmt: str) -> None:
     assert n.sum() == MANY // 7
 
 
-def test_many_rows_json_and_csv(conn: psycopg.Connection) -> None:
+def test_many_rows_json_and_csv(conn: Streams) -> None:
     data = json.loads(_doc(conn, "json", MANY_QUERY, MANY_COLUMNS))["data"]
     assert [tuple(r) for r in data[:300]] == [_many_expected(i) for i in range(1, 301)]
     assert len(data) == MANY
@@ -391,9 +418,10 @@ def test_many_rows_json_and_csv(conn: psycopg.Connection) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["votable", "votable/b"])
-def test_padded_and_scattered_assembly_agree(conn: psycopg.Connection, fmt: str) -> None:
+def test_padded_and_scattered_assembly_agree(conn: Streams, fmt: str) -> None:
     writer = ResultWriter(fmt, COLUMNS)
-    batches = list(stream_copy(conn, QUERY, writer.select_list, role=QUERY_ROLE))
+    with Looped(conn.url) as c:
+        batches = list(c.stream(QUERY, writer.select_list, role=QUERY_ROLE))
     encoder = writer._binary
     assert encoder is not None
     outputs = []
@@ -404,7 +432,7 @@ def test_padded_and_scattered_assembly_agree(conn: psycopg.Connection, fmt: str)
 
 
 @pytest.mark.parametrize("fmt", ["votable", "votable/b"])
-def test_fixed_size_text_is_padded_or_cut(conn: psycopg.Connection, fmt: str) -> None:
+def test_fixed_size_text_is_padded_or_cut(conn: Streams, fmt: str) -> None:
     query = "SELECT s FROM (VALUES (1, 'abc'), (2, 'héllo wörld'), (3, NULL), (4, 'exact')) v(i, s) ORDER BY i"
     doc = _doc(conn, fmt, query, [Col("s", "char", "text", "5")])
     assert b'arraysize="5"' in doc
@@ -431,7 +459,7 @@ def test_tune_allocator() -> None:
 # -- MAXREC, errors, early close ---------------------------------------------------------------------
 
 
-def test_empty_results(conn: psycopg.Connection) -> None:
+def test_empty_results(conn: Streams) -> None:
     query = f"{QUERY.replace('ORDER BY', 'WHERE false ORDER BY')}"
     for fmt in ("votable", "votable/b", "votable/td"):
         doc = _doc(conn, fmt, query)
@@ -442,7 +470,7 @@ def test_empty_results(conn: psycopg.Connection) -> None:
     assert json.loads(_doc(conn, "json", query))["data"] == []
 
 
-def test_overflow_after_maxrec_rows(conn: psycopg.Connection) -> None:
+def test_overflow_after_maxrec_rows(conn: Streams) -> None:
     doc = _doc(conn, "votable", maxrec=3)
     assert len(parse(io.BytesIO(doc)).get_first_table().array) == 3
     assert _statuses(doc) == [("OK", ""), ("OVERFLOW", "")]
@@ -451,13 +479,13 @@ def test_overflow_after_maxrec_rows(conn: psycopg.Connection) -> None:
         DALResults(parse(io.BytesIO(doc)))
 
 
-def test_no_overflow_when_maxrec_is_exact(conn: psycopg.Connection) -> None:
+def test_no_overflow_when_maxrec_is_exact(conn: Streams) -> None:
     doc = _doc(conn, "votable/td", maxrec=len(ROWS))
     assert _statuses(doc) == [("OK", "")]
     assert len(DALResults(parse(io.BytesIO(doc)))) == len(ROWS)
 
 
-def test_maxrec_zero_gives_metadata_and_overflow(conn: psycopg.Connection) -> None:
+def test_maxrec_zero_gives_metadata_and_overflow(conn: Streams) -> None:
     doc = _doc(conn, "votable", maxrec=0)
     assert len(parse(io.BytesIO(doc)).get_first_table().array) == 0
     assert _statuses(doc)[-1][0] == "OVERFLOW"
@@ -470,7 +498,7 @@ ERROR_COLUMNS = [Col("i", "int", "integer"), Col("q", "int", "integer")]
 
 
 @pytest.mark.parametrize("fmt", ["votable", "votable/td", "votable/b"])
-def test_failure_mid_stream_ends_with_error_status(conn: psycopg.Connection, fmt: str) -> None:
+def test_failure_mid_stream_ends_with_error_status(conn: Streams, fmt: str) -> None:
     doc = _doc(conn, fmt, ERROR_QUERY, ERROR_COLUMNS)
     statuses = _statuses(doc)
     assert statuses[0] == ("OK", "") and statuses[-1][0] == "ERROR"
@@ -478,10 +506,10 @@ def test_failure_mid_stream_ends_with_error_status(conn: psycopg.Connection, fmt
     assert 0 < len(parse(io.BytesIO(doc)).get_first_table().array) < 50000
     with pytest.raises(DALQueryError, match="division by zero"):
         DALResults(parse(io.BytesIO(doc)))
-    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert conn.all_left_idle
 
 
-def test_failure_mid_stream_json_and_csv(conn: psycopg.Connection) -> None:
+def test_failure_mid_stream_json_and_csv(conn: Streams) -> None:
     doc = json.loads(_doc(conn, "json", ERROR_QUERY, ERROR_COLUMNS))
     assert doc["query_status"] == "ERROR" and "division by zero" in doc["message"]
     chunks = []
@@ -489,17 +517,17 @@ def test_failure_mid_stream_json_and_csv(conn: psycopg.Connection) -> None:
         for chunk in stream_result(conn, ERROR_QUERY, ERROR_COLUMNS, "csv"):
             chunks.append(chunk)
     assert chunks[0] == b"i,q\r\n" and len(chunks) > 1  # the response is cut short, not completed
-    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert conn.all_left_idle
 
 
-def test_failure_before_the_first_byte_raises(conn: psycopg.Connection) -> None:
+def test_failure_before_the_first_byte_raises(conn: Streams) -> None:
     for fmt in FORMATS:
         stream = stream_result(conn, "SELECT 1 / 0", [Col("x", "int", "integer")], fmt)
         with pytest.raises(UsageError, match="division by zero"):
             next(stream)
     with pytest.raises(UsageError, match="time limit"):
         next(stream_result(conn, "SELECT pg_sleep(5)::text", [Col("x", "char", "text", "*")], timeout=0.2))
-    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert conn.all_left_idle
 
 
 def test_field_ids_are_unique_xml_names() -> None:
@@ -520,17 +548,16 @@ def test_unsupported_columns_and_formats_fail_at_once() -> None:
     assert resolve_format("text/csv;header=present").name == "csv"
 
 
-def test_closing_early_ends_the_transaction(conn: psycopg.Connection) -> None:
+def test_closing_early_ends_the_transaction(conn: Streams) -> None:
     stream = stream_result(conn, "SELECT generate_series(1, 100000000)", [Col("i", "int", "integer")], "votable")
     head = next(stream)
     assert head.startswith(b"<?xml")
     next(stream)
     stream.close()
-    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert conn.all_left_idle
 
 
-def test_text_outside_xml_is_replaced_in_tabledata(conn: psycopg.Connection) -> None:
+def test_text_outside_xml_is_replaced_in_tabledata(conn: Streams) -> None:
     cols = [Col("s", "char", "text", "*")]
     doc = _doc(conn, "votable/td", "SELECT E'a\\x01b\\bc\\uFFFF'", cols)
     assert parse(io.BytesIO(doc)).get_first_table().array["s"][0] == "a\ufffdb\ufffdc\ufffd"
@@ -541,7 +568,7 @@ def test_text_outside_xml_is_replaced_in_tabledata(conn: psycopg.Connection) -> 
 # -- asyncio -----------------------------------------------------------------------------------------
 
 
-def test_async_stream_is_identical_and_primes(conn: psycopg.Connection, scratch: str) -> None:
+def test_async_stream_is_identical_and_primes(conn: Streams, scratch: str) -> None:
     sync = {fmt: _doc(conn, fmt) for fmt in ("votable", "votable/td", "csv", "json")}
 
     async def run() -> None:
@@ -577,7 +604,7 @@ VALID_QUERY = (
 
 @pytest.mark.skipif(shutil.which("stilts") is None, reason="stilts is not installed")
 @pytest.mark.parametrize("fmt", ["votable", "votable/b", "votable/td"])
-def test_votlint_accepts_the_documents(conn: psycopg.Connection, tmp_path: Path, fmt: str) -> None:
+def test_votlint_accepts_the_documents(conn: Streams, tmp_path: Path, fmt: str) -> None:
     path = tmp_path / "result.vot"
     path.write_bytes(_doc(conn, fmt, VALID_QUERY, maxrec=6, infos={"QUERY": "SELECT *\nFROM kinds"}))
     res = subprocess.run(["stilts", "votlint", f"votable={path}"], capture_output=True, text=True, timeout=120)

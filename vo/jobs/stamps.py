@@ -92,7 +92,7 @@ class _Archive:
             self.listed.append((name, len(data)))
 
 
-def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int, max_radius: float,
+def _sources(q: StampParams, ctx: RunContext, *, max_sources: int, max_radius: float,
              max_query_length: int | None) -> tuple[Iterator[Source], int, float | None]:
     """The job's sources, their number (known before any stamp is made: too many fail the job then)
     and, with ``STACKSIZE``, the common size the stamps are scaled to (degrees; None without)."""
@@ -101,7 +101,7 @@ def _sources(q: StampParams, ctx: RunContext, conn: object, *, max_sources: int,
             raise UsageError(f"POS: {len(q.circles)} sources; at most {max_sources} per job")
         return iter(q.circles), len(q.circles), None
     if q.query is not None:
-        found, count, median = query_sources(conn, q.query, ctx.caller, possys=q.possys,  # type: ignore[arg-type]
+        found, count, median = query_sources(ctx.aconnect, q.query, ctx.caller, possys=q.possys,
                                              size=q.size, max_radius=max_radius, max_sources=max_sources,
                                              timeout=ctx.timeout, max_query_length=max_query_length, scale=q.scale)
         if count > max_sources:
@@ -182,7 +182,7 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
         surveys = resolve_blocking(conn, q.surveys, ctx.caller)
         if q.stack is not None:
             stackers = {s.text: Stacker(q.stack) for s in surveys}
-        sources, total, common = _sources(q, ctx, conn, max_sources=max_sources, max_radius=max_radius,
+        sources, total, common = _sources(q, ctx, max_sources=max_sources, max_radius=max_radius,
                                           max_query_length=max_query_length)
         per_source = 1 if q.format == "cube" else len(surveys)
         expected = total * per_source

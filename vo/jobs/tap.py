@@ -50,8 +50,8 @@ def run_tap(params: Mapping[str, list[str]], ctx: RunContext, *, maxrec_default:
     plan, _ = plan_query(q, uploads, base_url=ctx.base_url or base_url, user_tables=mine)
     started = time.monotonic()
     try:
-        with ctx.connect() as conn, ctx.results.writer(ctx.job_id, "result") as out:
-            for chunk in stream_select_blocking(conn, plan, ctx.caller, timeout=ctx.timeout):
+        with ctx.results.writer(ctx.job_id, "result") as out:
+            for chunk in stream_select_blocking(ctx.aconnect, plan, ctx.caller, timeout=ctx.timeout):
                 out.write(chunk)
             # a cancel after the first rows ends the document with an ERROR INFO rather than raising
             ctx.check()

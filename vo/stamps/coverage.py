@@ -26,18 +26,9 @@ from vo.errors import UsageError
 __all__ = ["Covering", "SurveyRef", "covering", "covering_many_blocking", "resolve", "resolve_blocking"]
 
 _SURVEYS_SQL = "SELECT name, species, transition, dataproduct_type FROM datasets.surveys ORDER BY 1, 2, 3"
-# the circle as a pgSphere constant built from bound parameters (degrees in, radians for pgSphere)
-_CIRCLE = "scircle(spoint(radians(%(l)s), radians(%(b)s)), radians(%(r)s))"
-_COVERING_SQL = f"""
-SELECT o.obs_publisher_did, o.s_region_galactic @> {_CIRCLE} AS full
-FROM ivoa.obscore o
-WHERE o.obs_collection = %(name)s AND o.obs_title = %(title)s AND o.s_region_galactic && {_CIRCLE}
-ORDER BY 2 DESC, spoint(radians(o.s_ra), radians(o.s_dec)) <-> spoint(radians(%(ra)s), radians(%(dec)s)),
-         o.obs_publisher_did
-LIMIT 64
-"""
-# the same lookup for a chunk of sources in one statement: the sources as arrays unnested into rows,
-# each joined LATERAL against ObsCore (the GiST index per source, the per-source order and LIMIT kept)
+# the datasets meeting each stamp's circle (pgSphere on the GiST index), those holding all of it first,
+# nearest centre first, for a chunk of sources in one statement: the sources as arrays unnested into
+# rows, each joined LATERAL against ObsCore (the GiST index per source, the per-source order and LIMIT)
 _SRC_CIRCLE = "scircle(spoint(radians(s.l), radians(s.b)), radians(s.r))"
 _COVERING_MANY_SQL = f"""
 SELECT s.i, c.obs_publisher_did, c.full
@@ -88,6 +79,8 @@ class SurveyRef:
 
 
 def _match(wanted: Sequence[str], rows: Sequence[tuple[str, str, str, str]]) -> list[SurveyRef]:
+    if not wanted:
+        raise UsageError("SURVEY: missing; name at least one survey as 'name/transition' (e.g. 'Hi-GAL/160 um')")
     known = [SurveyRef(*row) for row in rows]
     by_text = {s.text.lower(): s for s in known}
     out: list[SurveyRef] = []
@@ -108,8 +101,6 @@ def _match(wanted: Sequence[str], rows: Sequence[tuple[str, str, str, str]]) -> 
 
 def resolve_blocking(conn: psycopg.Connection, wanted: Sequence[str], caller: Caller) -> list[SurveyRef]:
     """The surveys named by ``wanted`` among those ``caller`` may read; UsageError naming an unknown one."""
-    if not wanted:
-        raise UsageError("SURVEY: missing; name at least one survey as 'name/transition' (e.g. 'Hi-GAL/160 um')")
     with session_blocking(conn, caller) as c:
         rows = c.execute(_SURVEYS_SQL).fetchall()
     return _match(wanted, rows)
@@ -117,8 +108,6 @@ def resolve_blocking(conn: psycopg.Connection, wanted: Sequence[str], caller: Ca
 
 async def resolve(pool: AsyncConnectionPool, wanted: Sequence[str], caller: Caller) -> list[SurveyRef]:
     """:func:`resolve_blocking` over the service's pool."""
-    if not wanted:
-        raise UsageError("SURVEY: missing; name at least one survey as 'name/transition' (e.g. 'Hi-GAL/160 um')")
     async with session(pool, caller) as conn:
         rows = await (await conn.execute(_SURVEYS_SQL)).fetchall()
     return _match(wanted, rows)
@@ -132,10 +121,13 @@ class Covering:
     partial: list[Dataset]
 
 
-def _args(survey: SurveyRef, l: float, b: float, r: float, ra: float, dec: float) -> dict[str, object]:  # noqa: E741
-    # a radius below a micro-degree would underflow radians() in PostgreSQL; the lookup needs no finer
-    return {"name": survey.name, "title": survey.title, "l": l, "b": b, "r": min(max(r, 1e-6), 90.0), "ra": ra,
-            "dec": dec}
+def _args(survey: SurveyRef, centres: Sequence[tuple[float, float, float, float, float]]) -> dict[str, object]:
+    """The parameters of the coverage statement for ``centres`` (``(l, b, radius, ra, dec)``, degrees)."""
+    args: dict[str, object] = {"name": survey.name, "title": survey.title, "i": list(range(len(centres)))}
+    for k, key in enumerate(("l", "b", "r", "ra", "dec")):
+        # a radius below a micro-degree would underflow radians() in PostgreSQL; the lookup needs no finer
+        args[key] = [min(max(c[k], 1e-6), 90.0) if key == "r" else c[k] for c in centres]
+    return args
 
 
 def _split(rows: Sequence[tuple[str, bool]], found: dict[str, Dataset]) -> Covering:
@@ -159,11 +151,8 @@ def covering_many_blocking(conn: psycopg.Connection, survey: SurveyRef,
         if not math.isfinite(r) or r <= 0:
             raise UsageError("SIZE: the stamp radius must be positive")
     known = {} if known is None else known
-    args: dict[str, object] = {"name": survey.name, "title": survey.title, "i": list(range(len(centres)))}
-    for k, key in enumerate(("l", "b", "r", "ra", "dec")):
-        args[key] = [min(max(c[k], 1e-6), 90.0) if key == "r" else c[k] for c in centres]
     with session_blocking(conn, caller) as c:
-        rows = c.execute(_COVERING_MANY_SQL, args).fetchall()
+        rows = c.execute(_COVERING_MANY_SQL, _args(survey, centres)).fetchall()
     missing = {d for _, d, _ in rows} - known.keys()
     if missing:
         known.update(datasets_blocking(conn, sorted(missing), caller))
@@ -175,7 +164,8 @@ def covering_many_blocking(conn: psycopg.Connection, survey: SurveyRef,
 
 async def covering(pool: AsyncConnectionPool, survey: SurveyRef, lonlat: tuple[float, float],
                    radius: float, radec: tuple[float, float], caller: Caller) -> Covering:
-    """The datasets of ``survey`` meeting the circle (Galactic ``lonlat``, ``radius`` degrees), for ``caller``."""
+    """The datasets of ``survey`` meeting the circle (Galactic ``lonlat``, ``radius`` degrees), for ``caller``:
+    :func:`covering_many_blocking`'s statement for one stamp."""
     async with session(pool, caller) as conn:
-        rows = await (await conn.execute(_COVERING_SQL, _args(survey, *lonlat, radius, *radec))).fetchall()
-    return _split(rows, await datasets(pool, [d for d, _ in rows], caller))
+        rows = await (await conn.execute(_COVERING_MANY_SQL, _args(survey, [(*lonlat, radius, *radec)]))).fetchall()
+    return _split([(d, f) for _, d, f in rows], await datasets(pool, [d for _, d, _ in rows], caller))

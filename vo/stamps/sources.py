@@ -23,7 +23,6 @@ from array import array
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import psycopg
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import ascii as astropy_ascii
@@ -31,7 +30,7 @@ from astropy.io.votable import parse_single_table
 
 from vo.caller import Caller
 from vo.errors import UsageError
-from vo.results import stream_select_blocking
+from vo.results import Connect, stream_select_blocking
 from vo.stamps.stack import StackScale
 from vo.stamps.stamp import Source
 from vo.tap import TapQuery, plan_query
@@ -131,7 +130,7 @@ def table_sources(data: bytes, *, possys: str, size: float | None, max_radius: f
     return _rows(rows(), columns, possys, size, max_radius, max_sources, what, scale)
 
 
-def query_sources(conn: psycopg.Connection, query: str, caller: Caller, *, possys: str, size: float | None,
+def query_sources(connect: Connect, query: str, caller: Caller, *, possys: str, size: float | None,
                   max_radius: float, max_sources: int, timeout: float | None,
                   max_query_length: int | None = None,
                   scale: StackScale | None = None) -> tuple[Iterator[Source], int, float | None]:
@@ -144,7 +143,7 @@ def query_sources(conn: psycopg.Connection, query: str, caller: Caller, *, possy
     plan, _ = plan_query(q)
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the generator below
     try:
-        for chunk in stream_select_blocking(conn, plan, caller, timeout=timeout):
+        for chunk in stream_select_blocking(connect, plan, caller, timeout=timeout):
             spool.write(chunk)
     except BaseException:
         spool.close()

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -28,6 +28,9 @@ from vo.uws.liveness import HEARTBEAT, STALE_BEATS, new_worker_id
 from vo.uws.results import ResultStore
 
 __all__ = ["JobAborted", "PartFunction", "Progress", "RunContext", "Runner"]
+
+
+Conn = TypeVar("Conn", psycopg.Connection, psycopg.AsyncConnection)
 
 
 class JobAborted(Exception):
@@ -61,7 +64,7 @@ class RunContext:
     wake: Callable[[int], None] | None = None
     #: seconds without a heartbeat after which a process running a part is taken for dead
     stale: float = STALE_BEATS * HEARTBEAT
-    _conns: list[psycopg.Connection] = field(default_factory=list)
+    _conns: list[psycopg.Connection | psycopg.AsyncConnection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _parts_used: int = 0
 
@@ -71,13 +74,20 @@ class RunContext:
 
     def connect(self) -> psycopg.Connection:
         """A database connection that a cancel interrupts (close it when done)."""
-        conn = psycopg.connect(self.conninfo, application_name=f"vlkb-job-{self.job_id}")
+        return self._watched(psycopg.connect(self.conninfo, application_name=f"vlkb-job-{self.job_id}"))
+
+    async def aconnect(self) -> psycopg.AsyncConnection:
+        """:meth:`connect` for the asyncio COPY stream of a runner's query (``vo.results.stream_select_blocking``)."""
+        return self._watched(await psycopg.AsyncConnection.connect(self.conninfo,
+                                                                   application_name=f"vlkb-job-{self.job_id}"))
+
+    def _watched(self, conn: Conn) -> Conn:
         with self._lock:
             # a job of many parts connects once a part: forget the connections closed since
             self._conns = [c for c in self._conns if not c.closed]
             self._conns.append(conn)
             if self.cancelled:
-                conn.close()
+                conn.pgconn.finish()
                 raise JobAborted(self.job_id)
         return conn
 
@@ -97,7 +107,10 @@ class RunContext:
             conns = list(self._conns)
         for conn in conns:
             with contextlib.suppress(Exception):
-                conn.cancel_safe(timeout=5)
+                if isinstance(conn, psycopg.Connection):
+                    conn.cancel_safe(timeout=5)
+                else:  # its event loop runs in the runner's thread: libpq's blocking cancel, from this one
+                    conn.cancel()
 
     def progress(self, text: str) -> None:
         """Say how far the job has got (``2 of 4 tiles``): UWS clients read it in the job's

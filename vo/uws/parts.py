@@ -61,8 +61,8 @@ class PartFailed(RuntimeError):
 
 
 def _bookkeeping(ctx: RunContext) -> psycopg.Connection:
-    # not ctx.connect(): an ABORT cancels the job's queries, never the part bookkeeping
-    return psycopg.connect(ctx.conninfo, application_name="vlkb-parts")
+    # not ctx.connect(): an ABORT cancels the job's queries, never the part bookkeeping (db/parts.py: autocommit)
+    return psycopg.connect(ctx.conninfo, autocommit=True, application_name="vlkb-parts")
 
 
 def run_claimed(conn: psycopg.Connection, row: PartRow, fn: PartFunction, ctx: RunContext) -> None:

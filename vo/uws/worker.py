@@ -115,7 +115,7 @@ class JobWorker:
             self.running_parts.pop(key, None)
 
     def _run_part(self, row: PartRow, ctx: RunContext) -> None:
-        with psycopg.connect(self.conninfo, application_name="vlkb-parts") as conn:
+        with psycopg.connect(self.conninfo, autocommit=True, application_name="vlkb-parts") as conn:
             run_claimed(conn, row, self.parts[row.name], ctx)
 
     def cancel(self, job_id: str) -> bool:

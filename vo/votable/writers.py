@@ -20,8 +20,7 @@ call :func:`vo.votable.allocator.tune_allocator` once at start-up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,8 +109,8 @@ def _log_failure(err: VlkbError, exc: BaseException) -> None:
 class ResultWriter:
     """Writes result rows of ``columns`` in ``fmt``.
 
-    ``select_list`` and ``copy_format`` say how the COPY feeding :meth:`stream` must be made
-    (``db.query.stream_copy(conn, sql, writer.select_list, fmt=writer.copy_format)``).
+    ``select_list`` and ``copy_format`` say how the COPY feeding :meth:`astream` must be made
+    (``db.query.astream_copy(conn, sql, writer.select_list, fmt=writer.copy_format)``).
     ``infos`` become INFO elements of the VOTable RESOURCE (QUERY, LANG, request, ...).
     Unsupported column types raise ValueError here, before anything runs.
     """
@@ -194,29 +193,12 @@ class ResultWriter:
 
     # -- driving a batch stream -------------------------------------------------------------
 
-    def stream(self, batches: Iterable[CopyBatch], *, maxrec: int | None = None) -> Iterator[bytes]:
-        """The document for ``batches``, at most ``maxrec`` rows (feed it maxrec + 1 if you can).
-
-        This is :meth:`astream` driven step by step without an event loop: over a plain iterator
-        and with nothing offloaded, nothing in it ever suspends, so the rules (first batch before
-        the head, MAXREC, in-band errors, closing) are written once, for both."""
-        chunks = self.astream(_as_async(batches), maxrec=maxrec, offload=False)
-        try:
-            while True:
-                try:
-                    chunks.asend(None).send(None)
-                except StopIteration as step:  # the awaitable of one step completed: its chunk
-                    yield step.value
-                except StopAsyncIteration:
-                    return
-        finally:
-            with contextlib.suppress(StopIteration):
-                chunks.aclose().send(None)
-
     async def astream(self, batches: AsyncIterable[CopyBatch], *, maxrec: int | None = None,
                       offload: bool = True) -> AsyncGenerator[bytes, None]:
-        """The document for ``batches`` (see :meth:`stream`); ``offload`` encodes big batches in a worker
-        thread (numpy releases the GIL) so the event loop stays responsive."""
+        """The document for ``batches``, at most ``maxrec`` rows (feed it maxrec + 1 if you can): the
+        head once the first batch is there, the rows, then the tail (OVERFLOW, or an in-band ERROR
+        where the format has one). ``offload`` encodes big batches in a worker thread (numpy
+        releases the GIL) so the event loop stays responsive."""
         it = aiter(batches)
         try:
             try:
@@ -249,18 +231,6 @@ class ResultWriter:
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 await aclose()
-
-
-async def _as_async(batches: Iterable[CopyBatch]) -> AsyncGenerator[CopyBatch, None]:
-    """``batches`` as an asynchronous iterator that never suspends; closing it closes them."""
-    it = iter(batches)
-    try:
-        for batch in it:
-            yield batch
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
 
 
 def _cut(batch: CopyBatch, seen: int, maxrec: int | None) -> tuple[CopyBatch, int, bool]:
