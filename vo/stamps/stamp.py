@@ -50,7 +50,7 @@ from vo.shapes import Circle, Interval
 from vo.stamps.resample import KERNEL, resample
 from vo.stamps.units import Brightness, beam_of, to_surface, to_target
 
-__all__ = ["Options", "Source", "Stamp", "StampError", "common_grid", "make_stamp"]
+__all__ = ["Options", "Source", "Stamp", "StampError", "common_grid", "make_stamps"]
 
 _FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -386,9 +386,3 @@ def no_coverage(src: Source, survey: str) -> Stamp:
 def failed(src: Source, survey: str, exc: UsageError) -> Stamp:
     """The stamp that ``exc`` stopped (its manifest row gives the reason)."""
     return Stamp(src, survey, error=f"{exc.code}: {exc.message}")
-
-
-def make_stamp(src: Source, survey: str, full: Sequence[Dataset], partial: Sequence[Dataset],
-               opts: Options) -> Stamp:
-    """One stamp (see :func:`make_stamps`)."""
-    return make_stamps(src, [(survey, full, partial)], opts)[0]
