@@ -24,6 +24,7 @@ from app.database import cluster_for, database_url
 from app.settings import Settings
 from db.cluster import ClusterError, find_bindir, port_free
 from db.pgsphere import find_script
+from vo.uws.liveness import pid_alive
 
 __all__ = ["main"]
 
@@ -503,23 +504,13 @@ def _metrics_dir(settings: Settings) -> None:
     root.mkdir(parents=True, exist_ok=True)
     where = root / str(os.getpid())
     for path in [*root.iterdir(), where]:  # our own pid's is a previous process's (pid reused)
-        if path == where or not (path.name.isdigit() and _alive(int(path.name))):
+        if path == where or not (path.name.isdigit() and pid_alive(int(path.name))):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
     where.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(where)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _serve(settings: Settings, demo: bool) -> None:

@@ -48,12 +48,9 @@ def _trusted_host(host: str, settings: Settings) -> bool:
     return name in _allowed(tuple(settings.allowed_hosts), settings.host) and port in (None, settings.port)
 
 
-async def _base_url(request: Request) -> str:
-    return base_url(request)
-
-
-def base_url(request: Request) -> str:
-    """The public base URL, written into job locations, capabilities and access URLs.
+async def base_url(request: Request) -> str:
+    """The public base URL, written into job locations, capabilities and access URLs (a dependency:
+    async, so FastAPI calls it in the event loop instead of a thread).
 
     VLKB_BASE_URL when set (what a service behind a proxy must set). Else the scheme and host
     the client used, but only when that host is one this service answers to (loopback names,
@@ -70,11 +67,7 @@ def base_url(request: Request) -> str:
     return settings.public_url
 
 
-async def _caller_settings(request: Request) -> Settings:
-    return caller_settings(request)
-
-
 #: the settings as they apply to the caller (its quota class's MAXREC, upload and duration limits)
-AppSettings = Annotated[Settings, Depends(_caller_settings)]
+AppSettings = Annotated[Settings, Depends(caller_settings)]
 DbPool = Annotated[AsyncConnectionPool, Depends(_pool)]
-BaseUrl = Annotated[str, Depends(_base_url)]
+BaseUrl = Annotated[str, Depends(base_url)]

@@ -36,13 +36,9 @@ __all__ = ["DEV_ISSUER", "AuthCodes", "Grant", "dev_verifier", "mint"]
 DEV_ISSUER = "urn:vlkb:dev-issuer"
 
 
-def _key_file(home: Path) -> Path:
-    return home / "dev-issuer" / "key.json"
-
-
 def _key(home: Path) -> RSAKey:
     """The development signing key, created on first use."""
-    path = _key_file(home)
+    path = home / "dev-issuer" / "key.json"
     if path.exists():
         return RSAKey.import_key(json.loads(path.read_text()))
     key = RSAKey.generate_key(2048, parameters={"kid": f"dev-{int(time.time())}", "use": "sig"}, private=True)

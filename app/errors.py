@@ -45,10 +45,6 @@ def bearer_challenge(exc: VlkbError | None = None) -> str:
     return challenge
 
 
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or uuid.uuid4().hex[:12]
-
-
 async def _vlkb_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VlkbError)
     retry_after = getattr(exc, "retry_after", None)  # app.pool.BusyError: when to try again
@@ -84,7 +80,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    rid = _request_id(request)
+    rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex[:12]
     log.error("unexpected failure", request_id=rid, path=request.url.path, exc_info=exc)
     mark_logged(exc)  # Starlette re-raises it to the server, which must not log it again
     return votable_error(f"Error: internal failure of the service (request {rid}); it has been logged", 500)

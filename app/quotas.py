@@ -276,8 +276,9 @@ def _client_key(request: Request, caller: Caller) -> str:
     return f"addr:{request.client.host if request.client else 'unknown'}"
 
 
-def caller_settings(request: Request) -> Settings:
-    """The service's settings as they apply to the caller of ``request`` (its class's lowered limits)."""
+async def caller_settings(request: Request) -> Settings:
+    """The service's settings as they apply to the caller of ``request`` (its class's lowered limits);
+    a dependency (``app.deps.AppSettings``), async so that FastAPI calls it without a thread."""
     settings: Settings = request.app.state.settings
     caller: Caller | None = getattr(request.state, "identity", None)
     if caller is None:

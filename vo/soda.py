@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -267,14 +267,6 @@ async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -
     return ds, cut
 
 
-def find_all(found: Mapping[str, Dataset], ids: Sequence[str]) -> list[Dataset]:
-    """The datasets of ``ids`` in order; NotFoundError naming the first one absent from ``found``."""
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise NotFoundError(f"{missing[0]}: no such dataset")
-    return [found[i] for i in ids]
-
-
 async def merge_for(pool: AsyncConnectionPool, q: SodaJobParams, caller: Caller, *, max_voxels: int) -> Merged:
     """Look ``q.ids`` up for ``caller`` (every one must be readable) and merge their cuts of
     ``q``'s one region (in a thread: it reads and regrids pixels); a synchronous merge."""
@@ -282,8 +274,10 @@ async def merge_for(pool: AsyncConnectionPool, q: SodaJobParams, caller: Caller,
         raise MultiValuedParamNotSupported("POS: a sync merge takes one region; use /soda/merge/async for several")
     region = q.regions[0]
     assert region is not None  # SodaJobParams requires a region to merge
-    chosen = find_all(await datasets(pool, q.ids, caller), q.ids)
-    return await asyncio.to_thread(merge, chosen, q, region, max_voxels=max_voxels)
+    found = await datasets(pool, q.ids, caller)
+    if missing := [i for i in q.ids if i not in found]:
+        raise NotFoundError(f"{missing[0]}: no such dataset")
+    return await asyncio.to_thread(merge, [found[i] for i in q.ids], q, region, max_voxels=max_voxels)
 
 
 def require_file(ds: Dataset) -> None:

@@ -134,14 +134,10 @@ async def _checked_address(label: str, url: httpx.URL, policy: FetchPolicy) -> _
     return addresses[0]
 
 
-def _media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
 async def _read_body(label: str, url: str, response: httpx.Response, max_bytes: int) -> bytes:
     if response.status_code != 200:
         raise UsageError(f"UPLOAD {label}: {url!r} answered HTTP {response.status_code}, not a table")
-    media = _media_type(response)
+    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in _MEDIA_TYPES:
         raise UsageError(f"UPLOAD {label}: {url!r} is served as {media!r}, not a VOTable "
                          "(application/x-votable+xml or XML expected)")

@@ -136,7 +136,7 @@ class Value:
     @property
     def is_numeric(self) -> bool:
         """A number (or a NULL, which fits anywhere)."""
-        return self.pg in NUMERIC_TYPES or self.pg == "unknown" and _is_null(self.node)
+        return self.pg in NUMERIC_TYPES or self.pg == "unknown" and isinstance(self.node, exp.Null)
 
     @property
     def is_geometry(self) -> bool:
@@ -148,10 +148,6 @@ class Value:
         if self.predicate:
             return exp.Cast(this=exp.Paren(this=self.node), to=exp.DataType.build("int"))
         return self.node
-
-
-def _is_null(node: exp.Expression) -> bool:
-    return isinstance(node, exp.Null)
 
 
 def func(name: str, *args: exp.Expression) -> exp.Anonymous:

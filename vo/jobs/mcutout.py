@@ -79,7 +79,6 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = int(time.time())
-    info.mode = 0o644
     return info
 
 

@@ -75,15 +75,6 @@ def _failed(result_ids: str, region: str, exc: VlkbError) -> CutEntry:
     return CutEntry("", result_ids, region, "ERROR", f"{exc.code}: {exc.message}", error=exc)
 
 
-def _write_cut(ctx: RunContext, result_id: str, ds: Dataset | None, q: soda.SodaParams) -> int:
-    cut = soda.open_cutout(ds, q)
-    with ctx.results.writer(ctx.job_id, result_id) as out:
-        for chunk in cut.chunks():
-            ctx.check()
-            out.write(chunk)
-    return cut.size
-
-
 def _cuts(q: soda.SodaJobParams, found: Mapping[str, Dataset], ctx: RunContext) -> list[CutEntry]:
     entries = []
     for n, one in enumerate(q.cuts(), start=1):
@@ -91,11 +82,15 @@ def _cuts(q: soda.SodaJobParams, found: Mapping[str, Dataset], ctx: RunContext) 
         result_id = f"cut-{n:04d}.fits"
         region = one.region_text()
         try:
-            size = _write_cut(ctx, result_id, found.get(one.id), one)
+            cut = soda.open_cutout(found.get(one.id), one)
+            with ctx.results.writer(ctx.job_id, result_id) as out:
+                for chunk in cut.chunks():
+                    ctx.check()
+                    out.write(chunk)
         except VlkbError as exc:
             entries.append(_failed(one.id, region, exc))
             continue
-        entries.append(CutEntry(result_id, one.id, region, "OK", size=size))
+        entries.append(CutEntry(result_id, one.id, region, "OK", size=cut.size))
     return entries
 
 

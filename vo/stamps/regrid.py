@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,13 +43,8 @@ from vo.stamps.stamp import (
     _coverage,
     _finish,
     _Native,
-    _native,
     _params,
     _pixel_deg,
-    _regrid,
-    common_grid,
-    failed,
-    no_coverage,
     regrid_note,
     subtract_background,
 )
@@ -282,34 +277,9 @@ def make_stamps(src: Source, inputs: Sequence[tuple[str, Sequence[Dataset], Sequ
                 opts: Options, kept: RegridTiles) -> list[Stamp]:
     """:func:`vo.stamps.stamp.make_stamps` with the job's ``kept`` tiles: a ``REGRID`` stamp held
     by one local 2D tile (no ``BEAM``) is made from its slab (see the module text)."""
-    if not opts.regrid or opts.beam is not None:
-        return general_stamps(src, inputs, opts)
-    natives: dict[str, _Native] = {}
-    tiles: dict[str, KeptTile] = {}
-    out: dict[str, Stamp] = {}
-    for survey, full, partial in inputs:
-        if not full and not partial:
-            out[survey] = no_coverage(src, survey)
-            continue
-        try:
-            tile = kept.tile(full[0], _params([full[0].publisher_did], src, opts).cuts()[0]) if full else None
-            if tile is not None:
-                tiles[survey] = tile
-            else:
-                natives[survey] = _native(full, partial, src, opts)
-        except UsageError as exc:
-            out[survey] = failed(src, survey, exc)
-    pixels = [_pixel_deg(n.wcs) for n in natives.values()] + [t.pixel for t in tiles.values()]
-    if pixels:
-        grid = common_grid(src, pixels, opts)
-        for survey, _, _ in inputs:
-            try:
-                if survey in tiles:
-                    out[survey] = _tile_stamp(tiles[survey], src, survey, grid, opts)
-                elif survey in natives:
-                    n = natives[survey]
-                    _regrid(n, grid)
-                    out[survey] = _finish(n, src, survey, opts)
-            except UsageError as exc:
-                out[survey] = failed(src, survey, exc)
-    return [out[s] for s, _, _ in inputs]
+
+    def from_tile(survey: str, full: Sequence[Dataset]) -> tuple[float, Callable[[WCS], Stamp]] | None:
+        tile = kept.tile(full[0], _params([full[0].publisher_did], src, opts).cuts()[0]) if full else None
+        return None if tile is None else (tile.pixel, lambda grid: _tile_stamp(tile, src, survey, grid, opts))
+
+    return general_stamps(src, inputs, opts, from_tile if opts.regrid and opts.beam is None else None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +50,7 @@ from vo.shapes import Circle, Interval
 from vo.stamps.resample import KERNEL, resample
 from vo.stamps.units import Brightness, beam_of, to_surface, to_target
 
-__all__ = ["Options", "Source", "Stamp", "StampError", "common_grid", "make_stamp"]
+__all__ = ["Options", "Source", "Stamp", "StampError", "common_grid", "make_stamps"]
 
 _FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -350,22 +350,34 @@ def _finish(n: _Native, src: Source, survey: str, opts: Options) -> Stamp:
                  coverage=cov, method=n.method)
 
 
+#: another way to a survey's ``REGRID`` stamp (:func:`vo.stamps.regrid.make_stamps`): given the survey and
+#: its full datasets, None (the general way) or the pixel (degrees) and the stamp on the common grid
+Shortcut = Callable[[str, Sequence[Dataset]], tuple[float, Callable[[WCS], Stamp]] | None]
+
+
 def make_stamps(src: Source, inputs: Sequence[tuple[str, Sequence[Dataset], Sequence[Dataset]]],
-                opts: Options) -> list[Stamp]:
+                opts: Options, shortcut: Shortcut | None = None) -> list[Stamp]:
     """The stamps of one source, one per ``(survey text, full, partial)``: failures are stamps
-    with ``error`` set, never exceptions, so one bad survey does not lose the others."""
+    with ``error`` set, never exceptions, so one bad survey does not lose the others.
+    ``shortcut`` (with ``REGRID`` only) may make some of them another way, on the same grid."""
     natives: dict[str, _Native] = {}
+    others: dict[str, tuple[float, Callable[[WCS], Stamp]]] = {}
     out: dict[str, Stamp] = {}
     for survey, full, partial in inputs:
         if not full and not partial:
             out[survey] = no_coverage(src, survey)
             continue
         try:
-            natives[survey] = _native(full, partial, src, opts)
+            other = None if shortcut is None else shortcut(survey, full)
+            if other is not None:
+                others[survey] = other
+            else:
+                natives[survey] = _native(full, partial, src, opts)
         except UsageError as exc:
             out[survey] = failed(src, survey, exc)
     target = _target_beam(opts.beam, list(natives.values())) if natives else None
-    grid = common_grid(src, [_pixel_deg(n.wcs) for n in natives.values()], opts) if natives and opts.regrid else None
+    pixels = [_pixel_deg(n.wcs) for n in natives.values()] + [pixel for pixel, _ in others.values()]
+    grid = common_grid(src, pixels, opts) if pixels and opts.regrid else None
     for survey, n in natives.items():
         try:
             if target is not None:
@@ -373,6 +385,12 @@ def make_stamps(src: Source, inputs: Sequence[tuple[str, Sequence[Dataset], Sequ
             if grid is not None:
                 _regrid(n, grid)
             out[survey] = _finish(n, src, survey, opts)
+        except UsageError as exc:
+            out[survey] = failed(src, survey, exc)
+    for survey, (_, make) in others.items():
+        assert grid is not None  # a shortcut is only given with REGRID
+        try:
+            out[survey] = make(grid)
         except UsageError as exc:
             out[survey] = failed(src, survey, exc)
     return [out[s] for s, _, _ in inputs]
@@ -386,9 +404,3 @@ def no_coverage(src: Source, survey: str) -> Stamp:
 def failed(src: Source, survey: str, exc: UsageError) -> Stamp:
     """The stamp that ``exc`` stopped (its manifest row gives the reason)."""
     return Stamp(src, survey, error=f"{exc.code}: {exc.message}")
-
-
-def make_stamp(src: Source, survey: str, full: Sequence[Dataset], partial: Sequence[Dataset],
-               opts: Options) -> Stamp:
-    """One stamp (see :func:`make_stamps`)."""
-    return make_stamps(src, [(survey, full, partial)], opts)[0]

@@ -12,7 +12,7 @@ import socket
 from datetime import datetime, timedelta
 from typing import Protocol
 
-__all__ = ["HEARTBEAT", "STALE_BEATS", "new_worker_id", "worker_dead"]
+__all__ = ["HEARTBEAT", "STALE_BEATS", "new_worker_id", "pid_alive", "worker_dead"]
 
 #: seconds between heartbeats (and watches) of a process running jobs
 HEARTBEAT = 10.0
@@ -35,7 +35,8 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is running (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,5 +62,5 @@ def worker_dead(job: Claimed, me: str, now: datetime, stale: timedelta = _STALE)
     pid_text = rest.partition(":")[0]
     if host == socket.gethostname() and pid_text.isdigit():
         pid = int(pid_text)
-        return pid == os.getpid() or not _pid_alive(pid)
+        return pid == os.getpid() or not pid_alive(pid)
     return False
