@@ -28,21 +28,22 @@ __all__ = ["Covering", "SurveyRef", "covering", "covering_many_blocking", "resol
 _SURVEYS_SQL = "SELECT name, species, transition, dataproduct_type FROM datasets.surveys ORDER BY 1, 2, 3"
 # the datasets meeting each stamp's circle (pgSphere on the GiST index), those holding all of it first,
 # nearest centre first, for a chunk of sources in one statement: the sources as arrays unnested into
-# rows, each joined LATERAL against ObsCore (the GiST index per source, the per-source order and LIMIT)
+# rows, each joined LATERAL against ObsCore (the GiST index per source, the per-source order and LIMIT).
+# The outer ORDER BY repeats the per-source keys: a sort on the source alone need not keep that order.
 _SRC_CIRCLE = "scircle(spoint(radians(s.l), radians(s.b)), radians(s.r))"
 _COVERING_MANY_SQL = f"""
 SELECT s.i, c.obs_publisher_did, c.full
 FROM unnest(%(i)s::int[], %(l)s::float8[], %(b)s::float8[], %(r)s::float8[], %(ra)s::float8[],
             %(dec)s::float8[]) AS s(i, l, b, r, ra, dec)
 CROSS JOIN LATERAL (
-    SELECT o.obs_publisher_did, o.s_region_galactic @> {_SRC_CIRCLE} AS full
+    SELECT o.obs_publisher_did, o.s_region_galactic @> {_SRC_CIRCLE} AS full,
+           spoint(radians(o.s_ra), radians(o.s_dec)) <-> spoint(radians(s.ra), radians(s.dec)) AS distance
     FROM ivoa.obscore o
     WHERE o.obs_collection = %(name)s AND o.obs_title = %(title)s AND o.s_region_galactic && {_SRC_CIRCLE}
-    ORDER BY 2 DESC, spoint(radians(o.s_ra), radians(o.s_dec)) <-> spoint(radians(s.ra), radians(s.dec)),
-             o.obs_publisher_did
+    ORDER BY 2 DESC, 3, 1
     LIMIT 64
 ) AS c
-ORDER BY s.i
+ORDER BY s.i, c.full DESC, c.distance, c.obs_publisher_did
 """
 
 
