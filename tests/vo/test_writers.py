@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import psycopg.sql
 import pytest
 from astropy.io.votable import parse
 from astropy.table import Table
@@ -292,6 +293,49 @@ def test_csv_gives_back_every_value(conn: Streams, expected: list[dict[str, Any]
     table = _astropy_read(doc, "ascii.csv")
     assert list(table["id"]) == [r["id"] for r in expected]
     assert list(table["i4"].filled(0)) == [r["i4"] or 0 for r in expected]
+
+
+#: values whose CSV form needs care: quoting, line breaks inside a value (CRLF only ends rows), the
+#: empty string against NULL, control bytes, backslashes, and PostgreSQL's quoting of a lone \. in a
+#: one-column result
+ODD_TEXT = ["", "\x01", "\x01\x01", "\x01x", "x\x01", ",", '"', '""', "\r", "\n", "\r\n", "\t", "\\", "\\.",
+            ".", "\\N", "N", "a,b", 'say "hi"', "back\\slash", "\\n", "\\\\n", "tab\tin", " ", "NaN", "é,ü ✓",
+            "\b\f\v", "\x7f", TRICKY, None]
+
+
+def _postgresql_csv(url: str, query: str, columns: list[Col]) -> bytes:
+    """``query`` as PostgreSQL's own ``COPY ... (FORMAT CSV)`` writes it, each row (one CopyData message)
+    ended by CRLF, after the writer's header line: what the CSV writer must give, byte for byte."""
+    from db.query import copy_statement
+    from vo.votable.columns import select_list
+
+    writer = ResultWriter("csv", columns)
+    statement = copy_statement(query, select_list(writer.plans, "csv"), fmt="csv")
+    with psycopg.connect(url) as c, c.cursor() as cur, cur.copy(statement) as copy:
+        rows = [bytes(row) for row in copy]  # one CopyData message per row, its newline last
+    return writer.head() + b"".join(row[:-1] + b"\r\n" for row in rows)
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["columns", "one column"])
+def test_csv_is_byte_for_byte_what_postgresql_writes(conn: Streams, single: bool) -> None:
+    values = ", ".join(
+        f"({i}, {'NULL' if v is None else psycopg.sql.quote(v)}, "
+        f"{['NULL', chr(39) + '{}' + chr(39), chr(39) + '{1.5,NaN}' + chr(39)][i % 3]}::float8[])"
+        for i, v in enumerate(ODD_TEXT))
+    columns = [Col("s", "char", "text", "*")] + ([] if single else [Col("arr", "double", "float8[]", "*"),
+                                                                     Col("n", "int", "integer")])
+    pick = "s" if single else "s, arr, i"
+    query = f"SELECT {pick} FROM (VALUES {values}) v(i, s, arr) ORDER BY i"
+    doc = _doc(conn, "csv", query, columns)
+    assert doc == _postgresql_csv(conn.url, query, columns)
+    with _long_csv_fields():
+        rows = list(csv.reader(io.StringIO(doc.decode(), newline="")))
+    assert [r[0] if r else "" for r in rows[1:]] == [v or "" for v in ODD_TEXT]  # a lone NULL: an empty line
+
+
+def test_csv_of_every_kind_is_what_postgresql_writes(conn: Streams) -> None:
+    assert _doc(conn, "csv") == _postgresql_csv(conn.url, QUERY, COLUMNS)
+    assert _doc(conn, "csv", MANY_QUERY, MANY_COLUMNS) == _postgresql_csv(conn.url, MANY_QUERY, MANY_COLUMNS)
 
 
 @contextlib.contextmanager
