@@ -16,9 +16,11 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.composite import CompositeInfo, register_composite
 
 from tests.adql.tables import TABLES, Raw, corpus_catalog, create, sql_name
 from vo.adql import Catalog, functions_sql
+from vo.adql.geometry import TWIN_PG
 
 
 @dataclass
@@ -49,6 +51,8 @@ def adql_db(adql_url: str) -> Iterator[AdqlDb]:
         conn.execute(functions_sql())
         create(conn)
         conn.commit()
+        # DALI forms (a POINT's output) come back as (b, t) pairs, which test_corpus.py decodes
+        register_composite(CompositeInfo.fetch(conn, TWIN_PG), conn)
         raw = {}
         for table in TABLES:
             cur = conn.execute(sql.SQL("SELECT * FROM pg_temp.{}").format(sql.Identifier(sql_name(table))))

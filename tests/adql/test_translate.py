@@ -166,7 +166,7 @@ def test_geometry_constructors_are_dali_arrays(cat: Catalog) -> None:
                    " FROM ivoa.obscore", cat)
     got = [(c.name, c.datatype, c.arraysize, c.xtype, c.unit, c.pgtype) for c in tr.columns]
     assert got == [
-        ("point", "double", "2", "point", None, "float8[]"),
+        ("point", "double", "2", "point", None, "vlkb_dali_twin"),  # its forms made from the two numbers
         ("circle", "double", "3", "circle", None, "float8[]"),
         ("polygon", "double", "*", "polygon", None, "float8[]"),
         ("box", "double", "*", "polygon", None, "float8[]"),

@@ -438,16 +438,29 @@ def centroid(g: Value) -> Value:
     raise UsageError(f"CENTROID of {_KIND[g.pg]} is not supported (pgSphere computes it for circles only)")
 
 
-#: the PostgreSQL type of an output column read from stored DALI forms (db/sql/adql_functions.sql)
+#: the PostgreSQL type of an output column read from its DALI forms (db/sql/adql_functions.sql)
 TWIN_PG = "vlkb_dali_twin"
 
 
 def twin(g: Value) -> exp.Expression | None:
-    """``ROW(bin, text)::vlkb_dali_twin`` of the stored DALI forms of the column ``g`` reads, or None.
+    """``ROW(bin, text)::vlkb_dali_twin``: the DALI forms of ``g`` the writers read, or None.
 
-    Only a direct reference to a base-table column has them (its qualifier names that table in
-    the same SELECT); the values are those :func:`dali` computes, formatted once at write time.
+    A polygon or path column with stored forms has them: a direct reference to a base-table
+    column (its qualifier names that table in the same SELECT); the values are those :func:`dali`
+    computes, formatted once at write time. A POINT over numbers (``POINT('ICRS', ra, dec)``)
+    has them made from its two numbers in the row: the 16 bytes of the two big-endian doubles a
+    fixed-size BINARY/BINARY2 array holds, and ``lon lat`` as the text formats write it (the
+    output of ``float8send`` and of float8's text form, the same bytes :func:`dali`'s array gives);
+    each writer reads only its own field, and either is a few operations where pgSphere's round
+    trip, or building an array, took most of a catalogue's streaming time (issue 16).
     """
+    if g.pg == "spoint" and g.shape is not None:
+        lon, lat = (exp.Cast(this=c.node.copy(), to=exp.DataType.build("double")) for c in g.shape.coords)
+        binary = exp.DPipe(this=func("float8send", lon), expression=func("float8send", lat.copy()))
+        text = exp.DPipe(this=exp.DPipe(this=exp.Cast(this=lon.copy(), to=exp.DataType.build("text")),
+                                        expression=exp.Literal.string(" ")),
+                         expression=exp.Cast(this=lat.copy(), to=exp.DataType.build("text")))
+        return exp.Cast(this=exp.Tuple(expressions=[binary, text]), to=exp.DataType.build(TWIN_PG, udt=True))
     if g.origin is None or not isinstance(g.node, exp.Column):
         return None
     forms = g.origin.table.twins.get(g.origin.column.name.lower())
@@ -461,6 +474,14 @@ def dali(g: Value) -> exp.Expression:
     """A float8[] in degrees serialising ``g`` as DALI 1.1 section 3.3 says (for output columns)."""
     if g.shape is not None and (g.constant or _huge(g)):
         return exp.Array(expressions=g.shape.dali())
+    if g.pg == "spoint" and g.shape is not None:
+        # POINT over numbers (columns, expressions) is those two numbers, which the table holds:
+        # the array of them (NULL when one is) costs the database next to nothing, where the
+        # round trip through pgSphere (spoint, long/lat, degrees) took most of the time of a
+        # catalogue's SELECT *, POINT(...) (issue 16) and could move the last digit
+        nulls = [exp.Is(this=c.node.copy(), expression=exp.Null()) for c in g.shape.coords]
+        return exp.Case(ifs=[exp.If(this=exp.or_(*nulls), true=exp.Null())],
+                        default=exp.Array(expressions=g.shape.dali()))
     name = {
         "spoint": "vlkb_dali_point", "scircle": "vlkb_dali_circle", "spoly": "vlkb_dali_polygon",
         "sbox": "vlkb_dali_polygon", "spath": "vlkb_dali_path",

@@ -3,8 +3,9 @@
 The result set of a translated query has exactly the columns :class:`OutputColumn`
 describes, with the PostgreSQL types ``pgtype`` names, so a writer can decode binary rows
 without looking at the data: geometries become DALI ``float8[]`` in degrees
-(``db/sql/adql_functions.sql``), or for a polygon or path column that stores its DALI forms a
-``vlkb_dali_twin`` the writers take the field of their format from; ``numeric`` becomes
+(``db/sql/adql_functions.sql``), or for a polygon or path column that stores its DALI forms and
+for a POINT over numbers a ``vlkb_dali_twin`` the writers take the field of their format from
+(:func:`vo.adql.geometry.twin`); ``numeric`` becomes
 ``double precision`` and wherever the type rules of :mod:`vo.adql.values` are approximate, an
 explicit CAST makes them exact.
 """
@@ -64,15 +65,15 @@ _OUTPUT_PG = {"numeric": "double precision", "unknown": "text"}
 
 
 def stored_dali(values: list[Value], pg: str, grouped: bool) -> bool:
-    """Whether an output column of type ``pg`` is read from its stored DALI forms (issue 16): in
-    every branch a direct reference to a polygon or path column that has them, outside GROUP BY
-    (where the forms are not grouping columns)."""
+    """Whether an output column of type ``pg`` is read from its DALI forms (issue 16): in every
+    branch a direct reference to a polygon or path column that stores them, or a POINT over numbers
+    (:func:`vo.adql.geometry.twin`), outside GROUP BY (where the forms are not grouping columns)."""
     return pg in GEOMETRY and not grouped and all(geometry.twin(v) is not None for v in values)
 
 
 def convert(value: Value, pg: str, stored: bool = False) -> tuple[exp.Expression, str]:
     """(node, pgtype) of an output value whose type is ``pg``: DALI arrays, ints, exact casts;
-    ``stored``: the column's stored DALI forms (:func:`stored_dali`)."""
+    ``stored``: the column's DALI forms (:func:`stored_dali`)."""
     if pg in GEOMETRY:
         node = geometry.twin(value) if stored else None
         if node is not None:

@@ -201,6 +201,9 @@ class BinaryEncoder:
             off, length = var_fields[j]
             if self.plans[j].kind == "text":
                 var = self._text(buf, off, length, self.plans[j], parts, j)
+            elif self.plans[j].twin and self.plans[j].count:
+                self._stored_fixed(buf, off, length, nulls[:, j], parts, j)
+                var = None
             elif self.plans[j].twin:
                 var = self._stored(buf, off, length, nulls[:, j], parts, j)
             else:
@@ -306,6 +309,18 @@ class BinaryEncoder:
             raise ValueError(f"malformed stored DALI array in column {self.plans[j].name}")
         parts[j] = be32(count)
         return Text(buf, off + 4, size, {}, None, 1)
+
+    def _stored_fixed(self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, null: np.ndarray,
+                      parts: dict[int, np.ndarray], j: int) -> None:
+        """The binary form of a fixed-size DALI array (a POINT's two big-endian doubles) copied into
+        its place among the fixed-size parts; NaNs for NULL (BINARY has no null flag)."""
+        n = self.plans[j].count or 0
+        if not (null | (length == 8 * n)).all():
+            raise ValueError(f"malformed DALI array in column {self.plans[j].name}")
+        block = np.tile(_NAN8, (len(off), n))
+        rows = np.flatnonzero(~null)
+        block[rows] = windows(buf, 8 * n)[off[rows]]
+        parts[j] = block
 
     def _doubles(self, buf: np.ndarray, off: np.ndarray, length: np.ndarray, null: np.ndarray,
                  plan: ColumnPlan, parts: dict[int, np.ndarray], j: int) -> Var | None:

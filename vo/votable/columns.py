@@ -97,8 +97,9 @@ class ColumnPlan:
     count: int | None
     #: a unique XML ID for the FIELD
     field_id: str
-    #: a DALI array read from the stored forms of a polygon or path column (``vlkb_dali_twin``:
-    #: its VOTable binary form and its text list, ``db/sql/adql_functions.sql``)
+    #: a DALI array read from its forms (``vlkb_dali_twin``, ``db/sql/adql_functions.sql``): the
+    #: VOTable binary form (a variable-length array's count, then the values; a fixed-size one's
+    #: values) and the text list. A polygon or path column stores them; a POINT makes them per row
     twin: bool = False
 
     @property
@@ -175,8 +176,8 @@ def plan_columns(columns: Sequence[ResultColumn]) -> list[ColumnPlan]:
         else:
             arraysize = None
         twin = col.pgtype.strip().lower() == TWIN_PG
-        if twin and (kind != "double[]" or count is not None):
-            raise ValueError(f"column {col.name}: stored DALI forms are for variable-length double arrays")
+        if twin and kind != "double[]":
+            raise ValueError(f"column {col.name}: DALI forms are for double arrays")
         plans.append(ColumnPlan(col, kind, pg, width, datatype, arraysize, count, ident, twin))
     return plans
 
@@ -208,6 +209,8 @@ _TWIN = {
 
 def _template(plan: ColumnPlan, family: Family) -> str:
     if plan.twin:
+        if family == "tabledata" and plan.count:
+            return f"coalesce(({{c}}).t, '{' '.join(['NaN'] * plan.count)}')"  # n elements even when NULL
         return _TWIN.get(family, "({c}).t")
     cast = f"{{c}}::{plan.pg}"
     if family == "binary":
