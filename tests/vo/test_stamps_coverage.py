@@ -24,17 +24,15 @@ RADIUS = 5.0 / 3600
 MARGIN = 30.0 / 3600  # no circle comes nearer a tile edge than this, so astropy and pgSphere agree
 
 
-def _inside(wcs: WCS, shape: tuple[int, int], l: float, b: float) -> bool:  # noqa: E741
-    """Whether the circle at (l, b) lies inside the tile by more than MARGIN (pixels of the tile)."""
+def _place(wcs: WCS, shape: tuple[int, int], l: float, b: float) -> str:  # noqa: E741
+    """Where the circle at (l, b) lies in the tile: "inside" or "outside" by more than MARGIN, else "edge"."""
     x, y = wcs.world_to_pixel(SkyCoord(l * u.deg, b * u.deg, frame="galactic"))
     pad = MARGIN / abs(wcs.wcs.cdelt[1])
-    return bool(pad - 0.5 <= x <= shape[1] - 0.5 - pad and pad - 0.5 <= y <= shape[0] - 0.5 - pad)
-
-
-def _outside(wcs: WCS, shape: tuple[int, int], l: float, b: float) -> bool:  # noqa: E741
-    x, y = wcs.world_to_pixel(SkyCoord(l * u.deg, b * u.deg, frame="galactic"))
-    pad = MARGIN / abs(wcs.wcs.cdelt[1])
-    return bool(x < -0.5 - pad or x > shape[1] - 0.5 + pad or y < -0.5 - pad or y > shape[0] - 0.5 + pad)
+    if pad - 0.5 <= x <= shape[1] - 0.5 - pad and pad - 0.5 <= y <= shape[0] - 0.5 - pad:
+        return "inside"
+    if x < -0.5 - pad or x > shape[1] - 0.5 + pad or y < -0.5 - pad or y > shape[0] - 0.5 + pad:
+        return "outside"
+    return "edge"
 
 
 def test_a_chunk_gets_the_tiles_holding_each_circle_nearest_first(database) -> None:
@@ -67,9 +65,9 @@ def test_a_chunk_gets_the_tiles_holding_each_circle_nearest_first(database) -> N
     checked = multi = 0
     for src, (ra, dec), cov in zip(sources, radec, covers, strict=True):
         l = src.l if src.l < 180 else src.l - 360  # noqa: E741
-        holding = [d for d, (w, shape, _) in tiles.items() if _inside(w, shape, l, src.b)]
-        clear = all(d in holding or _outside(w, shape, l, src.b) for d, (w, shape, _) in tiles.items())
-        if not clear or not holding:
+        places = {d: _place(w, shape, l, src.b) for d, (w, shape, _) in tiles.items()}
+        holding = [d for d, where in places.items() if where == "inside"]
+        if "edge" in places.values() or not holding:
             continue  # a circle near an edge: astropy's and pgSphere's edges may differ by a pixel
         here = SkyCoord(ra * u.deg, dec * u.deg)
         distance = {d: here.separation(SkyCoord(tiles[d][2].s_ra * u.deg, tiles[d][2].s_dec * u.deg)).deg

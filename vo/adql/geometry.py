@@ -455,11 +455,10 @@ def twin(g: Value) -> exp.Expression | None:
     trip, or building an array, took most of a catalogue's streaming time (issue 16).
     """
     if g.pg == "spoint" and g.shape is not None:
-        lon, lat = (exp.Cast(this=c.node.copy(), to=exp.DataType.build("double")) for c in g.shape.coords)
-        binary = exp.DPipe(this=func("float8send", lon), expression=func("float8send", lat.copy()))
-        text = exp.DPipe(this=exp.DPipe(this=exp.Cast(this=lon.copy(), to=exp.DataType.build("text")),
-                                        expression=exp.Literal.string(" ")),
-                         expression=exp.Cast(this=lat.copy(), to=exp.DataType.build("text")))
+        lon, lat = g.shape.dali()
+        binary = exp.DPipe(this=func("float8send", lon), expression=func("float8send", lat))
+        lon_t, lat_t = (exp.Cast(this=c.copy(), to=exp.DataType.build("text")) for c in (lon, lat))
+        text = exp.DPipe(this=exp.DPipe(this=lon_t, expression=exp.Literal.string(" ")), expression=lat_t)
         return exp.Cast(this=exp.Tuple(expressions=[binary, text]), to=exp.DataType.build(TWIN_PG, udt=True))
     if g.origin is None or not isinstance(g.node, exp.Column):
         return None

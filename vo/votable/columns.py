@@ -208,10 +208,8 @@ _TWIN = {
 
 
 def _template(plan: ColumnPlan, family: Family) -> str:
-    if plan.twin:
-        if family == "tabledata" and plan.count:
-            return f"coalesce(({{c}}).t, '{' '.join(['NaN'] * plan.count)}')"  # n elements even when NULL
-        return _TWIN.get(family, "({c}).t")
+    if plan.twin and family in _TWIN:
+        return _TWIN[family]
     cast = f"{{c}}::{plan.pg}"
     if family == "binary":
         return cast
@@ -221,10 +219,11 @@ def _template(plan: ColumnPlan, family: Family) -> str:
     if kind == "double[]":
         if family == "json":
             return _JSON_ARRAY
+        listed = "({c}).t" if plan.twin else _DALI_LIST
         if family == "tabledata" and plan.count:
             # a fixed-size array needs its n elements even when NULL (votlint); NaNs are NULL
-            return f"coalesce({_DALI_LIST}, '{' '.join(['NaN'] * plan.count)}')"
-        return _DALI_LIST
+            return f"coalesce({listed}, '{' '.join(['NaN'] * plan.count)}')"
+        return listed
     if kind == "boolean":
         # TABLEDATA reads t/f (VOTable 1.4 section 2.1); the others get true/false.
         return cast if family == "tabledata" else f"({cast})::text"
