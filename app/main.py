@@ -6,6 +6,7 @@ Nothing is built at import time. The lifespan opens the database pool and puts i
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +50,7 @@ from app.routers import (
     vosi,
 )
 from app.settings import Settings
+from vo.tap import published_catalog
 from vo.votable.allocator import tune_allocator
 
 __all__ = ["create_app"]
@@ -106,6 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.base_url and not settings.allowed_hosts and settings.host in ("0.0.0.0", "::", ""):
             log.warning("listening on every address with neither VLKB_BASE_URL nor VLKB_ALLOWED_HOSTS: URLs "
                         "written for remote clients will name the listening address", url=settings.public_url)
+        # The ADQL catalogue, and with it every schema declaration, is built now rather than by the
+        # first requests: a worker process of several (app/serving.py) starts without them, and its
+        # first requests, arriving together, each parsed the declarations at once (measured: a
+        # burst of 8 cones took 1 s instead of 0.08 s on a fresh 2-process service).
+        await asyncio.to_thread(published_catalog)
         # What is alive once started (modules, schemas, the app) leaves the collector's view, so a
         # full collection scans only what requests made: such a pause stops every thread, and the
         # translation of a long ADQL query triggers several (0.3-0.5 s each on a loaded machine).
