@@ -82,7 +82,8 @@ def _direct(url: str, queries: list[str], clients: int) -> tuple[float, float, f
 async def _http(base: str, queries: list[str], clients: int) -> tuple[float, float, float]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        # warm up every process and connection, with other cones than those measured (no cached translation)
+        # warm up, with other cones than those measured (no cached translation); sent one at a time,
+        # these reach one process only, the others having warmed themselves as they started (app/main.py)
         for q in _cones(2 * clients, seed=99):
             (await client.get("/tap/sync", params={"LANG": "ADQL", "QUERY": q})).raise_for_status()
         todo = iter(queries)
