@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,11 +37,13 @@ from vo.cutout.merge import Merged, MergeInput
 from vo.cutout.merge import merge as merge_cuts
 from vo.dali import DaliParams
 from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
+from vo.readahead import ReadAhead
 from vo.shapes import Circle, Interval, Polygon, Range, parse_shape
 from vo.sia import parse_pol
 
 __all__ = [
-    "SodaJobParams", "SodaParams", "cutout", "filename", "merge", "parse_pixels", "require_file", "service_version",
+    "ServedCut", "SodaJobParams", "SodaParams", "cutout", "cutout_for", "filename", "merge", "parse_pixels",
+    "require_file", "service_version",
 ]
 
 log = structlog.get_logger("vlkb.soda")
@@ -253,18 +257,73 @@ def open_cutout(ds: Dataset | None, q: SodaParams) -> Cutout:
 #: streamed (its header goes out while the slab is read), a 0.3 MB one faster
 INLINE_BYTES = 1 << 19
 
+#: pieces of a streamed cut read ahead of the response (1 MB each but the first, the header): the
+#: memory a slow client holds besides what its socket holds; 3 measured no faster than 2
+READ_AHEAD = 2
 
-def _open_small(ds: Dataset | None, q: SodaParams) -> Cutout:
-    return open_cutout(ds, q).preread(INLINE_BYTES)
+#: DIDs of datasets cut lately -> their file, so the next cut of one is planned while its lookup runs
+_RECENT_PATHS: OrderedDict[str, str] = OrderedDict()
+RECENT_PATHS = 4096  # bounded: a DID and a path each, about 0.5 MB at most
 
 
-async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -> tuple[Dataset, Cutout]:
-    """Look ``q.id`` up for ``caller`` and plan its cut (header reads in a thread); a small cut
-    (:data:`INLINE_BYTES`) is read in the same thread, so it is answered in one piece."""
-    ds = (await datasets(pool, [q.id], caller)).get(q.id)
-    cut = await asyncio.to_thread(_open_small, ds, q)
-    assert ds is not None  # open_cutout raised otherwise
-    return ds, cut
+@dataclass(frozen=True)
+class ServedCut:
+    """A cut ready to answer: the dataset, its plan, and the file's pieces, already being read
+    (None when the whole file is in ``cut.body``)."""
+
+    dataset: Dataset
+    cut: Cutout
+    pieces: AsyncIterator[bytes | memoryview] | None
+
+
+def _opener(path: str, did: str, q: SodaParams) -> Callable[[], tuple[Cutout, Iterator[bytes | memoryview] | None]]:
+    """The plan of ``q`` on the file at ``path`` (a small cut read whole), then the file's pieces."""
+
+    def open_() -> tuple[Cutout, Iterator[bytes | memoryview] | None]:
+        _require_path(path, did)
+        cut = cutout(path, did, q).preread(INLINE_BYTES)
+        return cut, (cut.chunks() if cut.body is None else None)
+
+    return open_
+
+
+async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -> ServedCut:
+    """Look ``q.id`` up for ``caller``, plan its cut and start reading it (in a worker thread).
+
+    A dataset cut lately is planned, and its first pieces read, while the lookup runs (issue 16:
+    the lookup's round trip and the plan were each about a millisecond of a cut). Nothing of it
+    is used unless the lookup lets ``caller`` read that DID and gives the same file; else it is
+    dropped, and an unknown or unreadable DID is the same 404 as ever.
+    """
+    hinted = _RECENT_PATHS.get(q.id)
+    early = ReadAhead(_opener(hinted, q.id, q), READ_AHEAD) if hinted is not None else None
+    try:
+        ds = (await datasets(pool, [q.id], caller)).get(q.id)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    if ds is None or ds.path != hinted:
+        if early is not None:
+            early.close()
+        if ds is None:
+            raise NotFoundError(f"{q.id}: no such dataset")
+        early = ReadAhead(_opener(ds.path, ds.publisher_did, q), READ_AHEAD)
+    assert early is not None
+    _remember(ds)
+    try:
+        cut = await early.opened()
+    except BaseException:
+        early.close()
+        raise
+    return ServedCut(ds, cut, early.pieces() if cut.body is None else None)
+
+
+def _remember(ds: Dataset) -> None:
+    _RECENT_PATHS[ds.publisher_did] = ds.path
+    _RECENT_PATHS.move_to_end(ds.publisher_did)
+    while len(_RECENT_PATHS) > RECENT_PATHS:
+        _RECENT_PATHS.popitem(last=False)
 
 
 async def merge_for(pool: AsyncConnectionPool, q: SodaJobParams, caller: Caller, *, max_voxels: int) -> Merged:
@@ -282,9 +341,13 @@ async def merge_for(pool: AsyncConnectionPool, q: SodaJobParams, caller: Caller,
 
 def require_file(ds: Dataset) -> None:
     """NotFoundError when a dataset the caller may read has lost its file (an operator's problem, logged)."""
-    if not source.exists(ds.path):
-        log.error("dataset file missing", did=ds.publisher_did, path=ds.path)
-        raise NotFoundError(f"{ds.publisher_did}: the file of this dataset is not available")
+    _require_path(ds.path, ds.publisher_did)
+
+
+def _require_path(path: str, did: str) -> None:
+    if not source.exists(path):
+        log.error("dataset file missing", did=did, path=path)
+        raise NotFoundError(f"{did}: the file of this dataset is not available")
 
 
 def merge(datasets: Sequence[Dataset], q: SodaJobParams, region: Circle | Range | Polygon, *,

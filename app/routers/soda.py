@@ -21,8 +21,6 @@ from app.access import CurrentCaller
 from app.deps import AppSettings, DbPool
 from app.params import RequestParams
 from vo import soda
-from vo.caller import Dataset
-from vo.cutout import Cutout
 from vo.cutout.merge import Merged
 
 __all__ = ["merge_response", "router"]
@@ -32,13 +30,15 @@ router = APIRouter(prefix="/soda", tags=["SODA"])
 log = structlog.get_logger("vlkb.soda")
 
 
-def cutout_response(ds: Dataset, cut: Cutout) -> Response:
-    """A planned cut as a FITS download, streamed as the slab is read (a small cut read ahead, in one piece)."""
+def cutout_response(served: soda.ServedCut) -> Response:
+    """A planned cut as a FITS download, streamed as a worker thread reads the slab ahead (a small
+    cut read with its plan, in one piece)."""
+    ds, cut = served.dataset, served.cut
     log.info("cutout", did=ds.publisher_did, box=cut.box, size=cut.size)
     headers = {"Content-Disposition": f'attachment; filename="{soda.filename(ds.publisher_did)}"'}
-    if cut.body is not None:
+    if served.pieces is None:
         return Response(cut.body, media_type="application/fits", headers=headers)
-    return StreamingResponse(cut.chunks(), media_type="application/fits",
+    return StreamingResponse(served.pieces, media_type="application/fits",
                              headers={**headers, "Content-Length": str(cut.size)})
 
 
@@ -54,7 +54,7 @@ async def merge_response(merged: Merged) -> Response:
 async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> Response:
     """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
     q = soda.SodaParams.from_params(params.values)
-    return cutout_response(*await soda.cutout_for(pool, q, caller))
+    return cutout_response(await soda.cutout_for(pool, q, caller))
 
 
 @router.api_route("/merge", methods=["GET", "POST"])

@@ -15,13 +15,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
-from starlette.concurrency import iterate_in_threadpool
 
 from app.access import CurrentCaller
 from app.deps import AppSettings, BaseUrl
 from app.params import RawParams, RequestParams
 from app.settings import Settings
 from vo.caller import Caller
+from vo.readahead import read_ahead
 from vo.uws import xml
 from vo.uws.model import Job, JobResult, Phase
 from vo.uws.results import ResultStore
@@ -201,12 +201,12 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
 
 def result_response(store: ResultStore, result: JobResult) -> Response:
     """A result's bytes with its media type and length: a file response (ranges, sendfile) from a
-    local store, else streamed from the fsspec store in chunks."""
+    local store, else streamed from the fsspec store in chunks (the next read while the last is sent)."""
     media_type = result.mime_type or "application/octet-stream"
     if store.local:
         return FileResponse(store.path(result.location), media_type=media_type)
     headers = {"Content-Length": str(result.size)} if result.size is not None else {}
-    return StreamingResponse(iterate_in_threadpool(store.read(result.location)), media_type=media_type,
+    return StreamingResponse(read_ahead(store.read(result.location)), media_type=media_type,
                              headers=headers)
 
 

@@ -80,7 +80,7 @@ async def vialactea_soda_sync(params: RequestParams, pool: DbPool, caller: Curre
     answer = await vl_soda.client_cutout(pool, params.values, caller, max_voxels=settings.merge_max_voxels)
     if isinstance(answer, Merged):
         return await soda.merge_response(answer)
-    return soda.cutout_response(*answer)
+    return soda.cutout_response(answer)
 
 
 def vialactea_router(prefix: str) -> APIRouter:

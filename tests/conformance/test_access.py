@@ -24,6 +24,7 @@ from astropy.io.votable import parse_single_table
 
 from tests.conftest import VLKB, Server
 from tests.oidc_issuer import TestIssuer
+from vo.soda import INLINE_BYTES
 
 PRIVATE = "MeerKAT-private"
 GROUP = "survey-team"
@@ -209,6 +210,31 @@ def test_sia_datalink_soda_and_previews(auth_server, issuer, truth, who) -> None
         assert missing.status_code == 404
         assert re.sub(rb"[^ ]*" + re.escape(did.encode()) + rb"x?", b"ID", missing.content) == \
             re.sub(rb"[^ ]*" + re.escape(did.encode()) + rb"x?", b"ID", cut.content)
+
+
+@pytest.mark.parametrize("radius", [0.02, 0.3], ids=["answered whole", "streamed"])
+def test_cuts_of_a_private_dataset_by_its_member_open_it_to_no_one_else(auth_server, issuer, truth, radius) -> None:
+    """The service plans the next cut of a DID cut lately while its lookup runs (issue 16): the
+    member's cuts must not let an outsider or an anonymous caller have the next one."""
+    did = truth.private_dids[0]
+    ra, dec = truth.private_centre
+
+    def cut(who: str, suffix: str = "") -> httpx.Response:
+        return httpx.get(auth_server.url + "/soda/sync", params={"ID": did + suffix, "CIRCLE": f"{ra} {dec} {radius}"},
+                         headers=headers(issuer, who), timeout=60)
+
+    first = cut("member")
+    assert first.status_code == 200 and fits.open(io.BytesIO(first.content))[0].data.size > 0
+    assert (len(first.content) > INLINE_BYTES) == (radius > 0.1)
+    for who in ("outsider", "anonymous", "member", "anonymous", "outsider"):
+        resp = cut(who)
+        if who == "member":
+            assert resp.status_code == 200 and resp.content == first.content
+            continue
+        missing = cut(who, "x")
+        assert resp.status_code == missing.status_code == 404, who
+        assert b"SIMPLE" not in resp.content
+        assert resp.content.replace(did.encode(), b"ID") == missing.content.replace(did.encode() + b"x", b"ID")
 
 
 # -- UWS -----------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from astropy.wcs import WCS
 from lxml import etree
 from pyvo.dal.adhoc import DatalinkResults, SodaQuery
 
+from vo.soda import INLINE_BYTES
+
 C = 299_792_458.0
 
 
@@ -149,3 +151,27 @@ def test_private_and_unknown_ids_answer_alike(http, demo) -> None:
     b = http.get("/soda/sync", params={"ID": demo.private + "x", "POS": "CIRCLE 0 0 0.1"})
     assert a.status_code == b.status_code == 404
     assert a.content.replace(demo.private.encode(), b"") == b.content.replace(demo.private.encode() + b"x", b"")
+
+
+@pytest.mark.parametrize("radius", [0.02, 0.5], ids=["answered whole", "streamed"])
+def test_a_dataset_given_another_file_is_cut_from_that_file(http, demo, database, tmp_path, radius) -> None:
+    """The service remembers the file of a DID cut lately, to plan its next cut while the lookup
+    runs (issue 16); the file the lookup gives is the one read."""
+    params = {"ID": demo.cube, "CIRCLE": f"0.64 0 {radius}", "POSSYS": "GALACTIC"}
+    first = http.get("/soda/sync", params=params)
+    assert (len(first.content) > INLINE_BYTES) == (radius > 0.1)
+    before = _fits(first)
+    np.testing.assert_array_equal(before.data, _original(demo.cube_path, before))
+    moved = tmp_path / "moved.fits"
+    with fits.open(demo.cube_path) as src:
+        assert src[0].data.dtype.kind == "f"
+        fits.PrimaryHDU(src[0].data + 1, src[0].header).writeto(moved)
+    with psycopg.connect(database.url, autocommit=True) as c:
+        c.execute("UPDATE vlkb.datasets SET path = %s WHERE publisher_did = %s", (str(moved), demo.cube))
+        try:
+            after = _fits(http.get("/soda/sync", params=params))
+        finally:
+            c.execute("UPDATE vlkb.datasets SET path = %s WHERE publisher_did = %s", (demo.cube_path, demo.cube))
+    assert after.data.shape == before.data.shape
+    np.testing.assert_array_equal(after.data, _original(str(moved), after))
+    np.testing.assert_array_equal(after.data, before.data + 1)

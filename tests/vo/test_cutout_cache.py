@@ -114,3 +114,50 @@ def test_a_small_cut_read_ahead_is_the_streamed_file(tmp_path: Path) -> None:
     assert b"".join(bytes(c) for c in small.chunks()) == streamed
     assert cut.preread(cut.size - 1).body is None  # a bigger cut keeps streaming
     _same_pixels(path, fits.open(io.BytesIO(streamed))[0])
+
+
+# -- card images without astropy's Card object (issue 16) ---------------------------------------------
+
+_VALUES = [0, 1, -7, 2**31, 10**19, -(10**19), 10**25, True, False,
+           0.0, -0.0, 0.1 + 0.2, 1.0, -1.5, 0.5 - 1024, 1e-300, 5e-324, 1.7976931348623157e308, 123456789012345678.0,
+           1 / 3, 6.02214076e23, 1e15, 1e16, 1e-5, float("nan"), float("inf"),
+           "", "x", "O'Brien", "''", " leading", "trailing ", "a" * 66, "a" * 67, "a" * 68, "a" * 69, "b" * 150,
+           "ivo://x/vlkb?a/b.fits", "CIRCLE 10.0 0.0 0.05 GALACTIC; VELO -30 -10", "it's " * 15, "caf\u00e9",
+           "tab\there"]
+_COMMENTS = ["", "source dataset (publisher DID)", "c" * 40, "c" * 70, "accents \u00e9", "[Hz] rest frequency"]
+
+
+@pytest.mark.parametrize("key", ["NAXIS3", "CRPIX1", "CRPIX2A", "VLKBREG", "A"])
+def test_a_card_image_is_astropys(key: str) -> None:
+    """Every value and comment give the image astropy's Card gives, or the same error."""
+    import warnings
+
+    for value in _VALUES:
+        for comment in _COMMENTS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    expected: str | type[Exception] = fits.Card(key, value, comment).image
+                except (ValueError, TypeError) as exc:
+                    expected = type(exc)
+                try:
+                    got: str | type[Exception] = fitsout.card_image(key, value, comment)
+                except (ValueError, TypeError) as exc:
+                    got = type(exc)
+            assert got == expected, (key, value, comment)
+
+
+@pytest.mark.parametrize("text", ["", " ", "short", "h" * 72, "h" * 73, "vlkb SODA cutout: " + "a long line; " * 20,
+                                  "two  spaces  " * 9, "caf\u00e9 " * 30])
+def test_history_images_are_astropys(text: str) -> None:
+    lines = fits.Header()
+    try:
+        lines.add_history(text)
+        expected: str | type[Exception] = "".join(card.image for card in lines.cards)
+    except ValueError as exc:
+        expected = type(exc)
+    try:
+        got: str | type[Exception] = fitsout.history_image(text)
+    except ValueError as exc:
+        got = type(exc)
+    assert got == expected

@@ -19,6 +19,7 @@ files at URLs are read afresh each time.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.card import _format_value  # the FITS fixed-format value, as Card writes it
 from astropy.wcs import WCS
 
 from vo.cutout.bounds import (
@@ -47,6 +49,7 @@ from vo.storage import is_remote, location
 __all__ = ["Cutout", "fitting_comment", "plan"]
 
 _BLOCK = 2880
+_CARD = 80
 _CHUNK = 1 << 20  # bytes of data per yielded chunk: reading the next overlaps sending this one (issue 16)
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|CHECKSUM|DATASUM|GROUPS)$")
 _CRPIX = re.compile(r"^CRPIX(\d+)([A-Z]?)$")
@@ -286,16 +289,48 @@ def _header_bytes(t: _Template, box: tuple[tuple[int, int], ...], provenance: di
     images = list(t.images)
     for i, n, comment in t.naxis:
         a, b = box[n - 1]
-        images[i] = fits.Card(f"NAXIS{n}", b - a, comment).image
+        images[i] = card_image(f"NAXIS{n}", b - a, comment)
     for i, key, n, ref, comment in t.crpix:
-        images[i] = fits.Card(key, ref - box[n - 1][0], comment).image
+        images[i] = card_image(key, ref - box[n - 1][0], comment)
     for key, (text, note) in provenance.items():
-        images[t.provenance[key]] = fits.Card(key, text, fitting_comment(text, note)).image
-    lines = fits.Header()
-    lines.add_history(history)
-    images[t.history] = "".join(card.image for card in lines.cards)
+        images[t.provenance[key]] = card_image(key, text, fitting_comment(text, note))
+    images[t.history] = history_image(history)
     text = "".join(images) + "END".ljust(80)
     return (text + " " * (-len(text) % _BLOCK)).encode("ascii")
+
+
+_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}\Z")
+_ASCII_TEXT = re.compile(r"[ -~]*\Z")  # what a FITS card may hold (FITS 4.0 section 4.1.2.3)
+
+
+def card_image(key: str, value: bool | int | float | str, comment: str) -> str:
+    """``fits.Card(key, value, comment).image``, without astropy's Card object where the card is a
+    plain one: a keyword of 8 characters or fewer, printable ASCII, a finite number or a string
+    that fits on one card. Anything else goes through Card (its CONTINUE cards, its errors).
+
+    Why: astropy's Card reads its configuration several times per card (about 30 us each); a cut
+    formats ten cards (NAXISn, CRPIXn, provenance), which was most of planning a cut of a cached
+    source (0.5 of 0.8 ms). The value is still formatted by astropy's own function for FITS
+    fixed-format values; tests/vo/test_cutout_cache.py compares the images with Card's.
+    """
+    plain = isinstance(value, str) and _ASCII_TEXT.match(value) is not None or (
+        isinstance(value, int | float) and math.isfinite(value))
+    if plain and _KEYWORD.match(key) and _ASCII_TEXT.match(comment):
+        image = f"{key:8}= {_format_value(value)}" + (f" / {comment}" if comment else "")
+        if len(image) <= _CARD:
+            return image.ljust(_CARD)
+    return fits.Card(key, value, comment).image
+
+
+def history_image(text: str) -> str:
+    """The card images of ``Header.add_history(text)`` (a long text over several HISTORY cards),
+    without building a Header (see :func:`card_image`)."""
+    if not text or not _ASCII_TEXT.match(text):
+        lines = fits.Header()
+        lines.add_history(text)
+        return "".join(card.image for card in lines.cards)
+    room = _CARD - 8
+    return "".join(f"HISTORY {text[i:i + room]}".ljust(_CARD) for i in range(0, len(text), room))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from psycopg_pool import AsyncConnectionPool
 
 from vo import soda
-from vo.caller import Caller, Dataset, datasets
-from vo.cutout import Cutout
+from vo.caller import Caller, datasets
 from vo.cutout.merge import Merged
 from vo.dali import DaliParams
 from vo.vialactea.sia import merge_row_dids
@@ -23,7 +22,7 @@ __all__ = ["client_cutout"]
 
 
 async def client_cutout(pool: AsyncConnectionPool, raw: Mapping[str, list[str]], caller: Caller, *,
-                        max_voxels: int) -> tuple[Dataset, Cutout] | Merged:
+                        max_voxels: int) -> soda.ServedCut | Merged:
     """The cut the client asked for: a merge for a merge row's ID, else the dataset's cutout."""
     ids = DaliParams(raw).repeated("ID")
     dids = merge_row_dids(ids[0]) if len(ids) == 1 else None
