@@ -3,7 +3,7 @@ streams from a file (a cutout's slab, a job's stored result).
 
 Starlette's ``iterate_in_threadpool`` hops to a thread and back for every piece, and the event loop
 waits while the next piece is read. On the 2-core machine of issue 16 each hop (a thread woken on
-an idle core, then the loop woken) cost 0.1-0.8 ms, and the 7.6 MB cut of the 2 GiB cube (ten
+an idle core, then the loop woken) cost 0.05-0.8 ms, and the 7.6 MB cut of the 2 GiB cube (ten
 pieces) spent more time between its pieces than reading and sending them. Here one worker thread
 opens the source (a cutout: its plan), hands what the opening gave to the loop and goes on reading
 the first pieces, so they are ready by the time the response starts; then it reads the next

@@ -308,9 +308,9 @@ def card_image(key: str, value: bool | int | float | str, comment: str) -> str:
     plain one: a keyword of 8 characters or fewer, printable ASCII, a finite number or a string
     that fits on one card. Anything else goes through Card (its CONTINUE cards, its errors).
 
-    Why: astropy's Card reads its configuration several times per card (about 30 us each); a cut
-    formats ten cards (NAXISn, CRPIXn, provenance), which was most of planning a cut of a cached
-    source (0.5 of 0.8 ms). The value is still formatted by astropy's own function for FITS
+    Why: astropy's Card reads its configuration several times per card (about 30 us a card here);
+    a cut formats ten cards (NAXISn, CRPIXn, provenance, HISTORY), which was most of planning a cut
+    of a cached source (0.5 of 0.8 ms). The value is still formatted by astropy's own function for FITS
     fixed-format values; tests/vo/test_cutout_cache.py compares the images with Card's.
     """
     plain = isinstance(value, str) and _ASCII_TEXT.match(value) is not None or (
