@@ -9,7 +9,7 @@ leaves exactly one winner (STYLE section 6).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ PHASE_CHANNEL = "vlkb_job_phase"
 _COLUMNS = (
     "job_id, kind, owner, owner_groups, run_id, phase, parameters, creation_time, start_time, end_time, "
     "execution_duration, destruction, quote, error_type, error_message, error_code, worker, heartbeat, runs, progress, "
-    "base_url"
+    "base_url, terms"
 )
 
 #: the transaction-level advisory lock that serialises claims, so the per-owner count of
@@ -64,6 +64,8 @@ class JobRow:
     progress: str | None = None
     #: the public base URL of the service the job was created through (its results' URLs); None: older jobs
     base_url: str | None = None
+    #: what the job was promised when it was accepted, by name (e.g. its ``SAVE_AS`` quota); None: older jobs
+    terms: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,13 @@ class JobStore:
     async def create(self, job_id: str, kind: str, *, owner: str | None, run_id: str | None,
                      parameters: dict[str, list[str]], execution_duration: int,
                      destruction: datetime | None, owner_groups: Sequence[str] = (),
-                     base_url: str | None = None) -> JobRow:
+                     base_url: str | None = None, terms: Mapping[str, Any] | None = None) -> JobRow:
         """Insert a PENDING job."""
         row = await self._one(
             f"INSERT INTO vlkb.jobs (job_id, kind, owner, owner_groups, run_id, parameters, execution_duration,"
-            f" destruction, base_url) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            f" destruction, base_url, terms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
             (job_id, kind, owner, list(owner_groups), run_id, Jsonb(parameters), execution_duration, destruction,
-             base_url),
+             base_url, None if terms is None else Jsonb(dict(terms))),
         )
         assert row is not None
         return row

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from app.capabilities import sfind_capabilities
 from app.deps import BaseUrl
 from app.params import RawParams, RequestParams
+from app.routers.user_tables import save_as_terms
 from app.routers.uws import uws_router
 from app.routers.vosi import service_vosi
 from app.settings import Settings
@@ -75,4 +76,4 @@ async def keep_image(params: RawParams, settings: Settings) -> Mapping[str, byte
     return {UPLOAD_FILE: parts[ref.part]}
 
 
-router.include_router(uws_router("/sfind/async", "sfind", keep_files=keep_image))
+router.include_router(uws_router("/sfind/async", "sfind", keep_files=keep_image, terms=save_as_terms))

@@ -16,6 +16,7 @@ from app.access import CurrentCaller
 from app.capabilities import stamps_capabilities
 from app.deps import AppSettings, DbPool
 from app.params import RawParams, RequestParams
+from app.routers.user_tables import save_as_terms
 from app.routers.uws import uws_router
 from app.routers.vosi import service_vosi
 from app.settings import Settings
@@ -54,4 +55,4 @@ async def keep_sources(params: RawParams, settings: Settings) -> Mapping[str, by
     return {SOURCES_FILE: data}
 
 
-async_router = uws_router("/stamps/async", "stamps", keep_files=keep_sources)
+async_router = uws_router("/stamps/async", "stamps", keep_files=keep_sources, terms=save_as_terms)

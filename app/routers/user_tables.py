@@ -10,6 +10,7 @@ it. Each handler reads the request and calls one function of :mod:`vo.usertables
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -21,8 +22,9 @@ from app.routers.uws import uws_router
 from app.settings import Settings
 from vo import usertables, vosi
 from vo.dali import DaliParams
+from vo.jobs import save_as
 
-__all__ = ["check_update", "limits", "router", "update_router"]
+__all__ = ["check_update", "limits", "router", "save_as_terms", "update_router"]
 
 router = APIRouter(prefix="/tap", tags=["User tables"])
 
@@ -33,6 +35,11 @@ def limits(settings: Settings) -> usertables.Limits:
     """Each user's quota, and the columns a table may have."""
     return usertables.Limits(max_rows=settings.user_tables_max_rows, max_bytes=settings.user_tables_max_bytes,
                              max_columns=settings.upload_max_columns)
+
+
+def save_as_terms(settings: Settings) -> dict[str, Any]:
+    """The terms of a job that may ``SAVE_AS`` a table: the quota above, fixed when it is accepted."""
+    return save_as.terms(limits(settings))
 
 
 async def _body(request: Request, settings: Settings) -> bytes:

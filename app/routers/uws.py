@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -28,7 +28,7 @@ from vo.uws.results import ResultStore
 from vo.uws.service import JobService, UwsParams
 from vo.votable.errors import error_document
 
-__all__ = ["KeepFiles", "uws_router"]
+__all__ = ["KeepFiles", "Terms", "uws_router"]
 
 XML = "application/xml"
 TEXT = "text/plain"
@@ -43,6 +43,10 @@ def _service(request: Request) -> JobService:
 #: It runs before the job exists, so a bad file refuses the request and leaves no job behind.
 KeepFiles = Callable[[RawParams, Settings], Awaitable[Mapping[str, bytes]]]
 
+#: A kind's terms: what a job of it is promised when accepted (e.g. its SAVE_AS quota), from this
+#: process's settings; kept with the job, so whichever process runs it holds it to the same.
+Terms = Callable[[Settings], Mapping[str, Any]]
+
 Jobs = Annotated[JobService, Depends(_service)]
 
 
@@ -56,12 +60,13 @@ def _store_files(results: ResultStore, job_id: str, files: Mapping[str, bytes]) 
             out.write(data)
 
 
-def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -> APIRouter:
+def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None,
+               terms: Terms | None = None) -> APIRouter:
     """The UWS resources of jobs of ``kind`` under ``prefix``.
 
     ``keep_files`` lets a kind accept files with the parameters (at creation and by POST to
     ``/parameters``); they are written next to the job's results, so a worker anywhere reads
-    them, and go when the job is destroyed.
+    them, and go when the job is destroyed. ``terms`` gives what each new job is promised.
     """
     router = APIRouter(prefix=prefix, tags=[f"UWS ({kind})"])
 
@@ -87,7 +92,7 @@ def uws_router(prefix: str, kind: str, *, keep_files: KeepFiles | None = None) -
         phase, run_id = p.command("RUN"), p.single("RUNID")
         files = await keep(params, settings)
         job = await jobs.create(kind, caller.user, p.job_parameters(), run_id=run_id, groups=caller.groups,
-                                base_url=base)
+                                base_url=base, terms=None if terms is None else terms(settings))
         if files:
             try:
                 await asyncio.to_thread(_store_files, jobs.results, job.job_id, files)

@@ -9,6 +9,7 @@ tests/conformance/test_sfind.py, on a job that test runs anyway.
 from __future__ import annotations
 
 import io
+import signal
 import time
 from xml.etree import ElementTree
 
@@ -42,6 +43,11 @@ def run_job(server, headers: dict[str, str], data: dict, timeout: float = 240) -
     assert resp.status_code == 303, resp.text[:400]
     url = resp.headers["location"]
     url = server.url + url if url.startswith("/") else url
+    return url, wait_done(url, headers, timeout)
+
+
+def wait_done(url: str, headers: dict[str, str], timeout: float) -> str:
+    """The job's phase once it has ended (or when ``timeout`` runs out)."""
     deadline = time.monotonic() + timeout
     phase = ""
     while time.monotonic() < deadline:
@@ -49,7 +55,7 @@ def run_job(server, headers: dict[str, str], data: dict, timeout: float = 240) -
         if phase in ("COMPLETED", "ERROR", "ABORTED"):
             break
         httpx.get(url, params={"WAIT": "5"}, headers=headers, timeout=60)  # UWS blocking wait on the job
-    return url, phase
+    return phase
 
 
 def error_text(url: str, headers: dict[str, str]) -> str:
@@ -185,3 +191,36 @@ def test_a_manifest_over_the_quota_is_not_saved(small_quota, issuer, database) -
     text = error_text(url, h)
     assert "quota of 3 rows" in text and "nothing was written" in text, text
     assert not registered(database, schema, "too_big")
+
+
+def test_a_job_keeps_the_quota_it_was_accepted_under(small_quota, auth_server, issuer, database) -> None:
+    """A job accepted by the small-quota server and run by another process, configured with the
+    default quota (a replica or worker after a change of settings), is still held to 3 rows: the
+    quota is kept with the job when it is accepted. The accepting server is stopped (SIGSTOP)
+    from before the job is queued until it ends, so it cannot be the one that claims it."""
+    h = token(issuer, QUOTA)
+    schema = schema_of(QUOTA)
+    resp = httpx.post(small_quota.url + "/stamps/async", data={**POSITIONS, "SAVE_AS": f"{schema}.kept_quota"},
+                      headers=h, timeout=60)
+    assert resp.status_code == 303, resp.text[:400]
+    job_id = resp.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    small_quota.process.send_signal(signal.SIGSTOP)
+    try:
+        url, phase = run_job_elsewhere(auth_server, h, job_id)
+    finally:
+        small_quota.process.send_signal(signal.SIGCONT)
+    with psycopg.connect(database.url) as c:
+        worker = c.execute("SELECT worker FROM vlkb.jobs WHERE job_id = %s", (job_id,)).fetchone()[0]
+    assert int(worker.split(":")[1]) != small_quota.process.pid, worker
+    assert phase == "ERROR", phase
+    text = error_text(url, h)
+    assert "quota of 3 rows" in text and "nothing was written" in text, text
+    assert not registered(database, schema, "kept_quota")
+
+
+def run_job_elsewhere(server, headers: dict[str, str], job_id: str, timeout: float = 240) -> tuple[str, str]:
+    """``PHASE=RUN`` of an existing stamps job through ``server``; its URL there and final phase."""
+    url = f"{server.url}/stamps/async/{job_id}"
+    resp = httpx.post(url + "/phase", data={"PHASE": "RUN"}, headers=headers, timeout=60)
+    assert resp.status_code == 303, resp.text[:400]
+    return url, wait_done(url, headers, timeout)

@@ -6,6 +6,7 @@ Jobs here are of kind ``test``, which the session's ``vlkb serve`` (if running) 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,10 +38,11 @@ def _hello(params: Mapping[str, list[str]], ctx: RunContext) -> list[ResultRow]:
         # a long query ABORT must cancel
         with ctx.connect() as conn:
             conn.execute("SELECT pg_sleep(%s)", (float(params["SLEEP"][0]) if params["SLEEP"][0] != "1" else 30,))
+    body = json.dumps(ctx.terms, sort_keys=True).encode() if params.get("TERMS") else b"hello"
     with ctx.results.writer(ctx.job_id, "result") as out:
-        out.write(b"hello")
+        out.write(body)
     loc = ctx.results.location(ctx.job_id, "result")
-    return [ResultRow(ctx.job_id, "result", loc, "text/plain", 5)]
+    return [ResultRow(ctx.job_id, "result", loc, "text/plain", len(body))]
 
 
 def _run(database, tmp_path: Path, body: Callable[[JobService], Awaitable[T]], *, start: bool = True,
@@ -95,6 +97,23 @@ def test_run_to_completion(database, tmp_path: Path) -> None:
         assert not service.results.path(result.location).exists()
         with pytest.raises(NotFoundError):
             await service.get(KIND, job.job_id, None)
+
+    _run(database, tmp_path, body)
+
+
+def test_terms_kept_at_acceptance_reach_the_runner(database, tmp_path: Path) -> None:
+    """What a job is promised when accepted is stored with it and handed to whichever process
+    runs it (``ctx.terms``); a job accepted without terms gets none."""
+    promised = {"user_tables": {"max_rows": 3, "max_bytes": 1000, "max_columns": 5}}
+
+    async def body(service: JobService) -> None:
+        for terms, expected in ((promised, promised), (None, {})):
+            job = await service.create(KIND, None, {"TERMS": ["1"]}, terms=terms)
+            assert job.terms == (terms if terms is None else promised)
+            await service.run(job)
+            assert await _until(service, job.job_id, ("COMPLETED",)) == "COMPLETED"
+            [result] = await service.job_results(await service.get(KIND, job.job_id, None))
+            assert json.loads(service.results.path(result.location).read_bytes()) == expected
 
     _run(database, tmp_path, body)
 

@@ -7,19 +7,40 @@ name not taken yet), and save the table once their results are written (:meth:`S
 through :func:`vo.usertables.create_blocking`: the same rules and quota as ``PUT /tap/tables``,
 nothing written when a check fails. What was saved is recorded as :meth:`SaveAs.record` (the
 sfind ``report``'s ``saved_as``, the stamps ``saved_as`` result).
+
+The quota is the one in force when the job was accepted (:func:`terms`, kept with the job as
+``ctx.terms``), not that of whichever process happens to run it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from vo.dali import DaliParams
 from vo.errors import UsageError
 from vo.usertables import Limits, check_new_blocking, create_blocking, read_groups
 from vo.uws.context import RunContext
 
-__all__ = ["SaveAs"]
+__all__ = ["SaveAs", "terms"]
+
+#: the name of the user-table quota in a job's terms
+_QUOTA = "user_tables"
+
+
+def terms(limits: Limits) -> dict[str, Any]:
+    """The terms to keep with a job that may save a table: the user-table quota now in force."""
+    return {_QUOTA: asdict(limits)}
+
+
+def _quota(ctx: RunContext, limits: Limits) -> Limits:
+    """The quota the job was accepted under; ``limits`` (the running process's) for a job
+    accepted without one."""
+    kept = ctx.terms.get(_QUOTA)
+    if not isinstance(kept, Mapping):
+        return limits
+    return Limits(**{name: int(kept[name]) for name in Limits.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,8 @@ class SaveAs:
 
     table: str
     groups: tuple[str, ...] = ()
+    #: the user-table quota the table is saved under (set by :meth:`at_start`)
+    limits: Limits | None = None
 
     @classmethod
     def from_params(cls, raw: Mapping[str, list[str]]) -> SaveAs | None:
@@ -41,22 +64,26 @@ class SaveAs:
     @classmethod
     def at_start(cls, raw: Mapping[str, list[str]], ctx: RunContext, limits: Limits | None) -> SaveAs | None:
         """The job's ``SAVE_AS``, checked as the job starts (None when not asked); ``limits``: the
-        user-table quota the runner was given (None: this runner saves no tables)."""
+        user-table quota the runner was given (None: this runner saves no tables), which the
+        quota kept with the job (``ctx.terms``) overrides."""
         target = cls.from_params(raw)
-        if target is not None:
-            if limits is None:
-                raise UsageError("SAVE_AS: this service does not save job results as user tables")
-            target.check(ctx)
-        return target
+        if target is None:
+            return None
+        if limits is None:
+            raise UsageError("SAVE_AS: this service does not save job results as user tables")
+        target.check(ctx)
+        return replace(target, limits=_quota(ctx, limits))
 
     def check(self, ctx: RunContext) -> None:
         """Refuse now (UsageError, AuthError) what :meth:`save` would refuse for the name."""
         with ctx.connect() as conn:
             check_new_blocking(conn, ctx.caller, self.table)
 
-    def save(self, ctx: RunContext, votable: bytes, limits: Limits, description: str) -> dict[str, object]:
+    def save(self, ctx: RunContext, votable: bytes, description: str) -> dict[str, object]:
         """Create the table from the job's VOTable; :meth:`record` of what was made."""
-        entry = create_blocking(ctx.conninfo, ctx.caller, self.table, votable, "votable", limits,
+        if self.limits is None:
+            raise UsageError("SAVE_AS: this service does not save job results as user tables")
+        entry = create_blocking(ctx.conninfo, ctx.caller, self.table, votable, "votable", self.limits,
                                 groups=self.groups, description=description)
         return self.record(entry.decl.qualified_name, entry.nrows, entry.read_groups)
 

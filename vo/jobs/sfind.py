@@ -90,8 +90,9 @@ def _report(q: SfindParams, run: SfindRun, started: float) -> dict[str, object]:
 def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: int, max_pixels: int,
               table_limits: Limits | None = None) -> list[ResultRow]:
     """Search the job's images and write its results; see the module docstring. ``table_limits``:
-    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused). Progress (``n of N
-    tiles``) goes to the job's ``uws:jobInfo`` as tiles come back."""
+    the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused; the quota kept with the
+    job, ``ctx.terms``, comes first). Progress (``n of N tiles``) goes to the job's ``uws:jobInfo``
+    as tiles come back."""
     started = time.monotonic()
     q = SfindParams.from_params(params, max_tiles=max_tiles)
     save_as = SaveAs.at_start(params, ctx, table_limits)
@@ -139,8 +140,7 @@ def run_sfind(params: Mapping[str, list[str]], ctx: RunContext, *, max_tiles: in
     ctx.check()
     rows = [ctx.result(name, _TYPES.get(name, FITS), data) for name, data in files.items()]
     if save_as is not None:
-        assert table_limits is not None  # checked at the start
-        report["saved_as"] = save_as.save(ctx, files["catalog"], table_limits,
+        report["saved_as"] = save_as.save(ctx, files["catalog"],
                                           f"{finder.name} catalogue of {' '.join(q.ids)} (sfind job {ctx.job_id})")
     rows.append(ctx.result("report", _TYPES["report"], json.dumps(report, indent=2, default=float).encode()))
     return rows

@@ -170,7 +170,8 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
                max_voxels: int, list_limit: int = 200, max_query_length: int | None = None,
                table_limits: Limits | None = None) -> list[ResultRow]:
     """Make the job's stamps into the results store; see the module text for the results.
-    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused)."""
+    ``table_limits``: the user-table quota, which ``SAVE_AS`` needs (None: SAVE_AS refused; the
+    quota kept with the job, ``ctx.terms``, comes first)."""
     stored = ctx.results.exists(ctx.results.location(ctx.job_id, SOURCES_FILE))
     q = StampParams.from_params(dict(params), max_radius=max_radius, max_voxels=max_voxels, table_file=stored)
     save_as = SaveAs.at_start(params, ctx, table_limits)
@@ -224,10 +225,8 @@ def run_stamps(params: Mapping[str, list[str]], ctx: RunContext, *, max_sources:
     results = [_row(ctx, MANIFEST, VOTABLE), _row(ctx, ARCHIVE, "application/gzip")]
     results += [_row(ctx, name, FITS) for name, _ in archive.listed]
     if save_as is not None:
-        assert table_limits is not None  # checked at the start
         ctx.check()
-        saved = save_as.save(ctx, manifest_bytes, table_limits, f"stamps manifest of job {ctx.job_id} "
-                             f"({', '.join(q.surveys)})")
+        saved = save_as.save(ctx, manifest_bytes, f"stamps manifest of job {ctx.job_id} ({', '.join(q.surveys)})")
         with ctx.results.writer(ctx.job_id, SAVED_AS) as out:
             out.write(json.dumps(saved, indent=2).encode())
         results.append(_row(ctx, SAVED_AS, "application/json"))

@@ -51,6 +51,9 @@ class RunContext:
     caller: Caller = ANONYMOUS
     #: the public base URL of the service the job was created through (URLs in its results); None: unknown
     base_url: str | None = None
+    #: what the job was promised when it was accepted (``JobService.create``), by name; empty for
+    #: jobs accepted before terms were kept: the runner then uses its own settings
+    terms: Mapping[str, Any] = field(default_factory=dict)
     #: time.monotonic() when the execution duration runs out
     deadline: float | None = None
     cancelled: bool = False

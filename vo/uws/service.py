@@ -17,8 +17,9 @@ import builtins
 import contextlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -131,17 +132,20 @@ class JobService:
         self.destruction = timedelta(days=destruction_days)
 
     async def create(self, kind: str, owner: str | None, parameters: dict[str, list[str]], *,
-                     run_id: str | None = None, groups: Sequence[str] = (), base_url: str | None = None) -> Job:
+                     run_id: str | None = None, groups: Sequence[str] = (), base_url: str | None = None,
+                     terms: Mapping[str, Any] | None = None) -> Job:
         """A new PENDING job of ``kind`` with ``parameters`` (validated by the caller).
 
         ``groups`` are the owner's groups now: the job reads what they allow, whenever it runs.
         ``base_url``: the public base URL of the service creating it, which the URLs in its results
-        start with wherever it runs.
+        start with wherever it runs. ``terms``: what the accepting process promises the job (its
+        runner reads them as ``ctx.terms``), so a process configured otherwise that claims it
+        holds it to the same.
         """
         job = await self.store.create(
             secrets.token_hex(8), kind, owner=owner, owner_groups=groups, run_id=run_id, parameters=parameters,
             execution_duration=self.execution_duration, destruction=datetime.now(UTC) + self.destruction,
-            base_url=base_url,
+            base_url=base_url, terms=terms,
         )
         log.info("job created", job_id=job.job_id, kind=kind, owner=owner)
         return job

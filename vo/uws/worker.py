@@ -84,6 +84,7 @@ class JobWorker:
         timeout = float(job.execution_duration) if job.execution_duration > 0 else None
         ctx = RunContext(job.job_id, self.conninfo, self.results, timeout,
                          caller=Caller(job.owner, tuple(job.owner_groups)), base_url=job.base_url,
+                         terms=job.terms or {},
                          worker_id=self.worker_id,
                          parts=self.parts, wake=self.wake, stale=STALE_BEATS * self.heartbeat)
         if not part:
