@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["QuotaLimits", "Settings", "settings_markdown"]
+__all__ = ["SERVICE_BASES", "QuotaLimits", "Settings", "settings_markdown"]
 
 
 class QuotaLimits(BaseModel):
@@ -30,6 +30,13 @@ class QuotaLimits(BaseModel):
     execution_duration: int | None = Field(None, ge=1, description="async execution duration, s "
                                            "(lowers VLKB_EXECUTION_DURATION)")
 
+
+#: the first path segments of the service's own routes: the ViaLactea path may not take one, so no
+#: two routers share a path and the order they are matched in (app/main.py) changes no answer
+SERVICE_BASES = frozenset({
+    "api", "health", "static", "tap", "sia", "datalink", "soda", "stamps", "sedmods", "sfind", "oai", "moc",
+    "hips", "dev-issuer", "metrics",
+})
 
 _QUOTA_KEYS = "keys: " + ", ".join(f"`{k}` ({f.description})" for k, f in QuotaLimits.model_fields.items())
 
@@ -336,6 +343,7 @@ class Settings(BaseSettings):
     vialactea_path: str = Field(
         "/vlkb", description="Path of the ViaLactea client's TAP base (`availability`, `tables`, `capabilities`, "
         "`sync`, `async`); its datasets base (`siav2/query`, `soda/sync`) is this path plus `/datasets`. "
+        "It may not be under one of the service's own bases (`/tap`, `/soda`, `/hips`, ...). "
         "Empty: no ViaLactea mount.",
     )
     vialactea_basic_accounts: SecretStr | None = Field(
@@ -372,6 +380,15 @@ class Settings(BaseSettings):
         "429 (answered before routing, app/quota_gate.py): a client repeating refused queries on a connection is "
         "slowed to a few a second, at no cost to the service; the connection stays open. 0: answered at once.",
     )
+
+    @field_validator("vialactea_path")
+    @classmethod
+    def _own_vialactea_path(cls, value: str) -> str:
+        first = value.strip("/").split("/", 1)[0]  # empty: no ViaLactea mount
+        if first in SERVICE_BASES:
+            raise ValueError(f"{value!r} is under /{first}, a base of the service's own: choose another path "
+                             "(the default is /vlkb)")
+        return value
 
     @field_validator("home")
     @classmethod
