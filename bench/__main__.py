@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import cones, flood, hips, ingest, ingest_catalog, jobs, sedfit, sfind, soda, streaming, tap_http
+from bench import cones, flood, hips, ingest, ingest_catalog, jobs, routes, sedfit, sfind, soda, streaming, tap_http
 
 
 def main() -> None:
@@ -10,6 +10,7 @@ def main() -> None:
     streaming.main([])
     streaming.main(["--geometry"])
     tap_http.main([])
+    routes.main([])
     cones.main(["--rows", "1000000"])
     ingest.main([])
     ingest_catalog.main(["--rows", "200000"])

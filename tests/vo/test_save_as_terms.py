@@ -29,3 +29,11 @@ def test_a_job_accepted_without_terms_uses_the_runners_quota(database, tmp_path:
     target = SaveAs.at_start(PARAMS, _ctx(database, tmp_path, {}), RUNNER)
     assert target is not None and target.limits == RUNNER
 
+
+
+def test_a_bound_the_terms_do_not_name_is_the_runners(database, tmp_path: Path) -> None:
+    """Terms kept by another version, without every bound: the others are the runner's own."""
+    kept = {"user_tables": {"max_rows": 3}}
+    target = SaveAs.at_start(PARAMS, _ctx(database, tmp_path, kept), RUNNER)
+    assert target is not None
+    assert target.limits == Limits(max_rows=3, max_bytes=RUNNER.max_bytes, max_columns=RUNNER.max_columns)

@@ -36,11 +36,11 @@ def terms(limits: Limits) -> dict[str, Any]:
 
 def _quota(ctx: RunContext, limits: Limits) -> Limits:
     """The quota the job was accepted under; ``limits`` (the running process's) for a job
-    accepted without one."""
+    accepted without one, or for a bound its terms do not name."""
     kept = ctx.terms.get(_QUOTA)
     if not isinstance(kept, Mapping):
         return limits
-    return Limits(**{name: int(kept[name]) for name in Limits.__dataclass_fields__})
+    return Limits(**{name: int(kept.get(name, getattr(limits, name))) for name in Limits.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
