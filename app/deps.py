@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the routers: settings, database pool, the service's base URL."""
+"""FastAPI dependencies shared by the routers: settings, database pool, the service's base URL, recent lookups."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.quotas import caller_settings
 from app.settings import Settings
+from vo.lookups import RecentLookups
 
-__all__ = ["DbPool", "AppSettings", "base_url"]
+__all__ = ["AppSettings", "DbPool", "Lookups", "base_url"]
 
 
 # The dependencies here are ``async def`` although they never wait: FastAPI runs a plain ``def``
@@ -21,6 +22,10 @@ __all__ = ["DbPool", "AppSettings", "base_url"]
 
 async def _pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
+
+
+async def _lookups(request: Request) -> RecentLookups | None:
+    return request.app.state.dataset_lookups
 
 
 #: names every service answers to on its own machine
@@ -71,3 +76,5 @@ async def base_url(request: Request) -> str:
 AppSettings = Annotated[Settings, Depends(caller_settings)]
 DbPool = Annotated[AsyncConnectionPool, Depends(_pool)]
 BaseUrl = Annotated[str, Depends(base_url)]
+#: the datasets this process found for callers lately (vo/lookups.py; None before the lifespan starts)
+Lookups = Annotated[RecentLookups | None, Depends(_lookups)]

@@ -50,6 +50,7 @@ from app.routers import (
     vosi,
 )
 from app.settings import Settings
+from vo.lookups import RecentLookups
 from vo.tap import published_catalog
 from vo.votable.allocator import tune_allocator
 
@@ -103,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=False)
         app.state.pool = pool
         await start_jobs(app, settings, pool)
+        lookups = RecentLookups(settings.dataset_lookup_ttl, conninfo=database_url(settings))
+        await lookups.start()
+        app.state.dataset_lookups = lookups
         http = httpx.AsyncClient(follow_redirects=True)
         app.state.verifier = build_verifier(settings, http)
         if not settings.base_url and not settings.allowed_hosts and settings.host in ("0.0.0.0", "::", ""):
@@ -123,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await stop_jobs(app)
+            await lookups.close()
             await http.aclose()
             await pool.close()
             process_stopped()  # several worker processes: its live gauges leave the sums (app/metrics.py)
@@ -141,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(current_identity), Depends(checked_path)],
     )
     app.state.settings = settings
+    app.state.dataset_lookups = None  # started with the database (lifespan)
     install_error_handlers(app)
 
     # the request id and log context; X-VO-Authenticated on an authenticated caller's answers (AuthVO 4.3)

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         "see, so a tile costs no database round trip: a policy change (`vlkb policy set`) reaches HiPS tiles "
         "within this time. 0: look up every request.",
     )
+    dataset_lookup_ttl: float = Field(
+        60.0, ge=0, description="Seconds at most each process keeps, per caller (user and groups), a dataset a SODA "
+        "cut found for them, so repeated cuts of one dataset cost no database round trip. The database announces "
+        "every ingest, withdrawal and policy change (`vlkb policy set`), and each process then forgets them all: "
+        "this is only the bound should an announcement be lost. 0: look up every cut.",
+    )
     web_dir: Path | None = Field(
         None, description="Directory of the web portal's files served at `/static` (default: the `web/` "
         "directory of the source tree; `make setup` installs its vendored libraries there with npm).",

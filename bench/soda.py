@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--small-only", action="store_true", help="the 120x120x80 cube and the big cube's cut only")
     parser.add_argument("--workers", default="1", help="VLKB_WORKERS of the server")
     parser.add_argument("--before", type=Path, help="with --small-only: also serve the vlkb source tree in DIR "
-                        "(git worktree add DIR <commit>), alternating with this one, for before/after figures")
+                        "(git worktree add DIR <commit>), alternating with this one (and this one with "
+                        "VLKB_DATASET_LOOKUP_TTL=0), for before/after figures")
     parser.add_argument("--rounds", type=int, default=1, help="with --before: alternate this many times")
     args = parser.parse_args(argv)
     home = args.home.resolve()
@@ -312,9 +313,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     cluster, dids, files = _prepare(home)
     if args.before is not None and args.small_only:
         try:
+            # "after" as configured by default, and with every cut looked up in the database
+            # (no recent lookups kept: vo/lookups.py), so the share of each change shows
+            variants = (("before", args.before, {}), ("after", None, {}),
+                        ("after, VLKB_DATASET_LOOKUP_TTL=0", None, {"dataset_lookup_ttl": "0"}))
             for _ in range(args.rounds):
-                for tag, code in (("before", args.before), ("after", None)):
-                    with serve(home, cluster.current_port(), code=code, workers=args.workers) as (base, _), \
+                for tag, code, extra in variants:
+                    with serve(home, cluster.current_port(), code=code, workers=args.workers, **extra) as (base, _), \
                             httpx.Client(base_url=base, timeout=600) as client:
                         print(f"\n### {tag}: load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
                         _small_cube(client, dids["SMALLCUBE"][0], files["SMALLCUBE"][0], max(args.repeat, 51))

@@ -19,7 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.session import caller_fetch
 
-__all__ = ["Dataset", "dataset_by_key", "did_key", "fetch_datasets", "find_datasets_blocking"]
+__all__ = ["ACCESS_CHANNEL", "Dataset", "dataset_by_key", "did_key", "fetch_datasets", "find_datasets_blocking"]
+
+#: where a change of what a lookup here answers is announced (db/sql/access_notify.sql): a
+#: dataset published, changed or withdrawn, a survey's policy set
+ACCESS_CHANNEL = "vlkb_access"
 
 #: The key of a DID in file and preview URLs: what follows the first "?" (the whole DID if none).
 _KEY_SQL = "substr(d.publisher_did, strpos(d.publisher_did, '?') + 1)"

@@ -256,7 +256,8 @@ def _ensure_query_role(conn: psycopg.Connection) -> bool:
 def apply(conn: psycopg.Connection) -> None:
     """Create or complete every published schema and table, and grant the query role read access.
 
-    Also (re)creates the SQL functions translated ADQL calls (``db/sql/adql_functions.sql``).
+    Also (re)creates the SQL functions translated ADQL calls (``db/sql/adql_functions.sql``), the
+    access rules (``access.sql``) and the triggers announcing changes of access (``access_notify.sql``).
     """
     has_role = _ensure_query_role(conn)
     # pgSphere and the ADQL functions live in public, which every role's search_path has
@@ -290,3 +291,5 @@ def apply(conn: psycopg.Connection) -> None:
             conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
     if has_role:
         _internal_access(conn)
+    # the lookups' change announcements need the published ivoa.obscore (created above)
+    conn.execute((resources.files(__package__) / "sql" / "access_notify.sql").read_text(encoding="utf-8"))

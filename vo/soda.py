@@ -37,6 +37,7 @@ from vo.cutout.merge import Merged, MergeInput
 from vo.cutout.merge import merge as merge_cuts
 from vo.dali import DaliParams
 from vo.errors import MultiValuedParamNotSupported, NotFoundError, UsageError
+from vo.lookups import RecentLookups
 from vo.readahead import ReadAhead
 from vo.shapes import Circle, Interval, Polygon, Range, parse_shape
 from vo.sia import parse_pol
@@ -287,14 +288,36 @@ def _opener(path: str, did: str, q: SodaParams) -> Callable[[], tuple[Cutout, It
     return open_
 
 
-async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -> ServedCut:
+async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller,
+                     recent: RecentLookups | None = None) -> ServedCut:
     """Look ``q.id`` up for ``caller``, plan its cut and start reading it (in a worker thread).
 
-    A dataset cut lately is planned, and its first pieces read, while the lookup runs (issue 16:
-    the lookup's round trip and the plan were each about a millisecond of a cut). Nothing of it
-    is used unless the lookup lets ``caller`` read that DID and gives the same file; else it is
-    dropped, and an unknown or unreadable DID is the same 404 as ever.
+    ``recent``: the datasets this process found lately (:mod:`vo.lookups`); a DID found for the
+    same caller, with no change of access since, is cut with no lookup at all. Else a dataset cut lately
+    is planned, and its first pieces read, while the lookup runs (issue 16: the lookup's round
+    trip and the plan were each about a millisecond of a cut). Nothing of that is used unless
+    the lookup lets ``caller`` read that DID and gives the same file; else it is dropped, and an
+    unknown or unreadable DID is the same 404 as ever.
     """
+    ds = recent.get(q.id, caller) if recent is not None else None
+    if ds is not None:
+        reader = ReadAhead(_opener(ds.path, ds.publisher_did, q), READ_AHEAD)
+    else:
+        generation = recent.generation if recent is not None else 0
+        ds, reader = await _looked_up(pool, q, caller)
+        if recent is not None:
+            recent.put(ds, caller, generation)
+    _remember(ds)
+    try:
+        cut = await reader.opened()
+    except BaseException:
+        reader.close()
+        raise
+    return ServedCut(ds, cut, reader.pieces() if cut.body is None else None)
+
+
+async def _looked_up(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -> tuple[Dataset, ReadAhead]:
+    """The dataset ``caller`` may read under ``q.id`` (NotFoundError if none), and its cut's reader."""
     hinted = _RECENT_PATHS.get(q.id)
     early = ReadAhead(_opener(hinted, q.id, q), READ_AHEAD) if hinted is not None else None
     try:
@@ -310,13 +333,7 @@ async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller) -
             raise NotFoundError(f"{q.id}: no such dataset")
         early = ReadAhead(_opener(ds.path, ds.publisher_did, q), READ_AHEAD)
     assert early is not None
-    _remember(ds)
-    try:
-        cut = await early.opened()
-    except BaseException:
-        early.close()
-        raise
-    return ServedCut(ds, cut, early.pieces() if cut.body is None else None)
+    return ds, early
 
 
 def _remember(ds: Dataset) -> None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
 from app.access import CurrentCaller
-from app.deps import AppSettings, DbPool
+from app.deps import AppSettings, DbPool, Lookups
 from app.params import RequestParams
 from vo import soda
 from vo.cutout.merge import Merged
@@ -51,10 +51,10 @@ async def merge_response(merged: Merged) -> Response:
 
 
 @router.api_route("/sync", methods=["GET", "POST"])
-async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller) -> Response:
+async def get_sync_cutout(params: RequestParams, pool: DbPool, caller: CurrentCaller, recent: Lookups) -> Response:
     """A cutout of one dataset, as a FITS file (SODA 1.0 section 3)."""
     q = soda.SodaParams.from_params(params.values)
-    return cutout_response(await soda.cutout_for(pool, q, caller))
+    return cutout_response(await soda.cutout_for(pool, q, caller, recent))
 
 
 @router.api_route("/merge", methods=["GET", "POST"])

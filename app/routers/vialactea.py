@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.access import CurrentCaller, Offer
 from app.capabilities import tap_capabilities
-from app.deps import AppSettings, BaseUrl, DbPool
+from app.deps import AppSettings, BaseUrl, DbPool, Lookups
 from app.errors import REALM, votable_error
 from app.params import RequestParams
 from app.quotas import job_quota, query_quota
@@ -75,9 +75,10 @@ async def vialactea_siav2_query(params: RequestParams, pool: DbPool, settings: A
 
 
 async def vialactea_soda_sync(params: RequestParams, pool: DbPool, caller: CurrentCaller,
-                              settings: AppSettings) -> Response:
+                              settings: AppSettings, recent: Lookups) -> Response:
     """SODA sync cutout; the ID of a merge row (overlapSky 0: ``did1;did2;...``) gets the merged cut."""
-    answer = await vl_soda.client_cutout(pool, params.values, caller, max_voxels=settings.merge_max_voxels)
+    answer = await vl_soda.client_cutout(pool, params.values, caller, max_voxels=settings.merge_max_voxels,
+                                         recent=recent)
     if isinstance(answer, Merged):
         return await soda.merge_response(answer)
     return soda.cutout_response(answer)

@@ -18,10 +18,10 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
-import psycopg
 import structlog
 
 from db.jobs import JobStore
+from db.listen import listen
 from db.parts import CHANNEL, PartRow
 from vo.uws.context import JobAborted, PartFunction, RunContext, Runner
 from vo.uws.model import Job
@@ -148,18 +148,8 @@ class LocalExecutor:
     async def _listen(self) -> None:
         """Wake the dispatch loop when a runner of any process queued parts (LISTEN; on a lost
         connection, polling alone until it is back)."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,
-                                                                 application_name="vlkb-parts-listen") as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("parts listener lost", error=str(exc))
-            await asyncio.sleep(self.poll)
+        await listen(self._conninfo, CHANNEL, name="vlkb-parts-listen", heard=lambda _: self._wake.set(),
+                     retry=self.poll)
 
     async def _run_part(self, part: PartRow) -> None:
         try:

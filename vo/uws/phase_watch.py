@@ -13,14 +13,10 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-import psycopg
-import structlog
-
 from db.jobs import PHASE_CHANNEL
+from db.listen import listen, stop
 
 __all__ = ["PhaseWatch"]
-
-log = structlog.get_logger("vlkb.uws")
 
 
 class PhaseWatch:
@@ -56,30 +52,22 @@ class PhaseWatch:
                 event.set()
 
     async def _listen(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, application_name="vlkb-job-phase-listen") as conn:
-                    await conn.execute(f"LISTEN {PHASE_CHANNEL}")
-                    self.listening = True
-                    self._wake_all()  # a change made while nobody listened is seen by re-reading
-                    async for note in conn.notifies():
-                        for event in self._waiters.get(note.payload, ()):
-                            event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("job phase listener lost", error=str(exc))
-            finally:
-                if self.listening:
-                    self.listening = False
-                    self._wake_all()  # back to polling at once
-            await asyncio.sleep(self._retry)
+        await listen(self._conninfo, PHASE_CHANNEL, name="vlkb-job-phase-listen", heard=self._heard,
+                     up=self._up, down=self._down, retry=self._retry)
+
+    def _heard(self, job_id: str) -> None:
+        for event in self._waiters.get(job_id, ()):
+            event.set()
+
+    def _up(self) -> None:
+        self.listening = True
+        self._wake_all()  # a change made while nobody listened is seen by re-reading
+
+    def _down(self) -> None:
+        self.listening = False
+        self._wake_all()  # back to polling at once
 
     async def close(self) -> None:
         """Stop listening (shutdown)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None

@@ -16,18 +16,20 @@ from vo import soda
 from vo.caller import Caller, datasets
 from vo.cutout.merge import Merged
 from vo.dali import DaliParams
+from vo.lookups import RecentLookups
 from vo.vialactea.sia import merge_row_dids
 
 __all__ = ["client_cutout"]
 
 
 async def client_cutout(pool: AsyncConnectionPool, raw: Mapping[str, list[str]], caller: Caller, *,
-                        max_voxels: int) -> soda.ServedCut | Merged:
-    """The cut the client asked for: a merge for a merge row's ID, else the dataset's cutout."""
+                        max_voxels: int, recent: RecentLookups | None = None) -> soda.ServedCut | Merged:
+    """The cut the client asked for: a merge for a merge row's ID, else the dataset's cutout
+    (``recent``: as :func:`vo.soda.cutout_for`)."""
     ids = DaliParams(raw).repeated("ID")
     dids = merge_row_dids(ids[0]) if len(ids) == 1 else None
     # a DID with a ';' of its own (a dataset the caller may read) stays a cutout
     if dids is not None and not await datasets(pool, ids, caller):
         q = soda.SodaJobParams.from_params({**raw, "ID": dids}, merge=True)
         return await soda.merge_for(pool, q, caller, max_voxels=max_voxels)
-    return await soda.cutout_for(pool, soda.SodaParams.from_params(dict(raw)), caller)
+    return await soda.cutout_for(pool, soda.SodaParams.from_params(dict(raw)), caller, recent)
