@@ -19,11 +19,28 @@ from psycopg_pool import AsyncConnectionPool
 
 from db.session import caller_fetch
 
-__all__ = ["ACCESS_CHANNEL", "Dataset", "dataset_by_key", "did_key", "fetch_datasets", "find_datasets_blocking"]
+__all__ = [
+    "ACCESS_CHANNEL", "Dataset", "access_announced", "dataset_by_key", "did_key", "fetch_datasets",
+    "find_datasets_blocking",
+]
 
 #: where a change of what a lookup here answers is announced (db/sql/access_notify.sql): a
 #: dataset published, changed or withdrawn, a survey's policy set
 ACCESS_CHANNEL = "vlkb_access"
+#: the tables whose triggers announce it
+_ANNOUNCED = ("vlkb.datasets", "ivoa.obscore", "vlkb.survey_policies")
+
+
+async def access_announced(conn: AsyncConnection) -> bool:
+    """Whether every table a lookup reads announces its changes (the DDL step has run since
+    ``access_notify.sql`` was added): else nothing may be kept on the strength of them."""
+    cur = await conn.execute(
+        "SELECT count(DISTINCT t.tgrelid) FROM pg_trigger t"
+        " WHERE t.tgname = 'vlkb_access_changed' AND t.tgenabled <> 'D'"
+        " AND t.tgrelid = ANY(ARRAY(SELECT to_regclass(n) FROM unnest(%s::text[]) AS n))",
+        (list(_ANNOUNCED),))
+    row = await cur.fetchone()
+    return row is not None and row[0] == len(_ANNOUNCED)
 
 #: The key of a DID in file and preview URLs: what follows the first "?" (the whole DID if none).
 _KEY_SQL = "substr(d.publisher_did, strpos(d.publisher_did, '?') + 1)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import psycopg
 import structlog
@@ -28,16 +28,23 @@ def _nothing() -> None:
 
 async def listen(conninfo: str, channel: str, *, name: str, heard: Callable[[str], None],
                  up: Callable[[], None] = _nothing, down: Callable[[], None] = _nothing,
+                 ready: Callable[[psycopg.AsyncConnection], Awaitable[bool]] | None = None,
                  retry: float = 1.0) -> None:
-    """LISTEN on ``channel`` until cancelled (``name``: the connection's application_name)."""
+    """LISTEN on ``channel`` until cancelled (``name``: the connection's application_name).
+
+    ``ready``: asked on each new connection whether the announcements can be trusted (e.g. the
+    triggers that send them exist); when it says no, notifications are still passed on but ``up``
+    is not called.
+    """
     while True:
         connected = False
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True,
                                                              application_name=name) as conn:
                 await conn.execute(f"LISTEN {channel}")
-                connected = True
-                up()
+                if ready is None or await ready(conn):
+                    connected = True
+                    up()
                 async for note in conn.notifies():
                     heard(note.payload)
         except asyncio.CancelledError:

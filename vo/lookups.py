@@ -13,8 +13,9 @@ the database; this reuses its recent answer, and forgets every answer when it ch
   (``db/sql/access_notify.sql``), whichever process or tool made it; one connection per process
   listens, and a notification empties the cache;
 - answers are kept only while that listener is connected (a change made while it was down
-  would be missed), and a lookup that was under way when a change arrived is not kept (it may
-  have read the rows from before);
+  would be missed) and the triggers exist (a database not migrated since they were added keeps
+  nothing, and says so in the log), and a lookup that was under way when a change arrived is not
+  kept (it may have read the rows from before);
 - each answer is used for at most ``ttl`` seconds, the bound should a notification ever be lost.
 
 Only found datasets are kept: a new dataset is seen at once, and unknown DIDs cannot fill the
@@ -28,11 +29,16 @@ import asyncio
 import time
 from collections import OrderedDict
 
-from db.datasets import ACCESS_CHANNEL
+import psycopg
+import structlog
+
+from db.datasets import ACCESS_CHANNEL, access_announced
 from db.listen import listen, stop
 from vo.caller import Caller, Dataset
 
 __all__ = ["RecentLookups"]
+
+log = structlog.get_logger("vlkb.lookups")
 
 _Key = tuple[str, str | None, tuple[str, ...]]
 
@@ -100,7 +106,14 @@ class RecentLookups:
     async def _listen(self) -> None:
         assert self._conninfo is not None
         await listen(self._conninfo, ACCESS_CHANNEL, name="vlkb-access-listen", heard=lambda _: self.clear(),
-                     up=self._up, down=self._down, retry=self._retry)
+                     up=self._up, down=self._down, ready=self._announced, retry=self._retry)
+
+    async def _announced(self, conn: psycopg.AsyncConnection) -> bool:
+        if await access_announced(conn):
+            return True
+        log.warning("the database does not announce changes of access (run `vlkb db migrate`): SODA cuts look "
+                    "their dataset up every time")
+        return False
 
     def _up(self) -> None:
         self.clear()  # what changed while nobody listened

@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from db.datasets import ACCESS_CHANNEL
+from db.datasets import ACCESS_CHANNEL, access_announced
 from db.policies import set_policy
 from vo.caller import ANONYMOUS, Caller, Dataset
 from vo.lookups import RecentLookups
@@ -105,3 +105,27 @@ def test_the_channel_is_the_one_the_triggers_announce_on(database) -> None:
             other.execute("UPDATE vlkb.survey_policies SET groups = groups WHERE false")
         note = next(conn.notifies(timeout=5, stop_after=1))
     assert note.payload == "vlkb.survey_policies"
+
+
+def test_a_database_that_does_not_announce_changes_keeps_nothing(database) -> None:
+    """Triggers missing (a database not migrated since they were added): no answer is kept."""
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(database.url) as conn:
+            assert await access_announced(conn)
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE vlkb.datasets DISABLE TRIGGER vlkb_access_changed")
+        recent = RecentLookups(ttl=600, conninfo=database.url)
+        try:
+            async with await psycopg.AsyncConnection.connect(database.url) as conn:
+                assert not await access_announced(conn)
+            await recent.start()
+            await asyncio.sleep(1.0)  # time to connect and find the trigger missing
+            recent.put(_ds("ivo://x/a"), ALICE, recent.generation)
+            assert not recent.listening and recent.get("ivo://x/a", ALICE) is None
+        finally:
+            await recent.close()
+            with psycopg.connect(database.url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE vlkb.datasets ENABLE TRIGGER vlkb_access_changed")
+
+    asyncio.run(main())
