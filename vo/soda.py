@@ -293,11 +293,11 @@ async def cutout_for(pool: AsyncConnectionPool, q: SodaParams, caller: Caller,
     """Look ``q.id`` up for ``caller``, plan its cut and start reading it (in a worker thread).
 
     ``recent``: the datasets this process found lately (:mod:`vo.lookups`); a DID found for the
-    same caller, with no change of access since, is cut with no lookup at all. Else a dataset cut lately
-    is planned, and its first pieces read, while the lookup runs (issue 16: the lookup's round
-    trip and the plan were each about a millisecond of a cut). Nothing of that is used unless
-    the lookup lets ``caller`` read that DID and gives the same file; else it is dropped, and an
-    unknown or unreadable DID is the same 404 as ever.
+    same caller, with no change of access since, is cut with no lookup at all. Else a dataset
+    cut lately is planned, and its first pieces read, while the lookup runs (issue 16: the
+    lookup's round trip and the plan were each about a millisecond of a cut). Nothing of that is
+    used unless the lookup lets ``caller`` read that DID and gives the same file; else it is
+    dropped, and an unknown or unreadable DID is the same 404 as ever.
     """
     ds = recent.get(q.id, caller) if recent is not None else None
     if ds is not None:
