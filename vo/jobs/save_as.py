@@ -27,6 +27,8 @@ __all__ = ["SaveAs", "terms"]
 
 #: the name of the user-table quota in a job's terms
 _QUOTA = "user_tables"
+#: the refusal of a runner given no user-table quota
+_NO_TABLES = "SAVE_AS: this service does not save job results as user tables"
 
 
 def terms(limits: Limits) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class SaveAs:
         if target is None:
             return None
         if limits is None:
-            raise UsageError("SAVE_AS: this service does not save job results as user tables")
+            raise UsageError(_NO_TABLES)
         target.check(ctx)
         return replace(target, limits=_quota(ctx, limits))
 
@@ -82,7 +84,7 @@ class SaveAs:
     def save(self, ctx: RunContext, votable: bytes, description: str) -> dict[str, object]:
         """Create the table from the job's VOTable; :meth:`record` of what was made."""
         if self.limits is None:
-            raise UsageError("SAVE_AS: this service does not save job results as user tables")
+            raise UsageError(_NO_TABLES)
         entry = create_blocking(ctx.conninfo, ctx.caller, self.table, votable, "votable", self.limits,
                                 groups=self.groups, description=description)
         return self.record(entry.decl.qualified_name, entry.nrows, entry.read_groups)
